@@ -1,0 +1,15 @@
+//! pandare-core: the architecture-neutral machine core.
+//!
+//! It owns what every guest architecture shares: guest RAM, the MMIO device seam, virtual
+//! time derived from the retired-instruction count, the exit reasons of a run slice, and the
+//! [`Machine`] trait each architecture's platform implements. It never knows an ISA: no
+//! register names, page-table formats or instruction encodings live here.
+#![warn(missing_docs)]
+
+pub mod machine;
+pub mod memory;
+pub mod time;
+
+pub use machine::{Exit, Machine, ShutdownKind};
+pub use memory::{MmioDevice, Ram};
+pub use time::VirtualClock;

@@ -1,0 +1,57 @@
+//! The seam between the run loop (CLI, Python, tests) and an architecture's platform.
+
+/// Why a run slice returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The virtual-time budget given to [`Machine::run`] was used up exactly.
+    BudgetExhausted,
+    /// The CPU waits for an interrupt (WFI) and nothing is pending; the caller may advance
+    /// the clock to [`Machine::next_event`] or deliver input.
+    Idle,
+    /// The guest asked the platform to power off, reboot or report failure.
+    Shutdown(ShutdownKind),
+    /// The guest took a trap that nothing in the machine can handle (for example a trap
+    /// into M-mode while the emulator itself plays the firmware). The machine is stopped.
+    UnhandledTrap {
+        /// Architecture-specific cause code.
+        cause: u64,
+        /// Program counter of the trapping instruction.
+        pc: u64,
+        /// Architecture-specific trap value (faulting address or instruction bits).
+        value: u64,
+    },
+}
+
+/// How a guest ended its run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownKind {
+    /// An orderly power-off.
+    PowerOff,
+    /// A reboot request: pandare ends the run there.
+    Reboot,
+    /// The guest reported failure with this code (for example a bare-metal test's exit code).
+    Failure(u32),
+}
+
+/// A whole guest machine of some architecture, driven one budget slice at a time.
+///
+/// Virtual time is measured in instruction units: it advances by one for every retired
+/// instruction and jumps forward only while the CPU is idle (see [`Machine::skip_to`]).
+pub trait Machine {
+    /// Runs until `budget` units of virtual time have passed, the guest idles or shuts down.
+    fn run(&mut self, budget: u64) -> Exit;
+    /// Current virtual time.
+    fn now(&self) -> u64;
+    /// Instructions retired so far.
+    fn instruction_count(&self) -> u64;
+    /// Virtual time of the next timer event, if one is scheduled.
+    fn next_event(&self) -> Option<u64>;
+    /// Advances virtual time while idle to `time` (no later than the next event).
+    fn skip_to(&mut self, time: u64);
+    /// Hands bytes to the console's receive side; they become visible to the guest now.
+    fn console_input(&mut self, bytes: &[u8]);
+    /// Whether the console can take another input byte without overrunning.
+    fn console_input_ready(&self) -> bool;
+    /// Takes the bytes the guest wrote to its console since the last call.
+    fn take_console_output(&mut self) -> Vec<u8>;
+}

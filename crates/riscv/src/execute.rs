@@ -1,0 +1,734 @@
+//! The block cache and the executor.
+//!
+//! Blocks are runs of pre-decoded ops inside one physical page, ending at the first
+//! control-transfer or system instruction. They are cached by physical address and kept
+//! coherent with memory: a store to a page holding code drops that page's blocks (see
+//! `mmu.rs`), so `fence.i` needs no flush.
+//!
+//! The executor counts retired instructions per block, not per instruction: a block of
+//! `n` ops adds `n` at its end, and a trap or device access in the middle records its own
+//! index. When the budget is shorter than a block, only a prefix runs, so an event always
+//! lands at its exact instruction count whatever the block boundaries are.
+
+use std::collections::HashMap;
+
+use crate::decode::{self, Kind, Op};
+use crate::hart::{Hart, Privilege, Trap};
+use crate::mmu::{self, Access, MemStop, PAGE_SIZE};
+use crate::virt::Bus;
+
+/// Longest block, in instructions.
+const MAX_BLOCK_OPS: usize = 64;
+/// Direct-mapped lookup slots (by physical pc).
+const FAST_SLOTS: usize = 1 << 15;
+/// Above this many blocks the cache starts over (dead blocks are not reclaimed singly).
+const MAX_BLOCKS: usize = 1 << 18;
+
+/// Why the hart stopped running blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HartExit {
+    /// The budget ran out.
+    Budget,
+    /// `wfi` with no enabled interrupt pending; the pc is after the `wfi`.
+    Wfi,
+    /// A device register was accessed: interrupt lines and timers may have changed.
+    Device,
+    /// `ecall` from S-mode with the emulator's SBI: the platform answers it.
+    SupervisorCall,
+    /// A trap went to M-mode while the emulator plays the firmware: nothing there can
+    /// handle it.
+    MachineTrap {
+        /// `mcause`.
+        cause: u64,
+        /// `mepc`.
+        pc: u64,
+        /// `mtval`.
+        tval: u64,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Block {
+    ops: Box<[Op]>,
+    byte_len: u64,
+}
+
+/// Decoded blocks by physical address.
+#[derive(Debug)]
+pub(crate) struct BlockCache {
+    blocks: Vec<Option<Block>>,
+    by_address: HashMap<u64, u32>,
+    fast: Box<[(u64, u32)]>,
+    page_blocks: HashMap<u64, Vec<u32>>,
+    /// A block that must not be cached (an instruction straddling a page boundary).
+    uncached: Option<Block>,
+}
+
+const UNCACHED: u32 = u32::MAX;
+
+impl BlockCache {
+    pub fn new() -> BlockCache {
+        BlockCache {
+            blocks: Vec::new(),
+            by_address: HashMap::new(),
+            fast: vec![(1, 0); FAST_SLOTS].into_boxed_slice(),
+            page_blocks: HashMap::new(),
+            uncached: None,
+        }
+    }
+
+    /// Drops every block.
+    pub fn flush(&mut self, bus: &mut Bus) {
+        self.blocks.clear();
+        self.by_address.clear();
+        self.page_blocks.clear();
+        self.fast.fill((1, 0));
+        bus.clear_code_pages();
+    }
+
+    /// Drops the blocks of one physical page.
+    fn invalidate_page(&mut self, page: u64) {
+        let Some(indices) = self.page_blocks.remove(&page) else {
+            return;
+        };
+        for index in indices {
+            if let Some(block_slot) = self.blocks.get_mut(index as usize) {
+                *block_slot = None;
+            }
+        }
+        self.by_address.retain(|address, _| address & !(PAGE_SIZE - 1) != page);
+        for slot in self.fast.iter_mut() {
+            if slot.0 & !(PAGE_SIZE - 1) == page {
+                *slot = (1, 0);
+            }
+        }
+    }
+
+    fn get(&self, index: u32) -> &Block {
+        if index == UNCACHED {
+            return self.uncached.as_ref().expect("uncached block was just built");
+        }
+        self.blocks[index as usize]
+            .as_ref()
+            .expect("lookup tables only name live blocks")
+    }
+
+    #[inline]
+    fn lookup(&self, paddr: u64) -> Option<u32> {
+        let slot = self.fast[(paddr >> 1) as usize & (FAST_SLOTS - 1)];
+        (slot.0 == paddr).then_some(slot.1)
+    }
+
+    /// Finds or decodes the block at `pc` (physical `paddr`).
+    fn find_or_build(
+        &mut self,
+        hart: &mut Hart,
+        bus: &mut Bus,
+        pc: u64,
+        paddr: u64,
+    ) -> Result<u32, Trap> {
+        if let Some(&index) = self.by_address.get(&paddr) {
+            self.fast[(paddr >> 1) as usize & (FAST_SLOTS - 1)] = (paddr, index);
+            return Ok(index);
+        }
+        let (block, cacheable) = decode_block(hart, bus, pc, paddr)?;
+        if !cacheable {
+            self.uncached = Some(block);
+            return Ok(UNCACHED);
+        }
+        if self.blocks.len() >= MAX_BLOCKS {
+            self.flush(bus);
+        }
+        let page = paddr & !(PAGE_SIZE - 1);
+        if bus.mark_code_page(page) {
+            hart.forget_writable(bus, page);
+        }
+        let index = self.blocks.len() as u32;
+        self.blocks.push(Some(block));
+        self.by_address.insert(paddr, index);
+        self.page_blocks.entry(page).or_default().push(index);
+        self.fast[(paddr >> 1) as usize & (FAST_SLOTS - 1)] = (paddr, index);
+        Ok(index)
+    }
+}
+
+/// Decodes a block at `pc`/`paddr`. The bool says whether it may be cached.
+fn decode_block(hart: &mut Hart, bus: &mut Bus, pc: u64, paddr: u64) -> Result<(Block, bool), Trap> {
+    let mut ops = Vec::with_capacity(16);
+    let page_end = (paddr & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+    let mut address = paddr;
+    let mut cacheable = true;
+    while ops.len() < MAX_BLOCK_OPS && address < page_end {
+        let low = bus.read_ram(address, 2) as u32;
+        let bits = if low & 3 != 3 {
+            low
+        } else if address + 4 <= page_end {
+            bus.read_ram(address, 4) as u32
+        } else if ops.is_empty() {
+            // The instruction straddles two pages: fetch its upper half through the MMU.
+            let next_page_vaddr = pc.wrapping_add(address - paddr + 2);
+            let upper_paddr = hart
+                .translate(bus, next_page_vaddr, Access::Fetch)
+                .map_err(|trap| Trap::new(trap.cause, next_page_vaddr))?;
+            if !bus.ram.contains(upper_paddr, 2) {
+                return Err(Trap::new(Trap::INSTRUCTION_ACCESS, next_page_vaddr));
+            }
+            cacheable = false;
+            low | (bus.read_ram(upper_paddr, 2) as u32) << 16
+        } else {
+            break;
+        };
+        let mut op = decode::decode(bits);
+        op.offset = (address - paddr) as u16;
+        address += u64::from(op.len);
+        ops.push(op);
+        if op.ends_block() || !cacheable {
+            break;
+        }
+    }
+    let byte_len = address - paddr;
+    Ok((
+        Block {
+            ops: ops.into_boxed_slice(),
+            byte_len,
+        },
+        cacheable,
+    ))
+}
+
+/// How a block ended, for the run loop.
+enum BlockEnd {
+    /// Carry on with the next block.
+    Continue,
+    /// A trap was taken.
+    Trapped,
+    /// Stop and report to the platform.
+    Exit(HartExit),
+}
+
+/// The CPU: a hart and its block cache.
+#[derive(Debug)]
+pub struct Cpu {
+    /// Architectural state.
+    pub hart: Hart,
+    blocks: BlockCache,
+}
+
+impl Cpu {
+    /// A CPU around `hart` with an empty block cache.
+    pub fn new(hart: Hart) -> Cpu {
+        Cpu {
+            hart,
+            blocks: BlockCache::new(),
+        }
+    }
+
+    /// Drops all translated code (after RAM was replaced wholesale, e.g. a snapshot load).
+    pub fn flush_code(&mut self, bus: &mut Bus) {
+        self.blocks.flush(bus);
+        self.hart.flush_tlb();
+    }
+
+    /// Runs for at most `budget` instructions.
+    pub fn run(&mut self, bus: &mut Bus, budget: u64) -> HartExit {
+        let end = self.hart.clock.retired + budget;
+        loop {
+            let hart = &mut self.hart;
+            if !hart.modified_code_pages.is_empty() {
+                for page in std::mem::take(&mut hart.modified_code_pages) {
+                    self.blocks.invalidate_page(page);
+                }
+            }
+            let remaining = end - hart.clock.retired;
+            if remaining == 0 {
+                return HartExit::Budget;
+            }
+            if let Some(cause) = hart.pending_interrupt() {
+                let pc = hart.pc;
+                hart.enter_trap(cause, true, 0, pc);
+                if let Some(exit) = machine_trap_exit(hart) {
+                    return exit;
+                }
+            }
+            let pc = hart.pc;
+            let index = match hart.fetch_physical(bus, pc) {
+                Ok(paddr) => match self.blocks.lookup(paddr) {
+                    Some(index) => index,
+                    None => match self.blocks.find_or_build(hart, bus, pc, paddr) {
+                        Ok(index) => index,
+                        Err(trap) => {
+                            hart.take_trap(trap, pc);
+                            if let Some(exit) = machine_trap_exit(hart) {
+                                return exit;
+                            }
+                            continue;
+                        }
+                    },
+                },
+                Err(trap) => {
+                    hart.take_trap(trap, pc);
+                    if let Some(exit) = machine_trap_exit(hart) {
+                        return exit;
+                    }
+                    continue;
+                }
+            };
+            let block = self.blocks.get(index);
+            let count = block.ops.len().min(remaining as usize);
+            match execute_block(hart, bus, block, count) {
+                BlockEnd::Continue => {}
+                BlockEnd::Trapped => {
+                    if let Some(exit) = machine_trap_exit(hart) {
+                        return exit;
+                    }
+                }
+                BlockEnd::Exit(exit) => return exit,
+            }
+        }
+    }
+}
+
+/// With the emulator as firmware, a trap into M-mode has no handler: report it.
+fn machine_trap_exit(hart: &Hart) -> Option<HartExit> {
+    (hart.sbi && hart.privilege == Privilege::Machine).then_some(HartExit::MachineTrap {
+        cause: hart.mcause,
+        pc: hart.mepc,
+        tval: hart.mtval,
+    })
+}
+
+/// Result of an instruction run through the cold path.
+pub(crate) enum Flow {
+    /// Retired; carry on with the next op.
+    Next,
+    /// Retired; end the block and continue at the next instruction.
+    EndBlock,
+    /// Retired; continue at this pc.
+    Jump(u64),
+    /// Retired; stop and report to the platform.
+    Exit(HartExit),
+}
+
+#[inline(always)]
+fn sext32(value: u64) -> u64 {
+    value as i32 as i64 as u64
+}
+
+/// Runs the first `count` ops of `block`, starting at `hart.pc`.
+#[inline(never)]
+fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) -> BlockEnd {
+    let base_pc = hart.pc;
+    let base_retired = hart.clock.retired;
+    let ops = &block.ops[..count];
+    let mut next_pc = match block.ops.get(count) {
+        Some(op) => base_pc.wrapping_add(u64::from(op.offset)),
+        None => base_pc.wrapping_add(block.byte_len),
+    };
+    let mut retired = count;
+    let mut end = BlockEnd::Continue;
+
+    macro_rules! x {
+        ($r:expr) => {
+            hart.x[($r as usize) & 63]
+        };
+    }
+    // Takes a trap for the op at index $i (not retired) and leaves the block.
+    macro_rules! trap {
+        ($i:expr, $trap:expr, $pc:expr) => {{
+            hart.clock.retired = base_retired + $i as u64;
+            hart.take_trap($trap, $pc);
+            return BlockEnd::Trapped;
+        }};
+    }
+    macro_rules! load {
+        ($i:expr, $op:expr, $pc:expr, $ty:ty, $conv:expr) => {{
+            let address = x!($op.rs1).wrapping_add($op.imm as i64 as u64);
+            const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
+            let entry = hart.tlb[hart.data_set & 3].read[mmu::index(address)];
+            if entry.tag == address & !(PAGE_SIZE - 1) && address & (PAGE_SIZE - 1) <= PAGE_SIZE - SIZE {
+                // SAFETY: read entries only exist for RAM pages, whose host memory lives as
+                // long as the bus; the check above keeps the access inside the page.
+                let raw = unsafe {
+                    std::ptr::read_unaligned(address.wrapping_add(entry.addend) as usize as *const $ty)
+                };
+                x!($op.rd) = $conv(<$ty>::from_le(raw) as u64);
+            } else {
+                hart.clock.retired = base_retired + $i as u64;
+                match hart.load_slow(bus, address, SIZE) {
+                    Ok(value) => x!($op.rd) = $conv(value),
+                    Err(MemStop::Trap(trap)) => trap!($i, trap, $pc),
+                    Err(MemStop::Device(value)) => {
+                        x!($op.rd) = $conv(value);
+                        retired = $i + 1;
+                        next_pc = $pc.wrapping_add(u64::from($op.len));
+                        end = BlockEnd::Exit(HartExit::Device);
+                        break;
+                    }
+                    Err(MemStop::CodeModified) => unreachable!("loads never modify code"),
+                }
+            }
+        }};
+    }
+    macro_rules! store {
+        ($i:expr, $op:expr, $pc:expr, $ty:ty) => {{
+            let address = x!($op.rs1).wrapping_add($op.imm as i64 as u64);
+            let value = x!($op.rs2);
+            const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
+            let entry = hart.tlb[hart.data_set & 3].write[mmu::index(address)];
+            if entry.tag == address & !(PAGE_SIZE - 1) && address & (PAGE_SIZE - 1) <= PAGE_SIZE - SIZE {
+                // SAFETY: write entries only exist for RAM pages without translated code,
+                // whose host memory lives as long as the bus; the access stays in the page.
+                unsafe {
+                    std::ptr::write_unaligned(
+                        address.wrapping_add(entry.addend) as usize as *mut $ty,
+                        (value as $ty).to_le(),
+                    )
+                };
+            } else {
+                hart.clock.retired = base_retired + $i as u64;
+                match hart.store_slow(bus, address, SIZE, value) {
+                    Ok(()) => {}
+                    Err(MemStop::Trap(trap)) => trap!($i, trap, $pc),
+                    Err(stop) => {
+                        retired = $i + 1;
+                        next_pc = $pc.wrapping_add(u64::from($op.len));
+                        if matches!(stop, MemStop::Device(_)) {
+                            end = BlockEnd::Exit(HartExit::Device);
+                        }
+                        break;
+                    }
+                }
+            }
+        }};
+    }
+    macro_rules! branch {
+        ($i:expr, $op:expr, $pc:expr, $taken:expr) => {{
+            next_pc = if $taken {
+                $pc.wrapping_add($op.imm as i64 as u64)
+            } else {
+                $pc.wrapping_add(u64::from($op.len))
+            };
+            retired = $i + 1;
+            break;
+        }};
+    }
+
+    for (i, op) in ops.iter().enumerate() {
+        let pc = base_pc.wrapping_add(u64::from(op.offset));
+        let imm = op.imm as i64 as u64;
+        match op.kind {
+            Kind::Lui => x!(op.rd) = imm,
+            Kind::Auipc => x!(op.rd) = pc.wrapping_add(imm),
+            Kind::Jal => {
+                x!(op.rd) = pc.wrapping_add(u64::from(op.len));
+                next_pc = pc.wrapping_add(imm);
+                retired = i + 1;
+                break;
+            }
+            Kind::Jalr => {
+                let target = x!(op.rs1).wrapping_add(imm) & !1;
+                x!(op.rd) = pc.wrapping_add(u64::from(op.len));
+                next_pc = target;
+                retired = i + 1;
+                break;
+            }
+            Kind::Beq => branch!(i, op, pc, x!(op.rs1) == x!(op.rs2)),
+            Kind::Bne => branch!(i, op, pc, x!(op.rs1) != x!(op.rs2)),
+            Kind::Blt => branch!(i, op, pc, (x!(op.rs1) as i64) < (x!(op.rs2) as i64)),
+            Kind::Bge => branch!(i, op, pc, (x!(op.rs1) as i64) >= (x!(op.rs2) as i64)),
+            Kind::Bltu => branch!(i, op, pc, x!(op.rs1) < x!(op.rs2)),
+            Kind::Bgeu => branch!(i, op, pc, x!(op.rs1) >= x!(op.rs2)),
+            Kind::Lb => load!(i, op, pc, u8, |v: u64| v as i8 as i64 as u64),
+            Kind::Lh => load!(i, op, pc, u16, |v: u64| v as i16 as i64 as u64),
+            Kind::Lw => load!(i, op, pc, u32, |v: u64| v as i32 as i64 as u64),
+            Kind::Ld => load!(i, op, pc, u64, |v: u64| v),
+            Kind::Lbu => load!(i, op, pc, u8, |v: u64| v & 0xff),
+            Kind::Lhu => load!(i, op, pc, u16, |v: u64| v & 0xffff),
+            Kind::Lwu => load!(i, op, pc, u32, |v: u64| v & 0xffff_ffff),
+            Kind::Sb => store!(i, op, pc, u8),
+            Kind::Sh => store!(i, op, pc, u16),
+            Kind::Sw => store!(i, op, pc, u32),
+            Kind::Sd => store!(i, op, pc, u64),
+            Kind::Addi => x!(op.rd) = x!(op.rs1).wrapping_add(imm),
+            Kind::Slti => x!(op.rd) = u64::from((x!(op.rs1) as i64) < op.imm as i64),
+            Kind::Sltiu => x!(op.rd) = u64::from(x!(op.rs1) < imm),
+            Kind::Xori => x!(op.rd) = x!(op.rs1) ^ imm,
+            Kind::Ori => x!(op.rd) = x!(op.rs1) | imm,
+            Kind::Andi => x!(op.rd) = x!(op.rs1) & imm,
+            Kind::Slli => x!(op.rd) = x!(op.rs1) << (op.imm & 63),
+            Kind::Srli => x!(op.rd) = x!(op.rs1) >> (op.imm & 63),
+            Kind::Srai => x!(op.rd) = ((x!(op.rs1) as i64) >> (op.imm & 63)) as u64,
+            Kind::Add => x!(op.rd) = x!(op.rs1).wrapping_add(x!(op.rs2)),
+            Kind::Sub => x!(op.rd) = x!(op.rs1).wrapping_sub(x!(op.rs2)),
+            Kind::Sll => x!(op.rd) = x!(op.rs1) << (x!(op.rs2) & 63),
+            Kind::Slt => x!(op.rd) = u64::from((x!(op.rs1) as i64) < (x!(op.rs2) as i64)),
+            Kind::Sltu => x!(op.rd) = u64::from(x!(op.rs1) < x!(op.rs2)),
+            Kind::Xor => x!(op.rd) = x!(op.rs1) ^ x!(op.rs2),
+            Kind::Srl => x!(op.rd) = x!(op.rs1) >> (x!(op.rs2) & 63),
+            Kind::Sra => x!(op.rd) = ((x!(op.rs1) as i64) >> (x!(op.rs2) & 63)) as u64,
+            Kind::Or => x!(op.rd) = x!(op.rs1) | x!(op.rs2),
+            Kind::And => x!(op.rd) = x!(op.rs1) & x!(op.rs2),
+            Kind::Addiw => x!(op.rd) = sext32(x!(op.rs1).wrapping_add(imm)),
+            Kind::Slliw => x!(op.rd) = sext32(x!(op.rs1) << (op.imm & 31)),
+            Kind::Srliw => x!(op.rd) = sext32((x!(op.rs1) as u32 >> (op.imm & 31)) as u64),
+            Kind::Sraiw => x!(op.rd) = ((x!(op.rs1) as i32) >> (op.imm & 31)) as i64 as u64,
+            Kind::Addw => x!(op.rd) = sext32(x!(op.rs1).wrapping_add(x!(op.rs2))),
+            Kind::Subw => x!(op.rd) = sext32(x!(op.rs1).wrapping_sub(x!(op.rs2))),
+            Kind::Sllw => x!(op.rd) = sext32(x!(op.rs1) << (x!(op.rs2) & 31)),
+            Kind::Srlw => x!(op.rd) = sext32((x!(op.rs1) as u32 >> (x!(op.rs2) & 31)) as u64),
+            Kind::Sraw => {
+                x!(op.rd) = ((x!(op.rs1) as i32) >> (x!(op.rs2) & 31)) as i64 as u64;
+            }
+            Kind::Mul => x!(op.rd) = x!(op.rs1).wrapping_mul(x!(op.rs2)),
+            Kind::Mulh => {
+                let product = i128::from(x!(op.rs1) as i64) * i128::from(x!(op.rs2) as i64);
+                x!(op.rd) = (product >> 64) as u64;
+            }
+            Kind::Mulhsu => {
+                let product = i128::from(x!(op.rs1) as i64).wrapping_mul(i128::from(x!(op.rs2)));
+                x!(op.rd) = (product >> 64) as u64;
+            }
+            Kind::Mulhu => {
+                let product = u128::from(x!(op.rs1)) * u128::from(x!(op.rs2));
+                x!(op.rd) = (product >> 64) as u64;
+            }
+            Kind::Div => {
+                let (a, b) = (x!(op.rs1) as i64, x!(op.rs2) as i64);
+                x!(op.rd) = if b == 0 { u64::MAX } else { a.wrapping_div(b) as u64 };
+            }
+            Kind::Divu => {
+                let (a, b) = (x!(op.rs1), x!(op.rs2));
+                x!(op.rd) = if b == 0 { u64::MAX } else { a / b };
+            }
+            Kind::Rem => {
+                let (a, b) = (x!(op.rs1) as i64, x!(op.rs2) as i64);
+                x!(op.rd) = if b == 0 { a as u64 } else { a.wrapping_rem(b) as u64 };
+            }
+            Kind::Remu => {
+                let (a, b) = (x!(op.rs1), x!(op.rs2));
+                x!(op.rd) = if b == 0 { a } else { a % b };
+            }
+            Kind::Mulw => x!(op.rd) = sext32(x!(op.rs1).wrapping_mul(x!(op.rs2))),
+            Kind::Divw => {
+                let (a, b) = (x!(op.rs1) as i32, x!(op.rs2) as i32);
+                x!(op.rd) = if b == 0 { u64::MAX } else { a.wrapping_div(b) as i64 as u64 };
+            }
+            Kind::Divuw => {
+                let (a, b) = (x!(op.rs1) as u32, x!(op.rs2) as u32);
+                x!(op.rd) = if b == 0 { u64::MAX } else { sext32(u64::from(a / b)) };
+            }
+            Kind::Remw => {
+                let (a, b) = (x!(op.rs1) as i32, x!(op.rs2) as i32);
+                x!(op.rd) = if b == 0 {
+                    a as i64 as u64
+                } else {
+                    a.wrapping_rem(b) as i64 as u64
+                };
+            }
+            Kind::Remuw => {
+                let (a, b) = (x!(op.rs1) as u32, x!(op.rs2) as u32);
+                x!(op.rd) = if b == 0 { sext32(u64::from(a)) } else { sext32(u64::from(a % b)) };
+            }
+            Kind::Fence => {}
+            Kind::Illegal => trap!(i, Trap::illegal(u64::from(op.imm as u32)), pc),
+            _ => {
+                hart.clock.retired = base_retired + i as u64;
+                match hart.execute_cold(bus, op, pc) {
+                    Ok(Flow::Next) => {}
+                    Ok(Flow::EndBlock) => {
+                        retired = i + 1;
+                        next_pc = pc.wrapping_add(u64::from(op.len));
+                        break;
+                    }
+                    Ok(Flow::Jump(target)) => {
+                        retired = i + 1;
+                        next_pc = target;
+                        break;
+                    }
+                    Ok(Flow::Exit(exit)) => {
+                        retired = i + 1;
+                        next_pc = pc.wrapping_add(u64::from(op.len));
+                        end = BlockEnd::Exit(exit);
+                        break;
+                    }
+                    Err(MemStop::Trap(trap)) => trap!(i, trap, pc),
+                    Err(MemStop::Device(_)) | Err(MemStop::CodeModified) => {
+                        retired = i + 1;
+                        next_pc = pc.wrapping_add(u64::from(op.len));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    hart.clock.retired = base_retired + retired as u64;
+    hart.pc = next_pc;
+    end
+}
+
+impl Hart {
+    /// The illegal-instruction trap for the instruction at `pc`, with its bits in the trap
+    /// value (re-read from memory: ops do not keep their encoding).
+    pub(crate) fn illegal_at(&mut self, bus: &mut Bus, pc: u64, len: u8) -> MemStop {
+        let bits = match self.fetch_physical(bus, pc) {
+            Ok(paddr) if len == 2 || (paddr & (PAGE_SIZE - 1)) <= PAGE_SIZE - 4 => {
+                bus.read_ram(paddr, u64::from(len))
+            }
+            _ => 0,
+        };
+        MemStop::Trap(Trap::illegal(bits))
+    }
+
+    /// System, atomic and floating-point instructions: rarer, so kept out of the hot loop.
+    #[inline(never)]
+    fn execute_cold(&mut self, bus: &mut Bus, op: &Op, pc: u64) -> Result<Flow, MemStop> {
+        match op.kind {
+            Kind::Ecall => {
+                let cause = match self.privilege {
+                    Privilege::User => Trap::ECALL_FROM_U,
+                    Privilege::Supervisor if self.sbi => {
+                        return Ok(Flow::Exit(HartExit::SupervisorCall));
+                    }
+                    Privilege::Supervisor => Trap::ECALL_FROM_S,
+                    Privilege::Machine => Trap::ECALL_FROM_M,
+                };
+                Err(MemStop::Trap(Trap::new(cause, 0)))
+            }
+            Kind::Ebreak => Err(MemStop::Trap(Trap::new(Trap::BREAKPOINT, pc))),
+            // Translations are kept coherent with stores, so there is nothing to flush.
+            Kind::FenceI => Ok(Flow::EndBlock),
+            Kind::Mret => {
+                if self.privilege != Privilege::Machine {
+                    return Err(self.illegal_at(bus, pc, op.len));
+                }
+                self.mret();
+                Ok(Flow::Jump(self.pc))
+            }
+            Kind::Sret => {
+                let trapped = self.privilege == Privilege::Supervisor
+                    && self.mstatus & crate::hart::mstatus::TSR != 0;
+                if self.privilege == Privilege::User || trapped {
+                    return Err(self.illegal_at(bus, pc, op.len));
+                }
+                self.sret();
+                Ok(Flow::Jump(self.pc))
+            }
+            Kind::Wfi => {
+                let trapped = self.privilege == Privilege::Supervisor
+                    && self.mstatus & crate::hart::mstatus::TW != 0;
+                if self.privilege == Privilege::User || trapped {
+                    return Err(self.illegal_at(bus, pc, op.len));
+                }
+                if self.wants_wakeup() {
+                    Ok(Flow::EndBlock)
+                } else {
+                    Ok(Flow::Exit(HartExit::Wfi))
+                }
+            }
+            Kind::SfenceVma => {
+                let trapped = self.privilege == Privilege::Supervisor
+                    && self.mstatus & crate::hart::mstatus::TVM != 0;
+                if self.privilege == Privilege::User || trapped {
+                    return Err(self.illegal_at(bus, pc, op.len));
+                }
+                let address = (op.rs1 != 0).then(|| self.x[op.rs1 as usize & 63]);
+                self.sfence_vma(address);
+                Ok(Flow::EndBlock)
+            }
+            Kind::Csrrw | Kind::Csrrs | Kind::Csrrc | Kind::Csrrwi | Kind::Csrrsi | Kind::Csrrci => {
+                self.execute_csr(op).map_err(MemStop::Trap)
+            }
+            Kind::LrW | Kind::LrD | Kind::ScW | Kind::ScD | Kind::Amo => self.execute_atomic(bus, op),
+            _ => self.execute_fp(bus, op, pc),
+        }
+    }
+
+    fn execute_csr(&mut self, op: &Op) -> Result<Flow, Trap> {
+        let csr = (op.imm & 0xfff) as u16;
+        let bits = csr_bits(op);
+        let operand = match op.kind {
+            Kind::Csrrwi | Kind::Csrrsi | Kind::Csrrci => u64::from(op.rs1),
+            _ => self.x[op.rs1 as usize & 63],
+        };
+        let writes = match op.kind {
+            Kind::Csrrw | Kind::Csrrwi => true,
+            _ => op.rs1 != 0,
+        };
+        let reads = !matches!(op.kind, Kind::Csrrw | Kind::Csrrwi) || op.rd != decode::ZERO_SINK;
+        let old = if reads || writes {
+            self.read_csr(csr, bits)?
+        } else {
+            0
+        };
+        if writes {
+            let new = match op.kind {
+                Kind::Csrrw | Kind::Csrrwi => operand,
+                Kind::Csrrs | Kind::Csrrsi => old | operand,
+                _ => old & !operand,
+            };
+            self.write_csr(csr, new, bits)?;
+        }
+        self.x[op.rd as usize & 63] = old;
+        Ok(Flow::EndBlock)
+    }
+
+    fn execute_atomic(&mut self, bus: &mut Bus, op: &Op) -> Result<Flow, MemStop> {
+        let address = self.x[op.rs1 as usize & 63];
+        let value = self.x[op.rs2 as usize & 63];
+        let double = matches!(op.kind, Kind::LrD | Kind::ScD) || op.kind == Kind::Amo && op.imm == 1;
+        let size = if double { 8 } else { 4 };
+        let widen = |raw: u64| if double { raw } else { sext32(raw) };
+        match op.kind {
+            Kind::LrW | Kind::LrD => {
+                let paddr = self.atomic_address(bus, address, size, Access::Read)?;
+                self.x[op.rd as usize & 63] = widen(bus.read_ram(paddr, size));
+                self.reservation = Some(paddr);
+            }
+            Kind::ScW | Kind::ScD => {
+                let paddr = self.atomic_address(bus, address, size, Access::Write)?;
+                let success = self.reservation.take() == Some(paddr);
+                if success {
+                    bus.write_ram(paddr, size, value);
+                }
+                self.x[op.rd as usize & 63] = u64::from(!success);
+            }
+            _ => {
+                let paddr = self.atomic_address(bus, address, size, Access::Write)?;
+                let old = widen(bus.read_ram(paddr, size));
+                let operand = widen(value);
+                let new = match op.aux {
+                    decode::amo::SWAP => operand,
+                    decode::amo::ADD => old.wrapping_add(operand),
+                    decode::amo::XOR => old ^ operand,
+                    decode::amo::AND => old & operand,
+                    decode::amo::OR => old | operand,
+                    decode::amo::MIN => (old as i64).min(operand as i64) as u64,
+                    decode::amo::MAX => (old as i64).max(operand as i64) as u64,
+                    decode::amo::MINU => old.min(operand),
+                    _ => old.max(operand),
+                };
+                bus.write_ram(paddr, size, new);
+                self.x[op.rd as usize & 63] = old;
+            }
+        }
+        if self.modified_code_pages.is_empty() {
+            Ok(Flow::Next)
+        } else {
+            Err(MemStop::CodeModified)
+        }
+    }
+}
+
+/// Re-encodes a CSR instruction's bits for `mtval` on an illegal access.
+fn csr_bits(op: &Op) -> u32 {
+    let funct3 = match op.kind {
+        Kind::Csrrw => 1,
+        Kind::Csrrs => 2,
+        Kind::Csrrc => 3,
+        Kind::Csrrwi => 5,
+        Kind::Csrrsi => 6,
+        _ => 7,
+    };
+    let rd = if op.rd == decode::ZERO_SINK { 0 } else { u32::from(op.rd) };
+    (op.imm as u32 & 0xfff) << 20 | u32::from(op.rs1) << 15 | funct3 << 12 | rd << 7 | 0x73
+}

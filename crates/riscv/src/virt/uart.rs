@@ -1,0 +1,144 @@
+//! The 16550 UART: vm-superio's model with a level-sensitive interrupt line and an input
+//! queue that refills the receive FIFO only at guest-determined points.
+
+use std::collections::VecDeque;
+
+use vm_superio::serial::NoEvents;
+use vm_superio::{Serial, Trigger};
+
+/// Size of the register window.
+pub const SIZE: u64 = 0x100;
+
+/// vm-superio signals interrupts through a trigger; the line level is read from the
+/// device's interrupt identification instead, so the trigger has nothing to do.
+#[derive(Debug, Default)]
+pub struct NoTrigger;
+
+impl Trigger for NoTrigger {
+    type E = std::convert::Infallible;
+    fn trigger(&self) -> Result<(), Self::E> {
+        Ok(())
+    }
+}
+
+/// The console UART.
+pub struct Uart {
+    serial: Serial<NoTrigger, NoEvents, Vec<u8>>,
+    /// Bytes typed but not yet in the receive FIFO.
+    pending_input: VecDeque<u8>,
+    level: bool,
+}
+
+impl std::fmt::Debug for Uart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uart")
+            .field("pending_input", &self.pending_input.len())
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Uart {
+    fn default() -> Self {
+        Uart {
+            serial: Serial::new(NoTrigger, Vec::new()),
+            pending_input: VecDeque::new(),
+            level: false,
+        }
+    }
+}
+
+impl Uart {
+    /// Register read.
+    pub fn read(&mut self, offset: u64) -> u8 {
+        let value = self.serial.read(offset as u8);
+        self.after_access();
+        value
+    }
+
+    /// Register write.
+    pub fn write(&mut self, offset: u64, value: u8) {
+        // Writing to a Vec cannot fail and the trigger is infallible.
+        let _ = self.serial.write(offset as u8, value);
+        self.after_access();
+    }
+
+    fn after_access(&mut self) {
+        self.refill();
+        self.level = self.serial.state().interrupt_identification & 1 == 0;
+    }
+
+    /// Moves queued input into the receive FIFO as far as it has room.
+    fn refill(&mut self) {
+        while !self.pending_input.is_empty() && self.serial.fifo_capacity() > 0 {
+            let (front, _) = self.pending_input.as_slices();
+            let take = front.len().min(self.serial.fifo_capacity());
+            match self.serial.enqueue_raw_bytes(&front[..take]) {
+                Ok(0) | Err(_) => break,
+                Ok(taken) => {
+                    self.pending_input.drain(..taken);
+                }
+            }
+        }
+    }
+
+    /// Queues input bytes and fills the FIFO now.
+    pub fn input(&mut self, bytes: &[u8]) {
+        self.pending_input.extend(bytes);
+        self.refill();
+        self.level = self.serial.state().interrupt_identification & 1 == 0;
+    }
+
+    /// Bytes not yet read by the guest (FIFO and queue).
+    pub fn input_backlog(&self) -> usize {
+        self.pending_input.len() + (64 - self.serial.fifo_capacity())
+    }
+
+    /// The interrupt line.
+    pub fn level(&self) -> bool {
+        self.level
+    }
+
+    /// Appends bytes to the output as if transmitted (the SBI debug console shares it).
+    pub fn push_output(&mut self, bytes: &[u8]) {
+        self.serial.writer_mut().extend_from_slice(bytes);
+    }
+
+    /// Takes everything transmitted since the last call.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(self.serial.writer_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IER: u64 = 1;
+    const LSR: u64 = 5;
+
+    #[test]
+    fn transmitted_bytes_reach_the_output() {
+        let mut uart = Uart::default();
+        uart.write(0, b'h');
+        uart.write(0, b'i');
+        assert_eq!(uart.take_output(), b"hi");
+        assert!(uart.take_output().is_empty());
+    }
+
+    #[test]
+    fn input_beyond_the_fifo_waits_and_raises_the_line_when_enabled() {
+        let mut uart = Uart::default();
+        uart.write(IER, 1);
+        uart.input(&[b'x'; 100]);
+        assert!(uart.level());
+        assert_eq!(uart.input_backlog(), 100);
+        let mut read = 0;
+        while uart.read(LSR) & 1 != 0 {
+            assert_eq!(uart.read(0), b'x');
+            read += 1;
+        }
+        assert_eq!(read, 100);
+        assert!(!uart.level());
+    }
+}
