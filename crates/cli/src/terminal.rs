@@ -1,0 +1,145 @@
+//! The interactive console: raw terminal mode, Ctrl-A x to quit (as in QEMU), and real-time
+//! pacing while the guest idles. Pacing only decides when typed bytes are handed to the
+//! machine; the machine itself never reads the host clock.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use pandare::console::UNITS_PER_SECOND;
+use pandare::{Console, ShutdownKind};
+
+const CTRL_A: u8 = 0x01;
+/// Longest real-time wait while the guest idles, so typing stays responsive.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+const SLICE: u64 = 5_000_000;
+
+/// Restores the terminal mode when dropped.
+struct RawMode {
+    saved: Option<libc::termios>,
+}
+
+impl RawMode {
+    fn enable() -> RawMode {
+        // SAFETY: tcgetattr writes a termios for fd 0 into our zeroed struct; a failure
+        // (stdin is not a terminal) leaves us in cooked mode, which still works.
+        unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return RawMode { saved: None };
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            libc::tcsetattr(0, libc::TCSANOW, &raw);
+            RawMode { saved: Some(saved) }
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved {
+            // SAFETY: restores the attributes read by tcgetattr for the same fd.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &saved);
+            }
+        }
+    }
+}
+
+/// Runs the guest with the terminal attached until it powers off or the user quits.
+pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
+    eprintln!("panda: console attached; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A\r");
+    let _raw = RawMode::enable();
+    let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buffer = [0u8; 256];
+        while let Ok(count) = stdin.read(&mut buffer) {
+            if count == 0 || sender.send(buffer[..count].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    console.set_echo(Box::new(|bytes| {
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(bytes);
+        let _ = stdout.flush();
+    }));
+    let mut escape = false;
+    let mut carried = Vec::new();
+    loop {
+        // Hand over what the user typed.
+        let mut typed = std::mem::take(&mut carried);
+        while let Ok(bytes) = receiver.try_recv() {
+            typed.extend(bytes);
+        }
+        let mut input = Vec::new();
+        for byte in typed {
+            if escape {
+                escape = false;
+                match byte {
+                    b'x' | b'X' => {
+                        eprintln!("\r\npanda: quit\r");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    CTRL_A => input.push(CTRL_A),
+                    _ => {}
+                }
+            } else if byte == CTRL_A {
+                escape = true;
+            } else {
+                input.push(byte);
+            }
+        }
+        if !input.is_empty() {
+            console.type_bytes(&input);
+        }
+        let machine = console.machine();
+        let exit = machine.run(SLICE);
+        let output = machine.take_console_output();
+        if !output.is_empty() {
+            let mut stdout = std::io::stdout();
+            stdout.write_all(&output)?;
+            stdout.flush()?;
+        }
+        match exit {
+            pandare::Exit::BudgetExhausted => {}
+            pandare::Exit::Idle => {
+                // Wait in real time for at most the virtual gap, then move the clock on by
+                // what we waited.
+                let now = machine.now();
+                let gap = machine.next_event().map_or(u64::MAX, |event| event - now);
+                let wait = IDLE_WAIT.min(Duration::from_nanos(gap.saturating_mul(1_000_000_000 / UNITS_PER_SECOND)));
+                let started = Instant::now();
+                let received = receiver.recv_timeout(wait);
+                let waited = started.elapsed().as_nanos() as u64;
+                let advance = waited.saturating_mul(UNITS_PER_SECOND / 1_000_000_000);
+                if gap != u64::MAX {
+                    machine.skip_to(now + advance.clamp(1, gap));
+                }
+                match received {
+                    // Handled at the top of the loop, with the Ctrl-A escapes.
+                    Ok(bytes) => carried = bytes,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        if gap == u64::MAX {
+                            anyhow::bail!("the guest is idle forever and the terminal closed");
+                        }
+                    }
+                }
+            }
+            pandare::Exit::Shutdown(kind) => {
+                eprintln!("\r\npanda: guest stopped: {kind:?}\r");
+                return Ok(match kind {
+                    ShutdownKind::Failure(_) => ExitCode::FAILURE,
+                    _ => ExitCode::SUCCESS,
+                });
+            }
+            pandare::Exit::UnhandledTrap { cause, pc, value } => {
+                anyhow::bail!("the guest crashed: unhandled trap, cause {cause:#x} at pc {pc:#x} (value {value:#x})");
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! What machine to build, and building it.
+
+use std::path::{Path, PathBuf};
+
+use pandare_core::Machine;
+use pandare_riscv::{VirtConfig, VirtMachine};
+
+/// Guest architectures pandare can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// 64-bit RISC-V (RV64GC) on the "virt" board.
+    Riscv64,
+}
+
+impl Architecture {
+    /// Parses an architecture name as images and users write it.
+    pub fn from_name(name: &str) -> Option<Architecture> {
+        match name {
+            "riscv64" => Some(Architecture::Riscv64),
+            _ => None,
+        }
+    }
+
+    /// The canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Riscv64 => "riscv64",
+        }
+    }
+}
+
+/// Errors building a machine.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A file could not be read.
+    #[error("cannot read the {what} {path}: {source}")]
+    Read {
+        /// Which file.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The generic image could not be had.
+    #[error(transparent)]
+    Image(#[from] pandare_images::ImageError),
+    /// The image names an architecture this build does not know.
+    #[error("image architecture '{0}' is not supported by this build of pandare (supported: riscv64)")]
+    UnknownArchitecture(String),
+    /// The platform refused the configuration.
+    #[error(transparent)]
+    Platform(#[from] pandare_riscv::VirtError),
+    /// The prompt pattern is not a valid regular expression.
+    #[error("the prompt pattern {pattern:?} is not a valid regular expression: {source}")]
+    BadPrompt {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        source: regex::Error,
+    },
+}
+
+/// A guest to boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineConfig {
+    /// Guest architecture.
+    pub architecture: Architecture,
+    /// RAM in MiB.
+    pub memory_mib: u64,
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Initial RAM disk, if any.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub append: String,
+    /// Regular expression matching the shell prompt.
+    pub prompt: String,
+}
+
+impl MachineConfig {
+    /// The configuration of generic image `name`, building the image first if needed.
+    /// `progress` receives one-line messages while an image is built.
+    pub fn generic(name: &str, progress: &mut dyn FnMut(&str)) -> Result<MachineConfig, BuildError> {
+        let image = pandare_images::ensure(name, progress)?;
+        let architecture = Architecture::from_name(&image.arch)
+            .ok_or_else(|| BuildError::UnknownArchitecture(image.arch.clone()))?;
+        Ok(MachineConfig {
+            architecture,
+            memory_mib: image.memory_mib,
+            kernel: image.kernel,
+            initrd: Some(image.initrd),
+            append: image.append,
+            prompt: image.prompt,
+        })
+    }
+
+    /// Builds the machine, ready to run from its first instruction.
+    pub fn build(&self) -> Result<Box<dyn Machine>, BuildError> {
+        let kernel = read("kernel", &self.kernel)?;
+        let initrd = match &self.initrd {
+            Some(path) => Some(read("initrd", path)?),
+            None => None,
+        };
+        match self.architecture {
+            Architecture::Riscv64 => {
+                let config = VirtConfig {
+                    ram_bytes: self.memory_mib.saturating_mul(1 << 20),
+                    command_line: self.append.clone(),
+                    ..VirtConfig::default()
+                };
+                let machine = VirtMachine::new_linux(config, &kernel, initrd.as_deref())?;
+                Ok(Box::new(machine))
+            }
+        }
+    }
+
+    /// The compiled prompt pattern.
+    pub fn prompt_regex(&self) -> Result<regex::bytes::Regex, BuildError> {
+        regex::bytes::Regex::new(&self.prompt).map_err(|source| BuildError::BadPrompt {
+            pattern: self.prompt.clone(),
+            source,
+        })
+    }
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}

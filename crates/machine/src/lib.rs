@@ -1,0 +1,16 @@
+//! pandare: the facade over every guest architecture.
+//!
+//! [`MachineConfig`] names a guest (a generic image or one's own kernel and initrd) and
+//! [`MachineConfig::build`] turns it into a running [`Machine`]. [`Console`] drives the
+//! guest's serial console the way a user at a terminal would: wait for the shell prompt,
+//! type a command, collect exactly its output. The CLI, the Python package and the
+//! integration tests all build machines through this crate.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod config;
+pub mod console;
+
+pub use config::{Architecture, BuildError, MachineConfig};
+pub use console::{Console, ConsoleError};
+pub use pandare_core::{Exit, Machine, ShutdownKind};
