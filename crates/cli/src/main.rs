@@ -104,7 +104,9 @@ struct RunArgs {
 impl GuestArgs {
     fn config(&self) -> anyhow::Result<MachineConfig> {
         let mut config = match (&self.generic, &self.kernel) {
-            (Some(name), _) => MachineConfig::generic(name, &mut |message| eprintln!("panda: {message}"))?,
+            (Some(name), _) => {
+                MachineConfig::generic(name, &mut |message| eprintln!("panda: {message}"))?
+            }
             (None, Some(kernel)) => {
                 let Some(architecture) = Architecture::from_name(&self.arch) else {
                     bail!("unknown architecture '{}' (supported: riscv64)", self.arch);
@@ -118,7 +120,9 @@ impl GuestArgs {
                     prompt: self.prompt.clone().unwrap_or_else(|| r"[#$] $".to_string()),
                 }
             }
-            (None, None) => bail!("say which guest to boot: --generic riscv64, or --kernel IMAGE [--initrd FILE]"),
+            (None, None) => bail!(
+                "say which guest to boot: --generic riscv64, or --kernel IMAGE [--initrd FILE]"
+            ),
         };
         if let Some(append) = &self.append {
             config.append = append.clone();
@@ -184,14 +188,18 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     match console.power_off(60 * UNITS_PER_SECOND)? {
         ShutdownKind::PowerOff | ShutdownKind::Reboot => Ok(ExitCode::SUCCESS),
-        ShutdownKind::Failure(code) => bail!("the guest reported failure code {code} while powering off"),
+        ShutdownKind::Failure(code) => {
+            bail!("the guest reported failure code {code} while powering off")
+        }
     }
 }
 
 fn image(command: ImageCommand) -> anyhow::Result<ExitCode> {
     match command {
         ImageCommand::Build { name, rebuild } => {
-            let image = pandare_images::build(&name, rebuild, &mut |message| eprintln!("panda: {message}"))?;
+            let image = pandare_images::build(&name, rebuild, &mut |message| {
+                eprintln!("panda: {message}");
+            })?;
             println!("{}: kernel {}", image.name, image.kernel.display());
             println!("{}: initrd {}", image.name, image.initrd.display());
         }
@@ -199,7 +207,9 @@ fn image(command: ImageCommand) -> anyhow::Result<ExitCode> {
             for name in pandare_images::AVAILABLE {
                 let state = match pandare_images::cached(name) {
                     Some(image) => format!("built in {}", image.directory.display()),
-                    None => "not built (panda image build NAME, or first use builds it)".to_string(),
+                    None => {
+                        "not built (panda image build NAME, or first use builds it)".to_string()
+                    }
                 };
                 println!("{name}: {state}");
             }
@@ -211,8 +221,17 @@ fn image(command: ImageCommand) -> anyhow::Result<ExitCode> {
 fn bench_boot(guest: &GuestArgs, no_qemu: bool) -> anyhow::Result<ExitCode> {
     let config = guest.config()?;
     let report = pandare::bench::boot(&config, !no_qemu)?;
-    println!("guest: {} ({} MiB)", config.kernel.display(), config.memory_mib);
-    println!("pandare: {} instructions to the prompt in {:.2} s: {:.0} MIPS", report.instructions, report.seconds, report.mips());
+    println!(
+        "guest: {} ({} MiB)",
+        config.kernel.display(),
+        config.memory_mib
+    );
+    println!(
+        "pandare: {} instructions to the prompt in {:.2} s: {:.0} MIPS",
+        report.instructions,
+        report.seconds,
+        report.mips()
+    );
     match &report.qemu {
         Ok(qemu) => {
             println!("qemu-system-riscv64 (TCG): {qemu:.2} s to the prompt");

@@ -111,7 +111,9 @@ pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
                 // what we waited.
                 let now = machine.now();
                 let gap = machine.next_event().map_or(u64::MAX, |event| event - now);
-                let wait = IDLE_WAIT.min(Duration::from_nanos(gap.saturating_mul(1_000_000_000 / UNITS_PER_SECOND)));
+                let wait = IDLE_WAIT.min(Duration::from_nanos(
+                    gap.saturating_mul(1_000_000_000 / UNITS_PER_SECOND),
+                ));
                 let started = Instant::now();
                 let received = receiver.recv_timeout(wait);
                 let waited = started.elapsed().as_nanos() as u64;

@@ -34,7 +34,10 @@ mod tests {
 
     #[test]
     fn skip_to_only_moves_forward() {
-        let mut clock = VirtualClock { retired: 10, idle: 0 };
+        let mut clock = VirtualClock {
+            retired: 10,
+            idle: 0,
+        };
         clock.skip_to(25);
         assert_eq!(clock.now(), 25);
         clock.skip_to(5);

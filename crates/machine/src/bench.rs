@@ -85,7 +85,9 @@ pub fn qemu_boot(config: &MachineConfig) -> Result<f64, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("qemu-system-riscv64 not available ({e}); install qemu-system-misc"))?;
+        .map_err(|e| {
+            format!("qemu-system-riscv64 not available ({e}); install qemu-system-misc")
+        })?;
     let mut stdout = child.stdout.take().ok_or("no stdout from QEMU")?;
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

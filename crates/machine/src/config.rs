@@ -46,7 +46,9 @@ pub enum BuildError {
     #[error(transparent)]
     Image(#[from] pandare_images::ImageError),
     /// The image names an architecture this build does not know.
-    #[error("image architecture '{0}' is not supported by this build of pandare (supported: riscv64)")]
+    #[error(
+        "image architecture '{0}' is not supported by this build of pandare (supported: riscv64)"
+    )]
     UnknownArchitecture(String),
     /// The platform refused the configuration.
     #[error(transparent)]
@@ -81,7 +83,10 @@ pub struct MachineConfig {
 impl MachineConfig {
     /// The configuration of generic image `name`, building the image first if needed.
     /// `progress` receives one-line messages while an image is built.
-    pub fn generic(name: &str, progress: &mut dyn FnMut(&str)) -> Result<MachineConfig, BuildError> {
+    pub fn generic(
+        name: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<MachineConfig, BuildError> {
         let image = pandare_images::ensure(name, progress)?;
         let architecture = Architecture::from_name(&image.arch)
             .ok_or_else(|| BuildError::UnknownArchitecture(image.arch.clone()))?;

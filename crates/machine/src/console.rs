@@ -41,7 +41,9 @@ pub enum ConsoleError {
         waiting_for: String,
     },
     /// The guest took a trap nothing can handle.
-    #[error("the guest crashed: unhandled trap, cause {cause:#x} at pc {pc:#x} (value {value:#x})")]
+    #[error(
+        "the guest crashed: unhandled trap, cause {cause:#x} at pc {pc:#x} (value {value:#x})"
+    )]
     Crashed {
         /// Cause code.
         cause: u64,
@@ -52,6 +54,9 @@ pub enum ConsoleError {
     },
 }
 
+/// Receives every byte the guest prints, as it is printed.
+pub type EchoSink = Box<dyn FnMut(&[u8])>;
+
 /// A machine with its console, as a user at a terminal sees it.
 pub struct Console {
     machine: Box<dyn Machine>,
@@ -59,7 +64,7 @@ pub struct Console {
     /// Output not yet consumed by a wait.
     pending: Vec<u8>,
     /// Called with every byte the guest prints, as it is printed (e.g. to show the boot).
-    echo: Option<Box<dyn FnMut(&[u8])>>,
+    echo: Option<EchoSink>,
 }
 
 impl std::fmt::Debug for Console {
@@ -83,7 +88,7 @@ impl Console {
     }
 
     /// Sends every byte the guest prints to `echo` as well.
-    pub fn set_echo(&mut self, echo: Box<dyn FnMut(&[u8])>) {
+    pub fn set_echo(&mut self, echo: EchoSink) {
         self.echo = Some(echo);
     }
 
@@ -94,7 +99,11 @@ impl Console {
 
     /// Runs one slice of at most `budget` virtual time. Returns how the guest stopped, if it
     /// did. Idle time is skipped to the next timer event.
-    pub fn step(&mut self, budget: u64, waiting_for: &str) -> Result<Option<ShutdownKind>, ConsoleError> {
+    pub fn step(
+        &mut self,
+        budget: u64,
+        waiting_for: &str,
+    ) -> Result<Option<ShutdownKind>, ConsoleError> {
         let exit = self.machine.run(budget);
         let output = self.machine.take_console_output();
         if !output.is_empty() {
@@ -115,13 +124,20 @@ impl Console {
                 }),
             },
             Exit::Shutdown(kind) => Ok(Some(kind)),
-            Exit::UnhandledTrap { cause, pc, value } => Err(ConsoleError::Crashed { cause, pc, value }),
+            Exit::UnhandledTrap { cause, pc, value } => {
+                Err(ConsoleError::Crashed { cause, pc, value })
+            }
         }
     }
 
     /// Runs until the output matches `pattern`; returns the output before the match and
     /// consumes it and the match.
-    pub fn wait_for(&mut self, pattern: &Regex, limit: u64, waiting_for: &str) -> Result<Vec<u8>, ConsoleError> {
+    pub fn wait_for(
+        &mut self,
+        pattern: &Regex,
+        limit: u64,
+        waiting_for: &str,
+    ) -> Result<Vec<u8>, ConsoleError> {
         let deadline = self.machine.now().saturating_add(limit);
         let mut searched_from = 0;
         loop {

@@ -183,8 +183,8 @@ impl Hart {
                 self.fp_dirty();
             }
             SSTATUS => {
-                let merged = self.mstatus & !mstatus::SSTATUS_WRITABLE
-                    | value & mstatus::SSTATUS_WRITABLE;
+                let merged =
+                    self.mstatus & !mstatus::SSTATUS_WRITABLE | value & mstatus::SSTATUS_WRITABLE;
                 return Ok(self.set_mstatus(merged));
             }
             SIE => self.mie = self.mie & !self.mideleg | value & self.mideleg,

@@ -435,8 +435,15 @@ fn decode_atomic(raw: u32, rd: u8, rs1: u8, rs2: u8, funct3: u32) -> Op {
     match funct5 {
         0x02 if rs2 == 0 => op(if double { Kind::LrD } else { Kind::LrW }, rd, rs1, 0, 0),
         0x03 => op(if double { Kind::ScD } else { Kind::ScW }, rd, rs1, rs2, 0),
-        amo::ADD | amo::SWAP | amo::XOR | amo::OR | amo::AND | amo::MIN | amo::MAX
-        | amo::MINU | amo::MAXU => Op {
+        amo::ADD
+        | amo::SWAP
+        | amo::XOR
+        | amo::OR
+        | amo::AND
+        | amo::MIN
+        | amo::MAX
+        | amo::MINU
+        | amo::MAXU => Op {
             aux: funct5,
             ..op(Kind::Amo, rd, rs1, rs2, size)
         },

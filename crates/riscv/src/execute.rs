@@ -96,7 +96,8 @@ impl BlockCache {
                 *block_slot = None;
             }
         }
-        self.by_address.retain(|address, _| address & !(PAGE_SIZE - 1) != page);
+        self.by_address
+            .retain(|address, _| address & !(PAGE_SIZE - 1) != page);
         for slot in self.fast.iter_mut() {
             if slot.0 & !(PAGE_SIZE - 1) == page {
                 *slot = (1, 0);
@@ -106,7 +107,10 @@ impl BlockCache {
 
     fn get(&self, index: u32) -> &Block {
         if index == UNCACHED {
-            return self.uncached.as_ref().expect("uncached block was just built");
+            return self
+                .uncached
+                .as_ref()
+                .expect("uncached block was just built");
         }
         self.blocks[index as usize]
             .as_ref()
@@ -153,7 +157,12 @@ impl BlockCache {
 }
 
 /// Decodes a block at `pc`/`paddr`. The bool says whether it may be cached.
-fn decode_block(hart: &mut Hart, bus: &mut Bus, pc: u64, paddr: u64) -> Result<(Block, bool), Trap> {
+fn decode_block(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    pc: u64,
+    paddr: u64,
+) -> Result<(Block, bool), Trap> {
     let mut ops = Vec::with_capacity(16);
     let page_end = (paddr & !(PAGE_SIZE - 1)) + PAGE_SIZE;
     let mut address = paddr;
@@ -345,11 +354,13 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             let address = x!($op.rs1).wrapping_add($op.imm as i64 as u64);
             const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
             let entry = hart.tlb[hart.data_set & 3].read[mmu::index(address)];
-            if entry.tag == address & !(PAGE_SIZE - 1) && address & (PAGE_SIZE - 1) <= PAGE_SIZE - SIZE {
+            if entry.tag == address & !(PAGE_SIZE - 1) && mmu::fits_in_page(address, SIZE) {
                 // SAFETY: read entries only exist for RAM pages, whose host memory lives as
                 // long as the bus; the check above keeps the access inside the page.
                 let raw = unsafe {
-                    std::ptr::read_unaligned(address.wrapping_add(entry.addend) as usize as *const $ty)
+                    std::ptr::read_unaligned(
+                        address.wrapping_add(entry.addend) as usize as *const $ty
+                    )
                 };
                 x!($op.rd) = $conv(<$ty>::from_le(raw) as u64);
             } else {
@@ -375,7 +386,7 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             let value = x!($op.rs2);
             const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
             let entry = hart.tlb[hart.data_set & 3].write[mmu::index(address)];
-            if entry.tag == address & !(PAGE_SIZE - 1) && address & (PAGE_SIZE - 1) <= PAGE_SIZE - SIZE {
+            if entry.tag == address & !(PAGE_SIZE - 1) && mmu::fits_in_page(address, SIZE) {
                 // SAFETY: write entries only exist for RAM pages without translated code,
                 // whose host memory lives as long as the bus; the access stays in the page.
                 unsafe {
@@ -494,15 +505,23 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             }
             Kind::Div => {
                 let (a, b) = (x!(op.rs1) as i64, x!(op.rs2) as i64);
-                x!(op.rd) = if b == 0 { u64::MAX } else { a.wrapping_div(b) as u64 };
+                x!(op.rd) = if b == 0 {
+                    u64::MAX
+                } else {
+                    a.wrapping_div(b) as u64
+                };
             }
             Kind::Divu => {
                 let (a, b) = (x!(op.rs1), x!(op.rs2));
-                x!(op.rd) = if b == 0 { u64::MAX } else { a / b };
+                x!(op.rd) = a.checked_div(b).unwrap_or(u64::MAX);
             }
             Kind::Rem => {
                 let (a, b) = (x!(op.rs1) as i64, x!(op.rs2) as i64);
-                x!(op.rd) = if b == 0 { a as u64 } else { a.wrapping_rem(b) as u64 };
+                x!(op.rd) = if b == 0 {
+                    a as u64
+                } else {
+                    a.wrapping_rem(b) as u64
+                };
             }
             Kind::Remu => {
                 let (a, b) = (x!(op.rs1), x!(op.rs2));
@@ -511,11 +530,15 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             Kind::Mulw => x!(op.rd) = sext32(x!(op.rs1).wrapping_mul(x!(op.rs2))),
             Kind::Divw => {
                 let (a, b) = (x!(op.rs1) as i32, x!(op.rs2) as i32);
-                x!(op.rd) = if b == 0 { u64::MAX } else { a.wrapping_div(b) as i64 as u64 };
+                x!(op.rd) = if b == 0 {
+                    u64::MAX
+                } else {
+                    a.wrapping_div(b) as i64 as u64
+                };
             }
             Kind::Divuw => {
                 let (a, b) = (x!(op.rs1) as u32, x!(op.rs2) as u32);
-                x!(op.rd) = if b == 0 { u64::MAX } else { sext32(u64::from(a / b)) };
+                x!(op.rd) = a.checked_div(b).map_or(u64::MAX, |q| sext32(u64::from(q)));
             }
             Kind::Remw => {
                 let (a, b) = (x!(op.rs1) as i32, x!(op.rs2) as i32);
@@ -527,7 +550,11 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             }
             Kind::Remuw => {
                 let (a, b) = (x!(op.rs1) as u32, x!(op.rs2) as u32);
-                x!(op.rd) = if b == 0 { sext32(u64::from(a)) } else { sext32(u64::from(a % b)) };
+                x!(op.rd) = if b == 0 {
+                    sext32(u64::from(a))
+                } else {
+                    sext32(u64::from(a % b))
+                };
             }
             Kind::Fence => {}
             Kind::Illegal => trap!(i, Trap::illegal(u64::from(op.imm as u32)), pc),
@@ -635,10 +662,15 @@ impl Hart {
                 self.sfence_vma(address);
                 Ok(Flow::EndBlock)
             }
-            Kind::Csrrw | Kind::Csrrs | Kind::Csrrc | Kind::Csrrwi | Kind::Csrrsi | Kind::Csrrci => {
-                self.execute_csr(op).map_err(MemStop::Trap)
+            Kind::Csrrw
+            | Kind::Csrrs
+            | Kind::Csrrc
+            | Kind::Csrrwi
+            | Kind::Csrrsi
+            | Kind::Csrrci => self.execute_csr(op).map_err(MemStop::Trap),
+            Kind::LrW | Kind::LrD | Kind::ScW | Kind::ScD | Kind::Amo => {
+                self.execute_atomic(bus, op)
             }
-            Kind::LrW | Kind::LrD | Kind::ScW | Kind::ScD | Kind::Amo => self.execute_atomic(bus, op),
             _ => self.execute_fp(bus, op, pc),
         }
     }
@@ -675,7 +707,8 @@ impl Hart {
     fn execute_atomic(&mut self, bus: &mut Bus, op: &Op) -> Result<Flow, MemStop> {
         let address = self.x[op.rs1 as usize & 63];
         let value = self.x[op.rs2 as usize & 63];
-        let double = matches!(op.kind, Kind::LrD | Kind::ScD) || op.kind == Kind::Amo && op.imm == 1;
+        let double =
+            matches!(op.kind, Kind::LrD | Kind::ScD) || op.kind == Kind::Amo && op.imm == 1;
         let size = if double { 8 } else { 4 };
         let widen = |raw: u64| if double { raw } else { sext32(raw) };
         match op.kind {
@@ -729,6 +762,10 @@ fn csr_bits(op: &Op) -> u32 {
         Kind::Csrrsi => 6,
         _ => 7,
     };
-    let rd = if op.rd == decode::ZERO_SINK { 0 } else { u32::from(op.rd) };
+    let rd = if op.rd == decode::ZERO_SINK {
+        0
+    } else {
+        u32::from(op.rd)
+    };
     (op.imm as u32 & 0xfff) << 20 | u32::from(op.rs1) << 15 | funct3 << 12 | rd << 7 | 0x73
 }

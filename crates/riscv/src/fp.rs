@@ -111,21 +111,36 @@ fn decode_op_fp(raw: u32, rd: u8, rs1: u8, rs2: u8, funct3: u8) -> Op {
             2 => plain(Kind::Feq, int_rd(raw)),
             _ => bad,
         },
-        0x18 if rs2 < 4 && valid_rm(funct3) => {
-            fp_op(Kind::FcvtToInt, int_rd(raw), rs1, 0, i32::from(rs2), funct3 | format)
-        }
-        0x1a if rs2 < 4 && valid_rm(funct3) => {
-            fp_op(Kind::FcvtFromInt, rd, rs1, 0, i32::from(rs2), funct3 | format)
-        }
+        0x18 if rs2 < 4 && valid_rm(funct3) => fp_op(
+            Kind::FcvtToInt,
+            int_rd(raw),
+            rs1,
+            0,
+            i32::from(rs2),
+            funct3 | format,
+        ),
+        0x1a if rs2 < 4 && valid_rm(funct3) => fp_op(
+            Kind::FcvtFromInt,
+            rd,
+            rs1,
+            0,
+            i32::from(rs2),
+            funct3 | format,
+        ),
         0x1c if rs2 == 0 => match (funct3, format) {
             (0, 0) => plain(Kind::FmvXW, int_rd(raw)),
             (0, _) => plain(Kind::FmvXD, int_rd(raw)),
             (1, _) => plain(Kind::Fclass, int_rd(raw)),
             _ => bad,
         },
-        0x1e if rs2 == 0 && funct3 == 0 => {
-            plain(if format == 0 { Kind::FmvWX } else { Kind::FmvDX }, rd)
-        }
+        0x1e if rs2 == 0 && funct3 == 0 => plain(
+            if format == 0 {
+                Kind::FmvWX
+            } else {
+                Kind::FmvDX
+            },
+            rd,
+        ),
         _ => bad,
     }
 }
@@ -204,7 +219,11 @@ impl Hart {
                     Err(MemStop::Device(value)) => (value, true),
                     Err(stop) => return Err(stop),
                 };
-                let load_format = if size == 8 { Format::Double } else { Format::Single };
+                let load_format = if size == 8 {
+                    Format::Double
+                } else {
+                    Format::Single
+                };
                 self.set_fp(op.rd, load_format, value);
                 return Ok(if device {
                     Flow::Exit(HartExit::Device)

@@ -404,8 +404,8 @@ impl Hart {
 
     #[cold]
     fn select_interrupt(&self, pending: u64) -> Option<u64> {
-        let machine_enabled = self.privilege < Privilege::Machine
-            || self.mstatus & mstatus::MIE != 0;
+        let machine_enabled =
+            self.privilege < Privilege::Machine || self.mstatus & mstatus::MIE != 0;
         let supervisor_enabled = self.privilege < Privilege::Supervisor
             || self.privilege == Privilege::Supervisor && self.mstatus & mstatus::SIE != 0;
         let mut takeable = 0;

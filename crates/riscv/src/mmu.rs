@@ -64,6 +64,12 @@ impl Tlb {
     }
 }
 
+/// Whether a `size`-byte access at `address` stays inside one page.
+#[inline(always)]
+pub(crate) fn fits_in_page(address: u64, size: u64) -> bool {
+    (address & (PAGE_SIZE - 1)) + size <= PAGE_SIZE
+}
+
 #[inline(always)]
 pub(crate) fn index(vaddr: u64) -> usize {
     (vaddr >> 12) as usize & (ENTRIES - 1)
@@ -172,10 +178,11 @@ impl Hart {
             let user_page = pte & PTE_U != 0;
             match privilege {
                 Privilege::User if !user_page => return Err(fault),
-                Privilege::Supervisor if user_page => {
-                    if access == Access::Fetch || self.mstatus & mstatus::SUM == 0 {
-                        return Err(fault);
-                    }
+                Privilege::Supervisor
+                    if user_page
+                        && (access == Access::Fetch || self.mstatus & mstatus::SUM == 0) =>
+                {
+                    return Err(fault);
                 }
                 _ => {}
             }
@@ -225,7 +232,12 @@ impl Hart {
     /// The load slow path: TLB miss, page-crossing access or device.
     #[cold]
     #[inline(never)]
-    pub(crate) fn load_slow(&mut self, bus: &mut Bus, vaddr: u64, size: u64) -> Result<u64, MemStop> {
+    pub(crate) fn load_slow(
+        &mut self,
+        bus: &mut Bus,
+        vaddr: u64,
+        size: u64,
+    ) -> Result<u64, MemStop> {
         if (vaddr & (PAGE_SIZE - 1)) + size > PAGE_SIZE {
             let mut value = 0;
             for byte in 0..size {

@@ -22,7 +22,9 @@ pub fn parse_header(image: &[u8]) -> Result<ImageHeader, VirtError> {
     if image.len() < HEADER_SIZE {
         return Err(VirtError::KernelTooShort { size: image.len() });
     }
-    if &image[MAGIC2_OFFSET..MAGIC2_OFFSET + 4] != MAGIC2 && &image[MAGIC_OFFSET..MAGIC_OFFSET + 8] != MAGIC {
+    if &image[MAGIC2_OFFSET..MAGIC2_OFFSET + 4] != MAGIC2
+        && &image[MAGIC_OFFSET..MAGIC_OFFSET + 8] != MAGIC
+    {
         return Err(VirtError::NotAnImage);
     }
     let word = |offset: usize| {
@@ -61,7 +63,13 @@ mod tests {
 
     #[test]
     fn rejects_short_files_and_missing_magic() {
-        assert!(matches!(parse_header(&[0; 10]), Err(VirtError::KernelTooShort { .. })));
-        assert!(matches!(parse_header(&[0; 128]), Err(VirtError::NotAnImage)));
+        assert!(matches!(
+            parse_header(&[0; 10]),
+            Err(VirtError::KernelTooShort { .. })
+        ));
+        assert!(matches!(
+            parse_header(&[0; 128]),
+            Err(VirtError::NotAnImage)
+        ));
     }
 }

@@ -76,7 +76,9 @@ impl Default for VirtConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum VirtError {
     /// RAM size out of range.
-    #[error("memory size {bytes} bytes is not usable: give between 16 MiB and 64 GiB, in whole MiB")]
+    #[error(
+        "memory size {bytes} bytes is not usable: give between 16 MiB and 64 GiB, in whole MiB"
+    )]
     BadMemorySize {
         /// The size asked for.
         bytes: u64,
@@ -91,7 +93,9 @@ pub enum VirtError {
     #[error("the kernel is not a RISC-V Linux Image (no \"RISCV\" magic at byte 48); give the uncompressed Image (Debian's boot/vmlinux-*)")]
     NotAnImage,
     /// Something does not fit in RAM.
-    #[error("{what} ({size} bytes) does not fit in {ram_mib} MiB of RAM; give more memory with --mem")]
+    #[error(
+        "{what} ({size} bytes) does not fit in {ram_mib} MiB of RAM; give more memory with --mem"
+    )]
     DoesNotFit {
         /// What did not fit.
         what: &'static str,
@@ -247,7 +251,7 @@ pub struct VirtMachine {
 }
 
 fn check_memory(bytes: u64) -> Result<(), VirtError> {
-    if !(16 << 20..=64 << 30).contains(&bytes) || bytes % (1 << 20) != 0 {
+    if !(16 << 20..=64 << 30).contains(&bytes) || !bytes.is_multiple_of(1 << 20) {
         return Err(VirtError::BadMemorySize { bytes });
     }
     Ok(())
@@ -273,7 +277,11 @@ impl VirtMachine {
         let kernel_end = kernel_start + header.image_size;
         let fits = |what, size, end: u64| {
             if end > ram_end {
-                Err(VirtError::DoesNotFit { what, size, ram_mib })
+                Err(VirtError::DoesNotFit {
+                    what,
+                    size,
+                    ram_mib,
+                })
             } else {
                 Ok(())
             }
@@ -297,8 +305,13 @@ impl VirtMachine {
             }
             None => None,
         };
-        let dtb = fdt::build(&config, initrd_range).map_err(|e| VirtError::DeviceTree(e.to_string()))?;
-        fits("the device tree", dtb.len() as u64, dtb_address + dtb.len() as u64)?;
+        let dtb =
+            fdt::build(&config, initrd_range).map_err(|e| VirtError::DeviceTree(e.to_string()))?;
+        fits(
+            "the device tree",
+            dtb.len() as u64,
+            dtb_address + dtb.len() as u64,
+        )?;
 
         let mut bus = Bus::new(config.ram_bytes);
         bus.ram.write_bytes(kernel_start, kernel);
@@ -361,8 +374,17 @@ impl VirtMachine {
         let hart = &self.cpu.hart;
         let divisor = hart.time_divisor();
         let to_time = |ticks: u64| (ticks != u64::MAX).then(|| ticks.saturating_mul(divisor));
-        let machine = to_time(self.bus.clint.mtimecmp.saturating_sub(self.bus.clint.mtime_offset));
-        let supervisor = if hart.sbi { to_time(hart.stimecmp) } else { None };
+        let machine = to_time(
+            self.bus
+                .clint
+                .mtimecmp
+                .saturating_sub(self.bus.clint.mtime_offset),
+        );
+        let supervisor = if hart.sbi {
+            to_time(hart.stimecmp)
+        } else {
+            None
+        };
         [machine, supervisor]
     }
 
@@ -407,15 +429,17 @@ impl Machine for VirtMachine {
                         return Exit::Idle;
                     }
                 }
-                HartExit::SupervisorCall => {
-                    match sbi::handle(&mut self.cpu.hart, &mut self.bus) {
-                        sbi::Outcome::Shutdown(kind) => self.bus.shutdown = Some(kind),
-                        sbi::Outcome::FlushTranslations => self.cpu.hart.sfence_vma(None),
-                        sbi::Outcome::TimerChanged | sbi::Outcome::Continue => {}
-                    }
-                }
+                HartExit::SupervisorCall => match sbi::handle(&mut self.cpu.hart, &mut self.bus) {
+                    sbi::Outcome::Shutdown(kind) => self.bus.shutdown = Some(kind),
+                    sbi::Outcome::FlushTranslations => self.cpu.hart.sfence_vma(None),
+                    sbi::Outcome::TimerChanged | sbi::Outcome::Continue => {}
+                },
                 HartExit::MachineTrap { cause, pc, tval } => {
-                    let exit = Exit::UnhandledTrap { cause, pc, value: tval };
+                    let exit = Exit::UnhandledTrap {
+                        cause,
+                        pc,
+                        value: tval,
+                    };
                     self.stopped = Some(exit);
                     return exit;
                 }

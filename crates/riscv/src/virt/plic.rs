@@ -24,6 +24,12 @@ pub struct Plic {
     threshold: [u32; CONTEXTS],
 }
 
+impl Default for Plic {
+    fn default() -> Self {
+        Plic::new()
+    }
+}
+
 impl Plic {
     /// A PLIC with every source idle, disabled and at priority 0.
     pub fn new() -> Plic {
@@ -84,7 +90,11 @@ impl Plic {
     pub fn read(&mut self, offset: u64) -> u32 {
         match offset {
             0..0x1000 => self.priority[(offset / 4) as usize % SOURCES],
-            0x1000..0x1080 => self.pending.get((offset as usize - 0x1000) / 4).copied().unwrap_or(0),
+            0x1000..0x1080 => self
+                .pending
+                .get((offset as usize - 0x1000) / 4)
+                .copied()
+                .unwrap_or(0),
             0x2000..0x1f_0000 => {
                 let context = ((offset - 0x2000) / 0x80) as usize;
                 let word = ((offset - 0x2000) % 0x80 / 4) as usize;
