@@ -191,12 +191,7 @@ impl Console {
         self.type_bytes(b"\n");
         let raw = self.wait_for_prompt(limit)?;
         let text = strip_terminal_codes(&raw);
-        // The shell echoes the command line first; the output starts after its newline.
-        let output = match text.find('\n') {
-            Some(newline) => &text[newline + 1..],
-            None => "",
-        };
-        Ok(output.to_string())
+        Ok(text[echo_length(&text, command)..].to_string())
     }
 
     /// Types `poweroff -f` and runs until the guest stops.
@@ -217,6 +212,27 @@ impl Console {
             }
         }
     }
+}
+
+/// Length of the shell's echo of `command` at the start of `text`, with its newline.
+///
+/// Line editors wrap long command lines at the terminal width by inserting line breaks
+/// (and sometimes spaces) into the echo, so those are skipped while matching. When the text
+/// does not start with the echo, everything up to the first newline is taken as the echo.
+fn echo_length(text: &str, command: &str) -> usize {
+    let mut expected = command.chars().peekable();
+    for (index, character) in text.char_indices() {
+        match expected.peek() {
+            Some(&wanted) if wanted == character => {
+                expected.next();
+            }
+            Some(_) if character == '\n' || character == ' ' => {}
+            Some(_) => break,
+            None if character == '\n' => return index + 1,
+            None => break,
+        }
+    }
+    text.find('\n').map_or(text.len(), |newline| newline + 1)
 }
 
 /// Removes carriage returns and ANSI/VT100 escape sequences (CSI `ESC [ ... final`, and
@@ -254,6 +270,14 @@ mod tests {
     fn strips_cursor_queries_colours_and_carriage_returns() {
         let raw = b"\x1b[6nLinux x\r\n\x1b[1;32mok\x1b[0m\r\n";
         assert_eq!(strip_terminal_codes(raw), "Linux x\nok\n");
+    }
+
+    #[test]
+    fn the_echo_is_removed_even_when_wrapped() {
+        assert_eq!(echo_length("ls\nbin\n", "ls"), 3);
+        let wrapped = "echo aaaa bb\nbb | cat\nout\n";
+        assert_eq!(&wrapped[echo_length(wrapped, "echo aaaa bbbb | cat")..], "out\n");
+        assert_eq!(&"odd\nout\n"[echo_length("odd\nout\n", "ls")..], "out\n");
     }
 
     #[test]
