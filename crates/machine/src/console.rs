@@ -276,7 +276,10 @@ mod tests {
     fn the_echo_is_removed_even_when_wrapped() {
         assert_eq!(echo_length("ls\nbin\n", "ls"), 3);
         let wrapped = "echo aaaa bb\nbb | cat\nout\n";
-        assert_eq!(&wrapped[echo_length(wrapped, "echo aaaa bbbb | cat")..], "out\n");
+        assert_eq!(
+            &wrapped[echo_length(wrapped, "echo aaaa bbbb | cat")..],
+            "out\n"
+        );
         assert_eq!(&"odd\nout\n"[echo_length("odd\nout\n", "ls")..], "out\n");
     }
 

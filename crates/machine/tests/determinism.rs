@@ -12,8 +12,13 @@ fn generic_riscv64() -> MachineConfig {
 }
 
 fn boot_and_run(config: &MachineConfig) -> (u64, u64, String) {
-    let mut console = Console::new(config.build().expect("machine builds"), config.prompt_regex().unwrap());
-    console.wait_for_prompt(60 * UNITS_PER_SECOND).expect("boots to the prompt");
+    let mut console = Console::new(
+        config.build().expect("machine builds"),
+        config.prompt_regex().unwrap(),
+    );
+    console
+        .wait_for_prompt(60 * UNITS_PER_SECOND)
+        .expect("boots to the prompt");
     let at_prompt = console.machine().instruction_count();
     let output = console
         .run_command("echo $((6*7)); cat /proc/uptime", 60 * UNITS_PER_SECOND)
@@ -26,7 +31,11 @@ fn two_boots_reach_the_prompt_and_finish_a_command_at_the_same_instruction_count
     let config = generic_riscv64();
     let first = boot_and_run(&config);
     let second = boot_and_run(&config);
-    assert!(first.2.starts_with("42\n"), "unexpected output {:?}", first.2);
+    assert!(
+        first.2.starts_with("42\n"),
+        "unexpected output {:?}",
+        first.2
+    );
     assert_eq!(first, second);
 }
 
@@ -35,7 +44,12 @@ fn state(machine: &VirtMachine) -> (u64, u64, [u64; 32], u64) {
     let hart = &machine.cpu.hart;
     let mut registers = [0; 32];
     registers.copy_from_slice(&hart.x[..32]);
-    (machine.instruction_count(), hart.pc, registers, machine.now())
+    (
+        machine.instruction_count(),
+        hart.pc,
+        registers,
+        machine.now(),
+    )
 }
 
 fn linux_machine(config: &MachineConfig) -> VirtMachine {
@@ -82,10 +96,18 @@ fn slicing_the_run_differently_never_changes_the_execution() {
 
     let mut sliced = linux_machine(&config);
     let mut sliced_output = Vec::new();
-    run_until(&mut sliced, until - 20_000, &[999_983, 7, 1_234_567, 13], &mut sliced_output);
+    run_until(
+        &mut sliced,
+        until - 20_000,
+        &[999_983, 7, 1_234_567, 13],
+        &mut sliced_output,
+    );
     run_until(&mut sliced, until, &[1], &mut sliced_output);
 
     assert_eq!(state(&reference), state(&sliced));
     assert_eq!(reference_output, sliced_output);
-    assert!(!reference_output.is_empty(), "the kernel printed nothing by then");
+    assert!(
+        !reference_output.is_empty(),
+        "the kernel printed nothing by then"
+    );
 }
