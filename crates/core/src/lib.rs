@@ -8,8 +8,10 @@
 
 pub mod machine;
 pub mod memory;
+pub mod snapshot;
 pub mod time;
 
 pub use machine::{Exit, Machine, ShutdownKind};
-pub use memory::{MmioDevice, Ram};
+pub use memory::{MmioDevice, Page, Ram, RamImage, RamImageMismatch, PAGE_SIZE};
+pub use snapshot::{Snapshot, SnapshotError};
 pub use time::VirtualClock;

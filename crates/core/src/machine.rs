@@ -1,5 +1,7 @@
 //! The seam between the run loop (CLI, Python, tests) and an architecture's platform.
 
+use crate::snapshot::{Snapshot, SnapshotError};
+
 /// Why a run slice returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -54,4 +56,10 @@ pub trait Machine {
     fn console_input_ready(&self) -> bool;
     /// Takes the bytes the guest wrote to its console since the last call.
     fn take_console_output(&mut self) -> Vec<u8>;
+    /// Captures the whole machine state. Cheap when little changed since the last
+    /// snapshot taken or loaded: RAM pages are shared.
+    fn save_snapshot(&mut self) -> Snapshot;
+    /// Puts the machine back to `snapshot`, which must come from a machine of the same
+    /// architecture and memory size. On error the machine is unchanged.
+    fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError>;
 }

@@ -40,6 +40,14 @@ pub enum ConsoleError {
         /// What was awaited.
         waiting_for: String,
     },
+    /// The guest's Linux kernel panicked (it would spin until the time limit).
+    #[error("the guest kernel panicked while waiting for {waiting_for}: {message}")]
+    KernelPanic {
+        /// The panic message (what follows "Kernel panic - not syncing: ").
+        message: String,
+        /// What was awaited.
+        waiting_for: String,
+    },
     /// The guest took a trap nothing can handle.
     #[error(
         "the guest crashed: unhandled trap, cause {cause:#x} at pc {pc:#x} (value {value:#x})"
@@ -146,6 +154,12 @@ impl Console {
                 self.pending.drain(..found.1);
                 return Ok(before);
             }
+            if let Some(message) = kernel_panic(&self.pending[searched_from..]) {
+                return Err(ConsoleError::KernelPanic {
+                    message,
+                    waiting_for: waiting_for.to_string(),
+                });
+            }
             // Matches cannot start before the last line already searched.
             searched_from = self.pending.iter().rposition(|&b| b == b'\n').unwrap_or(0);
             let now = self.machine.now();
@@ -176,6 +190,21 @@ impl Console {
     pub fn wait_for_prompt(&mut self, limit: u64) -> Result<Vec<u8>, ConsoleError> {
         let prompt = self.prompt.clone();
         self.wait_for(&prompt, limit, "the shell prompt")
+    }
+
+    /// Captures the machine (see [`Machine::save_snapshot`]).
+    pub fn save_snapshot(&mut self) -> pandare_core::Snapshot {
+        self.machine.save_snapshot()
+    }
+
+    /// Puts the machine back to `snapshot` and forgets output not yet consumed.
+    pub fn load_snapshot(
+        &mut self,
+        snapshot: &pandare_core::Snapshot,
+    ) -> Result<(), pandare_core::SnapshotError> {
+        self.machine.load_snapshot(snapshot)?;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Types bytes on the console now.
@@ -235,6 +264,20 @@ fn echo_length(text: &str, command: &str) -> usize {
     text.find('\n').map_or(text.len(), |newline| newline + 1)
 }
 
+/// What Linux prints when it panics; the rest of the line is the reason.
+const PANIC_MARKER: &[u8] = b"Kernel panic - not syncing: ";
+
+/// The reason of the first complete Linux panic line in `output`, if there is one.
+fn kernel_panic(output: &[u8]) -> Option<String> {
+    let start = output
+        .windows(PANIC_MARKER.len())
+        .position(|window| window == PANIC_MARKER)?
+        + PANIC_MARKER.len();
+    let length = output[start..].iter().position(|&b| b == b'\n')?;
+    let line = strip_terminal_codes(&output[start..start + length]);
+    Some(line.trim().to_string())
+}
+
 /// Removes carriage returns and ANSI/VT100 escape sequences (CSI `ESC [ ... final`, and
 /// two-byte `ESC x`), and decodes the rest as UTF-8 (lossily).
 pub fn strip_terminal_codes(raw: &[u8]) -> String {
@@ -281,6 +324,17 @@ mod tests {
             "out\n"
         );
         assert_eq!(&"odd\nout\n"[echo_length("odd\nout\n", "ls")..], "out\n");
+    }
+
+    #[test]
+    fn finds_complete_kernel_panic_lines() {
+        let log = b"[    0.8] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n";
+        assert_eq!(
+            kernel_panic(log).as_deref(),
+            Some("VFS: Unable to mount root fs")
+        );
+        assert_eq!(kernel_panic(&log[..40]), None);
+        assert_eq!(kernel_panic(b"Linux version 6.12\n"), None);
     }
 
     #[test]

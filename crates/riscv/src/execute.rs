@@ -23,6 +23,9 @@ const MAX_BLOCK_OPS: usize = 64;
 const FAST_SLOTS: usize = 1 << 15;
 /// Above this many blocks the cache starts over (dead blocks are not reclaimed singly).
 const MAX_BLOCKS: usize = 1 << 18;
+/// Traps in a row without a retired instruction after which the hart counts as stuck in a
+/// trap loop (the loop reaches a fixed point after a few traps: privilege only rises).
+const MAX_STALLED_TRAPS: u32 = 32;
 
 /// Why the hart stopped running blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +101,9 @@ impl BlockCache {
         }
         self.by_address
             .retain(|address, _| address & !(PAGE_SIZE - 1) != page);
-        for slot in self.fast.iter_mut() {
+        // The page's addresses map to one run of consecutive fast slots: scan only those.
+        let first = (page >> 1) as usize & (FAST_SLOTS - 1);
+        for slot in &mut self.fast[first..first + (PAGE_SIZE >> 1) as usize] {
             if slot.0 & !(PAGE_SIZE - 1) == page {
                 *slot = (1, 0);
             }
@@ -238,9 +243,20 @@ impl Cpu {
         self.hart.flush_tlb();
     }
 
+    /// Drops the translations of RAM pages whose contents were replaced (a snapshot load).
+    pub fn forget_code_pages(&mut self, bus: &mut Bus, pages: &[u64]) {
+        for &page in pages {
+            if bus.take_code_page(page) {
+                self.blocks.invalidate_page(page);
+            }
+        }
+    }
+
     /// Runs for at most `budget` instructions.
     pub fn run(&mut self, bus: &mut Bus, budget: u64) -> HartExit {
         let end = self.hart.clock.retired + budget;
+        // Turns of this loop since an instruction last retired: each of them took a trap.
+        let (mut progress, mut stalled) = (self.hart.clock.retired, 0u32);
         loop {
             let hart = &mut self.hart;
             if !hart.modified_code_pages.is_empty() {
@@ -251,6 +267,18 @@ impl Cpu {
             let remaining = end - hart.clock.retired;
             if remaining == 0 {
                 return HartExit::Budget;
+            }
+            if hart.clock.retired != progress {
+                (progress, stalled) = (hart.clock.retired, 0);
+            } else if stalled == MAX_STALLED_TRAPS {
+                // The trap handler itself traps without retiring anything (for example an
+                // unmapped `mtvec`): the hart is stuck until an interrupt is taken. Let the
+                // rest of the slice pass as idle time so timer events can still arrive,
+                // rather than spinning forever in zero virtual time.
+                hart.clock.idle += remaining;
+                return HartExit::Budget;
+            } else {
+                stalled += 1;
             }
             if let Some(cause) = hart.pending_interrupt() {
                 let pc = hart.pc;

@@ -466,7 +466,7 @@ impl Hart {
 fn trap_vector(tvec: u64, cause: u64, interrupt: bool) -> u64 {
     let base = tvec & !3;
     if interrupt && tvec & 3 == 1 {
-        base + 4 * cause
+        base.wrapping_add(4 * cause)
     } else {
         base
     }

@@ -15,9 +15,10 @@ pub mod clint;
 pub mod fdt;
 pub mod plic;
 pub mod sbi;
+mod state;
 pub mod uart;
 
-use pandare_core::{Exit, Machine, Ram, ShutdownKind};
+use pandare_core::{Exit, Machine, Ram, ShutdownKind, Snapshot, SnapshotError};
 
 use crate::execute::{Cpu, HartExit};
 use crate::hart::{irq, Hart, Privilege};
@@ -148,7 +149,7 @@ impl Bus {
     /// Host address of the RAM byte at physical `paddr` (which must be in RAM).
     #[inline]
     pub(crate) fn ram_host_address(&self, paddr: u64) -> u64 {
-        self.ram.as_slice().as_ptr() as u64 + (paddr - RAM_BASE)
+        self.ram.host_base() + (paddr - RAM_BASE)
     }
 
     /// Reads `size` bytes little-endian from RAM at `paddr` (in RAM, checked by caller).
@@ -170,9 +171,7 @@ impl Bus {
     /// Writes the low `size` bytes of `value` to RAM at `paddr` (in RAM, checked by caller).
     #[inline]
     pub(crate) fn write_ram(&mut self, paddr: u64, size: u64, value: u64) {
-        let start = self.ram.offset(paddr);
-        let size = size as usize;
-        self.ram.as_mut_slice()[start..start + size].copy_from_slice(&value.to_le_bytes()[..size]);
+        self.ram.write_value(paddr, size as usize, value);
     }
 
     /// A page-table read: `None` when the address is not in RAM.
@@ -485,4 +484,48 @@ impl Machine for VirtMachine {
     fn take_console_output(&mut self) -> Vec<u8> {
         self.bus.uart.take_output()
     }
+
+    fn save_snapshot(&mut self) -> Snapshot {
+        let ram = self.bus.ram.capture();
+        // Dirty marks were cleared: writes must take the slow path again to set them.
+        self.cpu.hart.flush_tlb();
+        Snapshot {
+            architecture: ARCHITECTURE.to_string(),
+            memory_bytes: self.config.ram_bytes,
+            state: self.save_state(),
+            ram,
+        }
+    }
+
+    fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        if snapshot.architecture != ARCHITECTURE {
+            return Err(SnapshotError::WrongArchitecture {
+                expected: ARCHITECTURE.to_string(),
+                found: snapshot.architecture.clone(),
+            });
+        }
+        if snapshot.memory_bytes != self.config.ram_bytes
+            || snapshot.ram.page_count() as u64 * PAGE_SIZE != self.config.ram_bytes
+        {
+            return Err(SnapshotError::WrongMemorySize {
+                expected: self.config.ram_bytes >> 20,
+                found: snapshot.memory_bytes >> 20,
+            });
+        }
+        // Validate and apply the state first: it can fail, RAM restore (sizes checked) cannot.
+        self.restore_state(&snapshot.state)
+            .map_err(SnapshotError::InvalidState)?;
+        let changed = self
+            .bus
+            .ram
+            .restore(&snapshot.ram)
+            .map_err(|e| SnapshotError::InvalidState(e.to_string()))?;
+        self.cpu.forget_code_pages(&mut self.bus, &changed);
+        self.cpu.hart.flush_tlb();
+        let _ = self.bus.uart.take_output();
+        Ok(())
+    }
 }
+
+/// The architecture name snapshots and images use.
+pub const ARCHITECTURE: &str = "riscv64";

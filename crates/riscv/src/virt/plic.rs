@@ -145,6 +145,42 @@ impl Plic {
         }
     }
 
+    /// The state as data, for snapshots.
+    pub(crate) fn save(&self) -> super::state::PlicState {
+        super::state::PlicState {
+            priority: self.priority.to_vec(),
+            level: self.level.to_vec(),
+            pending: self.pending.to_vec(),
+            claimed: self.claimed.to_vec(),
+            enable: self.enable.iter().map(|words| words.to_vec()).collect(),
+            threshold: self.threshold.to_vec(),
+        }
+    }
+
+    /// Rebuilds a PLIC from saved state, checking every array's size.
+    pub(crate) fn restore(state: &super::state::PlicState) -> Result<Plic, String> {
+        let words = |v: &[u32]| -> Result<[u32; WORDS], String> {
+            v.try_into().map_err(|_| "PLIC bit array size".to_string())
+        };
+        let mut plic = Plic::new();
+        plic.priority = state
+            .priority
+            .as_slice()
+            .try_into()
+            .map_err(|_| "PLIC priority count".to_string())?;
+        plic.level = words(&state.level)?;
+        plic.pending = words(&state.pending)?;
+        plic.claimed = words(&state.claimed)?;
+        if state.enable.len() != CONTEXTS || state.threshold.len() != CONTEXTS {
+            return Err("PLIC context count".to_string());
+        }
+        for (context, enable) in state.enable.iter().enumerate() {
+            plic.enable[context] = words(enable)?;
+        }
+        plic.threshold.copy_from_slice(&state.threshold);
+        Ok(plic)
+    }
+
     fn claim(&mut self, context: usize) -> u32 {
         let Some(source) = self.best(context) else {
             return 0;

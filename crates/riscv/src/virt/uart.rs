@@ -82,6 +82,52 @@ impl Uart {
         }
     }
 
+    /// The state as data, for snapshots.
+    pub(crate) fn save(&self) -> super::state::UartState {
+        let state = self.serial.state();
+        super::state::UartState {
+            registers: [
+                state.baud_divisor_low,
+                state.baud_divisor_high,
+                state.interrupt_enable,
+                state.interrupt_identification,
+                state.line_control,
+                state.line_status,
+                state.modem_control,
+                state.modem_status,
+                state.scratch,
+            ],
+            fifo: state.in_buffer,
+            pending_input: self.pending_input.iter().copied().collect(),
+            level: self.level,
+        }
+    }
+
+    /// Rebuilds the UART from saved state (with empty output).
+    pub(crate) fn restore(state: &super::state::UartState) -> Result<Uart, String> {
+        let [baud_divisor_low, baud_divisor_high, interrupt_enable, interrupt_identification, line_control, line_status, modem_control, modem_status, scratch] =
+            state.registers;
+        let serial_state = vm_superio::serial::SerialState {
+            baud_divisor_low,
+            baud_divisor_high,
+            interrupt_enable,
+            interrupt_identification,
+            line_control,
+            line_status,
+            modem_control,
+            modem_status,
+            scratch,
+            in_buffer: state.fifo.clone(),
+        };
+        let serial = Serial::from_state(&serial_state, NoTrigger, NoEvents, Vec::new())
+            .map_err(|_| "UART receive FIFO larger than the device's".to_string())?;
+        Ok(Uart {
+            serial,
+            pending_input: state.pending_input.iter().copied().collect(),
+            level: state.level,
+        })
+    }
+
     /// Queues input bytes and fills the FIFO now.
     pub fn input(&mut self, bytes: &[u8]) {
         self.pending_input.extend(bytes);

@@ -1,0 +1,284 @@
+//! The virt machine's state as data: hart, PLIC, CLINT, UART and platform, serialized
+//! for snapshots. RAM travels separately as a page-sharing image; translation caches are
+//! not state and are dropped on restore. Restoring validates before changing anything.
+
+use serde::{Deserialize, Serialize};
+
+use super::{clint::Clint, plic::Plic, uart::Uart, VirtMachine};
+use crate::hart::{Hart, Privilege};
+use pandare_core::{Exit, ShutdownKind, VirtualClock};
+
+/// Bumped when the state layout changes incompatibly.
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct HartState {
+    x: Vec<u64>,
+    f: Vec<u64>,
+    pc: u64,
+    retired: u64,
+    idle: u64,
+    privilege: u8,
+    fflags: u8,
+    frm: u8,
+    mstatus: u64,
+    mip: u64,
+    mie: u64,
+    medeleg: u64,
+    mideleg: u64,
+    mtvec: u64,
+    stvec: u64,
+    mepc: u64,
+    sepc: u64,
+    mcause: u64,
+    scause: u64,
+    mtval: u64,
+    stval: u64,
+    mscratch: u64,
+    sscratch: u64,
+    satp: u64,
+    mcounteren: u64,
+    scounteren: u64,
+    mcountinhibit: u64,
+    pmpcfg: Vec<u64>,
+    pmpaddr: Vec<u64>,
+    cycle_offset: u64,
+    instret_offset: u64,
+    reservation: Option<u64>,
+    time_divisor: u64,
+    stimecmp: u64,
+    sbi: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UartState {
+    pub registers: [u8; 9],
+    pub fifo: Vec<u8>,
+    pub pending_input: Vec<u8>,
+    pub level: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlicState {
+    pub priority: Vec<u32>,
+    pub level: Vec<u32>,
+    pub pending: Vec<u32>,
+    pub claimed: Vec<u32>,
+    pub enable: Vec<Vec<u32>>,
+    pub threshold: Vec<u32>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct ClintState {
+    msip: bool,
+    mtimecmp: u64,
+    mtime_offset: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+enum ShutdownState {
+    PowerOff,
+    Reboot,
+    Failure(u32),
+}
+
+impl From<ShutdownKind> for ShutdownState {
+    fn from(kind: ShutdownKind) -> Self {
+        match kind {
+            ShutdownKind::PowerOff => ShutdownState::PowerOff,
+            ShutdownKind::Reboot => ShutdownState::Reboot,
+            ShutdownKind::Failure(code) => ShutdownState::Failure(code),
+        }
+    }
+}
+
+impl From<ShutdownState> for ShutdownKind {
+    fn from(state: ShutdownState) -> Self {
+        match state {
+            ShutdownState::PowerOff => ShutdownKind::PowerOff,
+            ShutdownState::Reboot => ShutdownKind::Reboot,
+            ShutdownState::Failure(code) => ShutdownKind::Failure(code),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct MachineState {
+    version: u32,
+    hart: HartState,
+    plic: PlicState,
+    clint: ClintState,
+    uart: UartState,
+    shutdown: Option<ShutdownState>,
+    stopped: Option<StoppedState>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+enum StoppedState {
+    Shutdown(ShutdownState),
+    UnhandledTrap { cause: u64, pc: u64, value: u64 },
+}
+
+fn save_hart(hart: &Hart) -> HartState {
+    HartState {
+        x: hart.x[..32].to_vec(),
+        f: hart.f.to_vec(),
+        pc: hart.pc,
+        retired: hart.clock.retired,
+        idle: hart.clock.idle,
+        privilege: hart.privilege as u8,
+        fflags: hart.fflags,
+        frm: hart.frm,
+        mstatus: hart.mstatus,
+        mip: hart.mip,
+        mie: hart.mie,
+        medeleg: hart.medeleg,
+        mideleg: hart.mideleg,
+        mtvec: hart.mtvec,
+        stvec: hart.stvec,
+        mepc: hart.mepc,
+        sepc: hart.sepc,
+        mcause: hart.mcause,
+        scause: hart.scause,
+        mtval: hart.mtval,
+        stval: hart.stval,
+        mscratch: hart.mscratch,
+        sscratch: hart.sscratch,
+        satp: hart.satp,
+        mcounteren: hart.mcounteren,
+        scounteren: hart.scounteren,
+        mcountinhibit: hart.mcountinhibit,
+        pmpcfg: hart.pmpcfg.to_vec(),
+        pmpaddr: hart.pmpaddr.to_vec(),
+        cycle_offset: hart.cycle_offset,
+        instret_offset: hart.instret_offset,
+        reservation: hart.reservation,
+        time_divisor: hart.time_divisor,
+        stimecmp: hart.stimecmp,
+        sbi: hart.sbi,
+    }
+}
+
+fn check(condition: bool, what: &str) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(what.to_string())
+    }
+}
+
+fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), String> {
+    check(state.x.len() == 32, "integer register count")?;
+    check(state.f.len() == 32, "FP register count")?;
+    check(
+        state.pmpcfg.len() == 2 && state.pmpaddr.len() == 16,
+        "PMP register count",
+    )?;
+    check(state.time_divisor > 0, "time divisor")?;
+    check(matches!(state.privilege, 0 | 1 | 3), "privilege level")?;
+    check(state.frm < 8 && state.fflags < 32, "fcsr")?;
+    check(matches!(state.satp >> 60, 0 | 8 | 9), "satp mode")?;
+    hart.x[..32].copy_from_slice(&state.x);
+    hart.x[0] = 0;
+    hart.f.copy_from_slice(&state.f);
+    hart.pc = state.pc;
+    hart.clock = VirtualClock {
+        retired: state.retired,
+        idle: state.idle,
+    };
+    hart.fflags = state.fflags;
+    hart.frm = state.frm;
+    hart.mstatus = state.mstatus;
+    hart.mip = state.mip;
+    hart.mie = state.mie;
+    hart.medeleg = state.medeleg;
+    hart.mideleg = state.mideleg;
+    hart.mtvec = state.mtvec;
+    hart.stvec = state.stvec;
+    hart.mepc = state.mepc;
+    hart.sepc = state.sepc;
+    hart.mcause = state.mcause;
+    hart.scause = state.scause;
+    hart.mtval = state.mtval;
+    hart.stval = state.stval;
+    hart.mscratch = state.mscratch;
+    hart.sscratch = state.sscratch;
+    hart.satp = state.satp;
+    hart.mcounteren = state.mcounteren;
+    hart.scounteren = state.scounteren;
+    hart.mcountinhibit = state.mcountinhibit;
+    hart.pmpcfg.copy_from_slice(&state.pmpcfg);
+    hart.pmpaddr.copy_from_slice(&state.pmpaddr);
+    hart.cycle_offset = state.cycle_offset;
+    hart.instret_offset = state.instret_offset;
+    hart.reservation = state.reservation;
+    hart.time_divisor = state.time_divisor;
+    hart.stimecmp = state.stimecmp;
+    hart.sbi = state.sbi;
+    hart.modified_code_pages.clear();
+    hart.set_privilege(Privilege::from_bits(u64::from(state.privilege)));
+    Ok(())
+}
+
+impl VirtMachine {
+    /// Serializes everything but RAM.
+    pub(crate) fn save_state(&self) -> Vec<u8> {
+        let state = MachineState {
+            version: STATE_VERSION,
+            hart: save_hart(&self.cpu.hart),
+            plic: self.bus.plic.save(),
+            clint: ClintState {
+                msip: self.bus.clint.msip,
+                mtimecmp: self.bus.clint.mtimecmp,
+                mtime_offset: self.bus.clint.mtime_offset,
+            },
+            uart: self.bus.uart.save(),
+            shutdown: self.bus.shutdown.map(ShutdownState::from),
+            stopped: self.stopped.map(|exit| match exit {
+                Exit::UnhandledTrap { cause, pc, value } => {
+                    StoppedState::UnhandledTrap { cause, pc, value }
+                }
+                Exit::Shutdown(kind) => StoppedState::Shutdown(kind.into()),
+                // Only the two stopping exits are ever stored.
+                Exit::BudgetExhausted | Exit::Idle => {
+                    StoppedState::Shutdown(ShutdownState::PowerOff)
+                }
+            }),
+        };
+        serde_json::to_vec(&state).expect("plain data always serializes")
+    }
+
+    /// Validates and applies state from [`Self::save_state`]; leaves the machine unchanged
+    /// on error.
+    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let state: MachineState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if state.version != STATE_VERSION {
+            return Err(format!(
+                "state version {} (this build reads {STATE_VERSION})",
+                state.version
+            ));
+        }
+        let uart = Uart::restore(&state.uart)?;
+        let plic = Plic::restore(&state.plic)?;
+        let mut hart = Hart::new(0, 1);
+        restore_hart(&mut hart, &state.hart)?;
+        let old = std::mem::replace(&mut self.cpu.hart, hart);
+        // Keep the host-side allocations; everything architectural came from the state.
+        self.cpu.hart.hart_id = old.hart_id;
+        self.bus.plic = plic;
+        self.bus.clint = Clint {
+            msip: state.clint.msip,
+            mtimecmp: state.clint.mtimecmp,
+            mtime_offset: state.clint.mtime_offset,
+        };
+        self.bus.uart = uart;
+        self.bus.shutdown = state.shutdown.map(ShutdownKind::from);
+        self.stopped = state.stopped.map(|stopped| match stopped {
+            StoppedState::Shutdown(kind) => Exit::Shutdown(kind.into()),
+            StoppedState::UnhandledTrap { cause, pc, value } => {
+                Exit::UnhandledTrap { cause, pc, value }
+            }
+        });
+        Ok(())
+    }
+}
