@@ -86,9 +86,9 @@ pub(crate) enum CsrEffect {
 }
 
 impl Hart {
-    fn counter_allowed(&self, csr: u16) -> bool {
+    fn counter_allowed(&self, privilege: Privilege, csr: u16) -> bool {
         let bit = 1u64 << (csr & 31);
-        match self.privilege {
+        match privilege {
             Privilege::Machine => true,
             Privilege::Supervisor => self.mcounteren & bit != 0,
             Privilege::User => self.mcounteren & bit != 0 && self.scounteren & bit != 0,
@@ -98,8 +98,18 @@ impl Hart {
     /// Reads a CSR as the current privilege; illegal-instruction when it does not exist or
     /// is not accessible.
     pub(crate) fn read_csr(&self, csr: u16, bits: u32) -> Result<u64, Trap> {
+        self.read_csr_as(self.privilege, csr, bits)
+    }
+
+    /// Reads a CSR the way M-mode would, for debuggers and test harnesses: no side
+    /// effects, `None` when the CSR does not exist (or is off, like `fcsr` with FS = 0).
+    pub fn peek_csr(&self, csr: u16) -> Option<u64> {
+        self.read_csr_as(Privilege::Machine, csr, 0).ok()
+    }
+
+    fn read_csr_as(&self, privilege: Privilege, csr: u16, bits: u32) -> Result<u64, Trap> {
         let illegal = Trap::illegal(u64::from(bits));
-        if (csr >> 8) & 3 > self.privilege as u16 {
+        if (csr >> 8) & 3 > privilege as u16 {
             return Err(illegal);
         }
         let value = match csr {
@@ -108,7 +118,7 @@ impl Hart {
             FRM => u64::from(self.frm),
             FCSR => u64::from(self.fflags) | u64::from(self.frm) << 5,
             CYCLE | TIME | INSTRET | HPMCOUNTER3..=HPMCOUNTER31 => {
-                if !self.counter_allowed(csr) {
+                if !self.counter_allowed(privilege, csr) {
                     return Err(illegal);
                 }
                 match csr {
@@ -129,7 +139,7 @@ impl Hart {
             STVAL => self.stval,
             SIP => self.mip & self.mideleg,
             SATP => {
-                if self.privilege == Privilege::Supervisor && self.mstatus & mstatus::TVM != 0 {
+                if privilege == Privilege::Supervisor && self.mstatus & mstatus::TVM != 0 {
                     return Err(illegal);
                 }
                 self.satp

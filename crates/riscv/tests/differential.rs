@@ -1,0 +1,742 @@
+//! Differential tests against QEMU: small self-checking bare-metal programs
+//! (`tests/programs/*.S`) run on `qemu-system-riscv64` and on pandare's virt machine, and
+//! their console output and exit status must be identical.
+//!
+//! The programs are assembled at test time with Debian's `riscv64-linux-gnu` binutils and
+//! linked at 0x80000000 (`tests/programs/link.ld`); the ELF goes to QEMU (`-bios none
+//! -kernel`), the raw binary to [`VirtMachine::new_bare_metal`]. When the outputs differ,
+//! QEMU runs again with a per-instruction log and pandare is stepped one instruction at a
+//! time beside it, and the test reports the first instruction after which the two
+//! disagree (pc, integer and FP registers, the CSRs QEMU logs), with its disassembly.
+//!
+//! A program may carry header lines:
+//! - `# qemu-cpu: prop=value,...` appended to QEMU's `-cpu` (e.g. `svadu=true`);
+//! - `# march: rv64g...` to assemble for another ISA string than `rv64gc_zicsr_zifencei`.
+//!
+//! Without QEMU or the cross binutils every test prints `SKIP: ...` (straight to the
+//! terminal, past the test harness' capture) and returns; `scripts/install-test-tools.sh`
+//! installs both.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pandare_core::{Exit, Machine, ShutdownKind};
+use pandare_riscv::{disasm, VirtConfig, VirtMachine};
+
+const RAM_BASE: u64 = 0x8000_0000;
+const RAM_BYTES: u64 = 128 << 20;
+/// QEMU's CPU reduced to what pandare implements (see FACTS.md).
+const QEMU_CPU: &str = "rv64,h=false,zba=false,zbb=false,zbc=false,zbs=false,sstc=false,\
+     svadu=false,zicbom=false,zicboz=false,zicbop=false,zawrs=false,zfa=false,sv57=false,\
+     sv48=true";
+const DEFAULT_MARCH: &str = "rv64gc_zicsr_zifencei";
+/// Wall-clock limit for a plain QEMU run.
+const QEMU_TIMEOUT: Duration = Duration::from_secs(20);
+/// Wall-clock limit for the traced QEMU rerun (logging every instruction is slow).
+const TRACE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Instructions pandare may retire before the run counts as hung.
+const OUR_INSTRUCTION_LIMIT: u64 = 50_000_000;
+/// Virtual time (instructions plus idle time) before the run counts as hung.
+const OUR_TIME_LIMIT: u64 = 20_000_000_000;
+/// Instructions compared in lockstep at most.
+const MAX_TRACE_STEPS: u64 = 2_000_000;
+/// Instructions shown before the divergence.
+const CONTEXT: usize = 12;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ending {
+    /// Test finisher 0x5555.
+    Pass,
+    /// Test finisher 0x3333 with this code.
+    Fail(u32),
+    /// No end within the limits.
+    Hung,
+    /// Anything else (QEMU error, unhandled trap, reboot...).
+    Other(String),
+}
+
+// ---------------------------------------------------------------------------------------
+// Tools and building
+
+struct Tools {
+    qemu: PathBuf,
+    assembler: PathBuf,
+    linker: PathBuf,
+    objcopy: PathBuf,
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn tools() -> Result<Tools, String> {
+    let find = |name: &str| {
+        find_in_path(name)
+            .ok_or_else(|| format!("{name} not found; run scripts/install-test-tools.sh"))
+    };
+    Ok(Tools {
+        qemu: find("qemu-system-riscv64")?,
+        assembler: find("riscv64-linux-gnu-as")?,
+        linker: find("riscv64-linux-gnu-ld")?,
+        objcopy: find("riscv64-linux-gnu-objcopy")?,
+    })
+}
+
+fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+}
+
+struct Program {
+    dir: PathBuf,
+    elf: PathBuf,
+    image: Vec<u8>,
+    qemu_cpu: String,
+}
+
+fn run_tool(command: &mut Command) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// The value of a `# key: value` header line.
+fn header<'a>(source: &'a str, key: &str) -> Option<&'a str> {
+    source.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix('#')
+            .map(str::trim)
+            .and_then(|rest| rest.strip_prefix(key))
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+fn build(tools: &Tools, name: &str) -> Result<Program, String> {
+    let source_path = programs_dir().join(format!("{name}.S"));
+    let source = fs::read_to_string(&source_path)
+        .map_err(|e| format!("cannot read {}: {e}", source_path.display()))?;
+    let dir = std::env::temp_dir()
+        .join(format!("pandare-differential-{}", std::process::id()))
+        .join(name);
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let object = dir.join(format!("{name}.o"));
+    let elf = dir.join(format!("{name}.elf"));
+    let binary = dir.join(format!("{name}.bin"));
+    let march = header(&source, "march").unwrap_or(DEFAULT_MARCH);
+    run_tool(
+        Command::new(&tools.assembler)
+            .arg(format!("-march={march}"))
+            .arg("-mabi=lp64d")
+            .arg("-I")
+            .arg(programs_dir())
+            .arg("-o")
+            .arg(&object)
+            .arg(&source_path),
+    )?;
+    run_tool(
+        Command::new(&tools.linker)
+            .arg("--no-warn-rwx-segments")
+            .arg("-T")
+            .arg(programs_dir().join("link.ld"))
+            .arg("-o")
+            .arg(&elf)
+            .arg(&object),
+    )?;
+    run_tool(
+        Command::new(&tools.objcopy)
+            .args(["-O", "binary"])
+            .arg(&elf)
+            .arg(&binary),
+    )?;
+    let image = fs::read(&binary).map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
+    let qemu_cpu = match header(&source, "qemu-cpu") {
+        Some(extra) => format!("{QEMU_CPU},{extra}"),
+        None => QEMU_CPU.to_string(),
+    };
+    Ok(Program {
+        dir,
+        elf,
+        image,
+        qemu_cpu,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Running
+
+struct Run {
+    output: Vec<u8>,
+    ending: Ending,
+    /// Wall time.
+    elapsed: Duration,
+}
+
+fn run_qemu(tools: &Tools, program: &Program, extra: &[&str], timeout: Duration) -> Run {
+    let start = Instant::now();
+    let mut child = match Command::new(&tools.qemu)
+        .args(["-M", "virt", "-m", "128M", "-bios", "none", "-nographic"])
+        .arg("-cpu")
+        .arg(&program.qemu_cpu)
+        .arg("-kernel")
+        .arg(&program.elf)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            return Run {
+                output: Vec::new(),
+                ending: Ending::Other(format!("cannot start QEMU: {e}")),
+                elapsed: start.elapsed(),
+            }
+        }
+    };
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("waiting for QEMU: {e}"),
+        }
+    };
+    let output = out_reader.join().unwrap_or_default();
+    let errors = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    let ending = match status {
+        None => Ending::Hung,
+        Some(_) if errors.contains("qemu-system-riscv64:") => {
+            Ending::Other(format!("QEMU error: {}", errors.trim()))
+        }
+        Some(status) => match status.code() {
+            Some(0) => Ending::Pass,
+            Some(code) => Ending::Fail(code as u32),
+            None => Ending::Other(format!("QEMU died: {status}")),
+        },
+    };
+    Run {
+        output,
+        ending,
+        elapsed: start.elapsed(),
+    }
+}
+
+fn new_machine(program: &Program) -> VirtMachine {
+    VirtMachine::new_bare_metal(
+        VirtConfig {
+            ram_bytes: RAM_BYTES,
+            ..Default::default()
+        },
+        &program.image,
+    )
+    .expect("the program fits in RAM")
+}
+
+/// What a [`Machine::run`] exit means for a test run; `None` to carry on.
+fn ending_of(machine: &mut VirtMachine, exit: Exit) -> Option<Ending> {
+    match exit {
+        Exit::BudgetExhausted => None,
+        Exit::Idle => match machine.next_event() {
+            Some(time) => {
+                machine.skip_to(time);
+                None
+            }
+            None => Some(Ending::Other(format!(
+                "WFI with no interrupt pending and no timer armed (pc {:#x})",
+                machine.cpu.hart.pc
+            ))),
+        },
+        Exit::Shutdown(ShutdownKind::PowerOff) => Some(Ending::Pass),
+        Exit::Shutdown(ShutdownKind::Failure(code)) => Some(Ending::Fail(code)),
+        Exit::Shutdown(ShutdownKind::Reboot) => Some(Ending::Other("reboot".into())),
+        Exit::UnhandledTrap { cause, pc, value } => Some(Ending::Other(format!(
+            "unhandled trap: cause {cause:#x} at pc {pc:#x}, value {value:#x}"
+        ))),
+    }
+}
+
+fn run_ours(program: &Program) -> Run {
+    let start = Instant::now();
+    let mut machine = new_machine(program);
+    let mut output = Vec::new();
+    let ending = loop {
+        if machine.instruction_count() >= OUR_INSTRUCTION_LIMIT || machine.now() >= OUR_TIME_LIMIT {
+            break Ending::Hung;
+        }
+        let exit = machine.run(1_000_000);
+        output.extend(machine.take_console_output());
+        if let Some(ending) = ending_of(&mut machine, exit) {
+            break ending;
+        }
+    };
+    output.extend(machine.take_console_output());
+    Run {
+        output,
+        ending,
+        elapsed: start.elapsed(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// QEMU's instruction log
+
+/// One `-d exec,cpu,fpu` entry: the state before an instruction runs.
+#[derive(Clone, Debug)]
+struct State {
+    pc: u64,
+    x: [u64; 32],
+    f: [u64; 32],
+    /// (number, value) of the CSRs in the dump.
+    csrs: Vec<(u16, u64)>,
+    /// `epc` of the trap QEMU logged just before this entry (`-d int`).
+    after_trap: Option<u64>,
+}
+
+/// CSRs in QEMU's dump that pandare also has, with the bits worth comparing.
+fn csr_of_dump_name(name: &str) -> Option<(u16, u64)> {
+    Some(match name {
+        "mstatus" => (0x300, !0),
+        // MTIP follows the wall clock in QEMU; MSIP/MEIP/SEIP come from devices.
+        "mip" => (0x344, 0x22),
+        "mie" => (0x304, !0),
+        "mideleg" => (0x303, !0),
+        "medeleg" => (0x302, !0),
+        "mtvec" => (0x305, !0),
+        "stvec" => (0x105, !0),
+        "mepc" => (0x341, !0),
+        "sepc" => (0x141, !0),
+        "mcause" => (0x342, !0),
+        "scause" => (0x142, !0),
+        "mtval" => (0x343, !0),
+        "stval" => (0x143, !0),
+        "mscratch" => (0x340, !0),
+        "sscratch" => (0x140, !0),
+        "satp" => (0x180, !0),
+        "fcsr" => (0x003, !0),
+        _ => return None,
+    })
+}
+
+fn csr_name(number: u16) -> &'static str {
+    match number {
+        0x300 => "mstatus",
+        0x344 => "mip",
+        0x304 => "mie",
+        0x303 => "mideleg",
+        0x302 => "medeleg",
+        0x305 => "mtvec",
+        0x105 => "stvec",
+        0x341 => "mepc",
+        0x141 => "sepc",
+        0x342 => "mcause",
+        0x142 => "scause",
+        0x343 => "mtval",
+        0x143 => "stval",
+        0x340 => "mscratch",
+        0x140 => "sscratch",
+        0x180 => "satp",
+        0x003 => "fcsr",
+        _ => "csr",
+    }
+}
+
+const ABI: [&str; 32] = [
+    "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4",
+    "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4",
+    "t5", "t6",
+];
+
+struct TraceReader {
+    lines: std::io::Lines<BufReader<fs::File>>,
+    current: Option<State>,
+    pending_trap: Option<u64>,
+}
+
+impl TraceReader {
+    fn open(path: &Path) -> std::io::Result<TraceReader> {
+        Ok(TraceReader {
+            lines: BufReader::with_capacity(1 << 20, fs::File::open(path)?).lines(),
+            current: None,
+            pending_trap: None,
+        })
+    }
+
+    fn hex(text: &str) -> u64 {
+        u64::from_str_radix(text.trim_start_matches("0x"), 16).unwrap_or(0)
+    }
+
+    /// The next complete entry.
+    fn next_state(&mut self) -> Option<State> {
+        loop {
+            let Some(Ok(line)) = self.lines.next() else {
+                return self.current.take();
+            };
+            if line.starts_with("Trace ") {
+                let next = State {
+                    pc: 0,
+                    x: [0; 32],
+                    f: [0; 32],
+                    csrs: Vec::new(),
+                    after_trap: self.pending_trap.take(),
+                };
+                if let Some(done) = self.current.replace(next) {
+                    return Some(done);
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("riscv_cpu_do_interrupt:") {
+                // "hart:0, async:1, cause:..., epc:0x..., tval:0x..., desc=..."
+                if let Some(epc) = rest
+                    .split(',')
+                    .find_map(|field| field.trim().strip_prefix("epc:"))
+                {
+                    self.pending_trap = Some(Self::hex(epc));
+                }
+                continue;
+            }
+            let Some(state) = self.current.as_mut() else {
+                continue;
+            };
+            let mut words = line.split_whitespace();
+            while let (Some(name), Some(value)) = (words.next(), words.next()) {
+                let value = Self::hex(value);
+                if name == "pc" {
+                    state.pc = value;
+                } else if let Some(index) = name
+                    .strip_prefix('x')
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    state.x[index & 31] = value;
+                } else if let Some(index) = name
+                    .strip_prefix('f')
+                    .and_then(|rest| rest.split_once('/'))
+                    .and_then(|(n, _)| n.parse::<usize>().ok())
+                {
+                    state.f[index & 31] = value;
+                } else if let Some((number, _)) = csr_of_dump_name(name) {
+                    state.csrs.push((number, value));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Lockstep comparison
+
+fn instruction_at(machine: &VirtMachine, pc: u64) -> Option<u32> {
+    let mut bytes = [0u8; 4];
+    if machine.bus.ram.read_bytes(pc, &mut bytes) {
+        return Some(u32::from_le_bytes(bytes));
+    }
+    let mut half = [0u8; 2];
+    machine
+        .bus
+        .ram
+        .read_bytes(pc, &mut half)
+        .then(|| u32::from(u16::from_le_bytes(half)))
+}
+
+fn describe(machine: &VirtMachine, pc: u64) -> String {
+    match instruction_at(machine, pc) {
+        Some(bits) => {
+            let text = disasm::disassemble(bits, pc);
+            if bits & 3 == 3 {
+                format!("{pc:#x}: {bits:08x}  {text}")
+            } else {
+                format!("{pc:#x}: {:04x}      {text}", bits & 0xffff)
+            }
+        }
+        None => format!("{pc:#x}: (not in RAM: virtual address?)"),
+    }
+}
+
+/// Differences between pandare's state and a QEMU entry.
+fn differences(machine: &VirtMachine, state: &State, with_csrs: bool) -> Vec<String> {
+    let hart = &machine.cpu.hart;
+    let mut found = Vec::new();
+    if hart.pc != state.pc {
+        found.push(format!(
+            "pc: qemu {:#018x} ours {:#018x}",
+            state.pc, hart.pc
+        ));
+    }
+    for i in 1..32 {
+        if hart.x[i] != state.x[i] {
+            found.push(format!(
+                "x{i}/{}: qemu {:#018x} ours {:#018x}",
+                ABI[i], state.x[i], hart.x[i]
+            ));
+        }
+    }
+    for i in 0..32 {
+        if hart.f[i] != state.f[i] {
+            found.push(format!(
+                "f{i}: qemu {:#018x} ours {:#018x}",
+                state.f[i], hart.f[i]
+            ));
+        }
+    }
+    if with_csrs {
+        for &(number, value) in &state.csrs {
+            let Some(ours) = hart.peek_csr(number) else {
+                continue;
+            };
+            let mask = csr_of_dump_name(csr_name(number)).map_or(!0, |(_, mask)| mask);
+            if (ours ^ value) & mask != 0 {
+                found.push(format!(
+                    "{}: qemu {value:#018x} ours {ours:#018x}",
+                    csr_name(number)
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Reruns both sides instruction by instruction and describes the first divergence.
+fn first_divergence(tools: &Tools, program: &Program) -> String {
+    let log = program.dir.join("qemu-trace.log");
+    let _ = fs::remove_file(&log);
+    let log_arg = log.display().to_string();
+    let traced = run_qemu(
+        tools,
+        program,
+        &[
+            "-accel",
+            "tcg,one-insn-per-tb=on",
+            "-d",
+            "exec,cpu,nochain,int,fpu",
+            "-D",
+            &log_arg,
+        ],
+        TRACE_TIMEOUT,
+    );
+    let mut reader = match TraceReader::open(&log) {
+        Ok(reader) => reader,
+        Err(e) => return format!("no QEMU trace ({e}); traced run ended {:?}", traced.ending),
+    };
+    // Skip QEMU's reset vector.
+    let first = loop {
+        match reader.next_state() {
+            Some(state) if state.pc >= RAM_BASE => break state,
+            Some(_) => {}
+            None => return "QEMU's trace never reached 0x80000000".to_string(),
+        }
+    };
+    let mut machine = new_machine(program);
+    // Start from QEMU's registers (its reset vector sets a0, a1, a2, t0).
+    machine.cpu.hart.x[..32].copy_from_slice(&first.x);
+    machine.cpu.hart.f = first.f;
+
+    let mut history: VecDeque<(u64, String)> = VecDeque::new();
+    let mut previous: Option<(u64, [u64; 32])> = None;
+    let mut state = first;
+    let mut index = 0u64;
+    let mut ours_ended: Option<Ending> = None;
+    let report = |history: &VecDeque<(u64, String)>, headline: String, details: &[String]| {
+        let mut text = format!("{headline}\n  last instructions (pandare's view):\n");
+        for (i, line) in history {
+            let _ = writeln!(text, "    #{i:<8} {line}");
+        }
+        if !details.is_empty() {
+            let _ = writeln!(text, "  differences after the last one:");
+            for line in details {
+                let _ = writeln!(text, "    {line}");
+            }
+        }
+        text
+    };
+    loop {
+        let with_csrs = state.after_trap.is_none();
+        if let Some(epc) = state.after_trap {
+            // The trap entry: pandare's step at a trapping instruction also runs the
+            // handler's first instruction, so compare against the pc the trap left.
+            state.pc = epc;
+            if previous == Some((state.pc, state.x)) {
+                // A synchronous exception: the entry before was the faulting instruction.
+                match reader.next_state() {
+                    Some(next) => {
+                        state = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if let Some(ending) = &ours_ended {
+            return report(
+                &history,
+                format!(
+                    "pandare ended ({ending:?}) after {index} instructions but QEMU went on at {:#x}",
+                    state.pc
+                ),
+                &[],
+            );
+        }
+        let diffs = differences(&machine, &state, with_csrs);
+        if !diffs.is_empty() {
+            let headline = match history.back() {
+                Some((i, line)) => format!("first divergence after instruction #{i}: {line}"),
+                None => "the states differ at the first instruction".to_string(),
+            };
+            return report(&history, headline, &diffs);
+        }
+        previous = Some((state.pc, state.x));
+        if index >= MAX_TRACE_STEPS {
+            return format!("no divergence in the first {MAX_TRACE_STEPS} instructions");
+        }
+        history.push_back((index, describe(&machine, machine.cpu.hart.pc)));
+        if history.len() > CONTEXT {
+            history.pop_front();
+        }
+        let exit = machine.run(1);
+        let _ = machine.take_console_output();
+        ours_ended = ending_of(&mut machine, exit);
+        index += 1;
+        match reader.next_state() {
+            Some(next) => state = next,
+            None => break,
+        }
+    }
+    match ours_ended {
+        Some(_) => format!(
+            "no register divergence in {index} instructions: the difference is in memory or \
+             device state (compare the console outputs above); QEMU's traced run ended {:?}",
+            traced.ending
+        ),
+        None => report(
+            &history,
+            format!(
+                "QEMU's trace ended ({:?}) after {index} instructions but pandare went on at {:#x}",
+                traced.ending, machine.cpu.hart.pc
+            ),
+            &[],
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The test driver
+
+fn skip(reason: &str) {
+    // Straight to the terminal: libtest captures print!/eprint! but not direct writes.
+    let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `name.S` on QEMU and pandare and requires the same output and a PASS ending.
+fn differential(name: &str) {
+    let tools = match tools() {
+        Ok(tools) => tools,
+        Err(reason) => return skip(&format!("{name}: {reason}")),
+    };
+    let program = build(&tools, name).unwrap_or_else(|e| panic!("building {name}: {e}"));
+    let qemu = run_qemu(&tools, &program, &[], QEMU_TIMEOUT);
+    if let Ending::Other(reason) = &qemu.ending {
+        panic!("{name}: QEMU could not run the program: {reason}");
+    }
+    let ours = run_ours(&program);
+    let same = qemu.output == ours.output && qemu.ending == ours.ending;
+    if same && qemu.ending == Ending::Pass {
+        let _ = fs::remove_dir_all(&program.dir);
+        println!(
+            "{name}: identical ({} bytes of output; QEMU {:?}, pandare {:?})",
+            ours.output.len(),
+            qemu.elapsed,
+            ours.elapsed
+        );
+        return;
+    }
+    let mut message = format!("{name}: ");
+    if same {
+        let _ = writeln!(
+            message,
+            "QEMU and pandare agree, but the program's own checks failed ({:?})",
+            qemu.ending
+        );
+    } else {
+        let _ = writeln!(
+            message,
+            "pandare differs from QEMU (QEMU ended {:?}, pandare {:?})",
+            qemu.ending, ours.ending
+        );
+    }
+    let at = first_difference(&qemu.output, &ours.output);
+    let line_start = qemu.output[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let _ = writeln!(
+        message,
+        "--- QEMU output ---\n{}\n--- pandare output ---\n{}\n--- first differing byte: {at} (line starting {line_start}) ---",
+        show(&qemu.output),
+        show(&ours.output)
+    );
+    if !same {
+        let _ = writeln!(message, "{}", first_divergence(&tools, &program));
+    }
+    let _ = writeln!(
+        message,
+        "(build and trace files in {})",
+        program.dir.display()
+    );
+    panic!("{message}");
+}
+
+macro_rules! differential_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                differential(stringify!($name));
+            }
+        )*
+    };
+}
+
+differential_tests!(smoke);
