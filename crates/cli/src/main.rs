@@ -81,7 +81,8 @@ struct GuestArgs {
     /// Guest memory in MiB.
     #[arg(long)]
     mem: Option<u64>,
-    /// Regular expression matching the guest's shell prompt (with --kernel).
+    /// Regular expression matching the guest's shell prompt [default with --kernel: the last
+    /// line of output, when it ends in `# ` or `$ ` and perhaps terminal escape codes]
     #[arg(long)]
     prompt: Option<String>,
 }
@@ -99,13 +100,31 @@ struct RunArgs {
     /// Show the boot log while running --cmd.
     #[arg(long)]
     verbose: bool,
+    /// At the end, print the guest instruction count and virtual time to stderr.
+    #[arg(long)]
+    stats: bool,
 }
+
+/// The prompt of one's own guest: the whole last line of output (so no part of the prompt
+/// is taken for command output), ending in `# ` or `$ ` and perhaps terminal escape codes
+/// (busybox's shell queries the cursor position with `ESC [6n` right after its prompt).
+const DEFAULT_PROMPT: &str = r"(?m)^[^\n]*[#$] (?:\x1b\[[0-9;?]*[A-Za-z])*\z";
 
 impl GuestArgs {
     fn config(&self) -> anyhow::Result<MachineConfig> {
+        // Checked first: a bad option must not wait for an image build.
+        if self.mem == Some(0) {
+            bail!("--mem 0: the guest needs memory; give a size in MiB, e.g. --mem 512");
+        }
         let mut config = match (&self.generic, &self.kernel) {
             (Some(name), _) => {
-                MachineConfig::generic(name, &mut |message| eprintln!("panda: {message}"))?
+                // Progress only when an image is actually built, not on every run.
+                let quiet = pandare_images::cached(name).is_some();
+                MachineConfig::generic(name, &mut |message| {
+                    if !quiet {
+                        eprintln!("panda: {message}");
+                    }
+                })?
             }
             (None, Some(kernel)) => {
                 let Some(architecture) = Architecture::from_name(&self.arch) else {
@@ -117,7 +136,10 @@ impl GuestArgs {
                     kernel: kernel.clone(),
                     initrd: self.initrd.clone(),
                     append: "console=ttyS0".to_string(),
-                    prompt: self.prompt.clone().unwrap_or_else(|| r"[#$] $".to_string()),
+                    prompt: self
+                        .prompt
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_PROMPT.to_string()),
                 }
             }
             (None, None) => bail!(
@@ -128,9 +150,6 @@ impl GuestArgs {
             config.append = append.clone();
         }
         if let Some(mem) = self.mem {
-            if mem == 0 {
-                bail!("--mem 0: the guest needs memory; give a size in MiB, e.g. --mem 512");
-            }
             config.memory_mib = mem;
         }
         if let Some(prompt) = &self.prompt {
@@ -145,10 +164,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("panda: error: {error:#}");
+            eprintln!("panda: error: {}", error_message(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined with ": ", leaving out causes whose text the message
+/// already holds (many errors print their source in their own message too).
+fn error_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -166,9 +202,26 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let prompt = config.prompt_regex()?;
     let machine = config.build()?;
     let mut console = Console::new(machine, prompt);
-    if args.commands.is_empty() {
-        return terminal::interact(&mut console);
+    let result = if args.commands.is_empty() {
+        terminal::interact(&mut console)
+    } else {
+        run_commands(args, &mut console)
+    };
+    if args.stats {
+        let machine = console.machine();
+        eprintln!("instructions: {}", machine.instruction_count());
+        let now = machine.now();
+        eprintln!(
+            "virtual time: {}.{:09} s",
+            now / UNITS_PER_SECOND,
+            now % UNITS_PER_SECOND
+        );
     }
+    result
+}
+
+/// Boots to the prompt, runs each --cmd, prints its output, and powers off.
+fn run_commands(args: &RunArgs, console: &mut Console) -> anyhow::Result<ExitCode> {
     if args.verbose {
         console.set_echo(Box::new(|bytes| {
             let mut stderr = std::io::stderr();
