@@ -96,21 +96,18 @@ pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
         if !input.is_empty() {
             console.type_bytes(&input);
         }
-        let machine = console.machine();
-        let exit = machine.run(SLICE);
-        let output = machine.take_console_output();
-        if !output.is_empty() {
-            let mut stdout = std::io::stdout();
-            stdout.write_all(&output)?;
-            stdout.flush()?;
-        }
+        let exit = console.run_slice(SLICE);
+        console.discard_output();
         match exit {
             pandare::Exit::BudgetExhausted => {}
             pandare::Exit::Idle => {
                 // Wait in real time for at most the virtual gap, then move the clock on by
                 // what we waited.
-                let now = machine.now();
-                let gap = machine.next_event().map_or(u64::MAX, |event| event - now);
+                let now = console.machine().now();
+                let gap = console
+                    .machine()
+                    .next_event()
+                    .map_or(u64::MAX, |event| event - now);
                 let wait = IDLE_WAIT.min(Duration::from_nanos(
                     gap.saturating_mul(1_000_000_000 / UNITS_PER_SECOND),
                 ));
@@ -119,7 +116,7 @@ pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
                 let waited = started.elapsed().as_nanos() as u64;
                 let advance = waited.saturating_mul(UNITS_PER_SECOND / 1_000_000_000);
                 if gap != u64::MAX {
-                    machine.skip_to(now + advance.clamp(1, gap));
+                    console.skip_to(now + advance.clamp(1, gap));
                 }
                 match received {
                     // Handled at the top of the loop, with the Ctrl-A escapes.

@@ -11,7 +11,7 @@ pub mod memory;
 pub mod snapshot;
 pub mod time;
 
-pub use machine::{Exit, Machine, ShutdownKind};
+pub use machine::{Exit, Fnv64, Machine, ShutdownKind};
 pub use memory::{MmioDevice, Page, Ram, RamImage, RamImageMismatch, PAGE_SIZE};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use time::VirtualClock;

@@ -62,4 +62,45 @@ pub trait Machine {
     /// Puts the machine back to `snapshot`, which must come from a machine of the same
     /// architecture and memory size. On error the machine is unchanged.
     fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError>;
+    /// Architecture name (`riscv64`).
+    fn architecture(&self) -> &'static str;
+    /// Guest RAM size in bytes.
+    fn memory_bytes(&self) -> u64;
+    /// Program counter.
+    fn pc(&self) -> u64;
+    /// A cheap hash of the architectural registers, for record/replay checkpoints.
+    fn state_hash(&self) -> u64;
+    /// The registers as text, one `name value` pair per entry (the monitor's
+    /// `info registers`).
+    fn register_dump(&self) -> String;
+}
+
+/// FNV-1a, 64-bit: a small, stable hash for checkpoints and traces (never for security).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    /// Mixes in bytes.
+    pub fn bytes(&mut self, data: &[u8]) {
+        for &byte in data {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// Mixes in a 64-bit value (little-endian bytes).
+    pub fn word(&mut self, value: u64) {
+        self.bytes(&value.to_le_bytes());
+    }
+
+    /// The hash so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
 }

@@ -120,6 +120,20 @@ impl MachineConfig {
         }
     }
 
+    /// Builds the machine with empty RAM, to be filled by loading a snapshot.
+    pub fn build_blank(&self) -> Result<Box<dyn Machine>, BuildError> {
+        match self.architecture {
+            Architecture::Riscv64 => {
+                let config = VirtConfig {
+                    ram_bytes: self.memory_mib.saturating_mul(1 << 20),
+                    command_line: self.append.clone(),
+                    ..VirtConfig::default()
+                };
+                Ok(Box::new(VirtMachine::new_blank(config)?))
+            }
+        }
+    }
+
     /// The compiled prompt pattern.
     pub fn prompt_regex(&self) -> Result<regex::bytes::Regex, BuildError> {
         regex::bytes::Regex::new(&self.prompt).map_err(|source| BuildError::BadPrompt {

@@ -5,6 +5,8 @@
 //! commands give the same instruction counts on any host, however loaded.
 
 use pandare_core::{Exit, Machine, ShutdownKind};
+
+use crate::replay::{Recorder, Recording};
 use regex::bytes::Regex;
 
 /// Virtual-time slice per `run` call: long enough to amortise the call, short enough to
@@ -73,6 +75,8 @@ pub struct Console {
     pending: Vec<u8>,
     /// Called with every byte the guest prints, as it is printed (e.g. to show the boot).
     echo: Option<EchoSink>,
+    /// Set while recording.
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for Console {
@@ -92,6 +96,7 @@ impl Console {
             prompt,
             pending: Vec::new(),
             echo: None,
+            recorder: None,
         }
     }
 
@@ -105,6 +110,45 @@ impl Console {
         self.machine.as_mut()
     }
 
+    /// Runs one slice of at most `budget` virtual time (less when a recording needs a
+    /// checkpoint sooner), collecting and echoing output. Idle exits are returned, not
+    /// handled.
+    pub fn run_slice(&mut self, budget: u64) -> Exit {
+        let budget = match &self.recorder {
+            Some(recorder) => recorder.limit_budget(self.machine.now(), budget),
+            None => budget,
+        };
+        let exit = self.machine.run(budget);
+        let output = self.machine.take_console_output();
+        if !output.is_empty() {
+            if let Some(echo) = self.echo.as_mut() {
+                echo(&output);
+            }
+            if let Some(recorder) = self.recorder.as_mut() {
+                recorder.output(&output);
+            }
+            self.pending.extend_from_slice(&output);
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.maybe_checkpoint(self.machine.as_ref());
+        }
+        exit
+    }
+
+    /// Moves the clock of an idle guest forward to `time` (no further than its next
+    /// event), logging the skip when recording.
+    pub fn skip_to(&mut self, time: u64) {
+        let now = self.machine.now();
+        self.machine.skip_to(time);
+        let to = self.machine.now();
+        if let Some(recorder) = self.recorder.as_mut() {
+            if to != now {
+                recorder.skip(now, to);
+            }
+            recorder.maybe_checkpoint(self.machine.as_ref());
+        }
+    }
+
     /// Runs one slice of at most `budget` virtual time. Returns how the guest stopped, if it
     /// did. Idle time is skipped to the next timer event.
     pub fn step(
@@ -112,19 +156,11 @@ impl Console {
         budget: u64,
         waiting_for: &str,
     ) -> Result<Option<ShutdownKind>, ConsoleError> {
-        let exit = self.machine.run(budget);
-        let output = self.machine.take_console_output();
-        if !output.is_empty() {
-            if let Some(echo) = self.echo.as_mut() {
-                echo(&output);
-            }
-            self.pending.extend_from_slice(&output);
-        }
-        match exit {
+        match self.run_slice(budget) {
             Exit::BudgetExhausted => Ok(None),
             Exit::Idle => match self.machine.next_event() {
                 Some(time) => {
-                    self.machine.skip_to(time);
+                    self.skip_to(time);
                     Ok(None)
                 }
                 None => Err(ConsoleError::Idle {
@@ -136,6 +172,29 @@ impl Console {
                 Err(ConsoleError::Crashed { cause, pc, value })
             }
         }
+    }
+
+    /// Forgets output not yet consumed by a wait (an interactive console shows output as it
+    /// comes instead).
+    pub fn discard_output(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Starts recording from now (see [`crate::replay`]). A recording already running is
+    /// replaced.
+    pub fn start_recording(&mut self) {
+        self.recorder = Some(Recorder::start(self.machine.as_mut()));
+    }
+
+    /// Whether a recording is running.
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// Ends the recording, if one is running.
+    pub fn finish_recording(&mut self, memory_mib: u64, append: &str) -> Option<Recording> {
+        let recorder = self.recorder.take()?;
+        Some(recorder.finish(self.machine.as_ref(), memory_mib, append))
     }
 
     /// Runs until the output matches `pattern`; returns the output before the match and
@@ -197,18 +256,23 @@ impl Console {
         self.machine.save_snapshot()
     }
 
-    /// Puts the machine back to `snapshot` and forgets output not yet consumed.
+    /// Puts the machine back to `snapshot` and forgets output not yet consumed. A running
+    /// recording ends (it cannot span a jump in the machine's history).
     pub fn load_snapshot(
         &mut self,
         snapshot: &pandare_core::Snapshot,
     ) -> Result<(), pandare_core::SnapshotError> {
         self.machine.load_snapshot(snapshot)?;
+        self.recorder = None;
         self.pending.clear();
         Ok(())
     }
 
     /// Types bytes on the console now.
     pub fn type_bytes(&mut self, bytes: &[u8]) {
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.input(self.machine.now(), bytes);
+        }
         self.machine.console_input(bytes);
     }
 

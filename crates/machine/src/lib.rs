@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod replay;
 
 pub use config::{Architecture, BuildError, MachineConfig};
 pub use console::{Console, ConsoleError};

@@ -18,7 +18,7 @@ pub mod sbi;
 mod state;
 pub mod uart;
 
-use pandare_core::{Exit, Machine, Ram, ShutdownKind, Snapshot, SnapshotError};
+use pandare_core::{Exit, Fnv64, Machine, Ram, ShutdownKind, Snapshot, SnapshotError};
 
 use crate::execute::{Cpu, HartExit};
 use crate::hart::{irq, Hart, Privilege};
@@ -363,6 +363,20 @@ impl VirtMachine {
         })
     }
 
+    /// Builds a machine with empty RAM and a hart in reset state, to be filled by
+    /// [`Machine::load_snapshot`] (replays rebuild their machine this way: the recording's
+    /// snapshot holds everything, the kernel included).
+    pub fn new_blank(config: VirtConfig) -> Result<VirtMachine, VirtError> {
+        check_memory(config.ram_bytes)?;
+        let hart = Hart::new(RAM_BASE, config.time_divisor);
+        Ok(VirtMachine {
+            cpu: Cpu::new(hart),
+            bus: Bus::new(config.ram_bytes),
+            config,
+            stopped: None,
+        })
+    }
+
     /// The configuration the machine was built with.
     pub fn config(&self) -> &VirtConfig {
         &self.config
@@ -483,6 +497,61 @@ impl Machine for VirtMachine {
 
     fn take_console_output(&mut self) -> Vec<u8> {
         self.bus.uart.take_output()
+    }
+
+    fn architecture(&self) -> &'static str {
+        ARCHITECTURE
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.config.ram_bytes
+    }
+
+    fn pc(&self) -> u64 {
+        self.cpu.hart.pc
+    }
+
+    fn state_hash(&self) -> u64 {
+        let hart = &self.cpu.hart;
+        let mut hash = Fnv64::default();
+        hart.x[..32].iter().for_each(|&value| hash.word(value));
+        hart.f.iter().for_each(|&value| hash.word(value));
+        for value in [
+            hart.pc,
+            hart.privilege as u64,
+            hart.mstatus,
+            hart.satp,
+            hart.clock.retired,
+            hart.clock.idle,
+        ] {
+            hash.word(value);
+        }
+        hash.finish()
+    }
+
+    fn register_dump(&self) -> String {
+        const NAMES: [&str; 32] = [
+            "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3",
+            "a4", "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11",
+            "t3", "t4", "t5", "t6",
+        ];
+        let hart = &self.cpu.hart;
+        let mut text = format!(
+            "pc       {:016x}  priv {:?}  instructions {}\n",
+            hart.pc, hart.privilege, hart.clock.retired
+        );
+        for (index, name) in NAMES.iter().enumerate() {
+            text += &format!("x{index:<2} {name:<4} {:016x}", hart.x[index]);
+            text += if index % 4 == 3 { "\n" } else { "  " };
+        }
+        text += &format!(
+            "mstatus  {:016x}  satp {:016x}  stvec {:016x}  sepc {:016x}\n",
+            hart.mstatus(),
+            hart.satp,
+            hart.stvec,
+            hart.sepc
+        );
+        text
     }
 
     fn save_snapshot(&mut self) -> Snapshot {

@@ -1,0 +1,312 @@
+//! Record and replay.
+//!
+//! A recording is the machine's starting snapshot plus an ordered log of everything that
+//! came from outside, each stamped with the virtual time at which it took effect: bytes
+//! typed on the console, and idle skips (the run loop moving the clock forward while the
+//! guest waited, which depends on the host for an interactive console). Checkpoints of
+//! (instructions, pc, register hash) every [`CHECKPOINT_INTERVAL`] let a replay that
+//! diverges stop at the first checkpoint that differs and say what differed.
+//!
+//! Replay restores the snapshot and re-applies the log at the same virtual times, so it
+//! reproduces the same instruction count, blocks and console output whatever callbacks
+//! are enabled: callbacks never change where a run slice ends.
+
+use pandare_core::{Exit, Fnv64, Machine, Snapshot};
+
+/// Virtual time between checkpoints.
+pub const CHECKPOINT_INTERVAL: u64 = 100_000_000;
+
+/// One entry of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Bytes typed on the console at `time`.
+    Input {
+        /// Virtual time.
+        time: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// The guest was idle at `time` and the clock moved to `to`.
+    Skip {
+        /// Virtual time the guest went idle.
+        time: u64,
+        /// Virtual time the clock moved to.
+        to: u64,
+    },
+    /// What the machine looked like at `time`.
+    Checkpoint(Checkpoint),
+}
+
+impl Event {
+    /// When the event takes effect.
+    pub fn time(&self) -> u64 {
+        match self {
+            Event::Input { time, .. } | Event::Skip { time, .. } => *time,
+            Event::Checkpoint(checkpoint) => checkpoint.time,
+        }
+    }
+}
+
+/// The machine's state at one moment, cheaply summarised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Virtual time.
+    pub time: u64,
+    /// Instructions retired.
+    pub instructions: u64,
+    /// Program counter.
+    pub pc: u64,
+    /// Hash of the architectural registers.
+    pub state_hash: u64,
+}
+
+impl Checkpoint {
+    /// Summarises `machine` now.
+    pub fn of(machine: &dyn Machine) -> Checkpoint {
+        Checkpoint {
+            time: machine.now(),
+            instructions: machine.instruction_count(),
+            pc: machine.pc(),
+            state_hash: machine.state_hash(),
+        }
+    }
+
+    /// What differs from `expected`, in words.
+    fn difference(&self, expected: &Checkpoint) -> String {
+        let mut parts = Vec::new();
+        if self.instructions != expected.instructions {
+            parts.push(format!(
+                "instructions {} instead of {}",
+                self.instructions, expected.instructions
+            ));
+        }
+        if self.pc != expected.pc {
+            parts.push(format!("pc {:#x} instead of {:#x}", self.pc, expected.pc));
+        }
+        if self.state_hash != expected.state_hash {
+            parts.push("register state differs".to_string());
+        }
+        parts.join(", ")
+    }
+}
+
+/// A complete recording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recording {
+    /// Architecture.
+    pub architecture: String,
+    /// RAM in MiB.
+    pub memory_mib: u64,
+    /// Kernel command line the machine was built with (informational).
+    pub append: String,
+    /// Where it starts.
+    pub start: Snapshot,
+    /// The log, in order; the last entry is the final checkpoint.
+    pub events: Vec<Event>,
+    /// Hash of everything the guest printed during the recording.
+    pub output_hash: u64,
+    /// Bytes the guest printed during the recording.
+    pub output_length: u64,
+}
+
+impl Recording {
+    /// The final checkpoint.
+    pub fn end(&self) -> Option<Checkpoint> {
+        self.events.iter().rev().find_map(|event| match event {
+            Event::Checkpoint(checkpoint) => Some(*checkpoint),
+            _ => None,
+        })
+    }
+}
+
+/// Collects the log while a console records.
+#[derive(Debug)]
+pub struct Recorder {
+    start: Snapshot,
+    events: Vec<Event>,
+    output: Fnv64,
+    output_length: u64,
+    next_checkpoint: u64,
+}
+
+impl Recorder {
+    /// Starts recording `machine` from now.
+    pub fn start(machine: &mut dyn Machine) -> Recorder {
+        let start = machine.save_snapshot();
+        let now = machine.now();
+        Recorder {
+            start,
+            events: vec![Event::Checkpoint(Checkpoint::of(machine))],
+            output: Fnv64::default(),
+            output_length: 0,
+            next_checkpoint: (now / CHECKPOINT_INTERVAL + 1) * CHECKPOINT_INTERVAL,
+        }
+    }
+
+    /// Logs typed bytes.
+    pub fn input(&mut self, time: u64, bytes: &[u8]) {
+        self.events.push(Event::Input {
+            time,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    /// Logs an idle skip.
+    pub fn skip(&mut self, time: u64, to: u64) {
+        self.events.push(Event::Skip { time, to });
+    }
+
+    /// Logs console output.
+    pub fn output(&mut self, bytes: &[u8]) {
+        self.output.bytes(bytes);
+        self.output_length += bytes.len() as u64;
+    }
+
+    /// The largest budget that does not run past the next checkpoint.
+    pub fn limit_budget(&self, now: u64, budget: u64) -> u64 {
+        budget.min(self.next_checkpoint.saturating_sub(now)).max(1)
+    }
+
+    /// Takes a checkpoint if the machine has reached the next one.
+    pub fn maybe_checkpoint(&mut self, machine: &dyn Machine) {
+        let now = machine.now();
+        if now >= self.next_checkpoint {
+            self.events.push(Event::Checkpoint(Checkpoint::of(machine)));
+            self.next_checkpoint = (now / CHECKPOINT_INTERVAL + 1) * CHECKPOINT_INTERVAL;
+        }
+    }
+
+    /// Ends the recording with a final checkpoint.
+    pub fn finish(mut self, machine: &dyn Machine, memory_mib: u64, append: &str) -> Recording {
+        let last = Checkpoint::of(machine);
+        if self.events.last() != Some(&Event::Checkpoint(last)) {
+            self.events.push(Event::Checkpoint(last));
+        }
+        Recording {
+            architecture: machine.architecture().to_string(),
+            memory_mib,
+            append: append.to_string(),
+            start: self.start,
+            events: self.events,
+            output_hash: self.output.finish(),
+            output_length: self.output_length,
+        }
+    }
+}
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The recording's snapshot does not fit the machine.
+    #[error(transparent)]
+    Snapshot(#[from] pandare_core::SnapshotError),
+    /// The replay went a different way than the recording.
+    #[error("replay diverged at checkpoint {index} (virtual time {time}): {what}")]
+    Diverged {
+        /// Index of the checkpoint among the recording's checkpoints.
+        index: usize,
+        /// Its virtual time.
+        time: u64,
+        /// What differed.
+        what: String,
+    },
+    /// The guest stopped or idled where the recording says it ran on.
+    #[error("replay diverged at virtual time {time}: {what}")]
+    Unexpected {
+        /// Virtual time.
+        time: u64,
+        /// What happened.
+        what: String,
+    },
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Instructions retired at the end (from the snapshot's count on).
+    pub instructions: u64,
+    /// Instructions executed during the replay.
+    pub instructions_replayed: u64,
+    /// Checkpoints compared (all matched, or the replay would have failed).
+    pub checkpoints: usize,
+    /// Whether the console output matched the recording's.
+    pub output_matches: bool,
+}
+
+/// Replays `recording` on `machine` (built for the same architecture and memory),
+/// passing console output to `on_output`. Every checkpoint is compared; the first that
+/// differs ends the replay with [`ReplayError::Diverged`].
+pub fn replay(
+    recording: &Recording,
+    machine: &mut dyn Machine,
+    on_output: &mut dyn FnMut(&[u8]),
+) -> Result<ReplayReport, ReplayError> {
+    machine.load_snapshot(&recording.start)?;
+    let start_instructions = machine.instruction_count();
+    let mut output = Fnv64::default();
+    let mut output_length = 0u64;
+    let mut checkpoints = 0;
+    let mut collect = |machine: &mut dyn Machine, output: &mut Fnv64, length: &mut u64| {
+        let bytes = machine.take_console_output();
+        if !bytes.is_empty() {
+            output.bytes(&bytes);
+            *length += bytes.len() as u64;
+            on_output(&bytes);
+        }
+    };
+    for event in &recording.events {
+        let target = event.time();
+        // Run exactly to the event's time.
+        while machine.now() < target {
+            let now = machine.now();
+            let exit = machine.run(target - now);
+            collect(machine, &mut output, &mut output_length);
+            match exit {
+                Exit::BudgetExhausted => {}
+                Exit::Idle if matches!(event, Event::Skip { time, .. } if *time == machine.now()) =>
+                {
+                    break;
+                }
+                other => {
+                    return Err(ReplayError::Unexpected {
+                        time: machine.now(),
+                        what: format!("the guest {other:?} before the recorded event at {target}"),
+                    })
+                }
+            }
+        }
+        match event {
+            Event::Input { bytes, .. } => machine.console_input(bytes),
+            Event::Skip { to, .. } => {
+                machine.skip_to(*to);
+                if machine.now() != *to {
+                    return Err(ReplayError::Unexpected {
+                        time: machine.now(),
+                        what: format!(
+                            "the clock could not move to {to}: a timer fires earlier than recorded"
+                        ),
+                    });
+                }
+            }
+            Event::Checkpoint(expected) => {
+                let actual = Checkpoint::of(machine);
+                if actual != *expected {
+                    return Err(ReplayError::Diverged {
+                        index: checkpoints,
+                        time: expected.time,
+                        what: actual.difference(expected),
+                    });
+                }
+                checkpoints += 1;
+            }
+        }
+    }
+    collect(machine, &mut output, &mut output_length);
+    Ok(ReplayReport {
+        instructions: machine.instruction_count(),
+        instructions_replayed: machine.instruction_count() - start_instructions,
+        checkpoints,
+        output_matches: output.finish() == recording.output_hash
+            && output_length == recording.output_length,
+    })
+}
