@@ -772,4 +772,4 @@ macro_rules! differential_tests {
     };
 }
 
-differential_tests!(smoke, rv64i, loads_stores, rv64m, atomics);
+differential_tests!(smoke, rv64i, loads_stores, rv64m, atomics, fp_single, fp_double, fp_special, fp_convert, fp_nanbox);
