@@ -44,7 +44,9 @@ const OUR_INSTRUCTION_LIMIT: u64 = 50_000_000;
 /// Virtual time (instructions plus idle time) before the run counts as hung.
 const OUR_TIME_LIMIT: u64 = 20_000_000_000;
 /// Instructions compared in lockstep at most.
-const MAX_TRACE_STEPS: u64 = 2_000_000;
+const MAX_TRACE_STEPS: u64 = 1_000_000;
+/// QEMU's log is cut off at this size (about 2.8 KB per instruction).
+const MAX_TRACE_BYTES: u64 = 3 << 30;
 /// Instructions shown before the divergence.
 const CONTEXT: usize = 12;
 
@@ -205,7 +207,15 @@ struct Run {
     elapsed: Duration,
 }
 
-fn run_qemu(tools: &Tools, program: &Program, extra: &[&str], timeout: Duration) -> Run {
+/// Runs QEMU for at most `timeout`; with `log`, also stops it once that file grows past
+/// the size given.
+fn run_qemu(
+    tools: &Tools,
+    program: &Program,
+    extra: &[&str],
+    timeout: Duration,
+    log: Option<(&Path, u64)>,
+) -> Run {
     let start = Instant::now();
     let mut child = match Command::new(&tools.qemu)
         .args(["-M", "virt", "-m", "128M", "-bios", "none", "-nographic"])
@@ -243,7 +253,12 @@ fn run_qemu(tools: &Tools, program: &Program, extra: &[&str], timeout: Duration)
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() > timeout => {
+            Ok(None)
+                if start.elapsed() > timeout
+                    || log.is_some_and(|(path, limit)| {
+                        fs::metadata(path).is_ok_and(|m| m.len() > limit)
+                    }) =>
+            {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -563,6 +578,7 @@ fn first_divergence(tools: &Tools, program: &Program) -> String {
             &log_arg,
         ],
         TRACE_TIMEOUT,
+        Some((&log, MAX_TRACE_BYTES)),
     );
     let mut reader = match TraceReader::open(&log) {
         Ok(reader) => reader,
@@ -676,8 +692,30 @@ fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
 }
 
-fn first_difference(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+/// The first differing lines of two console outputs, with some context.
+fn output_difference(qemu: &[u8], ours: &[u8]) -> String {
+    let qemu = show(qemu);
+    let ours = show(ours);
+    let a: Vec<&str> = qemu.lines().collect();
+    let b: Vec<&str> = ours.lines().collect();
+    let Some(first) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) else {
+        return "the console outputs are identical".to_string();
+    };
+    let from = first.saturating_sub(4);
+    let mut text = format!(
+        "console outputs differ from line {} (QEMU {} lines, pandare {}):\n",
+        first + 1,
+        a.len(),
+        b.len()
+    );
+    for (name, lines) in [("QEMU", &a), ("pandare", &b)] {
+        let _ = writeln!(text, "  --- {name}");
+        for (i, line) in lines.iter().enumerate().skip(from).take(first - from + 8) {
+            let mark = if i == first { '>' } else { ' ' };
+            let _ = writeln!(text, "  {mark}{:5} {line}", i + 1);
+        }
+    }
+    text
 }
 
 fn show(bytes: &[u8]) -> String {
@@ -691,7 +729,7 @@ fn differential(name: &str) {
         Err(reason) => return skip(&format!("{name}: {reason}")),
     };
     let program = build(&tools, name).unwrap_or_else(|e| panic!("building {name}: {e}"));
-    let mut qemu = run_qemu(&tools, &program, &[], QEMU_TIMEOUT);
+    let mut qemu = run_qemu(&tools, &program, &[], QEMU_TIMEOUT, None);
     if let Ending::Other(reason) = &qemu.ending {
         panic!("{name}: QEMU could not run the program: {reason}");
     }
@@ -732,18 +770,15 @@ fn differential(name: &str) {
             qemu.ending, ours.ending
         );
     }
-    let at = first_difference(&qemu.output, &ours.output);
-    let line_start = qemu.output[..at]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |p| p + 1);
-    let _ = writeln!(
-        message,
-        "--- QEMU output ---\n{}\n--- pandare output ---\n{}\n--- first differing byte: {at} (line starting {line_start}) ---",
-        show(&qemu.output),
-        show(&ours.output)
-    );
-    if !same {
+    let _ = fs::write(program.dir.join("qemu.out"), &qemu.output);
+    let _ = fs::write(program.dir.join("pandare.out"), &ours.output);
+    let _ = writeln!(message, "{}", output_difference(&qemu.output, &ours.output));
+    let both_hang = qemu.ending == Ending::Hung
+        && ours.ending == Ending::Hung
+        && (qemu.output.starts_with(&ours.output) || ours.output.starts_with(&qemu.output));
+    if both_hang {
+        let _ = writeln!(message, "the program hangs on both (no trace taken)");
+    } else if !same {
         let _ = writeln!(message, "{}", first_divergence(&tools, &program));
     }
     if !program.qemu_fixes.is_empty() {
@@ -772,4 +807,17 @@ macro_rules! differential_tests {
     };
 }
 
-differential_tests!(smoke, rv64i, loads_stores, rv64m, atomics, fp_single, fp_double, fp_special, fp_convert, fp_nanbox);
+differential_tests!(
+    smoke,
+    rv64i,
+    loads_stores,
+    rv64m,
+    atomics,
+    fp_single,
+    fp_double,
+    fp_special,
+    fp_convert,
+    fp_nanbox,
+    compressed,
+    zicsr
+);
