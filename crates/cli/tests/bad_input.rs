@@ -176,6 +176,16 @@ fn too_little_memory() {
 }
 
 #[test]
+fn more_memory_than_the_host_gives() {
+    // 64 GiB is within the platform's range; a host that cannot provide it must say so
+    // rather than abort in the allocation. (A host that can goes on to reject the kernel.)
+    let elf = std::env::current_exe().expect("the test executable");
+    let mut command = run_kernel(&elf);
+    command.args(["--mem", "65536"]);
+    quick_failure(command, &[]);
+}
+
+#[test]
 fn an_unknown_architecture() {
     let mut command = run_kernel("/bin/ls".as_ref());
     command.args(["--arch", "vax"]);

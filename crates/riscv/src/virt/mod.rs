@@ -84,6 +84,12 @@ pub enum VirtError {
         /// The size asked for.
         bytes: u64,
     },
+    /// The host refused the memory.
+    #[error("the host cannot provide {mib} MiB of memory for the guest; give less with --mem")]
+    HostMemory {
+        /// The size asked for, in MiB.
+        mib: u64,
+    },
     /// The kernel file is shorter than an Image header.
     #[error("the kernel is only {size} bytes long, too short for a RISC-V Image (is the file truncated?)")]
     KernelTooShort {
@@ -253,7 +259,34 @@ fn check_memory(bytes: u64) -> Result<(), VirtError> {
     if !(16 << 20..=64 << 30).contains(&bytes) || !bytes.is_multiple_of(1 << 20) {
         return Err(VirtError::BadMemorySize { bytes });
     }
+    if !host_can_allocate(bytes) {
+        return Err(VirtError::HostMemory { mib: bytes >> 20 });
+    }
     Ok(())
+}
+
+/// Whether the host will hand out `bytes` of zeroed memory, asked the way RAM asks for it
+/// (`calloc`, whose pages stay untouched until used) and released at once, so that a size
+/// the host refuses is an error rather than an abort in the allocation of RAM.
+fn host_can_allocate(bytes: u64) -> bool {
+    let Ok(layout) = usize::try_from(bytes)
+        .map_err(drop)
+        .and_then(|size| std::alloc::Layout::from_size_align(size, 1).map_err(drop))
+    else {
+        return false;
+    };
+    // SAFETY: the layout has a non-zero size (`check_memory` asks for at least 16 MiB), and
+    // the block, when there is one, is released with the layout it was allocated with.
+    unsafe {
+        // `black_box`: an allocation nobody looks at may be optimised away, and the probe
+        // with it.
+        let block = std::hint::black_box(std::alloc::alloc_zeroed(layout));
+        if block.is_null() {
+            return false;
+        }
+        std::alloc::dealloc(block, layout);
+    }
+    true
 }
 
 fn align_up(value: u64, alignment: u64) -> u64 {
