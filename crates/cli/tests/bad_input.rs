@@ -186,6 +186,16 @@ fn more_memory_than_the_host_gives() {
 }
 
 #[test]
+fn a_prompt_that_is_not_a_regular_expression() {
+    let mut command = run_kernel("/bin/ls".as_ref());
+    command.args(["--prompt", "(oops"]);
+    quick_failure(
+        command,
+        &["(oops", "not a valid regular expression", "unclosed group"],
+    );
+}
+
+#[test]
 fn an_unknown_architecture() {
     let mut command = run_kernel("/bin/ls".as_ref());
     command.args(["--arch", "vax"]);

@@ -54,13 +54,25 @@ pub enum BuildError {
     #[error(transparent)]
     Platform(#[from] pandare_riscv::VirtError),
     /// The prompt pattern is not a valid regular expression.
-    #[error("the prompt pattern {pattern:?} is not a valid regular expression: {source}")]
+    #[error(
+        "the prompt pattern {pattern:?} is not a valid regular expression: {}",
+        one_line(.error)
+    )]
     BadPrompt {
         /// The pattern.
         pattern: String,
-        /// Why.
-        source: regex::Error,
+        /// Why (not a `source`: its text spans lines, and the message holds its gist).
+        error: regex::Error,
     },
+}
+
+/// The gist of a regular expression error on one line: `regex` spells syntax errors over
+/// several lines (the pattern, a caret, then `error: what`), and the pattern is known.
+fn one_line(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let last = text.lines().rev().find(|line| !line.trim().is_empty());
+    let last = last.unwrap_or(&text).trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 /// A guest to boot.
@@ -136,9 +148,9 @@ impl MachineConfig {
 
     /// The compiled prompt pattern.
     pub fn prompt_regex(&self) -> Result<regex::bytes::Regex, BuildError> {
-        regex::bytes::Regex::new(&self.prompt).map_err(|source| BuildError::BadPrompt {
+        regex::bytes::Regex::new(&self.prompt).map_err(|error| BuildError::BadPrompt {
             pattern: self.prompt.clone(),
-            source,
+            error,
         })
     }
 }
