@@ -819,5 +819,6 @@ differential_tests!(
     fp_convert,
     fp_nanbox,
     compressed,
-    zicsr
+    zicsr,
+    traps,
 );
