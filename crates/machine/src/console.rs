@@ -231,6 +231,13 @@ impl Console {
                 });
             }
             if let Some(kind) = self.step(SLICE.min(deadline - now), waiting_for)? {
+                // A kernel booted with `panic=-1` resets as soon as it has said why.
+                if let Some(message) = kernel_panic(&self.pending[searched_from..]) {
+                    return Err(ConsoleError::KernelPanic {
+                        message,
+                        waiting_for: waiting_for.to_string(),
+                    });
+                }
                 return Err(ConsoleError::Stopped {
                     kind,
                     waiting_for: waiting_for.to_string(),
