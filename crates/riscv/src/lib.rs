@@ -13,6 +13,7 @@ pub mod disasm;
 mod execute;
 mod fp;
 pub mod fpu;
+pub mod fuzzing;
 pub mod hart;
 mod mmu;
 pub mod virt;

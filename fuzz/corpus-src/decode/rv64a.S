@@ -1,0 +1,15 @@
+# RV64A: LR/SC and every AMO, word and doubleword, with each aq/rl combination.
+    .option norvc
+    lr.w a0, (a1)
+    lr.d.aq a0, (a1)
+    sc.w.rl a2, a3, (a1)
+    sc.d.aqrl zero, a3, (a1)
+    amoswap.w a0, a1, (a2)
+    amoadd.d.aq a0, a1, (a2)
+    amoxor.w.rl a0, a1, (a2)
+    amoand.d.aqrl a0, a1, (a2)
+    amoor.w a0, a1, (a2)
+    amomin.d a0, a1, (a2)
+    amomax.w a0, a1, (a2)
+    amominu.d a0, a1, (a2)
+    amomaxu.w zero, a1, (a2)

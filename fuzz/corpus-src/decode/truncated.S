@@ -1,0 +1,3 @@
+# A compressed instruction, then only the first half of a 32-bit one (ignored).
+    .half 0x0505        # c.addi a0, 1
+    .half 0x0513        # first half of addi a0, ...
