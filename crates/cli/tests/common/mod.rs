@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// What a finished `panda` run left behind.
@@ -131,27 +131,35 @@ pub const BOOT_LIMIT: u64 = 300;
 pub const QUICK_LIMIT: u64 = 30;
 
 /// The generic riscv64 image, built once (with `panda image build riscv64`) when the cache
-/// does not have it. Fails the test with the build's output when it cannot be built.
+/// does not have it. Fails the test with the build's output when it cannot be built (and
+/// later tests in the same binary fail the same way without trying again).
 pub fn generic_image() -> pandare_images::GenericImage {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _serialised = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(image) = pandare_images::cached("riscv64") {
-        return image;
+    static IMAGE: OnceLock<Result<pandare_images::GenericImage, String>> = OnceLock::new();
+    let image = IMAGE.get_or_init(|| {
+        if let Some(image) = pandare_images::cached("riscv64") {
+            return Ok(image);
+        }
+        eprintln!(
+            "the riscv64 generic image is not cached: building it with `panda image build riscv64`"
+        );
+        let mut command = panda();
+        command.args(["image", "build", "riscv64"]);
+        let build = run(command, 60 * 60);
+        if !build.status.success() {
+            return Err(format!(
+                "these tests need the riscv64 generic image, and `panda image build riscv64` \
+                 failed (is a Debian mirror reachable? set PANDARE_DEBIAN_MIRROR to one):\n{}",
+                build.stderr
+            ));
+        }
+        pandare_images::cached("riscv64").ok_or_else(|| {
+            "`panda image build riscv64` succeeded but the image is not in the cache".to_string()
+        })
+    });
+    match image {
+        Ok(image) => image.clone(),
+        Err(why) => panic!("{why}"),
     }
-    eprintln!(
-        "the riscv64 generic image is not cached: building it with `panda image build riscv64`"
-    );
-    let mut command = panda();
-    command.args(["image", "build", "riscv64"]);
-    let build = run(command, 60 * 60);
-    assert!(
-        build.status.success(),
-        "these tests need the riscv64 generic image, and `panda image build riscv64` failed \
-         (is a Debian mirror reachable? set PANDARE_DEBIAN_MIRROR to one):\n{}",
-        build.stderr
-    );
-    pandare_images::cached("riscv64")
-        .expect("`panda image build riscv64` succeeded but the image is not in the cache")
 }
 
 /// A fresh, empty directory under the system's temporary directory, removed when dropped.
