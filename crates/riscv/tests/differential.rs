@@ -821,4 +821,5 @@ differential_tests!(
     compressed,
     zicsr,
     traps,
+    interrupts,
 );
