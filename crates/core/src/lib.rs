@@ -6,6 +6,7 @@
 //! register names, page-table formats or instruction encodings live here.
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod machine;
 pub mod memory;
 pub mod snapshot;
