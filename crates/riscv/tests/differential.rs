@@ -822,4 +822,7 @@ differential_tests!(
     zicsr,
     traps,
     interrupts,
+    sv39,
+    sv48,
+    svadu,
 );
