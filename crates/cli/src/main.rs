@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use pandare::console::UNITS_PER_SECOND;
+use pandare::monitor::Session;
+use pandare::replay;
+use pandare::store::SnapshotStore;
 use pandare::{Architecture, Console, MachineConfig, ShutdownKind};
 
 /// pandare: a whole-system emulator for dynamic analysis.
@@ -32,6 +35,38 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// Replay a recording made with `panda run --record NAME`.
+    Replay {
+        /// The recording (NAME or NAME.recording).
+        name: String,
+        /// Exit non-zero unless every checkpoint and the console output match.
+        #[arg(long)]
+        verify: bool,
+        /// Print the guest's console output while replaying.
+        #[arg(long)]
+        console: bool,
+    },
+    /// Named snapshots of a guest (`savevm`, `root`, ...).
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCommand {
+    /// List the snapshots of a guest.
+    List {
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+    /// Delete a snapshot of a guest.
+    Delete {
+        /// The snapshot's name.
+        name: String,
+        #[command(flatten)]
+        guest: GuestArgs,
     },
 }
 
@@ -58,6 +93,16 @@ enum BenchCommand {
         /// Do not run QEMU for comparison.
         #[arg(long)]
         no_qemu: bool,
+    },
+    /// Record/replay: a workload live, while recording, and replayed.
+    Replay {
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+    /// Snapshots: time to take, revert (few dirty pages), write and read; file size.
+    Snapshot {
+        #[command(flatten)]
+        guest: GuestArgs,
     },
 }
 
@@ -103,6 +148,16 @@ struct RunArgs {
     /// At the end, print the guest instruction count and virtual time to stderr.
     #[arg(long)]
     stats: bool,
+    /// Record the run into NAME.recording (replay it with `panda replay NAME`).
+    #[arg(long, value_name = "NAME")]
+    record: Option<String>,
+    /// Start from the named snapshot instead of booting.
+    #[arg(long, value_name = "NAME")]
+    loadvm: Option<String>,
+    /// Boot the kernel even when the generic image has a `root` snapshot (and do not
+    /// create one).
+    #[arg(long)]
+    boot: bool,
 }
 
 /// The prompt of one's own guest: the whole last line of output (so no part of the prompt
@@ -194,18 +249,200 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             command: BenchCommand::Boot { guest, no_qemu },
         } => bench_boot(&guest, no_qemu),
+        Command::Bench {
+            command: BenchCommand::Replay { guest },
+        } => {
+            let config = guest.config()?;
+            let report = pandare::bench::record_replay(&config)?;
+            let mips = |seconds: f64| report.instructions as f64 / seconds / 1e6;
+            println!("workload: {} guest instructions", report.instructions);
+            println!(
+                "live:      {:.3} s ({:.0} MIPS)",
+                report.live_seconds,
+                mips(report.live_seconds)
+            );
+            println!(
+                "recording: {:.3} s ({:.0} MIPS): overhead {:+.1}%",
+                report.recording_seconds,
+                mips(report.recording_seconds),
+                (report.recording_seconds / report.live_seconds - 1.0) * 100.0
+            );
+            println!(
+                "replay:    {:.3} s ({:.0} MIPS): {:.2}x live speed; matched: {}",
+                report.replay_seconds,
+                mips(report.replay_seconds),
+                report.live_seconds / report.replay_seconds,
+                report.replay_matched
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command: BenchCommand::Snapshot { guest },
+        } => {
+            let config = guest.config()?;
+            let report = pandare::bench::snapshots(&config)?;
+            println!(
+                "guest RAM: {} MiB, {} non-zero pages stored",
+                report.memory_mib, report.stored_pages
+            );
+            println!("take at the prompt: {:.1} ms", report.take_seconds * 1e3);
+            println!(
+                "revert after one command: {:.2} ms (mean of 20)",
+                report.revert_seconds * 1e3
+            );
+            println!(
+                "file: {} bytes ({:.1} MiB), written in {:.0} ms, read in {:.0} ms",
+                report.file_bytes,
+                report.file_bytes as f64 / f64::from(1 << 20),
+                report.write_seconds * 1e3,
+                report.read_seconds * 1e3
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            name,
+            verify,
+            console,
+        } => replay(&name, verify, console),
+        Command::Snapshot { command } => snapshot(command),
     }
 }
+
+fn replay(name: &str, verify: bool, show_console: bool) -> anyhow::Result<ExitCode> {
+    let path = replay::recording_path(name);
+    if !path.exists() {
+        bail!(
+            "there is no recording {} (make one with `panda run ... --record NAME`)",
+            path.display()
+        );
+    }
+    let recording = replay::read_recording(&path)?;
+    let Some(architecture) = Architecture::from_name(&recording.architecture) else {
+        bail!(
+            "the recording is of a {} machine, which this build does not support",
+            recording.architecture
+        );
+    };
+    let config = MachineConfig {
+        architecture,
+        memory_mib: recording.memory_mib,
+        kernel: PathBuf::new(),
+        initrd: None,
+        append: recording.append.clone(),
+        prompt: String::new(),
+    };
+    let mut machine = config.build_blank()?;
+    let started = std::time::Instant::now();
+    let mut stdout = std::io::stdout();
+    let report = replay::replay(&recording, machine.as_mut(), &mut |bytes| {
+        if show_console {
+            let _ = stdout.write_all(bytes);
+            let _ = stdout.flush();
+        }
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "replayed {} instructions in {seconds:.2} s ({:.0} MIPS); {} checkpoints matched; console output {}",
+        report.instructions_replayed,
+        report.instructions_replayed as f64 / seconds / 1e6,
+        report.checkpoints,
+        if report.output_matches { "matched" } else { "DIFFERED" },
+    );
+    if verify && !report.output_matches {
+        bail!("the replay's console output differs from the recording's");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshot(command: SnapshotCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SnapshotCommand::List { guest } => {
+            let config = guest.config()?;
+            let store = SnapshotStore::for_guest(&config, guest.generic.as_deref());
+            let list = store.list();
+            if list.is_empty() {
+                println!("no snapshots in {}", store.directory().display());
+            }
+            for (name, size) in list {
+                println!("{name}\t{size} bytes");
+            }
+        }
+        SnapshotCommand::Delete { name, guest } => {
+            let config = guest.config()?;
+            let mut store = SnapshotStore::for_guest(&config, guest.generic.as_deref());
+            if !store.delete(&name)? {
+                bail!("there is no snapshot named '{name}' (see `panda snapshot list`)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The snapshot every generic image keeps, taken at its first shell prompt.
+const ROOT_SNAPSHOT: &str = "root";
 
 fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.guest.config()?;
     let prompt = config.prompt_regex()?;
-    let machine = config.build()?;
-    let mut console = Console::new(machine, prompt);
+    let mut store = SnapshotStore::for_guest(&config, args.guest.generic.as_deref());
+    let start_from = match &args.loadvm {
+        Some(name) => Some(name.clone()),
+        None if args.guest.generic.is_some() && !args.boot && store.exists(ROOT_SNAPSHOT) => {
+            Some(ROOT_SNAPSHOT.to_string())
+        }
+        None => None,
+    };
+    let mut console = match &start_from {
+        Some(name) => {
+            let snapshot = store
+                .load(name)
+                .with_context(|| format!("loading snapshot '{name}'"))?;
+            let mut machine = config.build_blank()?;
+            machine
+                .load_snapshot(&snapshot)
+                .with_context(|| format!("loading snapshot '{name}'"))?;
+            Console::new(machine, prompt)
+        }
+        None => Console::new(config.build()?, prompt),
+    };
     let result = if args.commands.is_empty() {
-        terminal::interact(&mut console)
+        let mut session = Session::new(console, store, config.memory_mib, &config.append);
+        if let Some(name) = &args.record {
+            session.begin_record(name);
+        }
+        let result = terminal::interact(&mut session);
+        if let Some(path) = session.end_record().map_err(anyhow::Error::msg)? {
+            eprintln!("panda: recording written to {}", path.display());
+        }
+        console = session.console;
+        result
     } else {
-        run_commands(args, &mut console)
+        if args.verbose {
+            console.set_echo(Box::new(|bytes| {
+                let mut stderr = std::io::stderr();
+                let _ = stderr.write_all(bytes);
+            }));
+        }
+        if start_from.is_none() {
+            console
+                .wait_for_prompt(120 * UNITS_PER_SECOND)
+                .context("booting the guest")?;
+            if args.guest.generic.is_some() && !args.boot {
+                store
+                    .save(ROOT_SNAPSHOT, console.save_snapshot())
+                    .context("saving the image's root snapshot")?;
+            }
+        }
+        let mut session = Session::new(console, store, config.memory_mib, &config.append);
+        if let Some(name) = &args.record {
+            session.begin_record(name);
+        }
+        let result = run_commands(args, &mut session.console);
+        if let Some(path) = session.end_record().map_err(anyhow::Error::msg)? {
+            eprintln!("panda: recording written to {}", path.display());
+        }
+        console = session.console;
+        result
     };
     if args.stats {
         let machine = console.machine();
@@ -222,15 +459,6 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Boots to the prompt, runs each --cmd, prints its output, and powers off.
 fn run_commands(args: &RunArgs, console: &mut Console) -> anyhow::Result<ExitCode> {
-    if args.verbose {
-        console.set_echo(Box::new(|bytes| {
-            let mut stderr = std::io::stderr();
-            let _ = stderr.write_all(bytes);
-        }));
-    }
-    console
-        .wait_for_prompt(120 * UNITS_PER_SECOND)
-        .context("booting the guest")?;
     let mut stdout = std::io::stdout();
     for command in &args.commands {
         let output = console

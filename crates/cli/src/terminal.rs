@@ -1,6 +1,7 @@
-//! The interactive console: raw terminal mode, Ctrl-A x to quit (as in QEMU), and real-time
-//! pacing while the guest idles. Pacing only decides when typed bytes are handed to the
-//! machine; the machine itself never reads the host clock.
+//! The interactive console: raw terminal mode, QEMU's Ctrl-A keys (x quits, c opens a
+//! monitor prompt), and real-time pacing while the guest idles. Pacing only decides when
+//! typed bytes and idle skips are handed to the machine (and a recording logs both); the
+//! machine itself never reads the host clock.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -8,7 +9,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use pandare::console::UNITS_PER_SECOND;
-use pandare::{Console, ShutdownKind};
+use pandare::monitor::{Action, Session};
+use pandare::ShutdownKind;
 
 const CTRL_A: u8 = 0x01;
 /// Longest real-time wait while the guest idles, so typing stays responsive.
@@ -48,9 +50,25 @@ impl Drop for RawMode {
     }
 }
 
+fn show(bytes: &[u8]) {
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(bytes);
+    let _ = stdout.flush();
+}
+
+/// What typed keys mean right now.
+enum Keys {
+    /// Bytes go to the guest.
+    Guest,
+    /// The previous byte was Ctrl-A.
+    Escape,
+    /// A monitor command line is being typed.
+    Monitor(String),
+}
+
 /// Runs the guest with the terminal attached until it powers off or the user quits.
-pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
-    eprintln!("panda: console attached; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A\r");
+pub fn interact(session: &mut Session) -> anyhow::Result<ExitCode> {
+    eprintln!("panda: console attached; Ctrl-A x quits, Ctrl-A c opens the monitor, Ctrl-A Ctrl-A sends Ctrl-A\r");
     let _raw = RawMode::enable();
     let (sender, receiver) = mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
@@ -62,40 +80,62 @@ pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    console.set_echo(Box::new(|bytes| {
-        let mut stdout = std::io::stdout();
-        let _ = stdout.write_all(bytes);
-        let _ = stdout.flush();
-    }));
-    let mut escape = false;
+    session.console.set_echo(Box::new(show));
+    let mut keys = Keys::Guest;
     let mut carried = Vec::new();
     loop {
-        // Hand over what the user typed.
         let mut typed = std::mem::take(&mut carried);
         while let Ok(bytes) = receiver.try_recv() {
             typed.extend(bytes);
         }
         let mut input = Vec::new();
         for byte in typed {
-            if escape {
-                escape = false;
-                match byte {
-                    b'x' | b'X' => {
-                        eprintln!("\r\npanda: quit\r");
+            keys = match (keys, byte) {
+                (Keys::Guest, CTRL_A) => Keys::Escape,
+                (Keys::Guest, byte) => {
+                    input.push(byte);
+                    Keys::Guest
+                }
+                (Keys::Escape, b'x' | b'X') => {
+                    eprintln!("\r\npanda: quit\r");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                (Keys::Escape, b'c' | b'C') => {
+                    show(b"\r\n(panda) ");
+                    Keys::Monitor(String::new())
+                }
+                (Keys::Escape, CTRL_A) => {
+                    input.push(CTRL_A);
+                    Keys::Guest
+                }
+                (Keys::Escape, _) => Keys::Guest,
+                (Keys::Monitor(line), b'\r' | b'\n') => {
+                    show(b"\r\n");
+                    let (text, action) = session.monitor(&line);
+                    show(text.replace('\n', "\r\n").as_bytes());
+                    if action == Action::Quit {
                         return Ok(ExitCode::SUCCESS);
                     }
-                    CTRL_A => input.push(CTRL_A),
-                    _ => {}
+                    Keys::Guest
                 }
-            } else if byte == CTRL_A {
-                escape = true;
-            } else {
-                input.push(byte);
-            }
+                (Keys::Monitor(mut line), 0x7f | 0x08) => {
+                    if line.pop().is_some() {
+                        show(b"\x08 \x08");
+                    }
+                    Keys::Monitor(line)
+                }
+                (Keys::Monitor(mut line), byte) if byte.is_ascii_graphic() || byte == b' ' => {
+                    line.push(char::from(byte));
+                    show(&[byte]);
+                    Keys::Monitor(line)
+                }
+                (keys @ Keys::Monitor(_), _) => keys,
+            };
         }
         if !input.is_empty() {
-            console.type_bytes(&input);
+            session.console.type_bytes(&input);
         }
+        let console = &mut session.console;
         let exit = console.run_slice(SLICE);
         console.discard_output();
         match exit {
@@ -119,7 +159,7 @@ pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
                     console.skip_to(now + advance.clamp(1, gap));
                 }
                 match received {
-                    // Handled at the top of the loop, with the Ctrl-A escapes.
+                    // Handled at the top of the loop, with the Ctrl-A keys.
                     Ok(bytes) => carried = bytes,
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
@@ -137,7 +177,9 @@ pub fn interact(console: &mut Console) -> anyhow::Result<ExitCode> {
                 });
             }
             pandare::Exit::UnhandledTrap { cause, pc, value } => {
-                anyhow::bail!("the guest crashed: unhandled trap, cause {cause:#x} at pc {pc:#x} (value {value:#x})");
+                anyhow::bail!(
+                    "the guest crashed: unhandled trap, cause {cause:#x} at pc {pc:#x} (value {value:#x})"
+                );
             }
         }
     }

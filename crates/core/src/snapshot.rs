@@ -1,5 +1,5 @@
 //! Whole-machine snapshots: in memory (page-sharing RAM images, so taking and reverting
-//! cost only what changed) and on disk (see [`file`]).
+//! cost only what changed) and on disk (see [`crate::archive`]).
 
 use crate::memory::RamImage;
 

@@ -41,6 +41,9 @@ pub enum BenchError {
     /// The guest did not reach the prompt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    /// A snapshot, recording or replay step failed.
+    #[error("{0}")]
+    Replay(String),
 }
 
 /// Boots `config` to the prompt under pandare, then (unless `with_qemu` is false) under
@@ -111,4 +114,133 @@ pub fn qemu_boot(config: &MachineConfig) -> Result<f64, String> {
     let _ = child.kill();
     let _ = child.wait();
     result
+}
+
+/// The workload the record/replay and callback benchmarks run at the shell prompt: a mix
+/// of process creation, file-system work and shell arithmetic.
+pub const WORKLOAD: &[&str] = &[
+    "i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; echo $i",
+    "ls -R /sys/kernel > /dev/null; echo listed",
+    "for f in 1 2 3 4 5 6 7 8; do cat /proc/cpuinfo > /tmp/c$f; done; wc -c /tmp/c8",
+];
+
+/// Figures for recording and replaying [`WORKLOAD`].
+#[derive(Clone, Debug)]
+pub struct ReplayReport {
+    /// Guest instructions in the workload.
+    pub instructions: u64,
+    /// Wall time of the workload run live, without recording.
+    pub live_seconds: f64,
+    /// Wall time of the same workload while recording.
+    pub recording_seconds: f64,
+    /// Wall time of replaying the recording.
+    pub replay_seconds: f64,
+    /// Whether the replay matched every checkpoint and the output.
+    pub replay_matched: bool,
+}
+
+fn booted_console(config: &MachineConfig) -> Result<Console, BenchError> {
+    let mut console = Console::new(config.build()?, config.prompt_regex()?);
+    console.wait_for_prompt(120 * UNITS_PER_SECOND)?;
+    Ok(console)
+}
+
+fn run_workload(console: &mut Console) -> Result<(), ConsoleError> {
+    for command in WORKLOAD {
+        console.run_command(command, 600 * UNITS_PER_SECOND)?;
+    }
+    Ok(())
+}
+
+/// Boots, then runs [`WORKLOAD`] live, again while recording (from the same snapshot),
+/// and replays the recording.
+pub fn record_replay(config: &MachineConfig) -> Result<ReplayReport, BenchError> {
+    let mut console = booted_console(config)?;
+    let start = console.save_snapshot();
+    let before = console.machine().instruction_count();
+    let timer = Instant::now();
+    run_workload(&mut console)?;
+    let live_seconds = timer.elapsed().as_secs_f64();
+    let instructions = console.machine().instruction_count() - before;
+
+    console
+        .load_snapshot(&start)
+        .map_err(|e| BenchError::Replay(e.to_string()))?;
+    let timer = Instant::now();
+    console.start_recording();
+    run_workload(&mut console)?;
+    let recording = console
+        .finish_recording(config.memory_mib, &config.append)
+        .expect("a recording was started");
+    let recording_seconds = timer.elapsed().as_secs_f64();
+
+    let mut machine = config.build_blank()?;
+    let timer = Instant::now();
+    let report = crate::replay::replay(&recording, machine.as_mut(), &mut |_| {})
+        .map_err(|e| BenchError::Replay(e.to_string()))?;
+    let replay_seconds = timer.elapsed().as_secs_f64();
+    Ok(ReplayReport {
+        instructions,
+        live_seconds,
+        recording_seconds,
+        replay_seconds,
+        replay_matched: report.output_matches,
+    })
+}
+
+/// Figures for snapshots of a booted guest.
+#[derive(Clone, Debug)]
+pub struct SnapshotReport {
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// Mean time to revert to a snapshot after running one short command.
+    pub revert_seconds: f64,
+    /// Time to take the snapshot at the prompt (the first one copies every page in use).
+    pub take_seconds: f64,
+    /// Non-zero RAM pages stored.
+    pub stored_pages: usize,
+    /// Size of the snapshot file.
+    pub file_bytes: u64,
+    /// Time to write the snapshot file.
+    pub write_seconds: f64,
+    /// Time to read it back.
+    pub read_seconds: f64,
+}
+
+/// Boots, takes a snapshot at the prompt, and measures reverts and the snapshot file.
+pub fn snapshots(config: &MachineConfig) -> Result<SnapshotReport, BenchError> {
+    const REVERTS: u32 = 20;
+    let mut console = booted_console(config)?;
+    let timer = Instant::now();
+    let snapshot = console.save_snapshot();
+    let take_seconds = timer.elapsed().as_secs_f64();
+    let mut revert_seconds = 0.0;
+    for _ in 0..REVERTS {
+        console.run_command("echo x > /tmp/x", 60 * UNITS_PER_SECOND)?;
+        let timer = Instant::now();
+        console
+            .load_snapshot(&snapshot)
+            .map_err(|e| BenchError::Replay(e.to_string()))?;
+        revert_seconds += timer.elapsed().as_secs_f64();
+    }
+    let path = std::env::temp_dir().join(format!("pandare-bench-{}.snapshot", std::process::id()));
+    let timer = Instant::now();
+    pandare_core::archive::write_snapshot(&path, &snapshot)
+        .map_err(|e| BenchError::Replay(e.to_string()))?;
+    let write_seconds = timer.elapsed().as_secs_f64();
+    let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let timer = Instant::now();
+    let read = pandare_core::archive::read_snapshot(&path);
+    let read_seconds = timer.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    read.map_err(|e| BenchError::Replay(e.to_string()))?;
+    Ok(SnapshotReport {
+        memory_mib: config.memory_mib,
+        revert_seconds: revert_seconds / f64::from(REVERTS),
+        take_seconds,
+        stored_pages: snapshot.ram.stored_pages(),
+        file_bytes,
+        write_seconds,
+        read_seconds,
+    })
 }

@@ -10,7 +10,9 @@
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod monitor;
 pub mod replay;
+pub mod store;
 
 pub use config::{Architecture, BuildError, MachineConfig};
 pub use console::{Console, ConsoleError};

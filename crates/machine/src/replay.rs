@@ -11,13 +11,17 @@
 //! reproduces the same instruction count, blocks and console output whatever callbacks
 //! are enabled: callbacks never change where a run slice ends.
 
-use pandare_core::{Exit, Fnv64, Machine, Snapshot};
+use std::path::Path;
+
+use pandare_core::archive::{self, Archive};
+use pandare_core::{Exit, Fnv64, Machine, Snapshot, SnapshotError};
+use serde::{Deserialize, Serialize};
 
 /// Virtual time between checkpoints.
 pub const CHECKPOINT_INTERVAL: u64 = 100_000_000;
 
 /// One entry of the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// Bytes typed on the console at `time`.
     Input {
@@ -48,7 +52,7 @@ impl Event {
 }
 
 /// The machine's state at one moment, cheaply summarised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Virtual time.
     pub time: u64,
@@ -267,6 +271,9 @@ pub fn replay(
                 {
                     break;
                 }
+                // The guest powered off exactly when the next event is due (the
+                // recording's end).
+                Exit::Shutdown(_) if machine.now() == target => break,
                 other => {
                     return Err(ReplayError::Unexpected {
                         time: machine.now(),
@@ -308,5 +315,98 @@ pub fn replay(
         checkpoints,
         output_matches: output.finish() == recording.output_hash
             && output_length == recording.output_length,
+    })
+}
+
+/// File name extension of recordings.
+pub const EXTENSION: &str = "recording";
+const ARCHIVE_KIND: &str = "recording";
+const LOG_SECTION: &str = "log";
+/// Bumped when the log layout changes incompatibly.
+const LOG_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Log {
+    version: u32,
+    architecture: String,
+    memory_mib: u64,
+    append: String,
+    output_hash: u64,
+    output_length: u64,
+    events: Vec<Event>,
+}
+
+/// The file a recording named `name` lives in: `name.recording`, relative to the current
+/// directory unless `name` is a path.
+pub fn recording_path(name: &str) -> std::path::PathBuf {
+    if name.ends_with(&format!(".{EXTENSION}")) {
+        name.into()
+    } else {
+        format!("{name}.{EXTENSION}").into()
+    }
+}
+
+/// Writes a recording (atomically): its log and its starting snapshot in one archive.
+pub fn write_recording(path: &Path, recording: &Recording) -> Result<(), SnapshotError> {
+    let log = Log {
+        version: LOG_VERSION,
+        architecture: recording.architecture.clone(),
+        memory_mib: recording.memory_mib,
+        append: recording.append.clone(),
+        output_hash: recording.output_hash,
+        output_length: recording.output_length,
+        events: recording.events.clone(),
+    };
+    let mut archive = Archive::new(ARCHIVE_KIND);
+    archive.push(
+        LOG_SECTION,
+        serde_json::to_vec(&log).expect("plain data always serializes"),
+    );
+    archive::snapshot_into(&mut archive, &recording.start);
+    archive.write(path)
+}
+
+/// Reads a recording written by [`write_recording`], validating it.
+pub fn read_recording(path: &Path) -> Result<Recording, SnapshotError> {
+    let shown = path.display().to_string();
+    let bad = |problem: String| SnapshotError::BadFile {
+        path: shown.clone(),
+        problem,
+    };
+    let archive = Archive::read(path, ARCHIVE_KIND)?;
+    let log_bytes = archive
+        .section(LOG_SECTION)
+        .ok_or_else(|| bad("the recording has no log section; it is damaged".to_string()))?;
+    let log: Log = serde_json::from_slice(log_bytes)
+        .map_err(|error| bad(format!("the recording's log is damaged: {error}")))?;
+    if log.version != LOG_VERSION {
+        return Err(bad(format!(
+            "the log has version {}, this build reads {LOG_VERSION}; record it again",
+            log.version
+        )));
+    }
+    let ordered = log
+        .events
+        .windows(2)
+        .all(|pair| pair[0].time() <= pair[1].time());
+    if !ordered || !matches!(log.events.last(), Some(Event::Checkpoint(_))) {
+        return Err(bad(
+            "the recording's log is out of order or incomplete".to_string()
+        ));
+    }
+    let start = archive::snapshot_from_archive(&archive)?;
+    if start.architecture != log.architecture || start.memory_bytes != log.memory_mib << 20 {
+        return Err(bad(
+            "the log and the snapshot describe different machines".to_string()
+        ));
+    }
+    Ok(Recording {
+        architecture: log.architecture,
+        memory_mib: log.memory_mib,
+        append: log.append,
+        start,
+        events: log.events,
+        output_hash: log.output_hash,
+        output_length: log.output_length,
     })
 }

@@ -1,0 +1,130 @@
+//! The monitor: PANDA's text commands (`run_monitor_cmd`) over a console session.
+
+use crate::console::Console;
+use crate::replay::{self, recording_path};
+use crate::store::SnapshotStore;
+
+/// What the monitor's caller must do after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing: carry on.
+    Continue,
+    /// `quit`: end the run.
+    Quit,
+}
+
+const HELP: &str = "\
+savevm NAME          save the machine as snapshot NAME
+loadvm NAME          load snapshot NAME
+delvm NAME           delete snapshot NAME
+info snapshots       list snapshots
+info registers       show the CPU registers
+begin_record NAME    record from now into NAME.recording
+end_record           finish the recording
+quit                 end the run
+help                 this text
+";
+
+/// A console with its snapshot store and recording state: what the monitor acts on.
+#[derive(Debug)]
+pub struct Session {
+    /// The guest's console.
+    pub console: Console,
+    /// Its named snapshots.
+    pub store: SnapshotStore,
+    memory_mib: u64,
+    append: String,
+    recording: Option<String>,
+}
+
+impl Session {
+    /// A session over `console`, with snapshots in `store`.
+    pub fn new(console: Console, store: SnapshotStore, memory_mib: u64, append: &str) -> Session {
+        Session {
+            console,
+            store,
+            memory_mib,
+            append: append.to_string(),
+            recording: None,
+        }
+    }
+
+    /// Starts recording into `name` (a `.recording` file).
+    pub fn begin_record(&mut self, name: &str) {
+        self.console.start_recording();
+        self.recording = Some(name.to_string());
+    }
+
+    /// Finishes the running recording and writes it; returns its path.
+    pub fn end_record(&mut self) -> Result<Option<std::path::PathBuf>, String> {
+        let Some(name) = self.recording.take() else {
+            return Ok(None);
+        };
+        let Some(recording) = self.console.finish_recording(self.memory_mib, &self.append) else {
+            return Ok(None);
+        };
+        let path = recording_path(&name);
+        replay::write_recording(&path, &recording).map_err(|e| e.to_string())?;
+        Ok(Some(path))
+    }
+
+    /// Runs one monitor command and returns its text output (errors are text too, as in
+    /// QEMU's monitor).
+    pub fn monitor(&mut self, command: &str) -> (String, Action) {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let text = match words.as_slice() {
+            ["savevm", name] => {
+                let snapshot = self.console.save_snapshot();
+                match self.store.save(name, snapshot) {
+                    Ok(()) => String::new(),
+                    Err(error) => format!("Error: {error}\n"),
+                }
+            }
+            ["loadvm", name] => match self.store.load(name) {
+                Ok(snapshot) => {
+                    let was_recording = self.recording.take();
+                    match self.console.load_snapshot(&snapshot) {
+                        Ok(()) if was_recording.is_some() => {
+                            "Loading a snapshot ended the recording (it was not saved)\n".into()
+                        }
+                        Ok(()) => String::new(),
+                        Err(error) => format!("Error: {error}\n"),
+                    }
+                }
+                Err(error) => format!("Error: {error}\n"),
+            },
+            ["delvm", name] => match self.store.delete(name) {
+                Ok(true) => String::new(),
+                Ok(false) => format!("Error: there is no snapshot named '{name}'\n"),
+                Err(error) => format!("Error: {error}\n"),
+            },
+            ["info", "snapshots"] => {
+                let list = self.store.list();
+                if list.is_empty() {
+                    "There is no snapshot available.\n".to_string()
+                } else {
+                    let mut text = format!("{:<24} {:>12}\n", "Name", "File size");
+                    for (name, size) in list {
+                        text += &format!("{name:<24} {size:>12}\n");
+                    }
+                    text
+                }
+            }
+            ["info", "registers"] => self.console.machine().register_dump(),
+            ["begin_record", name] => {
+                self.begin_record(name);
+                String::new()
+            }
+            ["end_record"] => match self.end_record() {
+                Ok(Some(path)) => format!("Recording written to {}\n", path.display()),
+                Ok(None) => "Error: no recording is running\n".to_string(),
+                Err(error) => format!("Error: {error}\n"),
+            },
+            ["quit"] => return (String::new(), Action::Quit),
+            ["help"] | ["?"] => HELP.to_string(),
+            [] => String::new(),
+            _ => format!("unknown command: '{command}'; type 'help' for the list\n"),
+        };
+        (text, Action::Continue)
+    }
+}
