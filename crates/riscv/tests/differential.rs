@@ -138,14 +138,23 @@ fn header<'a>(source: &'a str, key: &'a str) -> Option<&'a str> {
     headers(source, key).next()
 }
 
-fn build(tools: &Tools, name: &str) -> Result<Program, String> {
-    let source_path = programs_dir().join(format!("{name}.S"));
-    let source = fs::read_to_string(&source_path)
-        .map_err(|e| format!("cannot read {}: {e}", source_path.display()))?;
+/// Assembles and links `programs/<name>.S`, or `generated` (written to the build
+/// directory as `<name>.S`) when given.
+fn build(tools: &Tools, name: &str, generated: Option<&str>) -> Result<Program, String> {
     let dir = std::env::temp_dir()
         .join(format!("pandare-differential-{}", std::process::id()))
         .join(name);
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let source_path = match generated {
+        Some(text) => {
+            let path = dir.join(format!("{name}.S"));
+            fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            path
+        }
+        None => programs_dir().join(format!("{name}.S")),
+    };
+    let source = fs::read_to_string(&source_path)
+        .map_err(|e| format!("cannot read {}: {e}", source_path.display()))?;
     let object = dir.join(format!("{name}.o"));
     let elf = dir.join(format!("{name}.elf"));
     let binary = dir.join(format!("{name}.bin"));
@@ -692,15 +701,23 @@ fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
 }
 
-/// The first differing lines of two console outputs, with some context.
-fn output_difference(qemu: &[u8], ours: &[u8]) -> String {
+/// Index of the first line that differs between two outputs.
+fn first_differing_line(qemu: &[u8], ours: &[u8]) -> Option<usize> {
     let qemu = show(qemu);
     let ours = show(ours);
     let a: Vec<&str> = qemu.lines().collect();
     let b: Vec<&str> = ours.lines().collect();
-    let Some(first) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) else {
+    (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
+}
+
+/// The first differing lines of two console outputs, with some context.
+fn output_difference(qemu: &[u8], ours: &[u8]) -> String {
+    let Some(first) = first_differing_line(qemu, ours) else {
         return "the console outputs are identical".to_string();
     };
+    let (qemu, ours) = (show(qemu), show(ours));
+    let a: Vec<&str> = qemu.lines().collect();
+    let b: Vec<&str> = ours.lines().collect();
     let from = first.saturating_sub(4);
     let mut text = format!(
         "console outputs differ from line {} (QEMU {} lines, pandare {}):\n",
@@ -722,13 +739,20 @@ fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Runs `name.S` on QEMU and pandare and requires the same output and a PASS ending.
+/// Runs `programs/<name>.S` on QEMU and pandare and requires the same output and a PASS
+/// ending.
 fn differential(name: &str) {
+    differential_program(name, None, &[]);
+}
+
+/// Like [`differential`] for a generated program; `notes[i]`, when present, describes what
+/// output line `i` (from 0) checks and is shown when that line differs.
+fn differential_program(name: &str, generated: Option<&str>, notes: &[String]) {
     let tools = match tools() {
         Ok(tools) => tools,
         Err(reason) => return skip(&format!("{name}: {reason}")),
     };
-    let program = build(&tools, name).unwrap_or_else(|e| panic!("building {name}: {e}"));
+    let program = build(&tools, name, generated).unwrap_or_else(|e| panic!("building {name}: {e}"));
     let mut qemu = run_qemu(&tools, &program, &[], QEMU_TIMEOUT, None);
     if let Ending::Other(reason) = &qemu.ending {
         panic!("{name}: QEMU could not run the program: {reason}");
@@ -744,7 +768,9 @@ fn differential(name: &str) {
     let ours = run_ours(&program);
     let same = qemu.output == ours.output && qemu.ending == ours.ending;
     if same && qemu.ending == Ending::Pass {
-        let _ = fs::remove_dir_all(&program.dir);
+        if std::env::var_os("PANDARE_DIFF_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&program.dir);
+        }
         if let Some(parent) = program.dir.parent() {
             let _ = fs::remove_dir(parent);
         }
@@ -773,6 +799,10 @@ fn differential(name: &str) {
     let _ = fs::write(program.dir.join("qemu.out"), &qemu.output);
     let _ = fs::write(program.dir.join("pandare.out"), &ours.output);
     let _ = writeln!(message, "{}", output_difference(&qemu.output, &ours.output));
+    if let Some(note) = first_differing_line(&qemu.output, &ours.output).and_then(|i| notes.get(i))
+    {
+        let _ = writeln!(message, "that line checks: {note}");
+    }
     let both_hang = qemu.ending == Ending::Hung
         && ours.ending == Ending::Hung
         && (qemu.output.starts_with(&ours.output) || ours.output.starts_with(&qemu.output));
@@ -826,3 +856,358 @@ differential_tests!(
     sv48,
     svadu,
 );
+
+// ---------------------------------------------------------------------------------------
+// Generated programs: random operands through every F/D operation
+
+/// xorshift64*: small, deterministic, good enough to pick test operands.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// What an FP operation reads and writes, for operand generation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FpShape {
+    /// FP operands of this width (32 or 64), FP or integer result.
+    Float(u32),
+    /// Fused multiply-add of this width.
+    Fused(u32),
+    /// An integer operand converted or moved to FP.
+    FromInt,
+}
+
+/// (assembly with fa0..fa2/a0 in and fa3/a1 out, operand shape)
+const FP_OPS: &[(&str, FpShape)] = &[
+    ("fadd.s fa3, fa0, fa1, dyn", FpShape::Float(32)),
+    ("fsub.s fa3, fa0, fa1, dyn", FpShape::Float(32)),
+    ("fmul.s fa3, fa0, fa1, dyn", FpShape::Float(32)),
+    ("fdiv.s fa3, fa0, fa1, dyn", FpShape::Float(32)),
+    ("fsqrt.s fa3, fa0, dyn", FpShape::Float(32)),
+    ("fmin.s fa3, fa0, fa1", FpShape::Float(32)),
+    ("fmax.s fa3, fa0, fa1", FpShape::Float(32)),
+    ("fmadd.s fa3, fa0, fa1, fa2, dyn", FpShape::Fused(32)),
+    ("fmsub.s fa3, fa0, fa1, fa2, dyn", FpShape::Fused(32)),
+    ("fnmadd.s fa3, fa0, fa1, fa2, dyn", FpShape::Fused(32)),
+    ("fnmsub.s fa3, fa0, fa1, fa2, dyn", FpShape::Fused(32)),
+    ("fsgnj.s fa3, fa0, fa1", FpShape::Float(32)),
+    ("fsgnjn.s fa3, fa0, fa1", FpShape::Float(32)),
+    ("fsgnjx.s fa3, fa0, fa1", FpShape::Float(32)),
+    ("feq.s a1, fa0, fa1", FpShape::Float(32)),
+    ("flt.s a1, fa0, fa1", FpShape::Float(32)),
+    ("fle.s a1, fa0, fa1", FpShape::Float(32)),
+    ("fclass.s a1, fa0", FpShape::Float(32)),
+    ("fcvt.w.s a1, fa0, dyn", FpShape::Float(32)),
+    ("fcvt.wu.s a1, fa0, dyn", FpShape::Float(32)),
+    ("fcvt.l.s a1, fa0, dyn", FpShape::Float(32)),
+    ("fcvt.lu.s a1, fa0, dyn", FpShape::Float(32)),
+    ("fcvt.s.w fa3, a0, dyn", FpShape::FromInt),
+    ("fcvt.s.wu fa3, a0, dyn", FpShape::FromInt),
+    ("fcvt.s.l fa3, a0, dyn", FpShape::FromInt),
+    ("fcvt.s.lu fa3, a0, dyn", FpShape::FromInt),
+    ("fcvt.s.d fa3, fa0, dyn", FpShape::Float(64)),
+    ("fcvt.d.s fa3, fa0", FpShape::Float(32)),
+    ("fmv.x.w a1, fa0", FpShape::Float(32)),
+    ("fmv.w.x fa3, a0", FpShape::FromInt),
+    ("fadd.d fa3, fa0, fa1, dyn", FpShape::Float(64)),
+    ("fsub.d fa3, fa0, fa1, dyn", FpShape::Float(64)),
+    ("fmul.d fa3, fa0, fa1, dyn", FpShape::Float(64)),
+    ("fdiv.d fa3, fa0, fa1, dyn", FpShape::Float(64)),
+    ("fsqrt.d fa3, fa0, dyn", FpShape::Float(64)),
+    ("fmin.d fa3, fa0, fa1", FpShape::Float(64)),
+    ("fmax.d fa3, fa0, fa1", FpShape::Float(64)),
+    ("fmadd.d fa3, fa0, fa1, fa2, dyn", FpShape::Fused(64)),
+    ("fmsub.d fa3, fa0, fa1, fa2, dyn", FpShape::Fused(64)),
+    ("fnmadd.d fa3, fa0, fa1, fa2, dyn", FpShape::Fused(64)),
+    ("fnmsub.d fa3, fa0, fa1, fa2, dyn", FpShape::Fused(64)),
+    ("fsgnj.d fa3, fa0, fa1", FpShape::Float(64)),
+    ("fsgnjn.d fa3, fa0, fa1", FpShape::Float(64)),
+    ("fsgnjx.d fa3, fa0, fa1", FpShape::Float(64)),
+    ("feq.d a1, fa0, fa1", FpShape::Float(64)),
+    ("flt.d a1, fa0, fa1", FpShape::Float(64)),
+    ("fle.d a1, fa0, fa1", FpShape::Float(64)),
+    ("fclass.d a1, fa0", FpShape::Float(64)),
+    ("fcvt.w.d a1, fa0, dyn", FpShape::Float(64)),
+    ("fcvt.wu.d a1, fa0, dyn", FpShape::Float(64)),
+    ("fcvt.l.d a1, fa0, dyn", FpShape::Float(64)),
+    ("fcvt.lu.d a1, fa0, dyn", FpShape::Float(64)),
+    ("fcvt.d.w fa3, a0", FpShape::FromInt),
+    ("fcvt.d.wu fa3, a0", FpShape::FromInt),
+    ("fcvt.d.l fa3, a0, dyn", FpShape::FromInt),
+    ("fcvt.d.lu fa3, a0, dyn", FpShape::FromInt),
+    ("fmv.x.d a1, fa0", FpShape::Float(64)),
+    ("fmv.d.x fa3, a0", FpShape::FromInt),
+];
+
+const SINGLE_SPECIALS: &[u32] = &[
+    0x0000_0000,
+    0x8000_0000,
+    0x0000_0001,
+    0x8000_0001,
+    0x007f_ffff,
+    0x807f_ffff,
+    0x0080_0000,
+    0x8080_0000,
+    0x3f80_0000,
+    0xbf80_0000,
+    0x7f7f_ffff,
+    0xff7f_ffff,
+    0x7f80_0000,
+    0xff80_0000,
+    0x7fc0_0000,
+    0xffc0_0000,
+    0x7f80_0001,
+    0x7fbf_ffff,
+    0x7fc1_2345,
+    0x3f80_0001,
+    0x3f7f_ffff,
+    0x4f00_0000,
+    0xcf00_0000,
+    0x4f80_0000,
+    0x5f00_0000,
+    0xdf00_0000,
+    0x5f80_0000,
+    0x4eff_ffff,
+    0x3f00_0000,
+    0x3fc0_0000,
+    0x4020_0000,
+    0xbfc0_0000,
+    0xcf00_0001,
+    0x5eff_ffff,
+    0x0040_0000,
+];
+
+const DOUBLE_SPECIALS: &[u64] = &[
+    0x0000_0000_0000_0000,
+    0x8000_0000_0000_0000,
+    0x0000_0000_0000_0001,
+    0x800f_ffff_ffff_ffff,
+    0x0010_0000_0000_0000,
+    0x3ff0_0000_0000_0000,
+    0xbff0_0000_0000_0000,
+    0x7fef_ffff_ffff_ffff,
+    0xffef_ffff_ffff_ffff,
+    0x7ff0_0000_0000_0000,
+    0xfff0_0000_0000_0000,
+    0x7ff8_0000_0000_0000,
+    0xfff8_0000_0000_0000,
+    0x7ff0_0000_0000_0001,
+    0x7ff4_0000_0000_0000,
+    0x3ff0_0000_0000_0001,
+    0x3fef_ffff_ffff_ffff,
+    0x41e0_0000_0000_0000,
+    0xc1e0_0000_0000_0000,
+    0x41df_ffff_ffe0_0000,
+    0x41f0_0000_0000_0000,
+    0x43e0_0000_0000_0000,
+    0xc3e0_0000_0000_0000,
+    0x43f0_0000_0000_0000,
+    0x3fe0_0000_0000_0000,
+    0x3ff8_0000_0000_0000,
+    0x4004_0000_0000_0000,
+    0x47ef_ffff_e000_0000,
+    0x3690_0000_0000_0000,
+    0x3810_0000_0000_0000,
+];
+
+const INT_SPECIALS: &[u64] = &[
+    0,
+    1,
+    u64::MAX,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0xffff_ffff_8000_0000,
+    0x7fff_ffff_ffff_ffff,
+    0x8000_0000_0000_0000,
+    0x0020_0000_0000_0001,
+    0x0000_0000_0100_0001,
+    0x1234_5678_0000_0003,
+];
+
+fn random_single(rng: &mut Rng) -> u32 {
+    match rng.below(10) {
+        0..=3 => rng.pick(SINGLE_SPECIALS),
+        4..=5 => rng.next() as u32,
+        _ => {
+            // Structured: any sign, an exponent near an edge or near 1, any fraction.
+            let exponent = match rng.below(4) {
+                0 => rng.below(4) as u32,
+                1 => 0xfe - rng.below(4) as u32,
+                2 => 0x7f - 30 + rng.below(60) as u32,
+                _ => rng.below(256) as u32,
+            };
+            let fraction = match rng.below(3) {
+                0 => rng.next() as u32 & 0x7f_ffff,
+                1 => (rng.next() as u32 & 0x7f_ffff) >> rng.below(23),
+                _ => 0x7f_ffff - (rng.below(4) as u32),
+            };
+            (rng.below(2) as u32) << 31 | exponent << 23 | fraction
+        }
+    }
+}
+
+fn random_double(rng: &mut Rng) -> u64 {
+    match rng.below(10) {
+        0..=3 => rng.pick(DOUBLE_SPECIALS),
+        4..=5 => rng.next(),
+        _ => {
+            let exponent = match rng.below(4) {
+                0 => rng.below(4),
+                1 => 0x7fe - rng.below(4),
+                2 => 0x3ff - 70 + rng.below(140),
+                _ => rng.below(2048),
+            };
+            let fraction = match rng.below(3) {
+                0 => rng.next() & ((1 << 52) - 1),
+                1 => (rng.next() & ((1 << 52) - 1)) >> rng.below(52),
+                _ => ((1 << 52) - 1) - rng.below(4),
+            };
+            rng.below(2) << 63 | exponent << 52 | fraction
+        }
+    }
+}
+
+/// A single in an FP register: NaN-boxed, except now and then.
+fn boxed(rng: &mut Rng, bits: u32) -> u64 {
+    if rng.below(40) == 0 {
+        (rng.next() & 0xffff_fffe_0000_0000) | u64::from(bits)
+    } else {
+        0xffff_ffff_0000_0000 | u64::from(bits)
+    }
+}
+
+fn random_int(rng: &mut Rng) -> u64 {
+    match rng.below(4) {
+        0 => rng.pick(INT_SPECIALS),
+        1 => rng.next() >> rng.below(64),
+        2 => (rng.next() as i64 >> rng.below(64)) as u64,
+        _ => rng.next(),
+    }
+}
+
+/// Operands (a, b, c, integer) for an operation of this shape.
+fn fp_operands(rng: &mut Rng, shape: FpShape) -> [u64; 4] {
+    let int = random_int(rng);
+    match shape {
+        FpShape::Float(32) | FpShape::Fused(32) => {
+            let (a, b) = (random_single(rng), random_single(rng));
+            let mut c = random_single(rng);
+            if shape == FpShape::Fused(32) && rng.below(3) == 0 {
+                // c close to -(a * b): the fused result is the tiny exact residual.
+                let product = f64::from(f32::from_bits(a)) * f64::from(f32::from_bits(b));
+                c = (-(product as f32)).to_bits() ^ (rng.below(2) as u32);
+            }
+            [boxed(rng, a), boxed(rng, b), boxed(rng, c), int]
+        }
+        FpShape::Float(_) | FpShape::Fused(_) => {
+            let (a, b) = (random_double(rng), random_double(rng));
+            let mut c = random_double(rng);
+            if shape == FpShape::Fused(64) && rng.below(3) == 0 {
+                let product = f64::from_bits(a) * f64::from_bits(b);
+                c = (-product).to_bits() ^ rng.below(2);
+            }
+            // Singles read from a double's bits (fcvt.d.s) want boxing now and then.
+            [a, b, c, int]
+        }
+        FpShape::FromInt => [random_double(rng), 0, 0, int],
+    }
+}
+
+/// Builds a program running `count` random F/D operations, and a note per output line.
+fn fp_random_program(seed: u64, count: usize) -> (String, Vec<String>) {
+    let mut rng = Rng(seed | 1);
+    let mut text = String::from(
+        "# Generated: random operands through every F and D operation, one output line\n\
+         # per vector: fa3 (raw), a1, fflags.\n\
+         .include \"common.inc\"\n\
+         START\n\
+         \x20   FP_ON\n\
+         \x20   la s0, vectors\n\
+         \x20   la s1, vectors_end\n\
+         1:  ld t0, 0(s0)\n\
+         \x20   ld t1, 8(s0)\n\
+         \x20   fsrm t1\n\
+         \x20   fld fa0, 16(s0)\n\
+         \x20   fld fa1, 24(s0)\n\
+         \x20   fld fa2, 32(s0)\n\
+         \x20   ld a0, 40(s0)\n\
+         \x20   li a1, 0x5a5a5a5a5a5a5a5a\n\
+         \x20   fmv.d.x fa3, a1\n\
+         \x20   csrwi fflags, 0\n\
+         \x20   la t2, ops\n\
+         \x20   slli t0, t0, 3\n\
+         \x20   add t2, t2, t0\n\
+         \x20   jalr ra, 0(t2)\n\
+         \x20   frflags s2\n\
+         \x20   mv s3, a1\n\
+         \x20   fmv.x.d a0, fa3\n\
+         \x20   call _puthex\n\
+         \x20   la a0, _space\n\
+         \x20   call _puts\n\
+         \x20   mv a0, s3\n\
+         \x20   call _puthex\n\
+         \x20   la a0, _space\n\
+         \x20   call _puts\n\
+         \x20   mv a0, s2\n\
+         \x20   call _puthex_byte\n\
+         \x20   call _newline\n\
+         \x20   addi s0, s0, 48\n\
+         \x20   bne s0, s1, 1b\n\
+         \x20   EXIT\n\
+         \x20   .option norvc\n\
+         \x20   .balign 8\n\
+         ops:\n",
+    );
+    for (op, _) in FP_OPS {
+        let _ = writeln!(text, "    {op}\n    ret");
+    }
+    text.push_str("    .data\n    .balign 8\nvectors:\n");
+    let mut notes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let index = rng.below(FP_OPS.len() as u64) as usize;
+        let (op, shape) = FP_OPS[index];
+        let rm = rng.below(5);
+        let [a, b, c, int] = fp_operands(&mut rng, shape);
+        let _ = writeln!(
+            text,
+            "    .dword {index}, {rm}, {a:#x}, {b:#x}, {c:#x}, {int:#x}"
+        );
+        notes.push(format!(
+            "{op} with frm={rm}, fa0={a:#018x} fa1={b:#018x} fa2={c:#018x} a0={int:#018x}"
+        ));
+    }
+    text.push_str("vectors_end:\n");
+    (text, notes)
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Random F/D vectors. `PANDARE_DIFF_SEED` and `PANDARE_DIFF_VECTORS` change the seed and
+/// the count (default 6000).
+#[test]
+fn fp_random() {
+    let seed = env_number("PANDARE_DIFF_SEED", 0x5eed_f00d);
+    let count = env_number("PANDARE_DIFF_VECTORS", 6000) as usize;
+    let (text, notes) = fp_random_program(seed, count);
+    differential_program("fp_random", Some(&text), &notes);
+}
