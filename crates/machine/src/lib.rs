@@ -16,4 +16,4 @@ pub mod store;
 
 pub use config::{Architecture, BuildError, MachineConfig};
 pub use console::{Console, ConsoleError};
-pub use pandare_core::{Exit, Machine, ShutdownKind};
+pub use pandare_core::{Exit, Machine, ShutdownKind, Snapshot, SnapshotError};

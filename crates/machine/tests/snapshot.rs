@@ -61,3 +61,23 @@ fn a_snapshot_does_not_load_into_a_machine_of_another_size() {
     let error = smaller.load_snapshot(&snapshot).unwrap_err();
     assert!(error.to_string().contains("--mem 512"), "{error}");
 }
+
+#[test]
+fn a_snapshot_of_another_architecture_or_with_bad_state_is_refused_and_changes_nothing() {
+    let mut console = booted();
+    let good = console.save_snapshot();
+    let foreign = pandare::Snapshot {
+        architecture: "x86_64".to_string(),
+        ..good.clone()
+    };
+    let error = console.load_snapshot(&foreign).unwrap_err();
+    assert!(error.to_string().contains("x86_64"), "{error}");
+    let garbled = pandare::Snapshot {
+        state: b"{\"not\": \"a state\"}".to_vec(),
+        ..good.clone()
+    };
+    let error = console.load_snapshot(&garbled).unwrap_err();
+    assert!(error.to_string().contains("invalid"), "{error}");
+    // The refused loads left the machine as it was: it still runs commands.
+    assert_eq!(run(&mut console, "echo $((6*7))"), "42\n");
+}
