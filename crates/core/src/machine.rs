@@ -73,6 +73,8 @@ pub trait Machine {
     /// The registers as text, one `name value` pair per entry (the monitor's
     /// `info registers`).
     fn register_dump(&self) -> String;
+    /// The callback registry (PANDA's callbacks; see `docs/callbacks.md`).
+    fn instrumentation(&mut self) -> &mut crate::instrument::Instrumentation;
 }
 
 /// FNV-1a, 64-bit: a small, stable hash for checkpoints and traces (never for security).

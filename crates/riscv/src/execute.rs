@@ -12,8 +12,13 @@
 
 use std::collections::HashMap;
 
+use pandare_core::instrument::{
+    BlockInfo, CallbackKind, Instrumentation, EXIT_EARLY, EXIT_RAN_TO_END, MEMORY_KINDS,
+};
+
 use crate::decode::{self, Kind, Op};
 use crate::hart::{Hart, Privilege, Trap};
+use crate::hooks::{self, fire};
 use crate::mmu::{self, Access, MemStop, PAGE_SIZE};
 use crate::virt::Bus;
 
@@ -48,12 +53,30 @@ pub enum HartExit {
         /// `mtval`.
         tval: u64,
     },
+    /// A callback asked to stop (PANDA's `end_analysis`); the pc is at a block boundary.
+    Stopped,
 }
 
 #[derive(Debug)]
 pub(crate) struct Block {
     ops: Box<[Op]>,
     byte_len: u64,
+    /// Ops selected by `insn_translate` (bit i = op i).
+    insn_exec: u64,
+    /// Ops selected by `after_insn_translate`.
+    after_insn_exec: u64,
+    /// Ops that are the guest hypercall instruction.
+    hypercalls: u64,
+}
+
+impl Block {
+    fn info(&self, pc: u64) -> BlockInfo {
+        BlockInfo {
+            pc,
+            size: self.byte_len,
+            instruction_count: self.ops.len() as u32,
+        }
+    }
 }
 
 /// Decoded blocks by physical address.
@@ -128,11 +151,14 @@ impl BlockCache {
         (slot.0 == paddr).then_some(slot.1)
     }
 
-    /// Finds or decodes the block at `pc` (physical `paddr`).
+    /// Finds or decodes the block at `pc` (physical `paddr`). With `hooked`, decoding
+    /// fires the translate-time callbacks.
     fn find_or_build(
         &mut self,
         hart: &mut Hart,
         bus: &mut Bus,
+        instr: &mut Instrumentation,
+        hooked: bool,
         pc: u64,
         paddr: u64,
     ) -> Result<u32, Trap> {
@@ -140,7 +166,15 @@ impl BlockCache {
             self.fast[(paddr >> 1) as usize & (FAST_SLOTS - 1)] = (paddr, index);
             return Ok(index);
         }
-        let (block, cacheable) = decode_block(hart, bus, pc, paddr)?;
+        if hooked {
+            fire!(instr, hart, bus, BeforeBlockTranslate, |cb, cpu| cb(
+                cpu, pc
+            ));
+        }
+        let (mut block, cacheable) = decode_block(hart, bus, pc, paddr)?;
+        if hooked {
+            translate_hooks(hart, bus, instr, &mut block, pc);
+        }
         if !cacheable {
             self.uncached = Some(block);
             return Ok(UNCACHED);
@@ -172,6 +206,7 @@ fn decode_block(
     let page_end = (paddr & !(PAGE_SIZE - 1)) + PAGE_SIZE;
     let mut address = paddr;
     let mut cacheable = true;
+    let mut hypercalls = 0u64;
     while ops.len() < MAX_BLOCK_OPS && address < page_end {
         let low = bus.read_ram(address, 2) as u32;
         let bits = if low & 3 != 3 {
@@ -193,6 +228,9 @@ fn decode_block(
             break;
         };
         let mut op = decode::decode(bits);
+        if bits == hooks::HYPERCALL {
+            hypercalls |= 1 << ops.len();
+        }
         op.offset = (address - paddr) as u16;
         address += u64::from(op.len);
         ops.push(op);
@@ -205,9 +243,37 @@ fn decode_block(
         Block {
             ops: ops.into_boxed_slice(),
             byte_len,
+            insn_exec: 0,
+            after_insn_exec: 0,
+            hypercalls,
         },
         cacheable,
     ))
+}
+
+/// Fires `after_block_translate` and lets `insn_translate`/`after_insn_translate` select
+/// the instructions of a freshly decoded block.
+#[cold]
+fn translate_hooks(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &mut Block,
+    pc: u64,
+) {
+    for i in 0..block.ops.len() {
+        let insn_pc = pc.wrapping_add(u64::from(block.ops[i].offset));
+        let mut selected = false;
+        fire!(instr, hart, bus, InsnTranslate, |cb, cpu| selected |=
+            cb(cpu, insn_pc));
+        block.insn_exec |= u64::from(selected) << i;
+        let mut selected = false;
+        fire!(instr, hart, bus, AfterInsnTranslate, |cb, cpu| selected |=
+            cb(cpu, insn_pc));
+        block.after_insn_exec |= u64::from(selected) << i;
+    }
+    let info = block.info(pc);
+    hooks::fire_block(hart, bus, instr, CallbackKind::AfterBlockTranslate, &info);
 }
 
 /// How a block ended, for the run loop.
@@ -252,12 +318,55 @@ impl Cpu {
         }
     }
 
-    /// Runs for at most `budget` instructions.
+    /// Runs for at most `budget` instructions, with no callbacks.
     pub fn run(&mut self, bus: &mut Bus, budget: u64) -> HartExit {
+        self.run_loop::<false>(bus, &mut Instrumentation::default(), budget)
+    }
+
+    /// Runs for at most `budget` instructions, firing the callbacks `instr` has enabled.
+    /// With nothing enabled this is [`Cpu::run`]: the instrumented loop is chosen once
+    /// per call, not per block.
+    pub fn run_with(
+        &mut self,
+        bus: &mut Bus,
+        instr: &mut Instrumentation,
+        budget: u64,
+    ) -> HartExit {
+        if !instr.active() {
+            return self.run_loop::<false>(bus, instr, budget);
+        }
+        instr.apply_pending();
+        let start = self.hart.clock.retired;
+        fire!(instr, &mut self.hart, bus, AfterCpuExecEnter, |cb, cpu| cb(
+            cpu
+        ));
+        let exit = self.run_loop::<true>(bus, instr, budget);
+        let ran = self.hart.clock.retired != start;
+        fire!(instr, &mut self.hart, bus, BeforeCpuExecExit, |cb, cpu| cb(
+            cpu, ran
+        ));
+        exit
+    }
+
+    fn run_loop<const HOOKS: bool>(
+        &mut self,
+        bus: &mut Bus,
+        instr: &mut Instrumentation,
+        budget: u64,
+    ) -> HartExit {
         let end = self.hart.clock.retired + budget;
         // Turns of this loop since an instruction last retired: each of them took a trap.
         let (mut progress, mut stalled) = (self.hart.clock.retired, 0u32);
         loop {
+            if HOOKS {
+                instr.apply_pending();
+                if instr.take_code_flush() {
+                    self.flush_code(bus);
+                }
+                if instr.take_stop() {
+                    return HartExit::Stopped;
+                }
+            }
             let hart = &mut self.hart;
             if !hart.modified_code_pages.is_empty() {
                 for page in std::mem::take(&mut hart.modified_code_pages) {
@@ -281,20 +390,30 @@ impl Cpu {
                 stalled += 1;
             }
             if let Some(cause) = hart.pending_interrupt() {
-                let pc = hart.pc;
-                hart.enter_trap(cause, true, 0, pc);
-                if let Some(exit) = machine_trap_exit(hart) {
-                    return exit;
+                let cause = if HOOKS {
+                    hooks::filter_interrupt(hart, bus, instr, cause)
+                } else {
+                    Some(cause)
+                };
+                if let Some(cause) = cause {
+                    let pc = hart.pc;
+                    hart.enter_trap(cause, true, 0, pc);
+                    if let Some(exit) = machine_trap_exit(hart) {
+                        return exit;
+                    }
                 }
             }
             let pc = hart.pc;
             let index = match hart.fetch_physical(bus, pc) {
                 Ok(paddr) => match self.blocks.lookup(paddr) {
                     Some(index) => index,
-                    None => match self.blocks.find_or_build(hart, bus, pc, paddr) {
+                    None => match self
+                        .blocks
+                        .find_or_build(hart, bus, instr, HOOKS, pc, paddr)
+                    {
                         Ok(index) => index,
                         Err(trap) => {
-                            hart.take_trap(trap, pc);
+                            deliver::<HOOKS>(hart, bus, instr, trap, pc);
                             if let Some(exit) = machine_trap_exit(hart) {
                                 return exit;
                             }
@@ -303,25 +422,105 @@ impl Cpu {
                     },
                 },
                 Err(trap) => {
-                    hart.take_trap(trap, pc);
+                    deliver::<HOOKS>(hart, bus, instr, trap, pc);
                     if let Some(exit) = machine_trap_exit(hart) {
                         return exit;
                     }
                     continue;
                 }
             };
-            let block = self.blocks.get(index);
-            let count = block.ops.len().min(remaining as usize);
-            match execute_block(hart, bus, block, count) {
+            let end_of_block = if HOOKS {
+                match self.hooked_block(bus, instr, index, pc, remaining) {
+                    Some(end) => end,
+                    None => continue,
+                }
+            } else {
+                let block = self.blocks.get(index);
+                let count = block.ops.len().min(remaining as usize);
+                execute_block::<false>(hart, bus, instr, block, count)
+            };
+            match end_of_block {
                 BlockEnd::Continue => {}
                 BlockEnd::Trapped => {
-                    if let Some(exit) = machine_trap_exit(hart) {
+                    if let Some(exit) = machine_trap_exit(&self.hart) {
                         return exit;
                     }
                 }
                 BlockEnd::Exit(exit) => return exit,
             }
         }
+    }
+
+    /// Runs one block with the block-level callbacks around it. `None` when a callback
+    /// moved the pc or changed code before the block ran (the loop starts over).
+    #[cold]
+    #[inline(never)]
+    fn hooked_block(
+        &mut self,
+        bus: &mut Bus,
+        instr: &mut Instrumentation,
+        mut index: u32,
+        pc: u64,
+        remaining: u64,
+    ) -> Option<BlockEnd> {
+        let hart = &mut self.hart;
+        if instr.has(CallbackKind::BeforeBlockExecInvalidateOpt) {
+            let info = self.blocks.get(index).info(pc);
+            let mut invalidate = false;
+            fire!(instr, hart, bus, BeforeBlockExecInvalidateOpt, |cb, cpu| {
+                invalidate |= cb(cpu, &info);
+            });
+            if invalidate {
+                let paddr = hart.fetch_physical(bus, pc).ok()?;
+                self.blocks.invalidate_page(paddr & !(PAGE_SIZE - 1));
+                index = self
+                    .blocks
+                    .find_or_build(hart, bus, instr, true, pc, paddr)
+                    .ok()?;
+            }
+        }
+        let block = self.blocks.get(index);
+        let info = block.info(pc);
+        hooks::fire_block(hart, bus, instr, CallbackKind::BeforeBlockExec, &info);
+        hooks::fire_block(hart, bus, instr, CallbackKind::StartBlockExec, &info);
+        if hart.pc != pc || !hart.modified_code_pages.is_empty() {
+            // The block did not run: report it as left early.
+            fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
+                cpu, &info, EXIT_EARLY
+            ));
+            return None;
+        }
+        let count = block.ops.len().min(remaining as usize);
+        let before = hart.clock.retired;
+        let end = execute_block::<true>(hart, bus, instr, block, count);
+        let ran_to_end = hart.clock.retired - before == block.ops.len() as u64
+            && !matches!(end, BlockEnd::Trapped);
+        let code = if ran_to_end {
+            EXIT_RAN_TO_END
+        } else {
+            EXIT_EARLY
+        };
+        fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
+            cpu, &info, code
+        ));
+        hooks::fire_block(hart, bus, instr, CallbackKind::EndBlockExec, &info);
+        Some(end)
+    }
+}
+
+/// Takes an exception, through `before_handle_exception` when instrumented.
+#[inline(always)]
+fn deliver<const HOOKS: bool>(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    trap: Trap,
+    pc: u64,
+) {
+    if HOOKS {
+        hooks::take_exception(hart, bus, instr, trap, pc);
+    } else {
+        hart.take_trap(trap, pc);
     }
 }
 
@@ -353,7 +552,13 @@ fn sext32(value: u64) -> u64 {
 
 /// Runs the first `count` ops of `block`, starting at `hart.pc`.
 #[inline(never)]
-fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) -> BlockEnd {
+fn execute_block<const HOOKS: bool>(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &Block,
+    count: usize,
+) -> BlockEnd {
     let base_pc = hart.pc;
     let base_retired = hart.clock.retired;
     let ops = &block.ops[..count];
@@ -363,6 +568,13 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
     };
     let mut retired = count;
     let mut end = BlockEnd::Continue;
+    // Set when instruction callbacks ended the block before op `retired` ran.
+    let mut hooks_ended_block = false;
+    let op_hooks = if HOOKS {
+        block.insn_exec | block.after_insn_exec | block.hypercalls
+    } else {
+        0
+    };
 
     macro_rules! x {
         ($r:expr) => {
@@ -373,7 +585,11 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
     macro_rules! trap {
         ($i:expr, $trap:expr, $pc:expr) => {{
             hart.clock.retired = base_retired + $i as u64;
-            hart.take_trap($trap, $pc);
+            if HOOKS {
+                hooked_trap(hart, bus, instr, block, base_pc, $trap, $pc);
+            } else {
+                hart.take_trap($trap, $pc);
+            }
             return BlockEnd::Trapped;
         }};
     }
@@ -382,7 +598,31 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             let address = x!($op.rs1).wrapping_add($op.imm as i64 as u64);
             const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
             let entry = hart.tlb[hart.data_set & 3].read[mmu::index(address)];
-            if entry.tag == address & !(PAGE_SIZE - 1) && mmu::fits_in_page(address, SIZE) {
+            if HOOKS && instr.mask() & MEMORY_KINDS != 0 {
+                hart.clock.retired = base_retired + $i as u64;
+                hart.pc = $pc;
+                match hooks::hooked_load(hart, bus, instr, $pc, address, SIZE) {
+                    Ok(value) => x!($op.rd) = $conv(value),
+                    Err(MemStop::Trap(trap)) => trap!($i, trap, $pc),
+                    Err(MemStop::Device(value)) => {
+                        x!($op.rd) = $conv(value);
+                        retired = $i + 1;
+                        next_pc = $pc.wrapping_add(u64::from($op.len));
+                        end = BlockEnd::Exit(HartExit::Device);
+                        break;
+                    }
+                    Err(MemStop::CodeModified) => unreachable!("loads never modify code"),
+                }
+                if hart.pc != $pc || !hart.modified_code_pages.is_empty() {
+                    retired = $i + 1;
+                    next_pc = if hart.pc != $pc {
+                        hart.pc
+                    } else {
+                        $pc.wrapping_add(u64::from($op.len))
+                    };
+                    break;
+                }
+            } else if entry.tag == address & !(PAGE_SIZE - 1) && mmu::fits_in_page(address, SIZE) {
                 // SAFETY: read entries only exist for RAM pages, whose host memory lives as
                 // long as the bus; the check above keeps the access inside the page.
                 let raw = unsafe {
@@ -414,7 +654,26 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             let value = x!($op.rs2);
             const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
             let entry = hart.tlb[hart.data_set & 3].write[mmu::index(address)];
-            if entry.tag == address & !(PAGE_SIZE - 1) && mmu::fits_in_page(address, SIZE) {
+            if HOOKS && instr.mask() & MEMORY_KINDS != 0 {
+                hart.clock.retired = base_retired + $i as u64;
+                hart.pc = $pc;
+                let result = hooks::hooked_store(hart, bus, instr, $pc, address, SIZE, value);
+                if let Err(MemStop::Trap(trap)) = result {
+                    trap!($i, trap, $pc);
+                }
+                if result.is_err() || hart.pc != $pc || !hart.modified_code_pages.is_empty() {
+                    retired = $i + 1;
+                    next_pc = if hart.pc != $pc {
+                        hart.pc
+                    } else {
+                        $pc.wrapping_add(u64::from($op.len))
+                    };
+                    if matches!(result, Err(MemStop::Device(_))) {
+                        end = BlockEnd::Exit(HartExit::Device);
+                    }
+                    break;
+                }
+            } else if entry.tag == address & !(PAGE_SIZE - 1) && mmu::fits_in_page(address, SIZE) {
                 // SAFETY: write entries only exist for RAM pages without translated code,
                 // whose host memory lives as long as the bus; the access stays in the page.
                 unsafe {
@@ -455,6 +714,16 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
     for (i, op) in ops.iter().enumerate() {
         let pc = base_pc.wrapping_add(u64::from(op.offset));
         let imm = op.imm as i64 as u64;
+        if HOOKS && op_hooks != 0 {
+            hart.clock.retired = base_retired + i as u64;
+            hart.pc = pc;
+            if let Some(target) = instruction_hooks(hart, bus, instr, block, base_pc, i) {
+                retired = i;
+                next_pc = target;
+                hooks_ended_block = true;
+                break;
+            }
+        }
         match op.kind {
             Kind::Lui => x!(op.rd) = imm,
             Kind::Auipc => x!(op.rd) = pc.wrapping_add(imm),
@@ -588,7 +857,16 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
             Kind::Illegal => trap!(i, Trap::illegal(u64::from(op.imm as u32)), pc),
             _ => {
                 hart.clock.retired = base_retired + i as u64;
-                match hart.execute_cold(bus, op, pc) {
+                let old_satp = hart.satp;
+                let result = if HOOKS && instr.mask() & MEMORY_KINDS != 0 {
+                    hooked_cold(hart, bus, instr, op, pc)
+                } else {
+                    hart.execute_cold(bus, op, pc)
+                };
+                if HOOKS && hart.satp != old_satp {
+                    satp_changed(hart, bus, instr, old_satp, pc);
+                }
+                match result {
                     Ok(Flow::Next) => {}
                     Ok(Flow::EndBlock) => {
                         retired = i + 1;
@@ -618,7 +896,196 @@ fn execute_block(hart: &mut Hart, bus: &mut Bus, block: &Block, count: usize) ->
     }
     hart.clock.retired = base_retired + retired as u64;
     hart.pc = next_pc;
+    if HOOKS && retired > 0 && !hooks_ended_block && block.after_insn_exec >> (retired - 1) & 1 != 0
+    {
+        let insn_pc = base_pc.wrapping_add(u64::from(block.ops[retired - 1].offset));
+        fire!(instr, hart, bus, AfterInsnExec, |cb, cpu| cb(cpu, insn_pc));
+    }
     end
+}
+
+/// The instruction-level callbacks before op `i` of `block` (the hart's pc and count are
+/// already at op `i`): `after_insn_exec` for op `i - 1`, then `insn_exec` and
+/// `guest_hypercall` for op `i`. Returns where to continue when a callback moved the pc
+/// or changed code, which ends the block before op `i` runs.
+#[cold]
+#[inline(never)]
+fn instruction_hooks(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &Block,
+    base_pc: u64,
+    i: usize,
+) -> Option<u64> {
+    let pc = hart.pc;
+    if i > 0 && block.after_insn_exec >> (i - 1) & 1 != 0 {
+        let previous = base_pc.wrapping_add(u64::from(block.ops[i - 1].offset));
+        fire!(instr, hart, bus, AfterInsnExec, |cb, cpu| cb(cpu, previous));
+    }
+    if block.insn_exec >> i & 1 != 0 {
+        fire!(instr, hart, bus, InsnExec, |cb, cpu| cb(cpu, pc));
+    }
+    if block.hypercalls >> i & 1 != 0 {
+        // The instruction does nothing either way, so "handled" changes nothing.
+        fire!(instr, hart, bus, GuestHypercall, |cb, cpu| {
+            cb(cpu);
+        });
+    }
+    (hart.pc != pc || !hart.modified_code_pages.is_empty()).then_some(hart.pc)
+}
+
+/// A trap inside an instrumented block: `cpu_restore_state`, then the exception.
+#[cold]
+#[inline(never)]
+fn hooked_trap(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &Block,
+    base_pc: u64,
+    trap: Trap,
+    pc: u64,
+) {
+    hart.pc = pc;
+    let info = block.info(base_pc);
+    hooks::fire_block(hart, bus, instr, CallbackKind::CpuRestoreState, &info);
+    hooks::take_exception(hart, bus, instr, trap, pc);
+}
+
+/// `satp` changed: `asid_changed`, whose callbacks may refuse the change.
+#[cold]
+#[inline(never)]
+fn satp_changed(hart: &mut Hart, bus: &mut Bus, instr: &mut Instrumentation, old: u64, pc: u64) {
+    let new = hart.satp;
+    let saved_pc = hart.pc;
+    hart.pc = pc;
+    let mut refused = false;
+    fire!(instr, hart, bus, AsidChanged, |cb, cpu| refused |=
+        cb(cpu, old, new));
+    hart.pc = saved_pc;
+    if refused {
+        hart.satp = old;
+        hart.flush_tlb();
+    }
+}
+
+/// A cold-path instruction with memory callbacks around its access (floating-point loads
+/// and stores, atomics). The callbacks see the data the instruction read or wrote.
+#[cold]
+#[inline(never)]
+fn hooked_cold(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    op: &Op,
+    pc: u64,
+) -> Result<Flow, MemStop> {
+    let address = hart.x[op.rs1 as usize & 63];
+    let (vaddr, size, reads, writes) = match op.kind {
+        Kind::Flw | Kind::Fsw | Kind::Fld | Kind::Fsd if !hart.fp_enabled() => {
+            return hart.execute_cold(bus, op, pc)
+        }
+        Kind::Flw => (address.wrapping_add(op.imm as i64 as u64), 4, true, false),
+        Kind::Fld => (address.wrapping_add(op.imm as i64 as u64), 8, true, false),
+        Kind::Fsw => (address.wrapping_add(op.imm as i64 as u64), 4, false, true),
+        Kind::Fsd => (address.wrapping_add(op.imm as i64 as u64), 8, false, true),
+        Kind::LrW => (address, 4, true, false),
+        Kind::LrD => (address, 8, true, false),
+        Kind::ScW => (address, 4, false, true),
+        Kind::ScD => (address, 8, false, true),
+        Kind::Amo => (address, if op.imm == 1 { 8 } else { 4 }, true, true),
+        _ => return hart.execute_cold(bus, op, pc),
+    };
+    let n = size as usize;
+    hart.pc = pc;
+    let paddr = hooks::debug_translate(hart, bus, vaddr);
+    let memory = |bus: &Bus| match paddr {
+        Some(paddr) if bus.ram.contains(paddr, size) => bus.read_ram(paddr, size),
+        _ => 0,
+    };
+    // The value a store or AMO is about to write: the source register (for an AMO, its
+    // operand; the result is only known afterwards).
+    let source = match op.kind {
+        Kind::Fsw | Kind::Fsd => hart.f[op.rs2 as usize & 31],
+        _ => hart.x[op.rs2 as usize & 63],
+    };
+    let source = source.to_le_bytes();
+    if reads {
+        fire!(instr, hart, bus, VirtMemBeforeRead, |cb, cpu| cb(
+            cpu, pc, vaddr, n
+        ));
+        if let Some(paddr) = paddr {
+            fire!(instr, hart, bus, PhysMemBeforeRead, |cb, cpu| cb(
+                cpu, pc, paddr, n
+            ));
+        }
+    }
+    if writes {
+        fire!(instr, hart, bus, VirtMemBeforeWrite, |cb, cpu| cb(
+            cpu,
+            pc,
+            vaddr,
+            n,
+            &source[..n]
+        ));
+        if let Some(paddr) = paddr {
+            fire!(instr, hart, bus, PhysMemBeforeWrite, |cb, cpu| cb(
+                cpu,
+                pc,
+                paddr,
+                n,
+                &source[..n]
+            ));
+        }
+    }
+    let before = memory(bus);
+    let result = hart.execute_cold(bus, op, pc);
+    if matches!(result, Err(MemStop::Trap(_))) {
+        return result;
+    }
+    if reads {
+        let data = before.to_le_bytes();
+        fire!(instr, hart, bus, VirtMemAfterRead, |cb, cpu| cb(
+            cpu,
+            pc,
+            vaddr,
+            n,
+            &data[..n]
+        ));
+        if let Some(paddr) = paddr {
+            fire!(instr, hart, bus, PhysMemAfterRead, |cb, cpu| cb(
+                cpu,
+                pc,
+                paddr,
+                n,
+                &data[..n]
+            ));
+        }
+    }
+    // A store-conditional that failed wrote nothing.
+    let wrote =
+        writes && !(matches!(op.kind, Kind::ScW | Kind::ScD) && hart.x[op.rd as usize & 63] != 0);
+    if wrote {
+        let data = memory(bus).to_le_bytes();
+        fire!(instr, hart, bus, VirtMemAfterWrite, |cb, cpu| cb(
+            cpu,
+            pc,
+            vaddr,
+            n,
+            &data[..n]
+        ));
+        if let Some(paddr) = paddr {
+            fire!(instr, hart, bus, PhysMemAfterWrite, |cb, cpu| cb(
+                cpu,
+                pc,
+                paddr,
+                n,
+                &data[..n]
+            ));
+        }
+    }
+    result
 }
 
 impl Hart {

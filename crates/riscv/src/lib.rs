@@ -12,6 +12,7 @@ pub mod decode;
 pub mod disasm;
 mod execute;
 mod fp;
+mod hooks;
 pub mod fpu;
 pub mod fuzzing;
 pub mod hart;

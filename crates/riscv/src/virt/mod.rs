@@ -18,6 +18,7 @@ pub mod sbi;
 mod state;
 pub mod uart;
 
+use pandare_core::instrument::{Callback, CallbackKind, Instrumentation};
 use pandare_core::{Exit, Fnv64, Machine, Ram, ShutdownKind, Snapshot, SnapshotError};
 
 use crate::execute::{Cpu, HartExit};
@@ -253,6 +254,8 @@ pub struct VirtMachine {
     config: VirtConfig,
     /// Set once the guest has asked to stop or crashed; later runs return it again.
     stopped: Option<Exit>,
+    /// PANDA's callbacks (see `docs/callbacks.md`).
+    pub instrumentation: Instrumentation,
 }
 
 fn check_memory(bytes: u64) -> Result<(), VirtError> {
@@ -367,6 +370,7 @@ impl VirtMachine {
             bus,
             config,
             stopped: None,
+            instrumentation: Instrumentation::default(),
         })
     }
 
@@ -393,6 +397,7 @@ impl VirtMachine {
             bus,
             config,
             stopped: None,
+            instrumentation: Instrumentation::default(),
         })
     }
 
@@ -407,6 +412,7 @@ impl VirtMachine {
             bus: Bus::new(config.ram_bytes),
             config,
             stopped: None,
+            instrumentation: Instrumentation::default(),
         })
     }
 
@@ -434,6 +440,26 @@ impl VirtMachine {
         [machine, supervisor]
     }
 
+    /// `after_machine_init` (first run only), `top_loop` and `main_loop_wait`, at the start
+    /// of a run slice.
+    #[cold]
+    fn machine_level_hooks(&mut self, first_run: bool) {
+        let instr = &mut self.instrumentation;
+        instr.apply_pending();
+        let (hart, bus) = (&mut self.cpu.hart, &mut self.bus);
+        if first_run {
+            crate::hooks::fire!(instr, hart, bus, AfterMachineInit, |cb, cpu| cb(cpu));
+        }
+        crate::hooks::fire!(instr, hart, bus, TopLoop, |cb, cpu| cb(cpu));
+        if instr.has(CallbackKind::MainLoopWait) {
+            for callback in instr.enabled(CallbackKind::MainLoopWait) {
+                if let Callback::MainLoopWait(f) = callback {
+                    f();
+                }
+            }
+        }
+    }
+
     /// Brings every interrupt line up to date with device and timer state.
     fn sync_interrupts(&mut self) {
         let now = self.cpu.hart.clock.now();
@@ -457,6 +483,10 @@ impl Machine for VirtMachine {
             return exit;
         }
         let end = self.now().saturating_add(budget);
+        let first_run = self.instrumentation.take_machine_init();
+        if self.instrumentation.active() {
+            self.machine_level_hooks(first_run);
+        }
         loop {
             self.sync_interrupts();
             let now = self.now();
@@ -467,8 +497,14 @@ impl Machine for VirtMachine {
                 Some(event) if event > now => event.min(end),
                 _ => end,
             };
-            match self.cpu.run(&mut self.bus, slice_end - now) {
+            let instrumentation = &mut self.instrumentation;
+            match self
+                .cpu
+                .run_with(&mut self.bus, instrumentation, slice_end - now)
+            {
                 HartExit::Budget | HartExit::Device => {}
+                // `Instrumentation::take_stopped` tells the caller why the slice ended.
+                HartExit::Stopped => return Exit::BudgetExhausted,
                 HartExit::Wfi => {
                     self.sync_interrupts();
                     if !self.cpu.hart.wants_wakeup() {
@@ -491,6 +527,13 @@ impl Machine for VirtMachine {
                 }
             }
             if let Some(kind) = self.bus.shutdown {
+                if self.instrumentation.has(CallbackKind::PreShutdown) {
+                    for callback in self.instrumentation.enabled(CallbackKind::PreShutdown) {
+                        if let Callback::PreShutdown(f) = callback {
+                            f();
+                        }
+                    }
+                }
                 let exit = Exit::Shutdown(kind);
                 self.stopped = Some(exit);
                 return exit;
@@ -500,6 +543,10 @@ impl Machine for VirtMachine {
 
     fn now(&self) -> u64 {
         self.cpu.hart.clock.now()
+    }
+
+    fn instrumentation(&mut self) -> &mut Instrumentation {
+        &mut self.instrumentation
     }
 
     fn instruction_count(&self) -> u64 {
@@ -600,6 +647,13 @@ impl Machine for VirtMachine {
     }
 
     fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        if self.instrumentation.has(CallbackKind::BeforeLoadvm) {
+            for callback in self.instrumentation.enabled(CallbackKind::BeforeLoadvm) {
+                if let Callback::BeforeLoadvm(f) = callback {
+                    f();
+                }
+            }
+        }
         if snapshot.architecture != ARCHITECTURE {
             return Err(SnapshotError::WrongArchitecture {
                 expected: ARCHITECTURE.to_string(),
@@ -625,6 +679,13 @@ impl Machine for VirtMachine {
         self.cpu.forget_code_pages(&mut self.bus, &changed);
         self.cpu.hart.flush_tlb();
         let _ = self.bus.uart.take_output();
+        crate::hooks::fire!(
+            &mut self.instrumentation,
+            &mut self.cpu.hart,
+            &mut self.bus,
+            AfterLoadvm,
+            |cb, cpu| cb(cpu)
+        );
         Ok(())
     }
 }
