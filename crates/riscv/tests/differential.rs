@@ -163,6 +163,8 @@ fn build(tools: &Tools, name: &str, generated: Option<&str>) -> Result<Program, 
         Command::new(&tools.assembler)
             .arg(format!("-march={march}"))
             .arg("-mabi=lp64d")
+            // Linker relaxation is quadratic: generated programs would take minutes.
+            .arg("-mno-relax")
             .arg("-I")
             .arg(programs_dir())
             .arg("-o")
@@ -171,7 +173,7 @@ fn build(tools: &Tools, name: &str, generated: Option<&str>) -> Result<Program, 
     )?;
     run_tool(
         Command::new(&tools.linker)
-            .arg("--no-warn-rwx-segments")
+            .args(["--no-warn-rwx-segments", "--no-relax"])
             .arg("-T")
             .arg(programs_dir().join("link.ld"))
             .arg("-o")
@@ -537,20 +539,14 @@ fn differences(machine: &VirtMachine, state: &State, with_csrs: bool) -> Vec<Str
             state.pc, hart.pc
         ));
     }
-    for i in 1..32 {
-        if hart.x[i] != state.x[i] {
-            found.push(format!(
-                "x{i}/{}: qemu {:#018x} ours {:#018x}",
-                ABI[i], state.x[i], hart.x[i]
-            ));
+    for (i, ((ours, qemu), name)) in hart.x.iter().zip(&state.x).zip(ABI).enumerate().skip(1) {
+        if ours != qemu {
+            found.push(format!("x{i}/{name}: qemu {qemu:#018x} ours {ours:#018x}"));
         }
     }
-    for i in 0..32 {
-        if hart.f[i] != state.f[i] {
-            found.push(format!(
-                "f{i}: qemu {:#018x} ours {:#018x}",
-                state.f[i], hart.f[i]
-            ));
+    for (i, (ours, qemu)) in hart.f.iter().zip(&state.f).enumerate() {
+        if ours != qemu {
+            found.push(format!("f{i}: qemu {qemu:#018x} ours {ours:#018x}"));
         }
     }
     if with_csrs {
@@ -1210,4 +1206,246 @@ fn fp_random() {
     let count = env_number("PANDARE_DIFF_VECTORS", 6000) as usize;
     let (text, notes) = fp_random_program(seed, count);
     differential_program("fp_random", Some(&text), &notes);
+}
+
+// ---------------------------------------------------------------------------------------
+// Generated programs: random instruction words
+
+/// Registers x8..x15 and sp point into the scratch buffer; everything else is random.
+const POINTER_REGISTERS: [u32; 9] = [2, 8, 9, 10, 11, 12, 13, 14, 15];
+
+fn r_type(opcode: u32, rd: u32, funct3: u32, rs1: u32, rs2: u32, funct7: u32) -> u32 {
+    funct7 << 25 | rs2 << 20 | rs1 << 15 | funct3 << 12 | rd << 7 | opcode
+}
+
+fn i_type(opcode: u32, rd: u32, funct3: u32, rs1: u32, imm: u32) -> u32 {
+    (imm & 0xfff) << 20 | rs1 << 15 | funct3 << 12 | rd << 7 | opcode
+}
+
+fn s_type(opcode: u32, funct3: u32, rs1: u32, rs2: u32, imm: u32) -> u32 {
+    (imm >> 5 & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | funct3 << 12 | (imm & 0x1f) << 7 | opcode
+}
+
+/// A random 32-bit instruction that neither jumps away nor touches memory outside the
+/// scratch buffer (control transfers go to the next instruction; SYSTEM is left out).
+fn random_word(rng: &mut Rng) -> u32 {
+    let reg = |rng: &mut Rng| rng.below(32) as u32;
+    let pointer = |rng: &mut Rng| rng.pick(&POINTER_REGISTERS);
+    let aligned_pointer = |rng: &mut Rng| rng.pick(&POINTER_REGISTERS[..8]);
+    let small_imm = |rng: &mut Rng| (rng.below(512) as u32).wrapping_sub(256);
+    let (rd, rs1, rs2) = (reg(rng), reg(rng), reg(rng));
+    let funct3 = rng.below(8) as u32;
+    match rng.below(20) {
+        // Loads and stores, integer and FP.
+        0 | 1 => i_type(0x03, rd, funct3, pointer(rng), small_imm(rng)),
+        2 => i_type(0x07, rd, funct3, pointer(rng), small_imm(rng)),
+        3 => s_type(0x23, funct3, pointer(rng), rs2, small_imm(rng)),
+        4 => s_type(0x27, funct3, pointer(rng), rs2, small_imm(rng)),
+        // Atomics (no SC: whether it succeeds after unrelated stores and traps is
+        // implementation-defined).
+        5 => {
+            let funct5 = match rng.below(10) {
+                0 => rng.below(32) as u32,
+                1 => 0b00010, // lr
+                _ => rng.pick(&[
+                    0b00001, 0, 0b00100, 0b01100, 0b01000, 0b10000, 0b10100, 0b11000, 0b11100,
+                ]),
+            };
+            let width = if rng.below(8) == 0 {
+                funct3
+            } else {
+                2 + rng.below(2) as u32
+            };
+            let rs2 = if funct5 == 0b00010 && rng.below(4) != 0 {
+                0
+            } else {
+                rs2
+            };
+            r_type(
+                0x2f,
+                rd,
+                width,
+                aligned_pointer(rng),
+                rs2,
+                funct5 << 2 | rng.below(4) as u32,
+            )
+        }
+        // Integer computation.
+        6 | 7 => {
+            let imm = match funct3 {
+                1 | 5 if rng.below(4) != 0 => rng.pick(&[0u32, 0x400]) | rng.below(64) as u32,
+                _ => rng.next() as u32,
+            };
+            i_type(0x13, rd, funct3, rs1, imm)
+        }
+        8 => {
+            let imm = match funct3 {
+                1 | 5 if rng.below(4) != 0 => rng.pick(&[0u32, 0x400]) | rng.below(32) as u32,
+                _ => rng.next() as u32,
+            };
+            i_type(0x1b, rd, funct3, rs1, imm)
+        }
+        9..=11 => {
+            let opcode = rng.pick(&[0x33, 0x3b]);
+            let funct7 = match rng.below(8) {
+                0 => rng.below(128) as u32,
+                1..=3 => 1,
+                4 => 0x20,
+                _ => 0,
+            };
+            r_type(opcode, rd, funct3, rs1, rs2, funct7)
+        }
+        12 => (rng.next() as u32 & !0xfff) | rd << 7 | rng.pick(&[0x37, 0x17]),
+        // Floating point.
+        13..=15 => {
+            let funct7 = if rng.below(6) == 0 {
+                rng.below(128) as u32
+            } else {
+                rng.pick(&[
+                    0x00, 0x04, 0x08, 0x0c, 0x2c, 0x10, 0x14, 0x60, 0x70, 0x50, 0x68, 0x78, 0x20,
+                ]) | rng.below(2) as u32
+            };
+            let rs2 = if matches!(funct7 >> 2, 0x18 | 0x1a | 0x08 | 0x0b | 0x1c | 0x1e) {
+                let limit = if rng.below(4) == 0 { 32 } else { 4 };
+                rng.below(limit) as u32
+            } else {
+                rs2
+            };
+            let rm = if rng.below(4) == 0 {
+                funct3
+            } else {
+                rng.pick(&[0, 1, 2, 3, 4, 7])
+            };
+            r_type(0x53, rd, rm, rs1, rs2, funct7)
+        }
+        16 => {
+            let opcode = rng.pick(&[0x43, 0x47, 0x4b, 0x4f]);
+            let format = if rng.below(6) == 0 {
+                rng.below(4)
+            } else {
+                rng.below(2)
+            } as u32;
+            let rm = if rng.below(7) == 0 {
+                funct3
+            } else {
+                rng.pick(&[0, 1, 2, 3, 4, 7])
+            };
+            r_type(opcode, rd, rm, rs1, rs2, reg(rng) << 2 | format)
+        }
+        // Control transfer to the next instruction, fences, unused opcodes.
+        17 => {
+            // Branch with offset 4, or jal with offset 4.
+            if rng.below(2) == 0 {
+                r_type(0x63, 0b00100, funct3, rs1, rs2, 0)
+            } else {
+                1 << 22 | rd << 7 | 0x6f
+            }
+        }
+        18 => i_type(
+            0x0f,
+            rd,
+            rng.pick(&[0, 0, 1, funct3]),
+            rs1,
+            rng.next() as u32,
+        ),
+        _ => {
+            let opcode = rng.pick(&[0x0b, 0x2b, 0x57, 0x5b, 0x6b, 0x77, 0x7b, 0x1f, 0x3f]);
+            (rng.next() as u32 & !0x7f) | opcode
+        }
+    }
+}
+
+/// A random compressed instruction that does not jump.
+fn random_parcel(rng: &mut Rng) -> u16 {
+    loop {
+        let parcel = (rng.next() as u16 & !3) | rng.below(3) as u16;
+        let funct3 = parcel >> 13;
+        let jumps = match parcel & 3 {
+            1 => matches!(funct3, 0b101..=0b111),
+            2 => {
+                funct3 == 0b100 && parcel >> 12 & 1 == 0 && parcel >> 2 & 0x1f == 0
+                    || funct3 == 0b100
+                        && parcel >> 12 & 1 == 1
+                        && parcel >> 2 & 0x1f == 0
+                        && parcel >> 7 & 0x1f != 0
+            }
+            _ => false,
+        };
+        if !jumps {
+            return parcel;
+        }
+    }
+}
+
+/// Builds a program that runs `count` random instructions, each from a fresh register
+/// file, and prints for each what it changed (registers, fcsr) and any trap.
+fn insn_random_program(seed: u64, count: usize) -> (String, Vec<String>) {
+    let mut rng = Rng(seed | 1);
+    const SETS: usize = 8;
+    let mut text = String::from(include_str!("programs/insn_random.inc"));
+    let mut notes = Vec::with_capacity(count);
+    for i in 0..count {
+        let set = rng.below(SETS as u64);
+        let _ = writeln!(
+            text,
+            "    la t0, init{set}\n    la t1, restore\n    jalr t1, 0(t1)"
+        );
+        if rng.below(6) == 0 {
+            let parcel = random_parcel(&mut rng);
+            let _ = writeln!(text, "    .hword {parcel:#06x}");
+            notes.push(format!(
+                "{parcel:04x} {} (register set {set})",
+                disasm::disassemble(u32::from(parcel), 0)
+            ));
+        } else {
+            let word = random_word(&mut rng);
+            let _ = writeln!(text, "    .word {word:#010x}");
+            notes.push(format!(
+                "{word:08x} {} (register set {set})",
+                disasm::disassemble(word, 0)
+            ));
+        }
+        let _ = writeln!(
+            text,
+            "    csrw sscratch, t0\n    la t0, save\n    jalr t0, 0(t0)\n    la a0, init{set}\n    li a1, {i}\n    call report"
+        );
+    }
+    text.push_str("    EXIT\n    .data\n    .balign 8\n");
+    for set in 0..SETS {
+        let _ = writeln!(text, "init{set}:");
+        for register in 0..32u32 {
+            let value = if POINTER_REGISTERS.contains(&register) {
+                // Spread over the scratch buffer; x15 is misaligned.
+                let offset = (register as u64 * 8 + set as u64 * 64) % 2048;
+                format!(
+                    "scratch + 2048 + {}",
+                    offset + u64::from(register == 15) * 3
+                )
+            } else {
+                format!("{:#x}", random_int(&mut rng))
+            };
+            let _ = writeln!(text, "    .dword {value}");
+        }
+        for _ in 0..32 {
+            let value = if rng.below(2) == 0 {
+                0xffff_ffff_0000_0000 | u64::from(random_single(&mut rng))
+            } else {
+                random_double(&mut rng)
+            };
+            let _ = writeln!(text, "    .dword {value:#x}");
+        }
+        let _ = writeln!(text, "    .dword {}", rng.below(5) << 5);
+    }
+    (text, notes)
+}
+
+/// Random instruction words (loads/stores confined to a scratch buffer, no control
+/// transfers): decoding, illegal encodings and results. `PANDARE_DIFF_SEED` and
+/// `PANDARE_DIFF_INSNS` (default 6000) change the seed and count.
+#[test]
+fn insn_random() {
+    let seed = env_number("PANDARE_DIFF_SEED", 0x1234_5678);
+    let count = env_number("PANDARE_DIFF_INSNS", 6000) as usize;
+    let (text, notes) = insn_random_program(seed, count);
+    differential_program("insn_random", Some(&text), &notes);
 }
