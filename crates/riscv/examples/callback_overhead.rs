@@ -15,12 +15,15 @@ use pandare_core::instrument::Callback;
 use pandare_core::{Exit, Machine};
 use pandare_riscv::{VirtConfig, VirtMachine};
 
+/// Registers the callbacks of one run.
+type Setup = dyn Fn(&mut VirtMachine);
+
 fn boot(
     kernel: &[u8],
     initrd: &[u8],
     append: &str,
     instructions: u64,
-    setup: &dyn Fn(&mut VirtMachine),
+    setup: &Setup,
 ) -> (f64, u64) {
     let config = VirtConfig {
         ram_bytes: 512 << 20,
@@ -55,7 +58,7 @@ fn main() {
     };
     let kernel = std::fs::read(&image.kernel).expect("kernel");
     let initrd = std::fs::read(&image.initrd).expect("initrd");
-    let runs: [(&str, &dyn Fn(&mut VirtMachine)); 3] = [
+    let runs: [(&str, &Setup); 3] = [
         ("no callbacks", &|_| {}),
         ("empty before_block_exec", &|machine| {
             machine

@@ -957,16 +957,16 @@ fn hooked_trap(
 #[cold]
 #[inline(never)]
 fn satp_changed(hart: &mut Hart, bus: &mut Bus, instr: &mut Instrumentation, old: u64, pc: u64) {
-    let new = hart.satp;
+    // The callbacks run before the change, as in PANDA: they see the old `satp`.
+    let new = std::mem::replace(&mut hart.satp, old);
     let saved_pc = hart.pc;
     hart.pc = pc;
     let mut refused = false;
     fire!(instr, hart, bus, AsidChanged, |cb, cpu| refused |=
         cb(cpu, old, new));
     hart.pc = saved_pc;
-    if refused {
-        hart.satp = old;
-        hart.flush_tlb();
+    if !refused {
+        hart.satp = new;
     }
 }
 

@@ -1,0 +1,613 @@
+//! PANDA's callbacks on the real guest: the generic riscv64 image is booted once to its
+//! shell prompt per test binary, and each test starts from that snapshot. Bare-metal
+//! programs built by hand cover exception cancelling and the hypercall.
+//!
+//! Run with `cargo test --release -p pandare-riscv --test callbacks` (the image must be
+//! cached: `panda run --generic riscv64 --cmd true` builds it).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pandare_core::instrument::{
+    data_value, Callback, CallbackKind, InstrumentError, Instrumentation, EXIT_RAN_TO_END,
+};
+use pandare_core::{Exit, Machine, ShutdownKind, Snapshot};
+use pandare_riscv::{VirtConfig, VirtMachine};
+
+const RAM: u64 = 512 << 20;
+
+fn config() -> VirtConfig {
+    VirtConfig {
+        ram_bytes: RAM,
+        ..Default::default()
+    }
+}
+
+/// Runs `machine` for `instructions`, skipping idle time; returns the console output.
+fn run_for(machine: &mut VirtMachine, instructions: u64) -> Vec<u8> {
+    let end = machine.now() + instructions;
+    let mut output = Vec::new();
+    while machine.now() < end {
+        match machine.run(end - machine.now()) {
+            Exit::BudgetExhausted => {
+                if machine.instrumentation().take_stopped() {
+                    break;
+                }
+            }
+            Exit::Idle => match machine.next_event() {
+                Some(time) => machine.skip_to(time.min(end)),
+                None => break,
+            },
+            other => panic!("the guest stopped: {other:?}"),
+        }
+        output.extend(machine.take_console_output());
+    }
+    output.extend(machine.take_console_output());
+    output
+}
+
+/// The machine at the shell prompt, booted once per test binary (`None` without the
+/// image: the tests then pass vacuously with a note).
+fn at_prompt() -> Option<VirtMachine> {
+    static SNAPSHOT: OnceLock<Option<Snapshot>> = OnceLock::new();
+    let snapshot = SNAPSHOT.get_or_init(|| {
+        let Some(image) = pandare_images::cached("riscv64") else {
+            eprintln!("riscv64 image not cached: skipping guest tests");
+            return None;
+        };
+        let kernel = std::fs::read(&image.kernel).ok()?;
+        let initrd = std::fs::read(&image.initrd).ok()?;
+        let config = VirtConfig {
+            command_line: image.append.clone(),
+            ..config()
+        };
+        let mut machine = VirtMachine::new_linux(config, &kernel, Some(&initrd)).unwrap();
+        let mut output = Vec::new();
+        for _ in 0..400 {
+            output.extend(run_for(&mut machine, 10_000_000));
+            let text = String::from_utf8_lossy(&output);
+            let last_line = text.rsplit('\n').next().unwrap_or_default();
+            if last_line.starts_with("pandare:") && last_line.contains("# ") {
+                return Some(machine.save_snapshot());
+            }
+        }
+        panic!(
+            "no shell prompt after 4e9 instructions: {:?}",
+            String::from_utf8_lossy(&output[output.len().saturating_sub(300)..])
+        );
+    });
+    let snapshot = snapshot.as_ref()?;
+    let mut machine = VirtMachine::new_blank(config()).unwrap();
+    machine.load_snapshot(snapshot).unwrap();
+    Some(machine)
+}
+
+/// Types `command` and runs `instructions`; returns the console output.
+fn command(machine: &mut VirtMachine, command: &str, instructions: u64) -> String {
+    machine.console_input(command.as_bytes());
+    machine.console_input(b"\n");
+    String::from_utf8_lossy(&run_for(machine, instructions)).into_owned()
+}
+
+#[derive(Default)]
+struct BlockStats {
+    before: u64,
+    after_to_end: u64,
+    after_early: u64,
+    pc_mismatches: u64,
+    count_mismatches: u64,
+    executed: u64,
+    start: u64,
+}
+
+#[test]
+fn block_callbacks_see_the_hart_and_add_up() {
+    let Some(mut machine) = at_prompt() else {
+        return;
+    };
+    let stats = Arc::new(Mutex::new(BlockStats::default()));
+    let (before, after) = (Arc::clone(&stats), Arc::clone(&stats));
+    let instr = machine.instrumentation();
+    instr
+        .register(
+            "before",
+            Callback::BeforeBlockExec(Box::new(move |cpu, block| {
+                let mut stats = before.lock().unwrap();
+                stats.before += 1;
+                stats.pc_mismatches += u64::from(cpu.pc() != block.pc);
+                stats.start = cpu.instruction_count();
+                assert!(block.size >= 2 * u64::from(block.instruction_count));
+                assert!(block.size <= 4 * u64::from(block.instruction_count));
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "after",
+            Callback::AfterBlockExec(Box::new(move |cpu, block, code| {
+                let mut stats = after.lock().unwrap();
+                let ran = cpu.instruction_count() - stats.start;
+                stats.executed += ran;
+                if code == EXIT_RAN_TO_END {
+                    stats.after_to_end += 1;
+                    stats.count_mismatches += u64::from(ran != u64::from(block.instruction_count));
+                } else {
+                    stats.after_early += 1;
+                    stats.count_mismatches += u64::from(ran >= u64::from(block.instruction_count));
+                }
+            })),
+        )
+        .unwrap();
+    let start = machine.instruction_count();
+    let output = command(&mut machine, "ls /", 60_000_000);
+    assert!(output.contains("bin"), "{output}");
+    let retired = machine.instruction_count() - start;
+    let stats = stats.lock().unwrap();
+    assert!(stats.before > 100_000, "{} blocks", stats.before);
+    assert_eq!(stats.pc_mismatches, 0);
+    assert_eq!(stats.count_mismatches, 0);
+    assert_eq!(stats.before, stats.after_to_end + stats.after_early);
+    assert!(stats.after_early > 0);
+    assert_eq!(stats.executed, retired);
+}
+
+#[test]
+fn insn_exec_on_every_instruction_counts_retired_instructions() {
+    let Some(mut machine) = at_prompt() else {
+        return;
+    };
+    let counters: [Arc<AtomicU64>; 3] = Default::default();
+    let [before, after, faults] = counters.clone();
+    let instr = machine.instrumentation();
+    instr
+        .register("all", Callback::InsnTranslate(Box::new(|_, _| true)))
+        .unwrap();
+    instr
+        .register(
+            "all after",
+            Callback::AfterInsnTranslate(Box::new(|_, _| true)),
+        )
+        .unwrap();
+    instr
+        .register(
+            "count",
+            Callback::InsnExec(Box::new(move |cpu, pc| {
+                assert_eq!(cpu.pc(), pc);
+                before.fetch_add(1, Ordering::Relaxed);
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "count after",
+            Callback::AfterInsnExec(Box::new(move |_, _| {
+                after.fetch_add(1, Ordering::Relaxed);
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "faults",
+            Callback::CpuRestoreState(Box::new(move |_, _| {
+                faults.fetch_add(1, Ordering::Relaxed);
+            })),
+        )
+        .unwrap();
+    let start = machine.instruction_count();
+    command(&mut machine, "echo hello", 30_000_000);
+    let retired = machine.instruction_count() - start;
+    let [before, after, faults] = counters.map(|c| c.load(Ordering::Relaxed));
+    assert!(retired > 1_000_000);
+    assert_eq!(after, retired);
+    assert_eq!(before, retired + faults);
+}
+
+#[test]
+fn virtual_reads_match_physical_memory() {
+    let Some(mut machine) = at_prompt() else {
+        return;
+    };
+    let checked = Arc::new(AtomicU64::new(0));
+    let wrong = Arc::new(AtomicU64::new(0));
+    // An atomic read-modify-write announces its write before its read completes; its
+    // memory holds the new value by the time the read is reported, so skip those.
+    let last_write = Arc::new(Mutex::new((0, 0)));
+    let (c, w, l) = (
+        Arc::clone(&checked),
+        Arc::clone(&wrong),
+        Arc::clone(&last_write),
+    );
+    let instr = machine.instrumentation();
+    instr
+        .register(
+            "writes",
+            Callback::VirtMemBeforeWrite(Box::new(move |_, pc, addr, _, _| {
+                *last_write.lock().unwrap() = (pc, addr);
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "reads",
+            Callback::VirtMemAfterRead(Box::new(move |cpu, pc, addr, size, data| {
+                assert_eq!(size, data.len());
+                if *l.lock().unwrap() == (pc, addr) {
+                    return;
+                }
+                let Some(paddr) = cpu.virt_to_phys(addr) else {
+                    w.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let mut bytes = vec![0; size];
+                let same_page = (addr & 0xfff) + size as u64 <= 0x1000;
+                if same_page && cpu.read_physical(paddr, &mut bytes).is_ok() {
+                    c.fetch_add(1, Ordering::Relaxed);
+                    let mut virtual_bytes = vec![0; size];
+                    cpu.read_memory(addr, &mut virtual_bytes).unwrap();
+                    if bytes != data || virtual_bytes != data {
+                        w.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })),
+        )
+        .unwrap();
+    command(&mut machine, "cat /proc/version", 30_000_000);
+    assert!(checked.load(Ordering::Relaxed) > 100_000);
+    assert_eq!(wrong.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn new_processes_change_the_asid_and_make_user_ecalls() {
+    let Some(mut machine) = at_prompt() else {
+        return;
+    };
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let ecalls = Arc::new(AtomicU64::new(0));
+    let (c, e) = (Arc::clone(&changes), Arc::clone(&ecalls));
+    let instr = machine.instrumentation();
+    instr
+        .register(
+            "asid",
+            Callback::AsidChanged(Box::new(move |cpu, old, new| {
+                assert_eq!(cpu.asid(), old, "the callback runs before the change");
+                c.lock().unwrap().push((old, new));
+                false
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "ecall",
+            Callback::BeforeHandleException(Box::new(move |cpu, index| {
+                if index == 8 {
+                    assert!(!cpu.in_kernel_mode());
+                    e.fetch_add(1, Ordering::Relaxed);
+                }
+                index
+            })),
+        )
+        .unwrap();
+    let output = command(&mut machine, "ls /proc", 60_000_000);
+    assert!(output.contains("self"), "{output}");
+    let changes = changes.lock().unwrap();
+    assert!(changes.len() >= 2, "{changes:x?}");
+    assert!(changes.iter().all(|(old, new)| old != new));
+    assert!(ecalls.load(Ordering::Relaxed) > 10);
+}
+
+#[test]
+fn determinism_callbacks_change_nothing() {
+    let Some(mut plain) = at_prompt() else {
+        return;
+    };
+    let Some(mut watched) = at_prompt() else {
+        return;
+    };
+    let instr = watched.instrumentation();
+    let events = Arc::new(AtomicU64::new(0));
+    macro_rules! count {
+        () => {{
+            let events = Arc::clone(&events);
+            move || {
+                events.fetch_add(1, Ordering::Relaxed);
+            }
+        }};
+    }
+    let tick = count!();
+    instr
+        .register("b", Callback::BeforeBlockExec(Box::new(move |_, _| tick())))
+        .unwrap();
+    let tick = count!();
+    instr
+        .register(
+            "a",
+            Callback::AfterBlockExec(Box::new(move |_, _, _| tick())),
+        )
+        .unwrap();
+    instr
+        .register("t", Callback::InsnTranslate(Box::new(|_, pc| pc % 3 == 0)))
+        .unwrap();
+    let tick = count!();
+    instr
+        .register("i", Callback::InsnExec(Box::new(move |_, _| tick())))
+        .unwrap();
+    let tick = count!();
+    instr
+        .register(
+            "r",
+            Callback::PhysMemAfterRead(Box::new(move |_, _, _, _, _| tick())),
+        )
+        .unwrap();
+    let tick = count!();
+    instr
+        .register(
+            "w",
+            Callback::VirtMemBeforeWrite(Box::new(move |_, _, _, _, _| tick())),
+        )
+        .unwrap();
+    let tick = count!();
+    instr
+        .register(
+            "x",
+            Callback::BeforeHandleException(Box::new(move |_, index| {
+                tick();
+                index
+            })),
+        )
+        .unwrap();
+    let tick = count!();
+    instr
+        .register(
+            "s",
+            Callback::AsidChanged(Box::new(move |_, _, _| {
+                tick();
+                false
+            })),
+        )
+        .unwrap();
+    let a = command(&mut plain, "ls -l /bin | head -3", 80_000_000);
+    let b = command(&mut watched, "ls -l /bin | head -3", 80_000_000);
+    assert!(events.load(Ordering::Relaxed) > 1_000_000);
+    assert_eq!(a, b);
+    assert_eq!(plain.instruction_count(), watched.instruction_count());
+    assert_eq!(plain.pc(), watched.pc());
+    assert_eq!(plain.state_hash(), watched.state_hash());
+}
+
+#[test]
+fn callbacks_enable_disable_and_register_others_by_name() {
+    let Some(mut machine) = at_prompt() else {
+        return;
+    };
+    let outer = Arc::new(AtomicU64::new(0));
+    let inner = Arc::new(AtomicU64::new(0));
+    let control = machine.instrumentation().controller();
+    let (o, i) = (Arc::clone(&outer), Arc::clone(&inner));
+    let registered = AtomicBool::new(false);
+    machine
+        .instrumentation()
+        .register(
+            "outer",
+            Callback::BeforeBlockExec(Box::new(move |_, _| {
+                o.fetch_add(1, Ordering::Relaxed);
+                if !registered.swap(true, Ordering::Relaxed) {
+                    let i = Arc::clone(&i);
+                    control.register(
+                        "inner",
+                        Callback::AfterBlockExec(Box::new(move |_, _, _| {
+                            i.fetch_add(1, Ordering::Relaxed);
+                        })),
+                    );
+                    // A second one by the same name is refused when the queue is applied.
+                    control.register("inner", Callback::TopLoop(Box::new(|_| {})));
+                }
+            })),
+        )
+        .unwrap();
+    machine.instrumentation().disable("outer").unwrap();
+    run_for(&mut machine, 5_000_000);
+    assert_eq!(outer.load(Ordering::Relaxed), 0);
+    machine.instrumentation().enable("outer").unwrap();
+    run_for(&mut machine, 5_000_000);
+    let first = outer.load(Ordering::Relaxed);
+    assert!(first > 0);
+    // The inner callback started at the block boundary after it was registered: it saw
+    // every block but the first.
+    assert_eq!(inner.load(Ordering::Relaxed), first - 1);
+    let errors = machine.instrumentation().take_errors();
+    assert!(matches!(
+        errors.as_slice(),
+        [InstrumentError::DuplicateName { .. }]
+    ));
+    machine.instrumentation().disable_forever("outer").unwrap();
+    assert!(machine.instrumentation().enable("outer").is_err());
+    machine.instrumentation().delete("inner").unwrap();
+    run_for(&mut machine, 5_000_000);
+    assert_eq!(outer.load(Ordering::Relaxed), first);
+    assert_eq!(machine.instrumentation().mask(), 0);
+}
+
+#[test]
+fn a_callback_can_stop_the_run() {
+    let Some(mut machine) = at_prompt() else {
+        return;
+    };
+    let blocks = Arc::new(AtomicU64::new(0));
+    let b = Arc::clone(&blocks);
+    machine
+        .instrumentation()
+        .register(
+            "stop",
+            Callback::BeforeBlockExec(Box::new(move |cpu, _| {
+                if b.fetch_add(1, Ordering::Relaxed) == 999 {
+                    cpu.request_stop();
+                }
+            })),
+        )
+        .unwrap();
+    let start = machine.instruction_count();
+    assert_eq!(machine.run(100_000_000), Exit::BudgetExhausted);
+    assert!(machine.instrumentation().take_stopped());
+    assert_eq!(blocks.load(Ordering::Relaxed), 1000);
+    assert!(machine.instruction_count() - start < 100_000);
+}
+
+#[test]
+fn unknown_and_refused_names_are_errors() {
+    let error = CallbackKind::from_name("before_block_exek").unwrap_err();
+    assert!(error.to_string().contains("before_block_exek"));
+    let error = Instrumentation::check_kind("before_tcg_codegen").unwrap_err();
+    assert!(
+        error.to_string().contains("after_block_translate"),
+        "{error}"
+    );
+    let mut instr = Instrumentation::new();
+    assert!(matches!(
+        instr.enable("nothing"),
+        Err(InstrumentError::NoSuchCallback { .. })
+    ));
+    let machine = VirtMachine::new_bare_metal(config(), &[0; 4]).unwrap();
+    drop(machine);
+}
+
+/// Little-endian bytes of 32-bit instructions.
+fn program(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|word| word.to_le_bytes()).collect()
+}
+
+const EBREAK: u32 = 0x0010_0073;
+/// `lui t0, 0x100; lui t1, 0x5; addi t1, t1, 0x555; sw t1, 0(t0)`: power off through the
+/// test finisher; then `j .`.
+const POWER_OFF: [u32; 5] = [
+    0x0010_02b7,
+    0x0000_5337,
+    0x5553_0313,
+    0x0062_a023,
+    0x0000_006f,
+];
+
+#[test]
+fn a_cancelled_exception_is_not_delivered() {
+    let mut words = vec![EBREAK];
+    words.extend(POWER_OFF);
+    // Without the callback, the breakpoint goes to mtvec (0, not RAM) and the hart is stuck.
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    assert_eq!(machine.run(10_000), Exit::BudgetExhausted);
+
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    machine
+        .instrumentation()
+        .register(
+            "skip",
+            Callback::BeforeHandleException(Box::new(move |cpu, index| {
+                s.lock().unwrap().push((index, cpu.pc()));
+                cpu.set_pc(cpu.pc() + 4);
+                -1
+            })),
+        )
+        .unwrap();
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!(*seen.lock().unwrap(), vec![(3, 0x8000_0000)]);
+    assert_eq!(machine.cpu.hart.reg(6), 0x5555);
+}
+
+#[test]
+fn an_exception_can_be_replaced() {
+    // auipc t0, 0; addi t0, t0, 16; csrw mtvec, t0; ebreak; j . (the handler): the
+    // breakpoint becomes an illegal instruction, and mcause says so.
+    let words = [0x0000_0297, 0x0102_8293, 0x3052_9073, EBREAK, 0x0000_006f];
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    machine
+        .instrumentation()
+        .register(
+            "swap",
+            Callback::BeforeHandleException(Box::new(
+                |_, index| if index == 3 { 2 } else { index },
+            )),
+        )
+        .unwrap();
+    machine.run(10);
+    assert_eq!(machine.cpu.hart.peek_csr(0x342), Some(2));
+    assert_eq!(machine.cpu.hart.peek_csr(0x341), Some(0x8000_000c));
+    assert_eq!(machine.pc(), 0x8000_0010);
+}
+
+#[test]
+fn the_hypercall_reaches_its_callback_with_registers() {
+    // li a0, 7; hypercall; mv a2, a1; power off.
+    let mut words = vec![0x0070_0513, pandare_riscv_hypercall(), 0x0005_8613];
+    words.extend(POWER_OFF);
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&calls);
+    machine
+        .instrumentation()
+        .register(
+            "hypercall",
+            Callback::GuestHypercall(Box::new(move |cpu| {
+                c.fetch_add(1, Ordering::Relaxed);
+                let a0 = cpu.register("a0").unwrap();
+                assert!(cpu.register("nonsense").is_err());
+                cpu.set_register("A1", a0 * 6).unwrap();
+                true
+            })),
+        )
+        .unwrap();
+    assert_eq!(machine.run(100), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    assert_eq!(machine.cpu.hart.reg(12), 42);
+}
+
+/// `slti x0, x0, 0x7a5` (see `docs/callbacks.md`).
+fn pandare_riscv_hypercall() -> u32 {
+    0x7a50_2013
+}
+
+#[test]
+fn memory_callbacks_see_bare_metal_stores_and_can_rewrite_memory() {
+    // auipc t0, 1 (t0 = 0x8000_1000); lui t1, 0x5; addi t1, t1, 0x555; sd t1, 0(t0);
+    // ld t2, 0(t0); power off.
+    let mut words = vec![
+        0x0000_1297,
+        0x0000_5337,
+        0x5553_0313,
+        0x0062_b023,
+        0x0002_b383,
+    ];
+    words.extend(POWER_OFF);
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (l1, l2) = (Arc::clone(&log), Arc::clone(&log));
+    let instr = machine.instrumentation();
+    instr
+        .register(
+            "w",
+            Callback::PhysMemAfterWrite(Box::new(move |cpu, pc, addr, size, data| {
+                l1.lock()
+                    .unwrap()
+                    .push(("w", pc, addr, size, data_value(data)));
+                if addr == 0x8000_1000 {
+                    // Rewrite what was stored: the load that follows must see it.
+                    cpu.write_physical(addr, &0x77u64.to_le_bytes()).unwrap();
+                }
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "r",
+            Callback::VirtMemAfterRead(Box::new(move |_, pc, addr, size, data| {
+                l2.lock()
+                    .unwrap()
+                    .push(("r", pc, addr, size, data_value(data)));
+            })),
+        )
+        .unwrap();
+    assert_eq!(machine.run(100), Exit::Shutdown(ShutdownKind::PowerOff));
+    let log = log.lock().unwrap();
+    assert_eq!(log[0], ("w", 0x8000_000c, 0x8000_1000, 8, 0x5555));
+    assert_eq!(log[1], ("r", 0x8000_0010, 0x8000_1000, 8, 0x77));
+    assert_eq!(machine.cpu.hart.reg(7), 0x77);
+}
