@@ -1449,3 +1449,60 @@ fn insn_random() {
     let (text, notes) = insn_random_program(seed, count);
     differential_program("insn_random", Some(&text), &notes);
 }
+
+// ---------------------------------------------------------------------------------------
+// Generated programs: which CSRs exist
+
+/// Every CSR number read (`csrrs rd, csr, x0`, which never writes) from M, S and U mode;
+/// the program prints the numbers that did not trap. Left out: the debug trigger CSRs
+/// 0x7a0-0x7af (optional Sdtrig, which QEMU implements and pandare does not) and
+/// mhpmcounter19-31 / hpmcounter19-31 (QEMU implements 16 counters and traps on the
+/// others; the privileged spec requires all 29, pandare has them read-only zero).
+#[test]
+fn csr_scan() {
+    let skipped = |csr: u32| {
+        (0x7a0..=0x7af).contains(&csr)
+            || matches!(csr & 0xf00, 0xb00 | 0xc00) && (0x13..=0x1f).contains(&(csr & 0xff))
+    };
+    let mut text = String::from(
+        "# Generated: which CSR numbers can be read in M, S and U mode.\n\
+         .include \"common.inc\"\n\
+         START\n\
+         \x20   SET_MTVEC scan_trap\n",
+    );
+    for (mode, enter) in [("M", ""), ("S", "    TO_S\n"), ("U", "    TO_U\n")] {
+        let _ = write!(text, "{enter}    PUTS \"-- {mode}\\n\"\n");
+        for csr in (0..4096).filter(|&csr| !skipped(csr)) {
+            let _ = writeln!(
+                text,
+                "    li s11, 0\n    csrrs a1, {csr}, x0\n    bnez s11, 1f\n    li a0, {csr}\n    call print_number\n1:"
+            );
+        }
+        if !enter.is_empty() {
+            text.push_str("    TO_M\n");
+        }
+    }
+    text.push_str(
+        "    EXIT\n\
+         print_number:\n\
+         \x20   mv a2, ra\n\
+         \x20   li t2, 8\n\
+         \x20   call _puthex_from\n\
+         \x20   call _newline\n\
+         \x20   jr a2\n\
+         # Records the trap in s11 and skips the csrrs; TO_M's ecalls go to _trap_skip.\n\
+         \x20   .balign 4\n\
+         scan_trap:\n\
+         \x20   csrr s11, mcause\n\
+         \x20   addi s11, s11, -8\n\
+         \x20   li s10, 1\n\
+         \x20   bgtu s11, s10, 2f\n\
+         \x20   j _trap_skip\n\
+         2:  li s11, 1\n\
+         \x20   csrr s10, mepc\n\
+         \x20   addi s10, s10, 4\n\
+         \x20   csrw mepc, s10\n\
+         \x20   mret\n",
+    );
+    differential_program("csr_scan", Some(&text), &[]);
+}
