@@ -123,7 +123,7 @@ impl Hart {
                 }
                 match csr {
                     CYCLE => self.clock.retired.wrapping_add(self.cycle_offset),
-                    TIME => self.time(),
+                    TIME => self.time().wrapping_add(self.mtime_offset),
                     INSTRET => self.clock.retired.wrapping_add(self.instret_offset),
                     _ => 0,
                 }

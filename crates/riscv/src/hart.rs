@@ -169,6 +169,10 @@ pub struct Hart {
     pub(crate) reservation: Option<u64>,
     /// Virtual time units per `time` tick.
     pub(crate) time_divisor: u64,
+    /// Added to [`Hart::time`] to give the `time` CSR: the CLINT's `mtime` offset (set by
+    /// writes to `mtime`), which the platform copies here before every run slice, so that
+    /// `time` keeps shadowing `mtime`.
+    pub(crate) mtime_offset: u64,
     /// Supervisor timer compare (SBI `set_timer`), in `time` ticks.
     pub stimecmp: u64,
     /// Whether an SBI implementation in the emulator answers `ecall` from S-mode.
@@ -231,6 +235,7 @@ impl Hart {
             instret_offset: 0,
             reservation: None,
             time_divisor: time_divisor.max(1),
+            mtime_offset: 0,
             stimecmp: u64::MAX,
             sbi: false,
             hart_id: 0,

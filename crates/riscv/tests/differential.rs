@@ -851,6 +851,7 @@ differential_tests!(
     sv39,
     sv48,
     svadu,
+    clint,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1471,7 +1472,7 @@ fn csr_scan() {
          \x20   SET_MTVEC scan_trap\n",
     );
     for (mode, enter) in [("M", ""), ("S", "    TO_S\n"), ("U", "    TO_U\n")] {
-        let _ = write!(text, "{enter}    PUTS \"-- {mode}\\n\"\n");
+        let _ = writeln!(text, "{enter}    PUTS \"-- {mode}\\n\"");
         for csr in (0..4096).filter(|&csr| !skipped(csr)) {
             let _ = writeln!(
                 text,

@@ -292,6 +292,17 @@ fn host_can_allocate(bytes: u64) -> bool {
     true
 }
 
+/// Virtual time at which `mtime` (virtual time / `divisor` + `offset`, the offset read as
+/// signed: `mtime` may have been written backwards) reaches `compare`; `None` for never
+/// (`compare` all ones, or beyond the end of virtual time).
+fn timer_deadline(compare: u64, offset: u64, divisor: u64) -> Option<u64> {
+    if compare == u64::MAX {
+        return None;
+    }
+    let ticks = i128::from(compare) - i128::from(offset as i64);
+    u64::try_from(ticks.max(0) * i128::from(divisor)).ok()
+}
+
 fn align_up(value: u64, alignment: u64) -> u64 {
     value.div_ceil(alignment) * alignment
 }
@@ -424,16 +435,11 @@ impl VirtMachine {
     /// Virtual time at which a timer compare fires, if one is armed and still ahead.
     fn timer_deadlines(&self) -> [Option<u64>; 2] {
         let hart = &self.cpu.hart;
-        let divisor = hart.time_divisor();
-        let to_time = |ticks: u64| (ticks != u64::MAX).then(|| ticks.saturating_mul(divisor));
-        let machine = to_time(
-            self.bus
-                .clint
-                .mtimecmp
-                .saturating_sub(self.bus.clint.mtime_offset),
-        );
+        let (divisor, offset) = (hart.time_divisor(), self.bus.clint.mtime_offset);
+        let machine = timer_deadline(self.bus.clint.mtimecmp, offset, divisor);
+        // `stimecmp` compares with `time`, which shadows `mtime`.
         let supervisor = if hart.sbi {
-            to_time(hart.stimecmp)
+            timer_deadline(hart.stimecmp, offset, divisor)
         } else {
             None
         };
@@ -467,6 +473,7 @@ impl VirtMachine {
         let bus = &mut self.bus;
         bus.plic.set_level(UART_IRQ, bus.uart.level());
         let hart = &mut self.cpu.hart;
+        hart.mtime_offset = bus.clint.mtime_offset;
         hart.set_pending(irq::MEI, bus.plic.interrupt(0));
         hart.set_pending(irq::SEI, bus.plic.interrupt(1));
         hart.set_pending(irq::MSI, bus.clint.msip);
@@ -692,3 +699,49 @@ impl Machine for VirtMachine {
 
 /// The architecture name snapshots and images use.
 pub const ARCHITECTURE: &str = "riscv64";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(words: &[u32]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn time_csr_shadows_mtime_after_writes() {
+        let image = program(&[
+            0x0200_c2b7, // lui t0, 0x200c
+            0xff82_829b, // addiw t0, t0, -8      (mtime)
+            0x0010_0313, // li t1, 1
+            0x0283_1313, // slli t1, t1, 40
+            0x0062_b023, // sd t1, 0(t0)
+            0xc010_2573, // rdtime a0
+            0x0002_b023, // sd zero, 0(t0)
+            0xc010_25f3, // rdtime a1
+            0x0000_006f, // j .
+        ]);
+        let config = VirtConfig {
+            ram_bytes: 16 << 20,
+            ..VirtConfig::default()
+        };
+        let mut machine = VirtMachine::new_bare_metal(config, &image).unwrap();
+        machine.cpu.hart.clock.idle = 1_000_000; // time is well past 0
+        machine.run(8);
+        let x = &machine.cpu.hart.x;
+        assert!((1 << 40..(1 << 40) + 10).contains(&x[10]), "{:#x}", x[10]);
+        assert!(x[11] < 10, "{:#x}", x[11]);
+    }
+
+    #[test]
+    fn timer_deadlines_follow_mtime_written_either_way() {
+        // mtime = time + offset; the compare is reached at (compare - offset) ticks.
+        assert_eq!(timer_deadline(u64::MAX, 0, 100), None);
+        assert_eq!(timer_deadline(50, 0, 100), Some(5000));
+        assert_eq!(timer_deadline(50, 40, 100), Some(1000));
+        assert_eq!(timer_deadline(50, 60, 100), Some(0));
+        // mtime written below the current time: the offset is negative.
+        assert_eq!(timer_deadline(50, -1000i64 as u64, 100), Some(105_000));
+        assert_eq!(timer_deadline(u64::MAX - 1, -1i64 as u64, 100), None);
+    }
+}
