@@ -699,12 +699,13 @@ impl Instrumentation {
 
     /// Applies queued changes (the executor calls this at block boundaries).
     pub fn apply_pending(&mut self) {
+        if !self.changes_pending() {
+            return;
+        }
         let Some(queue) = self.queue.clone() else {
             return;
         };
-        if !queue.pending.swap(false, Ordering::AcqRel) {
-            return;
-        }
+        queue.pending.store(false, Ordering::Release);
         let changes = std::mem::take(
             &mut *queue
                 .changes

@@ -453,7 +453,6 @@ impl Cpu {
 
     /// Runs one block with the block-level callbacks around it. `None` when a callback
     /// moved the pc or changed code before the block ran (the loop starts over).
-    #[cold]
     #[inline(never)]
     fn hooked_block(
         &mut self,
@@ -908,7 +907,6 @@ fn execute_block<const HOOKS: bool>(
 /// already at op `i`): `after_insn_exec` for op `i - 1`, then `insn_exec` and
 /// `guest_hypercall` for op `i`. Returns where to continue when a callback moved the pc
 /// or changed code, which ends the block before op `i` runs.
-#[cold]
 #[inline(never)]
 fn instruction_hooks(
     hart: &mut Hart,

@@ -156,6 +156,8 @@ fn insn_exec_on_every_instruction_counts_retired_instructions() {
     let Some(mut machine) = at_prompt() else {
         return;
     };
+    // Blocks decoded before the translate callbacks exist are dropped when they arrive.
+    run_for(&mut machine, 5_000_000);
     let counters: [Arc<AtomicU64>; 3] = Default::default();
     let [before, after, faults] = counters.clone();
     let instr = machine.instrumentation();
