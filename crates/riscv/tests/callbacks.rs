@@ -613,3 +613,70 @@ fn memory_callbacks_see_bare_metal_stores_and_can_rewrite_memory() {
     assert_eq!(log[1], ("r", 0x8000_0010, 0x8000_1000, 8, 0x77));
     assert_eq!(machine.cpu.hart.reg(7), 0x77);
 }
+
+#[test]
+fn device_callbacks_answer_unmapped_reads_and_rewrite_device_writes() {
+    // lui t0, 0x20000 (nothing is mapped there); lw t2, 0(t0); power off.
+    let mut words = vec![0x2000_02b7, 0x0002_a383];
+    words.extend(POWER_OFF);
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let instr = machine.instrumentation();
+    instr
+        .register(
+            "answer",
+            Callback::UnassignedIoRead(Box::new(|_, pc, addr, size, value| {
+                assert_eq!((pc, addr, size), (0x8000_0004, 0x2000_0000, 4));
+                *value = 0x1234;
+                true
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "fail instead",
+            Callback::MmioBeforeWrite(Box::new(|_, paddr, _, _, value| {
+                if paddr == 0x10_0000 {
+                    *value = 0x3333 | 7 << 16;
+                }
+            })),
+        )
+        .unwrap();
+    assert_eq!(machine.run(100), Exit::Shutdown(ShutdownKind::Failure(7)));
+    assert_eq!(machine.cpu.hart.reg(7), 0x1234);
+}
+
+#[test]
+fn machine_level_callbacks_fire_once_per_run_and_at_shutdown() {
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&POWER_OFF)).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let instr = machine.instrumentation();
+    for (name, callback) in [
+        ("init", {
+            let log = Arc::clone(&log);
+            Callback::AfterMachineInit(Box::new(move |cpu| {
+                assert_eq!(cpu.instruction_count(), 0);
+                log.lock().unwrap().push("init");
+            }))
+        }),
+        ("top", {
+            let log = Arc::clone(&log);
+            Callback::TopLoop(Box::new(move |_| log.lock().unwrap().push("top")))
+        }),
+        ("wait", {
+            let log = Arc::clone(&log);
+            Callback::MainLoopWait(Box::new(move || log.lock().unwrap().push("wait")))
+        }),
+        ("shutdown", {
+            let log = Arc::clone(&log);
+            Callback::PreShutdown(Box::new(move || log.lock().unwrap().push("shutdown")))
+        }),
+    ] {
+        instr.register(name, callback).unwrap();
+    }
+    assert_eq!(machine.run(2), Exit::BudgetExhausted);
+    assert_eq!(machine.run(100), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["init", "top", "wait", "top", "wait", "shutdown"]
+    );
+}
