@@ -89,3 +89,116 @@ fn replays_reproduce_the_recording_exactly_and_tampering_is_detected() {
         other => panic!("unexpected error {other}"),
     }
 }
+
+mod with_callbacks {
+    use super::*;
+    use pandare::Machine;
+    use pandare_core::instrument::Callback;
+    use pandare_core::Fnv64;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// What one replay saw.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Observed {
+        instructions: u64,
+        output: Vec<u8>,
+        block_trace: Option<u64>,
+        blocks: u64,
+    }
+
+    fn replay_with(
+        recording: &replay::Recording,
+        machine: &mut dyn Machine,
+        blocks: bool,
+        instructions: bool,
+    ) -> (Observed, u64) {
+        let trace = Arc::new(Mutex::new((Fnv64::default(), 0u64)));
+        let executed = Arc::new(AtomicU64::new(0));
+        let instrumentation = machine.instrumentation();
+        if blocks {
+            let trace = Arc::clone(&trace);
+            instrumentation
+                .register(
+                    "block-trace",
+                    Callback::BeforeBlockExec(Box::new(move |_cpu, block| {
+                        let mut trace = trace.lock().unwrap();
+                        trace.0.word(block.pc);
+                        trace.0.word(block.size);
+                        trace.1 += 1;
+                    })),
+                )
+                .unwrap();
+        }
+        if instructions {
+            instrumentation
+                .register(
+                    "select-all",
+                    Callback::InsnTranslate(Box::new(|_cpu, _pc| true)),
+                )
+                .unwrap();
+            let executed = Arc::clone(&executed);
+            instrumentation
+                .register(
+                    "count",
+                    Callback::InsnExec(Box::new(move |_cpu, _pc| {
+                        executed.fetch_add(1, Ordering::Relaxed);
+                    })),
+                )
+                .unwrap();
+        }
+        let mut output = Vec::new();
+        let report = replay::replay(recording, machine, &mut |bytes| {
+            output.extend_from_slice(bytes)
+        })
+        .unwrap();
+        assert!(report.output_matches);
+        for name in ["block-trace", "select-all", "count"] {
+            let _ = machine.instrumentation().delete(name);
+        }
+        let (hash, count) = *trace.lock().unwrap();
+        let executed = executed.load(Ordering::Relaxed);
+        (
+            Observed {
+                instructions: report.instructions,
+                output,
+                block_trace: blocks.then(|| hash.finish()),
+                blocks: count,
+            },
+            executed,
+        )
+    }
+
+    #[test]
+    fn replays_with_no_block_or_per_instruction_callbacks_agree_exactly() {
+        let (config, recording, _) = record();
+        let mut machine = config.build_blank().unwrap();
+        let (plain, _) = replay_with(&recording, machine.as_mut(), false, false);
+        let (blocks, _) = replay_with(&recording, machine.as_mut(), true, false);
+        let (both, executed) = replay_with(&recording, machine.as_mut(), true, true);
+
+        assert_eq!(plain.instructions, blocks.instructions);
+        assert_eq!(plain.output, blocks.output);
+        assert_eq!(
+            blocks, both,
+            "per-instruction callbacks changed the block trace"
+        );
+        assert!(blocks.blocks > 100_000, "only {} blocks", blocks.blocks);
+        let replayed = recording.end().unwrap().instructions - recording_start(&recording);
+        assert!(
+            executed >= replayed,
+            "insn_exec fired {executed} times for {replayed} retired instructions"
+        );
+    }
+
+    fn recording_start(recording: &replay::Recording) -> u64 {
+        recording
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Checkpoint(checkpoint) => Some(checkpoint.instructions),
+                _ => None,
+            })
+            .unwrap()
+    }
+}
