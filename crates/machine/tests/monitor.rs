@@ -68,7 +68,7 @@ fn monitor_commands_save_load_delete_and_record() {
         .unwrap();
     let mut output = Vec::new();
     let report = replay::replay(&recording, machine.as_mut(), &mut |bytes| {
-        output.extend_from_slice(bytes)
+        output.extend_from_slice(bytes);
     })
     .unwrap();
     assert!(report.output_matches);

@@ -149,7 +149,7 @@ mod with_callbacks {
         }
         let mut output = Vec::new();
         let report = replay::replay(recording, machine, &mut |bytes| {
-            output.extend_from_slice(bytes)
+            output.extend_from_slice(bytes);
         })
         .unwrap();
         assert!(report.output_matches);
