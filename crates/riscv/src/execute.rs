@@ -361,7 +361,8 @@ impl Cpu {
             if HOOKS {
                 instr.apply_pending();
                 if instr.take_code_flush() {
-                    self.flush_code(bus);
+                    // Only the blocks: the TLB stays, so the guest sees no difference.
+                    self.blocks.flush(bus);
                 }
                 if instr.take_stop() {
                     return HartExit::Stopped;
@@ -997,7 +998,9 @@ fn hooked_cold(
     };
     let n = size as usize;
     hart.pc = pc;
-    let paddr = hooks::debug_translate(hart, bus, vaddr);
+    let access = if writes { Access::Write } else { Access::Read };
+    let paddr = hooks::tlb_physical(hart, bus, vaddr, size, access)
+        .or_else(|| hooks::debug_translate(hart, bus, vaddr));
     let memory = |bus: &Bus| match paddr {
         Some(paddr) if bus.ram.contains(paddr, size) => bus.read_ram(paddr, size),
         _ => 0,

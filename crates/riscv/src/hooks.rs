@@ -8,7 +8,7 @@ use pandare_core::instrument::{
 };
 
 use crate::hart::{Hart, Privilege, Trap};
-use crate::mmu::{Access, MemStop, PAGE_SIZE};
+use crate::mmu::{self, Access, MemStop, PAGE_SIZE};
 use crate::virt::Bus;
 
 /// The guest hypercall: `slti x0, x0, 0x7a5`, a HINT the ISA designates for custom use
@@ -289,7 +289,30 @@ fn bytes_of(value: u64, size: u64) -> ([u8; 8], usize) {
     (value.to_le_bytes(), size as usize)
 }
 
-/// A load with memory callbacks around it.
+/// The physical address of a data access the way the executor would find it: from the
+/// TLB when it holds the page (which may be stale, exactly as for an uninstrumented run),
+/// else `None`.
+pub(crate) fn tlb_physical(
+    hart: &Hart,
+    bus: &Bus,
+    vaddr: u64,
+    size: u64,
+    access: Access,
+) -> Option<u64> {
+    let set = &hart.tlb[hart.data_set & 3];
+    let entry = match access {
+        Access::Write => set.write[mmu::index(vaddr)],
+        _ => set.read[mmu::index(vaddr)],
+    };
+    let hit = entry.tag == vaddr & !(PAGE_SIZE - 1) && mmu::fits_in_page(vaddr, size);
+    hit.then(|| {
+        let host = vaddr.wrapping_add(entry.addend);
+        host - bus.ram_host_address(crate::virt::RAM_BASE) + crate::virt::RAM_BASE
+    })
+}
+
+/// A load with memory callbacks around it. It takes the same path as the uninstrumented
+/// executor (TLB hit or slow path), so instrumentation never changes what the guest sees.
 pub(crate) fn hooked_load(
     hart: &mut Hart,
     bus: &mut Bus,
@@ -302,13 +325,20 @@ pub(crate) fn hooked_load(
     fire!(instr, hart, bus, VirtMemBeforeRead, |cb, cpu| cb(
         cpu, pc, vaddr, n
     ));
-    let paddr = hart
-        .translate(bus, vaddr, Access::Read)
-        .map_err(MemStop::Trap)?;
+    let hit = tlb_physical(hart, bus, vaddr, size, Access::Read);
+    let paddr = match hit {
+        Some(paddr) => paddr,
+        None => hart
+            .translate(bus, vaddr, Access::Read)
+            .map_err(MemStop::Trap)?,
+    };
     fire!(instr, hart, bus, PhysMemBeforeRead, |cb, cpu| cb(
         cpu, pc, paddr, n
     ));
-    let mut result = hart.load_slow(bus, vaddr, size);
+    let mut result = match hit {
+        Some(paddr) => Ok(bus.read_ram(paddr, size)),
+        None => hart.load_slow(bus, vaddr, size),
+    };
     let in_ram = bus.ram.contains(paddr, size);
     match &mut result {
         Err(MemStop::Device(value)) => {
@@ -372,9 +402,13 @@ pub(crate) fn hooked_store(
         n,
         &data[..len]
     ));
-    let paddr = hart
-        .translate(bus, vaddr, Access::Write)
-        .map_err(MemStop::Trap)?;
+    let hit = tlb_physical(hart, bus, vaddr, size, Access::Write);
+    let paddr = match hit {
+        Some(paddr) => paddr,
+        None => hart
+            .translate(bus, vaddr, Access::Write)
+            .map_err(MemStop::Trap)?,
+    };
     fire!(instr, hart, bus, PhysMemBeforeWrite, |cb, cpu| cb(
         cpu,
         pc,
@@ -388,7 +422,15 @@ pub(crate) fn hooked_store(
             cpu, paddr, vaddr, n, &mut value
         ));
     }
-    let mut result = hart.store_slow(bus, vaddr, size, value);
+    // A write-TLB hit is a RAM page without translated code, as on the fast path; but a
+    // callback may have made it code since (then the slow path sees the mark).
+    let mut result = match hit {
+        Some(paddr) if !bus.is_code_page(paddr & !(PAGE_SIZE - 1)) => {
+            bus.write_ram(paddr, size, value);
+            Ok(())
+        }
+        _ => hart.store_slow(bus, vaddr, size, value),
+    };
     if let Err(MemStop::Trap(trap)) = result {
         if trap.cause == Trap::STORE_ACCESS && !in_ram {
             let mut handled = false;

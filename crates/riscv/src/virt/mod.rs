@@ -201,6 +201,11 @@ impl Bus {
         !std::mem::replace(&mut self.code_pages[index], true)
     }
 
+    /// Whether a RAM page holds translated code.
+    pub(crate) fn is_code_page(&self, page: u64) -> bool {
+        self.code_pages[((page - RAM_BASE) / PAGE_SIZE) as usize]
+    }
+
     /// Clears a page's code mark; true when it had one.
     pub(crate) fn take_code_page(&mut self, page: u64) -> bool {
         let index = ((page - RAM_BASE) / PAGE_SIZE) as usize;
