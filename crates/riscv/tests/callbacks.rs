@@ -305,6 +305,12 @@ fn determinism_callbacks_change_nothing() {
     let Some(mut watched) = at_prompt() else {
         return;
     };
+    // Register on a running guest (warm TLB and block cache), in the middle of a command.
+    plain.console_input(b"ls -l /bin | head -3\n");
+    watched.console_input(b"ls -l /bin | head -3\n");
+    let a = String::from_utf8_lossy(&run_for(&mut plain, 7_000_000)).into_owned();
+    let b = String::from_utf8_lossy(&run_for(&mut watched, 7_000_000)).into_owned();
+    assert_eq!(a, b);
     let instr = watched.instrumentation();
     let events = Arc::new(AtomicU64::new(0));
     macro_rules! count {
@@ -367,8 +373,9 @@ fn determinism_callbacks_change_nothing() {
             })),
         )
         .unwrap();
-    let a = command(&mut plain, "ls -l /bin | head -3", 80_000_000);
-    let b = command(&mut watched, "ls -l /bin | head -3", 80_000_000);
+    let a = command(&mut plain, "cat /proc/self/maps", 80_000_000);
+    let b = command(&mut watched, "cat /proc/self/maps", 80_000_000);
+    assert!(a.contains("[stack]"), "{a}");
     assert!(events.load(Ordering::Relaxed) > 1_000_000);
     assert_eq!(a, b);
     assert_eq!(plain.instruction_count(), watched.instruction_count());
