@@ -246,6 +246,21 @@ impl Console {
         }
     }
 
+    /// Without running the guest: if the output collected so far matches `pattern`,
+    /// consumes it through the match and returns the output before the match (for run
+    /// loops that interleave other work with waiting, like the Python package's).
+    pub fn poll_for(&mut self, pattern: &Regex) -> Option<Vec<u8>> {
+        let (start, end) = self.prompt_search(pattern, 0)?;
+        let before = self.pending[..start].to_vec();
+        self.pending.drain(..end);
+        Some(before)
+    }
+
+    /// The shell prompt pattern.
+    pub fn prompt(&self) -> &Regex {
+        &self.prompt
+    }
+
     fn prompt_search(&self, pattern: &Regex, from: usize) -> Option<(usize, usize)> {
         pattern
             .find_at(&self.pending, from)
@@ -319,7 +334,7 @@ impl Console {
 /// Line editors wrap long command lines at the terminal width by inserting line breaks
 /// (and sometimes spaces) into the echo, so those are skipped while matching. When the text
 /// does not start with the echo, everything up to the first newline is taken as the echo.
-fn echo_length(text: &str, command: &str) -> usize {
+pub fn echo_length(text: &str, command: &str) -> usize {
     let mut expected = command.chars().peekable();
     for (index, character) in text.char_indices() {
         match expected.peek() {

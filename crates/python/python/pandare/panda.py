@@ -1,0 +1,569 @@
+"""PyPANDA's ``Panda`` class over pandare's machine (``pandare._core``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+from typing import Any, Callable, Optional
+
+from . import _core
+from .arch import Riscv64Arch
+
+# Every callback type, in PANDA's order.
+CALLBACK_KINDS = tuple(_core.Core.kinds())
+
+
+def _parse_mem(mem) -> Optional[int]:
+    """'128M', '1G', 512 (MiB) -> MiB."""
+    if mem is None:
+        return None
+    if isinstance(mem, int):
+        return mem
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGkmg]?)i?[Bb]?\s*", str(mem))
+    if not match:
+        raise ValueError(f"cannot read memory size {mem!r}; write it like '512M' or '1G'")
+    number, unit = int(match.group(1)), match.group(2).upper()
+    return {"": number, "M": number, "G": number * 1024, "K": max(1, number // 1024)}[unit]
+
+
+class _Ppp:
+    """``panda.ppp`` namespace placeholder: no plugin exports callbacks yet."""
+
+
+class PyPluginManager:
+    """``panda.pyplugins``: loads :class:`pandare.PyPlugin` subclasses."""
+
+    def __init__(self, panda):
+        self.panda = panda
+        self.plugins: dict[str, Any] = {}
+        self.ppp = _Ppp()
+
+    def load(self, pluginclasses, args=None, template_dir=None):
+        if isinstance(pluginclasses, dict):
+            items = list(pluginclasses.items())
+        elif isinstance(pluginclasses, (list, tuple)):
+            items = [(cls.__name__, cls) for cls in pluginclasses]
+        else:
+            items = [(pluginclasses.__name__, pluginclasses)]
+        for name, cls in items:
+            plugin = cls.__new__(cls)
+            plugin.panda = self.panda
+            plugin.args = dict(args or {})
+            plugin.ppp = self.ppp
+            plugin.__init__(self.panda)
+            self.plugins[name] = plugin
+            setattr(self.ppp, name, plugin)
+
+    def is_loaded(self, name) -> bool:
+        return (name if isinstance(name, str) else name.__name__) in self.plugins
+
+    def get_plugin(self, name):
+        key = name if isinstance(name, str) else name.__name__
+        try:
+            return self.plugins[key]
+        except KeyError:
+            raise ValueError(f"no PyPlugin named {key!r} is loaded") from None
+
+    def unload(self, name, do_del=True):
+        key = name if isinstance(name, str) else name.__name__
+        plugin = self.plugins.pop(key, None)
+        if plugin is not None and hasattr(plugin, "uninit"):
+            plugin.uninit()
+
+    def unload_all(self):
+        for name in list(self.plugins):
+            self.unload(name)
+
+
+class Hook:
+    """The object a ``@panda.hook`` function receives; set ``enabled`` to toggle it."""
+
+    def __init__(self, addr, enabled, kernel, asid, cb_type, name):
+        self.addr = addr
+        self.enabled = enabled
+        self.kernel = kernel
+        self.asid = asid
+        self.cb_type = cb_type
+        self.name = name
+
+    def __repr__(self):
+        return f"Hook(addr={self.addr:#x}, enabled={self.enabled}, cb_type={self.cb_type!r})"
+
+
+class Panda:
+    """A guest machine with PyPANDA's API.
+
+    ``Panda(generic="riscv64")`` uses a generic image (built from Debian's packages on
+    first use, then cached); ``kernel=``/``initrd=``/``append=`` boot one's own kernel.
+    Unlike QEMU-based PANDA, everything the guest does is deterministic: time limits such
+    as ``run_serial_cmd``'s timeout are in *virtual* (guest) time.
+    """
+
+    def __init__(
+        self,
+        arch: str = "riscv64",
+        mem=None,
+        expect_prompt: Optional[str] = None,
+        serial_kwargs=None,
+        os_version=None,
+        qcow=None,
+        os: str = "linux",
+        generic: Optional[str] = None,
+        raw_monitor: bool = False,
+        extra_args=None,
+        catch_exceptions: bool = True,
+        libpanda_path=None,
+        biospath=None,
+        plugin_path=None,
+        kernel: Optional[str] = None,
+        initrd: Optional[str] = None,
+        append: Optional[str] = None,
+    ):
+        if generic is not None:
+            known = _core.generic_images()
+            if generic not in known:
+                raise ValueError(
+                    f"unknown generic image {generic!r}; available: {', '.join(known)}"
+                )
+        elif kernel is None:
+            raise ValueError(
+                "give generic= (available: "
+                + ", ".join(_core.generic_images())
+                + ") or kernel= (and initrd=)"
+            )
+        if arch not in ("riscv64",) and generic is None:
+            raise ValueError(f"architecture {arch!r} is not supported (supported: riscv64)")
+        if extra_args:
+            raise ValueError(
+                "extra_args are QEMU command-line arguments, which pandare does not take; "
+                "use mem=, kernel=, initrd=, append= instead"
+            )
+
+        def progress(line):
+            print(f"pandare: {line}", file=sys.stderr, flush=True)
+
+        self._core = _core.Core(
+            generic=generic,
+            kernel=kernel,
+            initrd=initrd,
+            append=append,
+            mem_mib=_parse_mem(mem),
+            prompt=expect_prompt,
+            progress=progress,
+        )
+        self.arch_name = "riscv64"
+        self.arch = Riscv64Arch(self)
+        self.bits = 64
+        self.endianness = "little"
+        self.register_size = 8
+        self.os = os
+        self.os_type = os
+        self.generic = generic
+        self.mem = mem
+        self.qcow = qcow
+        self.catch_exceptions = catch_exceptions
+        self.pyplugins = PyPluginManager(self)
+        self.plugins: dict[str, Any] = {}
+        self._blocking_queue: list[Callable] = []
+        self._async_queue: list[Callable] = []
+        self._thread: Optional[threading.Thread] = None
+        self._thread_error: Optional[BaseException] = None
+        self._ended = False
+        self._hook_count = 0
+        self._typed: Optional[str] = None
+        for kind in CALLBACK_KINDS:
+            setattr(self, "cb_" + kind, self._decorator(kind))
+
+    # ---------------------------------------------------------------- run control
+
+    def queue_blocking(self, func: Callable, queue: bool = True) -> Callable:
+        """Decorator: run ``func`` in the blocking thread while ``run()`` runs, after the
+        functions queued before it. It may call guest-driving methods such as
+        :meth:`run_serial_cmd` and :meth:`revert_sync`."""
+        if queue:
+            self._blocking_queue.append(func)
+        return func
+
+    def queue_async(self, func: Callable, internal: bool = False) -> None:
+        """Queues ``func`` on the blocking thread."""
+        self._blocking_queue.append(func)
+
+    def _blocking_thread(self, functions):
+        try:
+            for function in functions:
+                function()
+        except BaseException as error:  # noqa: BLE001 - re-raised from run()
+            self._thread_error = error
+            self._core.end_analysis()
+
+    def run(self) -> None:
+        """Runs the guest until :meth:`end_analysis` (from a blocking function or a
+        callback), the guest powers off, a callback or blocking function raises (the
+        exception is re-raised here), or Ctrl-C (``KeyboardInterrupt``). The object stays
+        usable: ``run()`` and ``run_replay()`` can follow."""
+        self._ended = False
+        self._thread_error = None
+        functions, self._blocking_queue = self._blocking_queue, []
+        thread = None
+        if functions:
+            thread = threading.Thread(
+                target=self._blocking_thread, args=(functions,), name="panda-blocking", daemon=True
+            )
+            self._thread = thread
+        try:
+            if thread is not None:
+                thread.start()
+            self._core.run()
+        finally:
+            if thread is not None:
+                # A blocking function still waiting for the guest gets an error now.
+                thread.join(timeout=5)
+            self._thread = None
+        if self._thread_error is not None:
+            error, self._thread_error = self._thread_error, None
+            raise error
+
+    def end_analysis(self) -> None:
+        """Stops :meth:`run` (from any thread or callback)."""
+        self._ended = True
+        self._core.end_analysis()
+
+    def stop_run(self) -> None:
+        self.end_analysis()
+
+    # ---------------------------------------------------------------- serial console
+
+    def run_serial_cmd(self, cmd: str, no_timeout: bool = False, timeout: Optional[float] = None) -> str:
+        """Types ``cmd`` and Enter on the serial console, waits for the shell prompt and
+        returns the output, without the echoed command, the prompt or terminal escape
+        codes.
+
+        ``timeout`` is in seconds of *virtual* (guest) time, default 30; ``no_timeout=True``
+        waits forever. Guest time makes results independent of host load (PANDA issue
+        #1079). Raises ``TimeoutError`` when the prompt does not come back in time.
+        Call it from a ``@panda.queue_blocking`` function while ``run()`` runs (or before
+        ``run()``, when it drives the guest itself)."""
+        limit = None if no_timeout else (30.0 if timeout is None else float(timeout))
+        return self._core.run_serial_cmd(cmd, limit)
+
+    def run_serial_cmd_async(self, cmd: str, delay: float = 1) -> None:
+        """Types ``cmd`` and Enter without waiting for its output."""
+        self._core.type_serial(cmd + "\n")
+
+    def type_serial_cmd(self, cmd: str) -> None:
+        """Types ``cmd`` without Enter (see :meth:`finish_serial_cmd`)."""
+        self._typed = cmd
+        self._core.type_serial(cmd)
+
+    def finish_serial_cmd(self, timeout: Optional[float] = 30.0) -> str:
+        """Presses Enter after :meth:`type_serial_cmd` and returns the output (as
+        :meth:`run_serial_cmd`; the timeout is in virtual seconds)."""
+        typed, self._typed = self._typed or "", None
+        return self._core.finish_serial(typed, timeout)
+
+    def serial_read_until(self, byte_sequence, timeout: Optional[float] = 30.0) -> bytes:
+        """Waits until the guest prints ``byte_sequence``; returns the output through it."""
+        if isinstance(byte_sequence, str):
+            byte_sequence = byte_sequence.encode()
+        return self._core.serial_read_until(bytes(byte_sequence), timeout)
+
+    def run_monitor_cmd(self, cmd: str) -> str:
+        """Runs a monitor command (``info registers``, ``savevm NAME``, ``loadvm NAME``,
+        ``delvm NAME``, ``info snapshots``, ``begin_record NAME``, ``end_record``, ``help``)
+        and returns its text."""
+        return self._core.monitor(cmd)
+
+    def interact(self, confirm_quit: bool = True) -> None:
+        """Line-by-line console: type guest commands; ``pandaquit`` ends."""
+        while True:
+            try:
+                line = input("(guest) ")
+            except EOFError:
+                break
+            if line.strip() == "pandaquit":
+                break
+            print(self.run_serial_cmd(line, no_timeout=True))
+
+    # ---------------------------------------------------------------- snapshots
+
+    def revert_sync(self, snapshot_name: str) -> str:
+        """Loads snapshot ``snapshot_name``. ``root`` of a generic image is the machine at
+        its first shell prompt (made by booting once, then reused: a revert takes
+        milliseconds). Raises ``ValueError`` for a missing snapshot."""
+        self._core.revert(snapshot_name)
+        return ""
+
+    def revert_async(self, snapshot_name: str) -> None:
+        """Loads a snapshot (here: right away, as :meth:`revert_sync`)."""
+        self._core.revert(snapshot_name)
+
+    def snap(self, snapshot_name: str) -> None:
+        """Saves the machine as ``snapshot_name`` (memory and disk)."""
+        self._core.snap(snapshot_name)
+
+    def delvm(self, snapshot_name: str) -> None:
+        """Deletes snapshot ``snapshot_name``."""
+        self._core.delvm(snapshot_name)
+
+    delvm_sync = delvm
+
+    # ---------------------------------------------------------------- record / replay
+
+    def record(self, recording_name: str, snapshot_name: Optional[str] = None) -> None:
+        """Starts recording into ``recording_name.recording`` (after reverting to
+        ``snapshot_name`` if given)."""
+        if snapshot_name is not None:
+            self.revert_sync(snapshot_name)
+        self._core.begin_record(recording_name)
+
+    def end_record(self) -> str:
+        """Ends the recording; returns the file written."""
+        return self._core.end_record()
+
+    def record_cmd(
+        self,
+        guest_command: str,
+        copy_directory=None,
+        iso_name=None,
+        setup_command: Optional[str] = None,
+        recording_name: str = "recording",
+        snap_name: Optional[str] = "root",
+        ignore_errors: bool = False,
+    ) -> str:
+        """Reverts to ``snap_name``, runs ``setup_command``, types ``guest_command``,
+        records from the Enter key to the next prompt into ``recording_name``. Returns the
+        command's output."""
+        if copy_directory is not None:
+            raise NotImplementedError("copy_directory needs a guest disk, which pandare lacks yet")
+        if snap_name is not None:
+            self.revert_sync(snap_name)
+        if setup_command:
+            self.run_serial_cmd(setup_command)
+        self.type_serial_cmd(guest_command)
+        self._core.begin_record(recording_name)
+        try:
+            output = self.finish_serial_cmd()
+        finally:
+            self.end_record()
+        return output
+
+    def recording_exists(self, name: str) -> bool:
+        """Whether ``name`` (``name.recording``) exists."""
+        path = name if name.endswith(".recording") else name + ".recording"
+        return os.path.exists(path)
+
+    def run_replay(self, replaypfx: str) -> None:
+        """Replays recording ``replaypfx`` with the registered callbacks active (on a
+        fresh machine; the live machine is left as it was). Raises ``ValueError`` when the
+        recording does not exist. ``panda.replay_output`` holds what the guest printed."""
+        self._ended = False
+        self.replay_output = bytes(self._core.run_replay(replaypfx))
+
+    def end_replay(self) -> None:
+        """Stops the replay (at the end of the current replay slice)."""
+        if not self._core.replaying:
+            raise RuntimeError("no replay is running")
+        self._core.end_analysis()
+
+    def rr_get_guest_instr_count(self) -> int:
+        """Instructions since the start of the replay (or of the machine, live)."""
+        return self._core.rr_instruction_count()
+
+    # ---------------------------------------------------------------- CPU and memory
+
+    def get_cpu(self):
+        """The CPU, usable from blocking functions (each access is served by the machine
+        thread between run slices)."""
+        return self._core.get_cpu()
+
+    def _cpu(self, cpu):
+        return cpu if cpu is not None else self._core.get_cpu()
+
+    def _format(self, data: bytes, fmt: str):
+        if fmt == "bytearray":
+            return bytearray(data)
+        if fmt == "bytes":
+            return bytes(data)
+        if fmt == "int":
+            return int.from_bytes(data, "little")
+        if fmt == "str":
+            return data.decode("utf-8", errors="replace")
+        if fmt == "ptrlist":
+            if len(data) % self.register_size:
+                raise ValueError("ptrlist needs a length that is a multiple of the pointer size")
+            return [
+                int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)
+            ]
+        raise ValueError(f"unknown fmt {fmt!r}; use bytearray, int, str or ptrlist")
+
+    def physical_memory_read(self, addr: int, length: int, fmt: str = "bytearray"):
+        """Reads guest physical memory (RAM). Raises ``ValueError`` outside RAM."""
+        return self._format(self._core.get_cpu().read_physical(addr, length), fmt)
+
+    def physical_memory_write(self, addr: int, buf) -> None:
+        self._core.get_cpu().write_physical(addr, bytes(buf))
+
+    def virtual_memory_read(self, cpu, addr: int, length: int, fmt: str = "bytearray"):
+        """Reads guest virtual memory through the current page tables (no side effects).
+        Raises ``ValueError`` when unmapped."""
+        return self._format(self._cpu(cpu).read_memory(addr, length), fmt)
+
+    def virtual_memory_write(self, cpu, addr: int, buf) -> None:
+        self._cpu(cpu).write_memory(addr, bytes(buf))
+
+    def read_str(self, cpu, ptr: int, max_length: Optional[int] = None) -> str:
+        """The NUL-terminated string at ``ptr``."""
+        cpu = self._cpu(cpu)
+        out = bytearray()
+        while max_length is None or len(out) < max_length:
+            chunk = 4096 - (ptr + len(out)) % 4096
+            if max_length is not None:
+                chunk = min(chunk, max_length - len(out))
+            data = cpu.read_memory(ptr + len(out), chunk)
+            end = data.find(b"\0")
+            if end >= 0:
+                out += data[:end]
+                break
+            out += data
+        return out.decode("utf-8", errors="replace")
+
+    def virt_to_phys(self, cpu, addr: int) -> int:
+        """Physical address of ``addr``; -1 when unmapped (as PANDA)."""
+        phys = self._cpu(cpu).virt_to_phys(addr)
+        return -1 if phys is None else phys
+
+    def current_pc(self, cpu) -> int:
+        return self._cpu(cpu).pc
+
+    def current_sp(self, cpu) -> int:
+        return self._cpu(cpu).get_reg("sp")
+
+    def current_asid(self, cpu) -> int:
+        return self._cpu(cpu).asid()
+
+    def in_kernel_mode(self, cpu) -> bool:
+        return self._cpu(cpu).in_kernel_mode()
+
+    def in_kernel(self, cpu) -> bool:
+        return self._cpu(cpu).in_kernel_mode()
+
+    def flush_tb(self) -> None:
+        """Decoded code is always coherent with memory in pandare: nothing to do."""
+
+    def to_unsigned_guest(self, x: int) -> int:
+        return x & (2**64 - 1)
+
+    def from_unsigned_guest(self, x: int) -> int:
+        return x - 2**64 if x >= 2**63 else x
+
+    # ---------------------------------------------------------------- callbacks
+
+    def _decorator(self, kind: str):
+        def decorator(fn=None, name=None, procname=None, enabled=True):
+            def register(function):
+                self.register_callback(kind, function, name, enabled=enabled, procname=procname)
+                return function
+
+            if fn is not None and callable(fn):
+                return register(fn)
+            return register
+
+        decorator.__name__ = "cb_" + kind
+        decorator.__doc__ = (
+            f"Decorator registering a {kind} callback: @panda.cb_{kind} or "
+            f"@panda.cb_{kind}(name=..., enabled=...)."
+        )
+        return decorator
+
+    def register_callback(self, callback, function, name=None, enabled=True, procname=None):
+        """Registers ``function`` as a callback of type ``callback`` (a name such as
+        ``"before_block_exec"``) under ``name`` (default: the function's name).
+        Re-registering a name replaces it."""
+        if procname is not None:
+            raise ValueError(
+                "procname= needs OS introspection (osi), which pandare does not have yet"
+            )
+        kind = callback if isinstance(callback, str) else getattr(callback, "name", str(callback))
+        if name is None:
+            name = function.__name__
+        self._core.register_callback(kind, name, function, enabled)
+        return name
+
+    def enable_callback(self, name: str) -> None:
+        self._core.enable_callback(name)
+
+    def disable_callback(self, name: str, forever: bool = False) -> None:
+        self._core.disable_callback(name, forever)
+
+    def delete_callback(self, name: str) -> None:
+        self._core.delete_callback(name)
+
+    def delete_callbacks(self) -> None:
+        for name in self._core.callback_names():
+            self._core.delete_callback(name)
+
+    def is_callback_enabled(self, name: str) -> bool:
+        return self._core.is_callback_enabled(name)
+
+    def enable_all_callbacks(self) -> None:
+        for name in self._core.callback_names():
+            try:
+                self._core.enable_callback(name)
+            except ValueError:
+                pass  # disabled forever
+
+    def enable_internal_callbacks(self) -> None:
+        """pandare has no internal callbacks."""
+
+    def hook(self, addr, enabled=True, kernel=None, asid=None, cb_type="start_block_exec"):
+        """Decorator: ``fn(cpu, tb, hook)`` runs when a block starting at ``addr``
+        executes (``cb_type``: a block-level callback type). The address test happens in
+        Rust; Python runs only for matching blocks. Set ``hook.enabled`` to toggle."""
+        addresses = addr if isinstance(addr, (list, tuple)) else [addr]
+
+        def decorator(fn):
+            for address in addresses:
+                self._hook_count += 1
+                name = f"__hook_{self._hook_count}_{fn.__name__}"
+                hook = Hook(address, enabled, kernel, asid, cb_type, name)
+
+                def call(cpu, tb, *rest, _hook=hook):
+                    if _hook.enabled:
+                        return fn(cpu, tb, _hook)
+                    return None
+
+                self._core.register_callback(
+                    cb_type, name, call, True, address, kernel, asid
+                )
+            return fn
+
+        return decorator
+
+    # ---------------------------------------------------------------- plugins
+
+    def load_plugin(self, name: str, args=None):
+        """Loads a C-style plugin. pandare has no plugins yet, so every name is an error
+        listing what exists (nothing, for now)."""
+        raise ValueError(
+            f"no plugin named {name!r}; available plugins: none yet (pandare has no "
+            "plugins so far; PyPlugins work through panda.pyplugins.load)"
+        )
+
+    require = load_plugin
+
+    def unload_plugin(self, name: str) -> None:
+        raise ValueError(f"plugin {name!r} is not loaded")
+
+    def unload_plugins(self) -> None:
+        self.pyplugins.unload_all()
+
+    def ppp(self, plugin_name: str, attr: str, name=None, autoload=True):
+        def decorator(fn):
+            raise ValueError(
+                f"plugin {plugin_name!r} does not exist, so its PPP callback {attr!r} cannot "
+                "be registered (pandare has no plugins yet)"
+            )
+
+        return decorator
