@@ -464,6 +464,7 @@ pub(crate) fn hooked_store(
 }
 
 /// Fires a block-level callback kind that takes `(cpu, block)`.
+#[inline]
 pub(crate) fn fire_block(
     hart: &mut Hart,
     bus: &mut Bus,
@@ -471,9 +472,19 @@ pub(crate) fn fire_block(
     kind: CallbackKind,
     info: &BlockInfo,
 ) {
-    if !instr.has(kind) {
-        return;
+    if instr.has(kind) {
+        fire_block_callbacks(hart, bus, instr, kind, info);
     }
+}
+
+#[inline(never)]
+fn fire_block_callbacks(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    kind: CallbackKind,
+    info: &BlockInfo,
+) {
     let mut view = RiscvCpu::new(hart, bus);
     for callback in instr.enabled(kind) {
         match callback {

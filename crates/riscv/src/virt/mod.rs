@@ -550,6 +550,10 @@ impl Machine for VirtMachine {
                 self.stopped = Some(exit);
                 return exit;
             }
+            // A stop asked for in the slice's last block ends the run here.
+            if self.instrumentation.take_stop() {
+                return Exit::BudgetExhausted;
+            }
         }
     }
 
