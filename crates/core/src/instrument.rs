@@ -489,6 +489,7 @@ impl Controller {
 }
 
 struct Slot {
+    kind: CallbackKind,
     name: String,
     enabled: bool,
     forever: bool,
@@ -564,6 +565,7 @@ impl Instrumentation {
         }
         self.by_name.insert(name.to_string(), self.slots.len());
         self.slots.push(Slot {
+            kind,
             name: name.to_string(),
             enabled: true,
             forever: false,
@@ -608,7 +610,7 @@ impl Instrumentation {
         }
         let newly = !slot.enabled;
         slot.enabled = true;
-        if newly && slot.callback.kind().is_translate_time() {
+        if newly && slot.kind.is_translate_time() {
             self.flush_code = true;
         }
         self.update_mask();
@@ -662,7 +664,7 @@ impl Instrumentation {
     pub fn list(&self) -> Vec<(String, CallbackKind, bool)> {
         self.slots
             .iter()
-            .map(|slot| (slot.name.clone(), slot.callback.kind(), slot.enabled))
+            .map(|slot| (slot.name.clone(), slot.kind, slot.enabled))
             .collect()
     }
 
@@ -746,7 +748,7 @@ impl Instrumentation {
             .slots
             .iter()
             .filter(|slot| slot.enabled)
-            .fold(0, |mask, slot| mask | slot.callback.kind().bit());
+            .fold(0, |mask, slot| mask | slot.kind.bit());
     }
 
     /// The enabled callbacks of `kind`, in registration order, for the executor to call.
@@ -754,7 +756,7 @@ impl Instrumentation {
         let wanted = self.mask & kind.bit() != 0;
         self.slots
             .iter_mut()
-            .filter(move |slot| wanted && slot.enabled && slot.callback.kind() == kind)
+            .filter(move |slot| wanted && slot.enabled && slot.kind == kind)
             .map(|slot| &mut slot.callback)
     }
 }
