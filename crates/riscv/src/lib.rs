@@ -12,10 +12,10 @@ pub mod decode;
 pub mod disasm;
 mod execute;
 mod fp;
-mod hooks;
 pub mod fpu;
 pub mod fuzzing;
 pub mod hart;
+mod hooks;
 mod mmu;
 pub mod virt;
 
