@@ -338,6 +338,13 @@ fn run_ours(program: &Program) -> Run {
     let mut output = Vec::new();
     let ending = loop {
         if machine.instruction_count() >= OUR_INSTRUCTION_LIMIT || machine.now() >= OUR_TIME_LIMIT {
+            // Say where: the stuck loop is usually the first clue.
+            let _ = writeln!(
+                std::io::stdout(),
+                "pandare hung at {} after {} instructions",
+                describe(&machine, machine.cpu.hart.pc),
+                machine.instruction_count()
+            );
             break Ending::Hung;
         }
         let exit = machine.run(1_000_000);
@@ -852,6 +859,7 @@ differential_tests!(
     sv48,
     svadu,
     clint,
+    plic,
 );
 
 // ---------------------------------------------------------------------------------------

@@ -9,6 +9,13 @@ use vm_superio::{Serial, Trigger};
 /// Size of the register window.
 pub const SIZE: u64 = 0x100;
 
+// Interrupt identification (IIR) and enable (IER) bits.
+const IIR_NONE: u8 = 1;
+const IIR_THR_EMPTY: u8 = 1 << 1;
+const IIR_DATA_AVAILABLE: u8 = 1 << 2;
+const IER_DATA_AVAILABLE: u8 = 1;
+const IER_THR_EMPTY: u8 = 1 << 1;
+
 /// vm-superio signals interrupts through a trigger; the line level is read from the
 /// device's interrupt identification instead, so the trigger has nothing to do.
 #[derive(Debug, Default)]
@@ -65,7 +72,19 @@ impl Uart {
 
     fn after_access(&mut self) {
         self.refill();
-        self.level = self.serial.state().interrupt_identification & 1 == 0;
+        self.update_level();
+    }
+
+    /// The line is high while a condition is both pending and enabled, as on a real
+    /// 16550. (vm-superio keeps a pending condition in IIR after IER disables it, so IIR
+    /// alone would hold the line high, and a handler that quiets the UART by clearing
+    /// IER would be interrupted again and again.)
+    fn update_level(&mut self) {
+        let state = self.serial.state();
+        let (pending, enabled) = (state.interrupt_identification, state.interrupt_enable);
+        let transmitter_empty = pending & IIR_THR_EMPTY != 0 && enabled & IER_THR_EMPTY != 0;
+        let data_available = pending & IIR_DATA_AVAILABLE != 0 && enabled & IER_DATA_AVAILABLE != 0;
+        self.level = pending & IIR_NONE == 0 && (transmitter_empty || data_available);
     }
 
     /// Moves queued input into the receive FIFO as far as it has room.
@@ -132,7 +151,7 @@ impl Uart {
     pub fn input(&mut self, bytes: &[u8]) {
         self.pending_input.extend(bytes);
         self.refill();
-        self.level = self.serial.state().interrupt_identification & 1 == 0;
+        self.update_level();
     }
 
     /// Bytes not yet read by the guest (FIFO and queue).
@@ -185,6 +204,22 @@ mod tests {
             read += 1;
         }
         assert_eq!(read, 100);
+        assert!(!uart.level());
+    }
+
+    #[test]
+    fn disabling_an_interrupt_in_ier_lowers_the_line() {
+        let mut uart = Uart::default();
+        uart.write(IER, 2); // transmitter empty: pending at once
+        assert!(uart.level());
+        uart.write(IER, 0);
+        assert!(!uart.level());
+        uart.write(IER, 2);
+        assert!(uart.level());
+        uart.input(b"x");
+        uart.write(IER, 1); // data available only
+        assert!(uart.level());
+        assert_eq!(uart.read(0), b'x');
         assert!(!uart.level());
     }
 }
