@@ -240,8 +240,11 @@ impl Hart {
             MTVAL => self.mtval = value,
             MIP => {
                 // SSIP, STIP and SEIP are writable by M-mode; the rest come from devices.
-                let writable = irq::SUPERVISOR;
+                // SEIP reads as the written bit OR the interrupt controller's line.
+                let writable = irq::SSI | irq::STI;
                 self.mip = self.mip & !writable | value & writable;
+                self.seip_software = value & irq::SEI != 0;
+                self.set_seip_line(self.seip_line);
             }
             PMPCFG0 => self.pmpcfg[0] = value,
             PMPCFG2 => self.pmpcfg[1] = value,
@@ -257,6 +260,16 @@ impl Hart {
             _ => return Err(illegal),
         }
         Ok(CsrEffect::None)
+    }
+
+    /// The value a CSRRS/CSRRC instruction modifies, given what it read: for `mip`,
+    /// only the software-written SEIP takes part, not the interrupt controller's line.
+    pub(crate) fn csr_modify_base(&self, csr: u16, read: u64) -> u64 {
+        if csr == MIP {
+            read & !irq::SEI | if self.seip_software { irq::SEI } else { 0 }
+        } else {
+            read
+        }
     }
 
     fn set_mstatus(&mut self, value: u64) -> CsrEffect {
@@ -336,6 +349,26 @@ mod tests {
         hart.scounteren = 2;
         assert!(hart.read_csr(TIME, 0).is_ok());
         assert!(hart.read_csr(CYCLE, 0).is_err());
+    }
+
+    #[test]
+    fn software_seip_is_ored_with_the_line_and_alone_in_read_modify_writes() {
+        let mut hart = hart_in(Privilege::Machine);
+        hart.set_seip_line(true);
+        let read = hart.read_csr(MIP, 0).unwrap();
+        assert_eq!(read & irq::SEI, irq::SEI);
+        // csrrs mip, SSIP while the line is high must not latch SEIP as written.
+        hart.write_csr(MIP, hart.csr_modify_base(MIP, read) | irq::SSI, 0)
+            .unwrap();
+        hart.set_seip_line(false);
+        assert_eq!(
+            hart.read_csr(MIP, 0).unwrap() & (irq::SEI | irq::SSI),
+            irq::SSI
+        );
+        // A written SEIP survives the line's updates.
+        hart.write_csr(MIP, irq::SEI, 0).unwrap();
+        hart.set_seip_line(false);
+        assert_eq!(hart.read_csr(MIP, 0).unwrap() & irq::SEI, irq::SEI);
     }
 
     #[test]

@@ -1191,8 +1191,8 @@ impl Hart {
         if writes {
             let new = match op.kind {
                 Kind::Csrrw | Kind::Csrrwi => operand,
-                Kind::Csrrs | Kind::Csrrsi => old | operand,
-                _ => old & !operand,
+                Kind::Csrrs | Kind::Csrrsi => self.csr_modify_base(csr, old) | operand,
+                _ => self.csr_modify_base(csr, old) & !operand,
             };
             self.write_csr(csr, new, bits)?;
         }

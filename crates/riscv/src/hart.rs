@@ -173,6 +173,11 @@ pub struct Hart {
     /// writes to `mtime`), which the platform copies here before every run slice, so that
     /// `time` keeps shadowing `mtime`.
     pub(crate) mtime_offset: u64,
+    /// `mip.SEIP` as software wrote it; the bit reads as this OR the interrupt
+    /// controller's line ([`Hart::set_seip_line`]).
+    pub(crate) seip_software: bool,
+    /// The interrupt controller's supervisor external interrupt line.
+    pub(crate) seip_line: bool,
     /// Supervisor timer compare (SBI `set_timer`), in `time` ticks.
     pub stimecmp: u64,
     /// Whether an SBI implementation in the emulator answers `ecall` from S-mode.
@@ -236,6 +241,8 @@ impl Hart {
             reservation: None,
             time_divisor: time_divisor.max(1),
             mtime_offset: 0,
+            seip_software: false,
+            seip_line: false,
             stimecmp: u64::MAX,
             sbi: false,
             hart_id: 0,
@@ -286,6 +293,14 @@ impl Hart {
         } else {
             self.mip &= !bits;
         }
+    }
+
+    /// Drives the supervisor external interrupt line from the interrupt controller:
+    /// `mip.SEIP` is this line OR the bit software wrote (privileged spec 3.1.9).
+    #[inline]
+    pub fn set_seip_line(&mut self, level: bool) {
+        self.seip_line = level;
+        self.set_pending(irq::SEI, level || self.seip_software);
     }
 
     /// The guest-visible `time` value.

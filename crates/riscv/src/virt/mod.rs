@@ -480,7 +480,7 @@ impl VirtMachine {
         let hart = &mut self.cpu.hart;
         hart.mtime_offset = bus.clint.mtime_offset;
         hart.set_pending(irq::MEI, bus.plic.interrupt(0));
-        hart.set_pending(irq::SEI, bus.plic.interrupt(1));
+        hart.set_seip_line(bus.plic.interrupt(1));
         hart.set_pending(irq::MSI, bus.clint.msip);
         hart.set_pending(irq::MTI, machine_timer.is_some_and(|t| t <= now));
         if hart.sbi {

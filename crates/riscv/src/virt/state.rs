@@ -48,6 +48,9 @@ struct HartState {
     time_divisor: u64,
     stimecmp: u64,
     sbi: bool,
+    /// `mip.SEIP` as software wrote it (absent in older snapshots: clear).
+    #[serde(default)]
+    seip_software: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -156,6 +159,7 @@ fn save_hart(hart: &Hart) -> HartState {
         time_divisor: hart.time_divisor,
         stimecmp: hart.stimecmp,
         sbi: hart.sbi,
+        seip_software: hart.seip_software,
     }
 }
 
@@ -215,6 +219,7 @@ fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), String> {
     hart.time_divisor = state.time_divisor;
     hart.stimecmp = state.stimecmp;
     hart.sbi = state.sbi;
+    hart.seip_software = state.seip_software;
     hart.modified_code_pages.clear();
     hart.set_privilege(Privilege::from_bits(u64::from(state.privilege)));
     Ok(())

@@ -176,6 +176,22 @@ s_after_wfi:
     TO_M
     CHECK_EPC s11, s_after_wfi
 
+    PUTS "-- software-written SEIP survives device activity (mip.SEIP is the OR of the\n"
+    PUTS "   written bit and the PLIC's line)\n"
+    csrw mie, zero
+    li t3, 1 << 9
+    csrs mip, t3
+    li t4, UART_BASE
+    lbu t5, 5(t4)
+    csrr t5, mip
+    andi t5, t5, 0x222
+    PRINT t5
+    li t3, 1 << 9
+    csrc mip, t3
+    csrr t5, mip
+    andi t5, t5, 0x222
+    PRINT t5
+
     PUTS "-- cause log\n"
     la s3, log
 1:  beq s3, s4, 2f
