@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+panda="${CARGO_TARGET_DIR:-target}/release/panda"
+
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 need_packages=()
@@ -26,7 +28,7 @@ say "building pandare (release)"
 cargo build --release --locked --quiet
 
 say "building the riscv64 generic image (Debian's kernel and busybox, cached after the first time)"
-target/release/panda image build riscv64
+"$panda" image build riscv64
 
 say "booting riscv64 and running: uname -a"
-target/release/panda run --generic riscv64 --cmd 'uname -a'
+"$panda" run --generic riscv64 --cmd 'uname -a'

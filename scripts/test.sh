@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+panda="${CARGO_TARGET_DIR:-target}/release/panda"
+
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "test tools (QEMU, riscv64 binutils)"
@@ -19,7 +21,7 @@ step "build (release)"
 cargo build --release --locked --quiet
 
 step "generic image"
-target/release/panda image build riscv64
+"$panda" image build riscv64
 
 step "tests"
 cargo test --workspace --release --locked 2>&1
