@@ -217,17 +217,28 @@ arm_timer:
     .balign 4
 m_handler:
     csrrw sp, mscratch, sp
-    addi sp, sp, -16
+    addi sp, sp, -32
     sd t0, 0(sp)
     sd t1, 8(sp)
     csrr t0, mcause
     bltz t0, 1f
     ld t0, 0(sp)
     ld t1, 8(sp)
-    addi sp, sp, 16
+    addi sp, sp, 32
     csrrw sp, mscratch, sp
     j _trap_skip
 1:  LOG_CAUSE mcause
+    # An interrupt that came just before a WFI (QEMU's timer runs on the host's clock,
+    # and a loaded host may be slow to reach the WFI) resumes after it, as if it had
+    # woken it: returning to the WFI would wait forever.
+    csrr t0, mepc
+    lwu t1, 0(t0)
+    sd t2, 16(sp)
+    li t2, 0x10500073       # wfi
+    bne t1, t2, 4f
+    addi t0, t0, 4
+    csrw mepc, t0
+4:  ld t2, 16(sp)
     csrr s11, mepc
     li s5, 1
     csrr t0, mcause
@@ -246,7 +257,7 @@ m_handler:
 2:  csrci mip, SSIP         # supervisor software (not delegated)
 3:  ld t0, 0(sp)
     ld t1, 8(sp)
-    addi sp, sp, 16
+    addi sp, sp, 32
     csrrw sp, mscratch, sp
     mret
 
