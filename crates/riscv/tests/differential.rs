@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pandare_core::{Exit, Machine, ShutdownKind};
-use pandare_riscv::{disasm, VirtConfig, VirtMachine};
+use pandare_riscv::{disasm, Privilege, VirtConfig, VirtMachine};
 
 const RAM_BASE: u64 = 0x8000_0000;
 const RAM_BYTES: u64 = 128 << 20;
@@ -509,16 +509,50 @@ impl TraceReader {
 // ---------------------------------------------------------------------------------------
 // Lockstep comparison
 
+/// Where instruction fetch at `pc` goes: a read-only Sv39/Sv48 walk of the page tables
+/// in RAM below M-mode (no permission checks: the report only wants the bytes).
+fn fetch_address(machine: &VirtMachine, pc: u64) -> Option<u64> {
+    let hart = &machine.cpu.hart;
+    let satp = hart.satp();
+    let levels = match satp >> 60 {
+        _ if hart.privilege == Privilege::Machine => return Some(pc),
+        0 => return Some(pc),
+        8 => 3,
+        9 => 4,
+        _ => return None,
+    };
+    let mut table = (satp & ((1 << 44) - 1)) << 12;
+    for level in (0..levels).rev() {
+        let mut entry = [0u8; 8];
+        let index = (pc >> (12 + 9 * level)) & 0x1ff;
+        if !machine.bus.ram.read_bytes(table + index * 8, &mut entry) {
+            return None;
+        }
+        let pte = u64::from_le_bytes(entry);
+        if pte & 1 == 0 {
+            return None;
+        }
+        let ppn = (pte >> 10) & ((1 << 44) - 1);
+        if pte & 0xa != 0 {
+            let offset = pc & ((1 << (12 + 9 * level)) - 1);
+            return Some((ppn << 12) + offset);
+        }
+        table = ppn << 12;
+    }
+    None
+}
+
 fn instruction_at(machine: &VirtMachine, pc: u64) -> Option<u32> {
+    let address = fetch_address(machine, pc)?;
     let mut bytes = [0u8; 4];
-    if machine.bus.ram.read_bytes(pc, &mut bytes) {
+    if (address & 0xfff) <= 0xffc && machine.bus.ram.read_bytes(address, &mut bytes) {
         return Some(u32::from_le_bytes(bytes));
     }
     let mut half = [0u8; 2];
     machine
         .bus
         .ram
-        .read_bytes(pc, &mut half)
+        .read_bytes(address, &mut half)
         .then(|| u32::from(u16::from_le_bytes(half)))
 }
 
@@ -532,7 +566,7 @@ fn describe(machine: &VirtMachine, pc: u64) -> String {
                 format!("{pc:#x}: {:04x}      {text}", bits & 0xffff)
             }
         }
-        None => format!("{pc:#x}: (not in RAM: virtual address?)"),
+        None => format!("{pc:#x}: (not mapped to RAM)"),
     }
 }
 
