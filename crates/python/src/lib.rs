@@ -214,6 +214,8 @@ struct Shared {
     engine: Mutex<Option<Engine>>,
     requests: Mutex<VecDeque<Request>>,
     running: AtomicBool,
+    /// Set by `arm()` just before a run starts, cleared when it ends.
+    armed: AtomicBool,
     run_thread: Mutex<Option<ThreadId>>,
     stop: AtomicBool,
     /// A Python exception from a callback (or Ctrl-C) that ends the run.
@@ -253,7 +255,7 @@ impl Shared {
             ));
         }
         let answer = py.detach(|| {
-            if self.running.load(Ordering::Acquire) {
+            if self.live() {
                 let slot = Arc::new(Slot::default());
                 lock(&self.requests).push_back(Request {
                     job,
@@ -261,19 +263,40 @@ impl Shared {
                 });
                 // The run may have ended between the check and the push: the loop answers
                 // leftovers when it ends, and so do we here.
-                if !self.running.load(Ordering::Acquire) {
+                if !self.live() {
                     self.drain_requests("run() has ended");
                 }
                 slot.wait()
             } else {
-                let mut engine = lock(&self.engine);
+                let mut engine = match self.engine.try_lock() {
+                    Ok(engine) => engine,
+                    Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        return Err(Fail::Runtime(
+                            "the machine is busy with another request (a call that waits for \
+                             the guest cannot be made from a callback)"
+                                .into(),
+                        ))
+                    }
+                };
                 match engine.as_mut() {
                     Some(engine) => run_job_now(engine, job),
                     None => Err(Fail::Runtime("the machine is busy".into())),
                 }
             }
         });
+        if !self.live() && self.failed.swap(false, Ordering::AcqRel) {
+            // A callback raised while this job ran the guest outside `run()`.
+            if let Some(error) = lock(&self.failure).take() {
+                return Err(error);
+            }
+        }
         answer.map_err(PyErr::from)
+    }
+
+    /// Whether a run is in progress or about to start (requests go to its queue).
+    fn live(&self) -> bool {
+        self.running.load(Ordering::Acquire) || self.armed.load(Ordering::Acquire)
     }
 
     fn drain_requests(&self, why: &str) {
@@ -1071,13 +1094,13 @@ impl Core {
         match engine {
             Some(engine) => {
                 *lock(&self.shared.run_thread) = Some(std::thread::current().id());
-                self.shared.stop.store(false, Ordering::Release);
                 self.shared.failed.store(false, Ordering::Release);
                 *lock(&self.shared.failure) = None;
                 Ok(engine)
             }
             None => {
                 self.shared.running.store(false, Ordering::Release);
+                self.shared.armed.store(false, Ordering::Release);
                 Err(PyRuntimeError::new_err("the machine is busy"))
             }
         }
@@ -1085,12 +1108,14 @@ impl Core {
 
     fn end_run(&self, engine: Engine) -> PyResult<()> {
         self.shared.running.store(false, Ordering::Release);
+        self.shared.armed.store(false, Ordering::Release);
         *lock(&self.shared.run_thread) = None;
         *lock(&self.shared.controller) = None;
         *lock(&self.shared.context) = None;
         *lock(&self.shared.engine) = Some(engine);
         self.shared.drain_requests("run() ended");
         self.shared.failed.store(false, Ordering::Release);
+        self.shared.stop.store(false, Ordering::Release);
         match lock(&self.shared.failure).take() {
             Some(error) => Err(error),
             None => Ok(()),
@@ -1172,6 +1197,7 @@ impl Core {
             })),
             requests: Mutex::new(VecDeque::new()),
             running: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             run_thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             failure: Mutex::new(None),
@@ -1271,6 +1297,13 @@ impl Core {
         if let Some(controller) = lock(&self.shared.controller).as_ref() {
             controller.request_stop();
         }
+    }
+
+    /// Forgets an `end_analysis()` made before the next run starts (the next run's
+    /// blocking thread may end it before `run()` is entered, so arm first, then start it).
+    fn arm(&self) {
+        self.shared.stop.store(false, Ordering::Release);
+        self.shared.armed.store(true, Ordering::Release);
     }
 
     /// Whether a run is in progress.

@@ -212,6 +212,7 @@ class Panda:
                 target=self._blocking_thread, args=(functions,), name="panda-blocking", daemon=True
             )
             self._thread = thread
+        self._core.arm()
         try:
             if thread is not None:
                 thread.start()
@@ -359,6 +360,7 @@ class Panda:
         fresh machine; the live machine is left as it was). Raises ``ValueError`` when the
         recording does not exist. ``panda.replay_output`` holds what the guest printed."""
         self._ended = False
+        self._core.arm()
         self.replay_output = bytes(self._core.run_replay(replaypfx))
 
     def end_replay(self) -> None:

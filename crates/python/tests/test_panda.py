@@ -1,0 +1,211 @@
+"""The Panda API: serial console, snapshots, monitor, callbacks, record/replay, errors."""
+import re
+
+import pytest
+
+from conftest import drive
+from pandare import Panda
+
+
+def test_run_serial_cmd_output_is_exact(panda):
+    out = drive(panda, lambda p: p.run_serial_cmd("echo one; echo two"))
+    assert out == "one\ntwo"
+
+
+def test_revert_sync_restores_a_file(panda):
+    def job(p):
+        p.run_serial_cmd("echo saved > /tmp/f")
+        p.snap("pytest_snap")
+        p.run_serial_cmd("echo clobbered > /tmp/f")
+        p.revert_sync("pytest_snap")
+        text = p.run_serial_cmd("cat /tmp/f")
+        p.delvm("pytest_snap")
+        return text
+
+    assert drive(panda, job) == "saved"
+
+
+def test_monitor_info_registers_shows_the_pc(panda):
+    text = drive(panda, lambda p: p.run_monitor_cmd("info registers"))
+    assert re.search(r"^pc\s+[0-9a-f]{16}", text, re.M), text
+
+
+def test_monitor_savevm_loadvm(panda):
+    def job(p):
+        p.run_serial_cmd("echo 1 > /tmp/m")
+        p.run_monitor_cmd("savevm pytest_mon")
+        p.run_serial_cmd("echo 2 > /tmp/m")
+        p.run_monitor_cmd("loadvm pytest_mon")
+        text = p.run_serial_cmd("cat /tmp/m")
+        p.run_monitor_cmd("delvm pytest_mon")
+        return text
+
+    assert drive(panda, job) == "1"
+
+
+def test_named_disabled_and_looped_callbacks(panda):
+    counts = {}
+    for x in range(3):
+
+        @panda.cb_before_block_exec(name=f"bbe_{x}")
+        def count(cpu, tb, x=x):
+            counts[x] = counts.get(x, 0) + 1
+
+    @panda.cb_before_block_exec(name="late", enabled=False)
+    def late(cpu, tb):
+        counts["late"] = counts.get("late", 0) + 1
+
+    assert panda.is_callback_enabled("bbe_0")
+    assert not panda.is_callback_enabled("late")
+
+    def job(p):
+        p.run_serial_cmd("true")
+        p.enable_callback("late")
+        p.disable_callback("bbe_2", forever=True)
+        p.run_serial_cmd("true")
+
+    drive(panda, job)
+    assert counts[0] == counts[1] > 10_000
+    assert 0 < counts[2] < counts[0]
+    assert 0 < counts["late"] < counts[0]
+    with pytest.raises(ValueError, match="forever"):
+        panda.enable_callback("bbe_2")
+
+
+def test_block_callback_arguments(panda):
+    seen = []
+
+    @panda.cb_before_block_exec
+    def look(cpu, tb):
+        if not seen:
+            seen.append((tb.pc, tb.size, tb.icount, cpu.pc, panda.current_pc(cpu)))
+
+    drive(panda, lambda p: p.run_serial_cmd("true"))
+    pc, size, icount, cpu_pc, current = seen[0]
+    assert pc == cpu_pc == current
+    assert size > 0 and icount > 0
+
+
+def test_hook_runs_at_its_address_and_can_disable_itself(panda):
+    target = {}
+
+    @panda.cb_start_block_exec(name="find")
+    def find(cpu, tb):
+        if "pc" not in target and not panda.in_kernel_mode(cpu):
+            target["pc"] = tb.pc
+
+    drive(panda, lambda p: p.run_serial_cmd("true"))
+    panda.delete_callback("find")
+    hits = []
+
+    @panda.hook(target["pc"])
+    def hook(cpu, tb, h):
+        hits.append(tb.pc)
+        h.enabled = False
+
+    drive(panda, lambda p: p.run_serial_cmd("true"))
+    assert hits == [target["pc"]]
+
+
+def test_registers_and_memory_from_the_blocking_thread(panda):
+    def job(p):
+        cpu = p.get_cpu()
+        sp = p.current_sp(cpu)
+        p.arch.set_reg(cpu, "t0", 0x1234)
+        t0 = p.arch.get_reg(cpu, "x5")
+        phys = p.virt_to_phys(cpu, p.current_pc(cpu))
+        word = p.physical_memory_read(phys, 8, fmt="int")
+        code = p.virtual_memory_read(cpu, p.current_pc(cpu), 8, fmt="int")
+        return sp, t0, word, code
+
+    sp, t0, word, code = drive(panda, job)
+    assert sp != 0 and t0 == 0x1234 and word == code
+
+
+def test_exception_in_a_callback_is_raised_from_run(panda):
+    @panda.cb_before_block_exec
+    def boom(cpu, tb):
+        raise ZeroDivisionError("from the callback")
+
+    with pytest.raises(ZeroDivisionError, match="from the callback"):
+        drive(panda, lambda p: p.run_serial_cmd("true"))
+    panda.delete_callback("boom")
+    assert drive(panda, lambda p: p.run_serial_cmd("echo usable")) == "usable"
+
+
+def test_exception_in_a_blocking_function_is_raised_from_run(panda):
+    @panda.queue_blocking
+    def fails():
+        raise KeyError("from the blocking thread")
+
+    with pytest.raises(KeyError, match="from the blocking thread"):
+        panda.run()
+    assert drive(panda, lambda p: p.run_serial_cmd("echo again")) == "again"
+
+
+def test_a_command_that_never_returns_times_out(panda):
+    def job(p):
+        with pytest.raises(TimeoutError, match="virtual"):
+            p.run_serial_cmd("sleep 100000", timeout=3)
+        return "ok"
+
+    assert drive(panda, job) == "ok"
+
+
+def test_unknown_generic():
+    with pytest.raises(ValueError, match="riscv64"):
+        Panda(generic="no_such_image")
+
+
+def test_missing_recording(panda, tmp_path):
+    assert not panda.recording_exists(str(tmp_path / "none"))
+    with pytest.raises(ValueError, match="no recording"):
+        panda.run_replay(str(tmp_path / "none"))
+
+
+def test_unknown_plugin(panda):
+    with pytest.raises(ValueError, match="no plugin named 'osi'"):
+        panda.load_plugin("osi")
+
+
+def test_procname_needs_os_introspection(panda):
+    with pytest.raises(ValueError, match="OS introspection"):
+
+        @panda.cb_before_block_exec(procname="bash")
+        def f(cpu, tb):
+            pass
+
+
+def test_unknown_and_unavailable_callback_types(panda):
+    with pytest.raises(ValueError, match="before_tcg_codegen"):
+        panda.register_callback("before_tcg_codegen", lambda cpu, tb: None, "x")
+    with pytest.raises(ValueError, match="before_blok_exec"):
+        panda.register_callback("before_blok_exec", lambda cpu, tb: None, "y")
+
+
+def test_blocking_call_from_a_callback_is_an_error(panda):
+    @panda.cb_before_block_exec
+    def bad(cpu, tb):
+        panda.run_serial_cmd("true")
+
+    with pytest.raises(RuntimeError, match="queue_blocking"):
+        drive(panda, lambda p: p.run_serial_cmd("true"))
+
+
+def test_run_then_replay_then_replay(panda, tmp_path):
+    name = str(tmp_path / "rec")
+    out = drive(panda, lambda p: p.record_cmd("ls /", recording_name=name))
+    assert "proc" in out.split()
+    counts = []
+    for _ in range(2):
+        count = {"n": 0}
+
+        @panda.cb_after_block_exec(name="count")
+        def after(cpu, tb, exit_code, count=count):
+            count["n"] += 1
+
+        panda.run_replay(name)
+        panda.delete_callback("count")
+        counts.append(count["n"])
+        assert b"proc" in panda.replay_output
+    assert counts[0] == counts[1] > 1000
