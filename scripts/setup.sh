@@ -32,3 +32,6 @@ say "building the riscv64 generic image (Debian's kernel and busybox, cached aft
 
 say "booting riscv64 and running: uname -a"
 "$panda" run --generic riscv64 --cmd 'uname -a'
+
+say "installing the Python package pandare into .venv (import it with .venv/bin/python)"
+bash scripts/python-env.sh

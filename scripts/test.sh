@@ -25,3 +25,8 @@ step "generic image"
 
 step "tests"
 cargo test --workspace --release --locked 2>&1
+
+step "Python package (pandare, in .venv) and its tests"
+bash scripts/python-env.sh
+.venv/bin/pip install --quiet pytest
+.venv/bin/python -m pytest -q crates/python/tests
