@@ -209,3 +209,38 @@ def test_run_then_replay_then_replay(panda, tmp_path):
         counts.append(count["n"])
         assert b"proc" in panda.replay_output
     assert counts[0] == counts[1] > 1000
+
+
+def test_ctrl_c_stops_run_cleanly_and_the_object_stays_usable(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "ctrlc.py"
+    script.write_text(
+        "from pandare import Panda\n"
+        "panda = Panda(generic='riscv64')\n"
+        "@panda.queue_blocking\n"
+        "def f():\n"
+        "    panda.revert_sync('root')\n"
+        "    print(panda.run_serial_cmd('echo first'), flush=True)\n"
+        "try:\n"
+        "    panda.run()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "@panda.queue_blocking\n"
+        "def g():\n"
+        "    print(panda.run_serial_cmd('echo again'), flush=True)\n"
+        "    panda.end_analysis()\n"
+        "panda.run()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline() == "first\n"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out == "interrupted\nagain\n"
