@@ -1549,3 +1549,77 @@ fn csr_scan() {
     );
     differential_program("csr_scan", Some(&text), &[]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Generated programs: random CSR operations
+
+/// CSRs M-mode can write without disturbing the test itself (not mscratch: the trap
+/// handler's stack), with the bits compared:
+/// the architectural ones (QEMU implements more WARL bits in several of them, keeps
+/// xepc bit 0, and lets UXL be written).
+const CSR_MASKS: &[(&str, u64)] = &[
+    ("sscratch", !0),
+    ("mepc", !1),
+    ("sepc", !1),
+    ("mcause", !0),
+    ("scause", !0),
+    ("mtval", !0),
+    ("stval", !0),
+    ("mie", 0xaaa),
+    ("mip", 0x222),
+    ("sie", 0x222),
+    ("sip", 0x222),
+    ("mideleg", 0x222),
+    ("medeleg", 0xb3ff),
+    ("mcounteren", 0x7),
+    ("scounteren", 0x7),
+    ("satp", !0),
+    ("sstatus", !(3 << 32)),
+    ("fcsr", !0),
+    ("frm", !0),
+    ("fflags", !0),
+];
+
+/// Random CSR instructions (every form, random operands) on the CSRs of [`CSR_MASKS`],
+/// printing the value read and the value then read back (masked).
+#[test]
+fn csr_random() {
+    let mut rng = Rng(env_number("PANDARE_DIFF_SEED", 0xc5c5) | 1);
+    let count = env_number("PANDARE_DIFF_CSRS", 3000) as usize;
+    let mut text = String::from(
+        "# Generated: random CSR instructions; per line: the value read, the value after.\n\
+         .include \"common.inc\"\n\
+         START\n\
+         \x20   FP_ON\n\
+         \x20   SET_MTVEC _trap_skip\n",
+    );
+    let mut notes = Vec::new();
+    for i in 0..count {
+        let (csr, mask) = rng.pick(CSR_MASKS);
+        let value = match rng.below(3) {
+            0 => random_int(&mut rng),
+            1 => 1u64 << rng.below(64),
+            _ => rng.next() & 0xfff,
+        };
+        let immediate = rng.below(32);
+        let op = rng.pick(&["csrrw", "csrrs", "csrrc", "csrrwi", "csrrsi", "csrrci"]);
+        let (instruction, operand) = if op.ends_with('i') {
+            (format!("{op} t5, {csr}, {immediate}"), immediate)
+        } else {
+            (format!("{op} t5, {csr}, t4"), value)
+        };
+        // FS is turned back on now and then (sstatus writes may turn it off).
+        if rng.below(20) == 0 {
+            text.push_str("    FP_ON\n");
+        }
+        let _ = writeln!(
+            text,
+            "    li t4, {value:#x}\n    li t5, 0\n    {instruction}\n    li t3, {mask:#x}\n    and t5, t5, t3\n    csrr t6, {csr}\n    and t6, t6, t3\n    PRINT_AS r{i}, t5\n    PRINT_AS w{i}, t6"
+        );
+        let note = format!("{instruction} with operand {operand:#x}");
+        notes.push(note.clone());
+        notes.push(note);
+    }
+    text.push_str("    EXIT\n");
+    differential_program("csr_random", Some(&text), &notes);
+}
