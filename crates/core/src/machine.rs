@@ -52,8 +52,6 @@ pub trait Machine {
     fn skip_to(&mut self, time: u64);
     /// Hands bytes to the console's receive side; they become visible to the guest now.
     fn console_input(&mut self, bytes: &[u8]);
-    /// Whether the console can take another input byte without overrunning.
-    fn console_input_ready(&self) -> bool;
     /// Takes the bytes the guest wrote to its console since the last call.
     fn take_console_output(&mut self) -> Vec<u8>;
     /// Captures the whole machine state. Cheap when little changed since the last

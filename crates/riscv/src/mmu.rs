@@ -276,7 +276,9 @@ impl Hart {
         value: u64,
     ) -> Result<(), MemStop> {
         if (vaddr & (PAGE_SIZE - 1)) + size > PAGE_SIZE {
-            // Check both pages before writing anything, so a fault leaves memory unchanged.
+            // Translate both pages before writing anything, so a page fault leaves memory
+            // unchanged. (A part outside RAM faults only after the bytes before it were
+            // written, which the spec allows for misaligned stores.)
             let split = PAGE_SIZE - (vaddr & (PAGE_SIZE - 1));
             self.translate(bus, vaddr, Access::Write)
                 .map_err(MemStop::Trap)?;

@@ -587,10 +587,6 @@ impl Machine for VirtMachine {
         self.bus.uart.input(bytes);
     }
 
-    fn console_input_ready(&self) -> bool {
-        self.bus.uart.input_backlog() == 0
-    }
-
     fn take_console_output(&mut self) -> Vec<u8> {
         self.bus.uart.take_output()
     }
