@@ -13,7 +13,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
@@ -27,7 +27,7 @@ use pandare_core::instrument::{
 };
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 use regex::bytes::Regex;
 
 /// Virtual time per run slice between looks at the job queue (2 ms of guest time).
@@ -197,17 +197,6 @@ struct HookFilter {
     asid: Option<u64>,
 }
 
-/// A `&mut dyn GuestCpu` lent to Python for one callback call.
-#[derive(Clone, Copy)]
-struct CpuPointer(*mut (dyn GuestCpu + 'static));
-
-// SAFETY: the pointer is set only while the machine thread is inside a Python callback,
-// blocked on it, and is read only by code holding the GIL (a `CPUState` method); it is
-// cleared before the callback returns, so no two threads use the CPU at once.
-unsafe impl Send for CpuPointer {}
-// SAFETY: as above: all uses are serialized by the GIL and the machine thread waits.
-unsafe impl Sync for CpuPointer {}
-
 /// State shared by the Python objects, the machine thread and the callbacks.
 struct Shared {
     /// The guest when no run is in progress (a run owns it meanwhile).
@@ -222,6 +211,8 @@ struct Shared {
     failure: Mutex<Option<PyErr>>,
     failed: AtomicBool,
     callbacks: Mutex<Vec<Spec>>,
+    /// Whether `callbacks` is non-empty (read by the run loop without the lock).
+    python_callbacks: AtomicBool,
     /// During a run: the registry's controller and the callback context.
     controller: Mutex<Option<Controller>>,
     context: Mutex<Option<Arc<CallContext>>>,
@@ -280,7 +271,7 @@ impl Shared {
                     }
                 };
                 match engine.as_mut() {
-                    Some(engine) => run_job_now(engine, job),
+                    Some(engine) => run_job_now(engine, job, self.holds_gil()),
                     None => Err(Fail::Runtime("the machine is busy".into())),
                 }
             }
@@ -292,6 +283,17 @@ impl Shared {
             }
         }
         answer.map_err(PyErr::from)
+    }
+
+    /// Whether run slices hold the GIL (see [`step`]): while Python callbacks exist.
+    fn holds_gil(&self) -> bool {
+        self.python_callbacks.load(Ordering::Relaxed)
+    }
+
+    /// Records whether Python callbacks exist (after `callbacks` changed).
+    fn note_callbacks(&self, callbacks: &[Spec]) {
+        self.python_callbacks
+            .store(!callbacks.is_empty(), Ordering::Relaxed);
     }
 
     /// Whether a run is in progress or about to start (requests go to its queue).
@@ -309,22 +311,33 @@ impl Shared {
     }
 }
 
-/// Runs a job to completion on a machine no run loop drives.
-fn run_job_now(engine: &mut Engine, job: Job) -> Answer {
+/// Runs a job to completion on a machine no run loop drives (see [`step`] for `hold_gil`).
+fn run_job_now(engine: &mut Engine, job: Job, hold_gil: bool) -> Answer {
     let slot = Arc::new(Slot::default());
     if let Some(mut waiting) = start_job(engine, job, &slot) {
         loop {
             if let Some(answer) = poll_waiting(engine, &mut waiting) {
                 return answer;
             }
-            step(engine)?;
+            step(engine, hold_gil)?;
         }
     }
     slot.wait()
 }
 
 /// Runs one slice; idle time is skipped to the next timer event.
-fn step(engine: &mut Engine) -> Result<(), Fail> {
+///
+/// With `hold_gil` (Python callbacks are registered), the slice runs attached to Python:
+/// the GIL is taken once for the slice, so each callback's `Python::attach` is a nested
+/// attach (a thread-local counter) instead of a GIL hand-over (`PyGILState_Ensure` and
+/// `Release`, most of a call's cost). The GIL is free between slices, where the run loop
+/// serves the blocking thread's requests and checks for Ctrl-C; Python code running in a
+/// callback also lets other threads in at CPython's switch interval. Nothing in a slice
+/// waits for another Python thread, so holding the GIL cannot deadlock.
+fn step(engine: &mut Engine, hold_gil: bool) -> Result<(), Fail> {
+    if hold_gil {
+        return Python::attach(|_| step(engine, false));
+    }
     let console = engine.console();
     match console.run_slice(SLICE) {
         Exit::BudgetExhausted => Ok(()),
@@ -523,9 +536,27 @@ struct CallContext {
     shared: Arc<Shared>,
     cpu: Py<CpuState>,
     tb: Py<TranslationBlock>,
+    /// `(cpu, tb)`, the arguments of every block-level call: made once, so a call
+    /// allocates nothing (a tuple is immutable, so a callee that keeps it sees no change).
+    block_args: Py<PyTuple>,
 }
 
 impl CallContext {
+    fn new(py: Python<'_>, shared: &Arc<Shared>, cpu: Py<CpuState>) -> PyResult<Arc<Self>> {
+        let tb = Py::new(py, TranslationBlock::default())?;
+        let block_args = PyTuple::new(
+            py,
+            [cpu.clone_ref(py).into_any(), tb.clone_ref(py).into_any()],
+        )?
+        .unbind();
+        Ok(Arc::new(CallContext {
+            shared: Arc::clone(shared),
+            cpu,
+            tb,
+            block_args,
+        }))
+    }
+
     /// Calls into Python with `cpu` lent to the `CPUState` object. An exception stops the
     /// run and is kept for `run()` to raise; later calls are skipped.
     fn call<R>(
@@ -538,13 +569,14 @@ impl CallContext {
         }
         let result = Python::attach(|py| {
             let state = self.cpu.get();
-            // SAFETY: only the lifetime is erased; the pointer is cleared below, before
-            // `cpu` goes out of scope (see `CpuPointer`).
-            let pointer: *mut (dyn GuestCpu + 'static) =
+            // SAFETY: only the lifetime is erased; the pointer is withdrawn below, before
+            // `cpu` goes out of scope (see `CpuState::lent`).
+            let mut pointer: *mut (dyn GuestCpu + 'static) =
                 unsafe { std::mem::transmute::<*mut (dyn GuestCpu + '_), _>(cpu as *mut _) };
-            *lock(&state.pointer) = Some(CpuPointer(pointer));
+            // A callback nested in this one (through a CPU access) restores this one's.
+            let outer = state.lent.swap(&mut pointer, Ordering::Relaxed);
             let result = f(py, &self.cpu, &self.tb);
-            *lock(&state.pointer) = None;
+            state.lent.store(outer, Ordering::Relaxed);
             result.map_err(|error| {
                 self.shared.fail(error);
             })
@@ -601,7 +633,7 @@ fn make_callback(
                     }
                 }
                 ctx.block(block);
-                ctx.call(cpu, |py, c, t| f.call1(py, (c, t)).map(drop));
+                ctx.call(cpu, |py, _, _| f.call1(py, &ctx.block_args).map(drop));
             }))
         };
     }
@@ -800,17 +832,14 @@ fn install(
     py: Python<'_>,
     instrumentation: &mut Instrumentation,
 ) -> PyResult<()> {
-    let ctx = Arc::new(CallContext {
-        shared: Arc::clone(shared),
-        cpu: Py::new(
-            py,
-            CpuState {
-                pointer: Mutex::new(None),
-                shared: Arc::clone(shared),
-            },
-        )?,
-        tb: Py::new(py, TranslationBlock::default())?,
-    });
+    let cpu = Py::new(
+        py,
+        CpuState {
+            lent: AtomicPtr::new(std::ptr::null_mut()),
+            shared: Arc::clone(shared),
+        },
+    )?;
+    let ctx = CallContext::new(py, shared, cpu)?;
     for (name, _, _) in instrumentation.list() {
         let _ = instrumentation.delete(&name);
     }
@@ -840,7 +869,13 @@ fn install(
 /// callbacks (`panda.get_cpu()`), each access is a request to the machine thread.
 #[pyclass(frozen, module = "pandare._core", name = "CPUState")]
 struct CpuState {
-    pointer: Mutex<Option<CpuPointer>>,
+    /// During a callback call: the `&mut dyn GuestCpu` lent to it, as a pointer to the
+    /// call's (fat) CPU pointer on the machine thread's stack; null otherwise. Set
+    /// and withdrawn only by the machine thread, around the Python call, with the GIL held;
+    /// read only with the GIL held. So whoever reads it non-null runs while the machine
+    /// thread is parked inside that call (it holds the GIL, or gave it up to the reader in
+    /// the middle of Python code): no two threads use the CPU at once.
+    lent: AtomicPtr<*mut (dyn GuestCpu + 'static)>,
     shared: Arc<Shared>,
 }
 
@@ -850,10 +885,11 @@ impl CpuState {
         py: Python<'_>,
         f: impl FnOnce(&mut dyn GuestCpu) -> Result<R, Fail> + Send + 'static,
     ) -> PyResult<R> {
-        let pointer = *lock(&self.pointer);
-        if let Some(CpuPointer(pointer)) = pointer {
-            // SAFETY: set only during the callback this call is made from (see `CpuPointer`).
-            let cpu = unsafe { &mut *pointer };
+        let lent = self.lent.load(Ordering::Relaxed);
+        if !lent.is_null() {
+            // SAFETY: non-null only during the callback call (see `CpuState::lent`), and we
+            // hold the GIL (`py`), so the machine thread is parked in that call.
+            let cpu = unsafe { &mut **lent };
             return f(cpu).map_err(PyErr::from);
         }
         let answer = self.shared.request(
@@ -977,7 +1013,7 @@ impl CpuState {
     /// Whether this object is the one lent to a running callback.
     #[getter]
     fn valid(&self) -> bool {
-        lock(&self.pointer).is_some()
+        !self.lent.load(Ordering::Relaxed).is_null()
     }
 }
 
@@ -1059,7 +1095,7 @@ impl Core {
                     continue;
                 }
             }
-            let result = step(engine);
+            let result = step(engine, shared.holds_gil());
             shared.instructions.store(
                 engine.console().machine().instruction_count(),
                 Ordering::Relaxed,
@@ -1203,6 +1239,7 @@ impl Core {
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             callbacks: Mutex::new(Vec::new()),
+            python_callbacks: AtomicBool::new(false),
             controller: Mutex::new(None),
             context: Mutex::new(None),
             rr_base: AtomicU64::new(0),
@@ -1212,7 +1249,7 @@ impl Core {
         let blocking_cpu = Py::new(
             py,
             CpuState {
-                pointer: Mutex::new(None),
+                lent: AtomicPtr::new(std::ptr::null_mut()),
                 shared: Arc::clone(&shared),
             },
         )?;
@@ -1463,19 +1500,13 @@ impl Core {
             }
         } else {
             // Check now that the kind can be wrapped, so the error comes at registration.
-            let probe = Python::attach(|py| {
-                Py::new(py, TranslationBlock::default()).map(|tb| {
-                    Arc::new(CallContext {
-                        shared: Arc::clone(&self.shared),
-                        cpu: self.blocking_cpu.clone_ref(py),
-                        tb,
-                    })
-                })
-            })?;
+            let probe = CallContext::new(py, &self.shared, self.blocking_cpu.clone_ref(py))?;
             make_callback(kind, py.None(), probe, hook).map_err(PyValueError::new_err)?;
         }
         let mut callbacks = lock(&self.shared.callbacks);
-        callbacks.retain(|spec| spec.name != name);
+        // The replaced function is dropped after the lock is released: dropping it may run
+        // Python code (`__del__`), which may let other threads in.
+        let replaced = take_named(&mut callbacks, &name);
         callbacks.push(Spec {
             name,
             kind,
@@ -1484,6 +1515,9 @@ impl Core {
             forever: false,
             hook,
         });
+        self.shared.note_callbacks(&callbacks);
+        drop(callbacks);
+        drop(replaced);
         Ok(())
     }
 
@@ -1521,10 +1555,13 @@ impl Core {
     fn delete_callback(&self, name: &str) -> PyResult<()> {
         let mut callbacks = lock(&self.shared.callbacks);
         find(&mut callbacks, name)?;
-        callbacks.retain(|spec| spec.name != name);
+        let deleted = take_named(&mut callbacks, name);
+        self.shared.note_callbacks(&callbacks);
         if let Some(controller) = lock(&self.shared.controller).as_ref() {
             controller.delete(name);
         }
+        drop(callbacks);
+        drop(deleted);
         Ok(())
     }
 
@@ -1540,6 +1577,20 @@ impl Core {
             .map(|spec| spec.name.clone())
             .collect()
     }
+}
+
+/// Removes the callbacks named `name`; the caller drops them once its locks are released.
+fn take_named(callbacks: &mut Vec<Spec>, name: &str) -> Vec<Spec> {
+    let mut taken = Vec::new();
+    let mut index = 0;
+    while index < callbacks.len() {
+        if callbacks[index].name == name {
+            taken.push(callbacks.remove(index));
+        } else {
+            index += 1;
+        }
+    }
+    taken
 }
 
 fn find<'a>(callbacks: &'a mut [Spec], name: &str) -> PyResult<&'a mut Spec> {
