@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use pandare::console::{echo_length, strip_terminal_codes, UNITS_PER_SECOND};
 use pandare::monitor::Session;
@@ -32,6 +33,11 @@ use regex::bytes::Regex;
 
 /// Virtual time per run slice between looks at the job queue (2 ms of guest time).
 const SLICE: u64 = 2_000_000;
+/// How long (host time) the guest waits for the blocking thread's next request after
+/// answering one (see `Core::hold`).
+const HOLD_LIMIT: Duration = Duration::from_millis(250);
+/// How often a waiting run loop checks for Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(20);
 /// How long booting to the prompt may take when the `root` snapshot is made.
 const BOOT_LIMIT: u64 = 300 * UNITS_PER_SECOND;
 /// Name of the transient callback used to reach the CPU outside callbacks.
@@ -202,6 +208,12 @@ struct Shared {
     /// The guest when no run is in progress (a run owns it meanwhile).
     engine: Mutex<Option<Engine>>,
     requests: Mutex<VecDeque<Request>>,
+    /// Signalled (with `requests` locked) when a request is queued, a stop is asked for,
+    /// or the blocking thread finishes: what a holding run loop waits for.
+    wake: Condvar,
+    /// Whether the blocking thread of the current run is still working through its
+    /// functions (set by `arm(blocking=True)`, cleared by `blocking_finished()`).
+    blocking_alive: AtomicBool,
     running: AtomicBool,
     /// Set by `arm()` just before a run starts, cleared when it ends.
     armed: AtomicBool,
@@ -252,6 +264,7 @@ impl Shared {
                     job,
                     slot: Arc::clone(&slot),
                 });
+                self.wake.notify_all();
                 // The run may have ended between the check and the push: the loop answers
                 // leftovers when it ends, and so do we here.
                 if !self.live() {
@@ -283,6 +296,12 @@ impl Shared {
             }
         }
         answer.map_err(PyErr::from)
+    }
+
+    /// Wakes a holding run loop (after a stop or the blocking thread's end).
+    fn wake(&self) {
+        let _requests = lock(&self.requests);
+        self.wake.notify_all();
     }
 
     /// Whether run slices hold the GIL (see [`step`]): while Python callbacks exist.
@@ -1077,6 +1096,11 @@ impl Core {
     fn machine_loop(&self, engine: &mut Engine) {
         let shared = &self.shared;
         let mut waiting: Option<Waiting> = None;
+        // While set: the guest waits for the blocking thread's next request (see `hold`).
+        let mut held_since = shared
+            .blocking_alive
+            .load(Ordering::Acquire)
+            .then(Instant::now);
         loop {
             if shared.stop.load(Ordering::Acquire) || shared.failed.load(Ordering::Acquire) {
                 break;
@@ -1084,7 +1108,14 @@ impl Core {
             if waiting.is_none() {
                 let next = lock(&shared.requests).pop_front();
                 if let Some(request) = next {
+                    held_since = None;
                     waiting = start_job(engine, request.job, &request.slot);
+                    if waiting.is_none() {
+                        held_since = shared
+                            .blocking_alive
+                            .load(Ordering::Acquire)
+                            .then(Instant::now);
+                    }
                     continue;
                 }
             }
@@ -1092,8 +1123,18 @@ impl Core {
                 if let Some(answer) = poll_waiting(engine, current) {
                     current.slot.put(answer);
                     waiting = None;
+                    held_since = shared
+                        .blocking_alive
+                        .load(Ordering::Acquire)
+                        .then(Instant::now);
                     continue;
                 }
+            }
+            if let Some(since) = held_since {
+                if self.hold(since) {
+                    continue;
+                }
+                held_since = None;
             }
             let result = step(engine, shared.holds_gil());
             shared.instructions.store(
@@ -1120,6 +1161,35 @@ impl Core {
                 "run() ended while this request waited".into(),
             )));
         }
+    }
+
+    /// Between two requests of the blocking thread, the guest waits for the next one (up to
+    /// [`HOLD_LIMIT`] of host time), so the virtual time at which the next command is
+    /// typed does not depend on how fast the host wakes the thread up: a blocking function
+    /// that only drives the guest gives the same instruction counts on every run. Waits a
+    /// little; returns whether to keep holding (false once the limit has passed, or when
+    /// the blocking thread has finished).
+    fn hold(&self, since: Instant) -> bool {
+        let shared = &self.shared;
+        let remaining = match HOLD_LIMIT.checked_sub(since.elapsed()) {
+            Some(remaining) if shared.blocking_alive.load(Ordering::Acquire) => remaining,
+            _ => return false,
+        };
+        let requests = lock(&shared.requests);
+        if requests.is_empty() && !shared.stop.load(Ordering::Acquire) {
+            let _ = shared
+                .wake
+                .wait_timeout(requests, remaining.min(SIGNAL_POLL))
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        } else {
+            return true;
+        }
+        // The lock is released: taking the GIL while holding it could deadlock with a
+        // thread that holds the GIL and wants the lock (`end_analysis`).
+        if let Err(error) = Python::attach(|py| py.check_signals()) {
+            shared.fail(error);
+        }
+        true
     }
 
     fn begin_run(&self) -> PyResult<Engine> {
@@ -1232,6 +1302,8 @@ impl Core {
                 generic,
             })),
             requests: Mutex::new(VecDeque::new()),
+            wake: Condvar::new(),
+            blocking_alive: AtomicBool::new(false),
             running: AtomicBool::new(false),
             armed: AtomicBool::new(false),
             run_thread: Mutex::new(None),
@@ -1334,13 +1406,26 @@ impl Core {
         if let Some(controller) = lock(&self.shared.controller).as_ref() {
             controller.request_stop();
         }
+        self.shared.wake();
     }
 
     /// Forgets an `end_analysis()` made before the next run starts (the next run's
     /// blocking thread may end it before `run()` is entered, so arm first, then start it).
-    fn arm(&self) {
+    /// `blocking`: a blocking thread will drive this run (the guest then waits for its
+    /// requests between them, see `hold`); it calls `blocking_finished()` when done.
+    #[pyo3(signature = (blocking=false))]
+    fn arm(&self, blocking: bool) {
         self.shared.stop.store(false, Ordering::Release);
+        self.shared
+            .blocking_alive
+            .store(blocking, Ordering::Release);
         self.shared.armed.store(true, Ordering::Release);
+    }
+
+    /// The blocking thread has run all its functions: the guest runs freely from now on.
+    fn blocking_finished(&self) {
+        self.shared.blocking_alive.store(false, Ordering::Release);
+        self.shared.wake();
     }
 
     /// Whether a run is in progress.

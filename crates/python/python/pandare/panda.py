@@ -197,6 +197,8 @@ class Panda:
         except BaseException as error:  # noqa: BLE001 - re-raised from run()
             self._thread_error = error
             self._core.end_analysis()
+        finally:
+            self._core.blocking_finished()
 
     def run(self) -> None:
         """Runs the guest until :meth:`end_analysis` (from a blocking function or a
@@ -212,7 +214,9 @@ class Panda:
                 target=self._blocking_thread, args=(functions,), name="panda-blocking", daemon=True
             )
             self._thread = thread
-        self._core.arm()
+        # With a blocking thread, the guest waits for its next request between two of them
+        # (up to 0.25 s of host time), so runs are repeatable whatever the host's load.
+        self._core.arm(thread is not None)
         try:
             if thread is not None:
                 thread.start()
