@@ -489,19 +489,27 @@ impl Controller {
 }
 
 struct Slot {
-    kind: CallbackKind,
     name: String,
+    /// Registration order, for [`Instrumentation::list`].
+    order: u64,
     enabled: bool,
     forever: bool,
     callback: Callback,
 }
 
 /// The callback registry of one machine.
+///
+/// Callbacks are kept in one list per kind (the executor's dispatch lists), so firing a
+/// kind walks only that kind's callbacks, and a kind with nothing enabled costs one bit
+/// test of the mask.
 #[derive(Default)]
 pub struct Instrumentation {
     mask: u64,
-    slots: Vec<Slot>,
-    by_name: HashMap<String, usize>,
+    /// Callbacks by kind (indexed by `CallbackKind as usize`), each in registration order.
+    by_kind: Vec<Vec<Slot>>,
+    /// The kind of each registered name.
+    by_name: HashMap<String, CallbackKind>,
+    registered: u64,
     queue: Option<Arc<Queue>>,
     errors: Vec<InstrumentError>,
     flush_code: bool,
@@ -514,7 +522,7 @@ impl std::fmt::Debug for Instrumentation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instrumentation")
             .field("mask", &format_args!("{:#x}", self.mask))
-            .field("callbacks", &self.slots.len())
+            .field("callbacks", &self.by_name.len())
             .finish_non_exhaustive()
     }
 }
@@ -543,6 +551,15 @@ impl Instrumentation {
         self.mask != 0 || self.stop || self.changes_pending()
     }
 
+    /// Whether the executor has something to do at the next block boundary besides firing
+    /// callbacks: queued changes to apply, a code flush or a stop to take. Inline and cheap:
+    /// the instrumented loop tests it before every block.
+    #[inline]
+    pub fn needs_attention(&self) -> bool {
+        self.stop | self.flush_code || self.changes_pending()
+    }
+
+    #[inline]
     fn changes_pending(&self) -> bool {
         self.queue
             .as_ref()
@@ -563,10 +580,15 @@ impl Instrumentation {
                 name: name.to_string(),
             });
         }
-        self.by_name.insert(name.to_string(), self.slots.len());
-        self.slots.push(Slot {
-            kind,
+        self.by_name.insert(name.to_string(), kind);
+        if self.by_kind.is_empty() {
+            self.by_kind
+                .resize_with(CallbackKind::ALL.len(), Default::default);
+        }
+        self.registered += 1;
+        self.by_kind[kind as usize].push(Slot {
             name: name.to_string(),
+            order: self.registered,
             enabled: true,
             forever: false,
             callback,
@@ -592,12 +614,15 @@ impl Instrumentation {
     }
 
     fn slot(&mut self, name: &str) -> Result<&mut Slot, InstrumentError> {
-        match self.by_name.get(name) {
-            Some(&index) => Ok(&mut self.slots[index]),
-            None => Err(InstrumentError::NoSuchCallback {
+        let Some(&kind) = self.by_name.get(name) else {
+            return Err(InstrumentError::NoSuchCallback {
                 name: name.to_string(),
-            }),
-        }
+            });
+        };
+        Ok(self.by_kind[kind as usize]
+            .iter_mut()
+            .find(|slot| slot.name == name)
+            .expect("every named callback is in its kind's list"))
     }
 
     /// Enables a callback by name.
@@ -610,7 +635,7 @@ impl Instrumentation {
         }
         let newly = !slot.enabled;
         slot.enabled = true;
-        if newly && slot.kind.is_translate_time() {
+        if newly && slot.callback.kind().is_translate_time() {
             self.flush_code = true;
         }
         self.update_mask();
@@ -635,17 +660,12 @@ impl Instrumentation {
 
     /// Removes a callback.
     pub fn delete(&mut self, name: &str) -> Result<(), InstrumentError> {
-        let Some(index) = self.by_name.remove(name) else {
+        let Some(kind) = self.by_name.remove(name) else {
             return Err(InstrumentError::NoSuchCallback {
                 name: name.to_string(),
             });
         };
-        self.slots.remove(index);
-        for value in self.by_name.values_mut() {
-            if *value > index {
-                *value -= 1;
-            }
-        }
+        self.by_kind[kind as usize].retain(|slot| slot.name != name);
         self.update_mask();
         Ok(())
     }
@@ -653,7 +673,9 @@ impl Instrumentation {
     /// Whether a callback by this name is registered and enabled.
     pub fn is_enabled(&self, name: &str) -> Result<bool, InstrumentError> {
         match self.by_name.get(name) {
-            Some(&index) => Ok(self.slots[index].enabled),
+            Some(&kind) => Ok(self.by_kind[kind as usize]
+                .iter()
+                .any(|slot| slot.name == name && slot.enabled)),
             None => Err(InstrumentError::NoSuchCallback {
                 name: name.to_string(),
             }),
@@ -662,9 +684,11 @@ impl Instrumentation {
 
     /// Names of the registered callbacks with their kinds, in registration order.
     pub fn list(&self) -> Vec<(String, CallbackKind, bool)> {
-        self.slots
-            .iter()
-            .map(|slot| (slot.name.clone(), slot.kind, slot.enabled))
+        let mut slots: Vec<&Slot> = self.by_kind.iter().flatten().collect();
+        slots.sort_by_key(|slot| slot.order);
+        slots
+            .into_iter()
+            .map(|slot| (slot.name.clone(), slot.callback.kind(), slot.enabled))
             .collect()
     }
 
@@ -744,19 +768,24 @@ impl Instrumentation {
     }
 
     fn update_mask(&mut self) {
-        self.mask = self
-            .slots
+        self.mask = CallbackKind::ALL
             .iter()
-            .filter(|slot| slot.enabled)
-            .fold(0, |mask, slot| mask | slot.kind.bit());
+            .zip(&self.by_kind)
+            .filter(|(_, slots)| slots.iter().any(|slot| slot.enabled))
+            .fold(0, |mask, (kind, _)| mask | kind.bit());
     }
 
     /// The enabled callbacks of `kind`, in registration order, for the executor to call.
+    #[inline]
     pub fn enabled(&mut self, kind: CallbackKind) -> impl Iterator<Item = &mut Callback> {
-        let wanted = self.mask & kind.bit() != 0;
-        self.slots
+        let slots: &mut [Slot] = if self.mask & kind.bit() != 0 {
+            &mut self.by_kind[kind as usize]
+        } else {
+            &mut []
+        };
+        slots
             .iter_mut()
-            .filter(move |slot| wanted && slot.enabled && slot.kind == kind)
+            .filter(|slot| slot.enabled)
             .map(|slot| &mut slot.callback)
     }
 }

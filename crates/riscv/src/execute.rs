@@ -358,7 +358,7 @@ impl Cpu {
         // Turns of this loop since an instruction last retired: each of them took a trap.
         let (mut progress, mut stalled) = (self.hart.clock.retired, 0u32);
         loop {
-            if HOOKS {
+            if HOOKS && instr.needs_attention() {
                 instr.apply_pending();
                 if instr.take_code_flush() {
                     // Only the blocks: the TLB stays, so the guest sees no difference.
@@ -454,7 +454,10 @@ impl Cpu {
 
     /// Runs one block with the block-level callbacks around it. `None` when a callback
     /// moved the pc or changed code before the block ran (the loop starts over).
-    #[inline(never)]
+    ///
+    /// Inline, and each group of kinds costs one mask test when none of it is enabled:
+    /// with only block-level callbacks, the block runs the uninstrumented body.
+    #[inline(always)]
     fn hooked_block(
         &mut self,
         bus: &mut Bus,
@@ -463,49 +466,126 @@ impl Cpu {
         pc: u64,
         remaining: u64,
     ) -> Option<BlockEnd> {
-        let hart = &mut self.hart;
-        if instr.has(CallbackKind::BeforeBlockExecInvalidateOpt) {
-            let info = self.blocks.get(index).info(pc);
-            let mut invalidate = false;
-            fire!(instr, hart, bus, BeforeBlockExecInvalidateOpt, |cb, cpu| {
-                invalidate |= cb(cpu, &info);
-            });
-            if invalidate {
-                let paddr = hart.fetch_physical(bus, pc).ok()?;
-                self.blocks.invalidate_page(paddr & !(PAGE_SIZE - 1));
-                index = self
-                    .blocks
-                    .find_or_build(hart, bus, instr, true, pc, paddr)
-                    .ok()?;
-            }
+        let mask = instr.mask();
+        if mask & CallbackKind::BeforeBlockExecInvalidateOpt.bit() != 0 {
+            index = self.invalidate_opt(bus, instr, index, pc)?;
         }
+        let hart = &mut self.hart;
         let block = self.blocks.get(index);
-        let info = block.info(pc);
-        hooks::fire_block(hart, bus, instr, CallbackKind::BeforeBlockExec, &info);
-        hooks::fire_block(hart, bus, instr, CallbackKind::StartBlockExec, &info);
-        if hart.pc != pc || !hart.modified_code_pages.is_empty() {
-            // The block did not run: report it as left early.
-            fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
-                cpu, &info, EXIT_EARLY
-            ));
+        if mask & BEFORE_BLOCK_KINDS != 0 && !before_block(hart, bus, instr, block, pc) {
             return None;
         }
         let count = block.ops.len().min(remaining as usize);
         let before = hart.clock.retired;
-        let end = execute_block::<true>(hart, bus, instr, block, count);
-        let ran_to_end = hart.clock.retired - before == block.ops.len() as u64
-            && !matches!(end, BlockEnd::Trapped);
-        let code = if ran_to_end {
-            EXIT_RAN_TO_END
+        let end = if mask & BODY_KINDS != 0 {
+            execute_block::<true>(hart, bus, instr, block, count)
         } else {
-            EXIT_EARLY
+            execute_block::<false>(hart, bus, instr, block, count)
         };
-        fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
-            cpu, &info, code
-        ));
-        hooks::fire_block(hart, bus, instr, CallbackKind::EndBlockExec, &info);
+        if mask & AFTER_BLOCK_KINDS != 0 {
+            after_block(hart, bus, instr, block, pc, before, &end);
+        }
         Some(end)
     }
+
+    /// `before_block_exec_invalidate_opt`: the block to run, decoded again if a callback
+    /// asked for it.
+    #[cold]
+    #[inline(never)]
+    fn invalidate_opt(
+        &mut self,
+        bus: &mut Bus,
+        instr: &mut Instrumentation,
+        index: u32,
+        pc: u64,
+    ) -> Option<u32> {
+        let hart = &mut self.hart;
+        let info = self.blocks.get(index).info(pc);
+        let mut invalidate = false;
+        fire!(instr, hart, bus, BeforeBlockExecInvalidateOpt, |cb, cpu| {
+            invalidate |= cb(cpu, &info);
+        });
+        if !invalidate {
+            return Some(index);
+        }
+        let paddr = hart.fetch_physical(bus, pc).ok()?;
+        self.blocks.invalidate_page(paddr & !(PAGE_SIZE - 1));
+        self.blocks
+            .find_or_build(hart, bus, instr, true, pc, paddr)
+            .ok()
+    }
+}
+
+/// Kinds that fire before a block runs (and may move the pc away from it).
+const BEFORE_BLOCK_KINDS: u64 = CallbackKind::BeforeBlockExecInvalidateOpt.bit()
+    | CallbackKind::BeforeBlockExec.bit()
+    | CallbackKind::StartBlockExec.bit();
+/// Kinds that fire after a block ran.
+const AFTER_BLOCK_KINDS: u64 =
+    CallbackKind::AfterBlockExec.bit() | CallbackKind::EndBlockExec.bit();
+/// Kinds that fire inside a block: with none of them enabled, blocks run the
+/// uninstrumented body (`execute_block::<false>`), which behaves identically otherwise.
+const BODY_KINDS: u64 = CallbackKind::InsnExec.bit()
+    | CallbackKind::AfterInsnExec.bit()
+    | CallbackKind::GuestHypercall.bit()
+    | CallbackKind::AsidChanged.bit()
+    | CallbackKind::CpuRestoreState.bit()
+    | CallbackKind::BeforeHandleException.bit()
+    | MEMORY_KINDS;
+
+/// `before_block_exec` and `start_block_exec`. False when a callback moved the pc or
+/// changed code: the block does not run, and `after_block_exec` reports it as left early.
+#[inline(never)]
+fn before_block(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &Block,
+    pc: u64,
+) -> bool {
+    let info = block.info(pc);
+    hooks::fire_block(hart, bus, instr, CallbackKind::BeforeBlockExec, &info);
+    if instr.has(CallbackKind::StartBlockExec) {
+        start_block_exec(hart, bus, instr, &info);
+    }
+    if hart.pc != pc || !hart.modified_code_pages.is_empty() {
+        fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
+            cpu, &info, EXIT_EARLY
+        ));
+        return false;
+    }
+    true
+}
+
+#[inline(never)]
+fn start_block_exec(hart: &mut Hart, bus: &mut Bus, instr: &mut Instrumentation, info: &BlockInfo) {
+    hooks::fire_block(hart, bus, instr, CallbackKind::StartBlockExec, info);
+}
+
+/// `after_block_exec` and `end_block_exec`, for a block that started at `pc` with
+/// `before` instructions retired.
+#[inline(never)]
+fn after_block(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &Block,
+    pc: u64,
+    before: u64,
+    end: &BlockEnd,
+) {
+    let info = block.info(pc);
+    let ran_to_end =
+        hart.clock.retired - before == block.ops.len() as u64 && !matches!(end, BlockEnd::Trapped);
+    let code = if ran_to_end {
+        EXIT_RAN_TO_END
+    } else {
+        EXIT_EARLY
+    };
+    fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
+        cpu, &info, code
+    ));
+    hooks::fire_block(hart, bus, instr, CallbackKind::EndBlockExec, &info);
 }
 
 /// Takes an exception, through `before_handle_exception` when instrumented.

@@ -477,7 +477,7 @@ pub(crate) fn fire_block(
     }
 }
 
-#[inline(never)]
+#[inline]
 fn fire_block_callbacks(
     hart: &mut Hart,
     bus: &mut Bus,
