@@ -239,83 +239,156 @@ pub struct ReplayReport {
 
 /// Replays `recording` on `machine` (built for the same architecture and memory),
 /// passing console output to `on_output`. Every checkpoint is compared; the first that
-/// differs ends the replay with [`ReplayError::Diverged`].
+/// differs ends the replay with [`ReplayError::Diverged`]. Stops that callbacks ask for
+/// are ignored: use a [`Replayer`] to be able to stop a replay before its end.
 pub fn replay(
     recording: &Recording,
     machine: &mut dyn Machine,
     on_output: &mut dyn FnMut(&[u8]),
 ) -> Result<ReplayReport, ReplayError> {
-    machine.load_snapshot(&recording.start)?;
-    let start_instructions = machine.instruction_count();
-    let mut output = Fnv64::default();
-    let mut output_length = 0u64;
-    let mut checkpoints = 0;
-    let mut collect = |machine: &mut dyn Machine, output: &mut Fnv64, length: &mut u64| {
-        let bytes = machine.take_console_output();
-        if !bytes.is_empty() {
-            output.bytes(&bytes);
-            *length += bytes.len() as u64;
-            on_output(&bytes);
-        }
-    };
-    for event in &recording.events {
-        let target = event.time();
-        // Run exactly to the event's time.
-        while machine.now() < target {
-            let now = machine.now();
-            let exit = machine.run(target - now);
-            collect(machine, &mut output, &mut output_length);
-            match exit {
-                Exit::BudgetExhausted => {}
-                Exit::Idle if matches!(event, Event::Skip { time, .. } if *time == machine.now()) =>
-                {
-                    break;
-                }
-                // The guest powered off exactly when the next event is due (the
-                // recording's end).
-                Exit::Shutdown(_) if machine.now() == target => break,
-                other => {
-                    return Err(ReplayError::Unexpected {
-                        time: machine.now(),
-                        what: format!("the guest {other:?} before the recorded event at {target}"),
-                    })
-                }
-            }
-        }
-        match event {
-            Event::Input { bytes, .. } => machine.console_input(bytes),
-            Event::Skip { to, .. } => {
-                machine.skip_to(*to);
-                if machine.now() != *to {
-                    return Err(ReplayError::Unexpected {
-                        time: machine.now(),
-                        what: format!(
-                            "the clock could not move to {to}: a timer fires earlier than recorded"
-                        ),
-                    });
-                }
-            }
-            Event::Checkpoint(expected) => {
-                let actual = Checkpoint::of(machine);
-                if actual != *expected {
-                    return Err(ReplayError::Diverged {
-                        index: checkpoints,
-                        time: expected.time,
-                        what: actual.difference(expected),
-                    });
-                }
-                checkpoints += 1;
-            }
+    let mut replayer = Replayer::start(recording, machine)?;
+    loop {
+        if let Progress::Finished(report) = replayer.run(machine, u64::MAX, on_output)? {
+            return Ok(report);
         }
     }
-    collect(machine, &mut output, &mut output_length);
-    Ok(ReplayReport {
-        instructions: machine.instruction_count(),
-        instructions_replayed: machine.instruction_count() - start_instructions,
-        checkpoints,
-        output_matches: output.finish() == recording.output_hash
-            && output_length == recording.output_length,
-    })
+}
+
+/// How far a [`Replayer::run`] call got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The replay goes on: the budget ran out, or a callback asked the machine to stop.
+    Running,
+    /// The replay reached the recording's end.
+    Finished(ReplayReport),
+}
+
+/// A replay in progress, driven a slice at a time, so that its driver can stop it early
+/// (PANDA's `end_replay`), serve other requests or check for Ctrl-C between slices. It
+/// checks everything [`replay`] checks: a replay run in slices of any size is the same
+/// replay, because the machine's behaviour does not depend on where run slices end.
+#[derive(Debug)]
+pub struct Replayer<'r> {
+    recording: &'r Recording,
+    /// Index of the next event to apply.
+    next: usize,
+    start_instructions: u64,
+    output: Fnv64,
+    output_length: u64,
+    checkpoints: usize,
+}
+
+impl<'r> Replayer<'r> {
+    /// Loads the recording's starting snapshot into `machine`.
+    pub fn start(
+        recording: &'r Recording,
+        machine: &mut dyn Machine,
+    ) -> Result<Replayer<'r>, ReplayError> {
+        machine.load_snapshot(&recording.start)?;
+        Ok(Replayer {
+            recording,
+            next: 0,
+            start_instructions: machine.instruction_count(),
+            output: Fnv64::default(),
+            output_length: 0,
+            checkpoints: 0,
+        })
+    }
+
+    /// Instructions executed since the replay started.
+    pub fn instructions_replayed(&self, machine: &dyn Machine) -> u64 {
+        machine.instruction_count() - self.start_instructions
+    }
+
+    /// Replays on from where the last call ended, for at most `budget` of virtual time,
+    /// and less when a callback asks the machine to stop (the call then returns after that
+    /// block). Console output goes to `on_output`.
+    pub fn run(
+        &mut self,
+        machine: &mut dyn Machine,
+        budget: u64,
+        on_output: &mut dyn FnMut(&[u8]),
+    ) -> Result<Progress, ReplayError> {
+        let deadline = machine.now().saturating_add(budget);
+        while let Some(event) = self.recording.events.get(self.next) {
+            let target = event.time();
+            // Run exactly to the event's time.
+            while machine.now() < target {
+                let now = machine.now();
+                if now >= deadline {
+                    return Ok(Progress::Running);
+                }
+                let exit = machine.run((target - now).min(deadline - now));
+                self.collect(machine, on_output);
+                match exit {
+                    Exit::BudgetExhausted => {
+                        if machine.instrumentation().take_stopped() {
+                            return Ok(Progress::Running);
+                        }
+                    }
+                    Exit::Idle if matches!(event, Event::Skip { time, .. } if *time == machine.now()) =>
+                    {
+                        break;
+                    }
+                    // The guest powered off exactly when the next event is due (the
+                    // recording's end).
+                    Exit::Shutdown(_) if machine.now() == target => break,
+                    other => {
+                        return Err(ReplayError::Unexpected {
+                            time: machine.now(),
+                            what: format!(
+                                "the guest {other:?} before the recorded event at {target}"
+                            ),
+                        })
+                    }
+                }
+            }
+            self.next += 1;
+            match event {
+                Event::Input { bytes, .. } => machine.console_input(bytes),
+                Event::Skip { to, .. } => {
+                    machine.skip_to(*to);
+                    if machine.now() != *to {
+                        return Err(ReplayError::Unexpected {
+                            time: machine.now(),
+                            what: format!(
+                                "the clock could not move to {to}: a timer fires earlier than \
+                                 recorded"
+                            ),
+                        });
+                    }
+                }
+                Event::Checkpoint(expected) => {
+                    let actual = Checkpoint::of(machine);
+                    if actual != *expected {
+                        return Err(ReplayError::Diverged {
+                            index: self.checkpoints,
+                            time: expected.time,
+                            what: actual.difference(expected),
+                        });
+                    }
+                    self.checkpoints += 1;
+                }
+            }
+        }
+        self.collect(machine, on_output);
+        Ok(Progress::Finished(ReplayReport {
+            instructions: machine.instruction_count(),
+            instructions_replayed: self.instructions_replayed(machine),
+            checkpoints: self.checkpoints,
+            output_matches: self.output.finish() == self.recording.output_hash
+                && self.output_length == self.recording.output_length,
+        }))
+    }
+
+    fn collect(&mut self, machine: &mut dyn Machine, on_output: &mut dyn FnMut(&[u8])) {
+        let bytes = machine.take_console_output();
+        if !bytes.is_empty() {
+            self.output.bytes(&bytes);
+            self.output_length += bytes.len() as u64;
+            on_output(&bytes);
+        }
+    }
 }
 
 /// File name extension of recordings.

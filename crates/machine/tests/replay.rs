@@ -202,3 +202,58 @@ mod with_callbacks {
             .unwrap()
     }
 }
+
+/// A replay driven a slice at a time by a [`replay::Replayer`] stops where a callback asks
+/// it to, and, driven on to its end, is the same replay as [`replay::replay`] in one call.
+#[test]
+fn a_replay_in_slices_stops_when_asked_and_otherwise_is_the_same_replay() {
+    use pandare_core::instrument::Callback;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let (config, recording, _) = record();
+    let mut machine = config.build_blank().unwrap();
+    let whole = replay::replay(&recording, machine.as_mut(), &mut |_| {}).unwrap();
+
+    let blocks = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&blocks);
+    machine
+        .instrumentation()
+        .register(
+            "stop-at-1000",
+            Callback::BeforeBlockExec(Box::new(move |cpu, _block| {
+                if counter.fetch_add(1, Ordering::Relaxed) + 1 == 1000 {
+                    cpu.request_stop();
+                }
+            })),
+        )
+        .unwrap();
+    let mut output = Vec::new();
+    let mut replayer = replay::Replayer::start(&recording, machine.as_mut()).unwrap();
+    let first = replayer
+        .run(machine.as_mut(), u64::MAX, &mut |bytes| {
+            output.extend_from_slice(bytes);
+        })
+        .unwrap();
+    assert_eq!(first, replay::Progress::Running);
+    assert_eq!(blocks.load(Ordering::Relaxed), 1000, "the stop came late");
+    let stopped_at = replayer.instructions_replayed(machine.as_ref());
+    assert!(stopped_at > 0 && stopped_at < whole.instructions_replayed);
+
+    // On to the end, 1 ms of virtual time at a time.
+    let mut slices = 0;
+    let report = loop {
+        match replayer
+            .run(machine.as_mut(), 1_000_000, &mut |bytes| {
+                output.extend_from_slice(bytes);
+            })
+            .unwrap()
+        {
+            replay::Progress::Running => slices += 1,
+            replay::Progress::Finished(report) => break report,
+        }
+    };
+    assert!(slices > 100, "only {slices} slices");
+    assert_eq!(report, whole);
+    assert!(report.output_matches);
+}
