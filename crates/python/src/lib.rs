@@ -1192,6 +1192,57 @@ impl Core {
         true
     }
 
+    /// Replays `recording` on `machine` a slice at a time (GIL released), until its end,
+    /// `end_replay()`/`end_analysis()`, an exception in a callback, or Ctrl-C. Between
+    /// slices it serves CPU and memory requests (`panda.get_cpu()` from another thread)
+    /// with the replayed machine; requests that would drive the guest are refused, since a
+    /// replay takes no input. Returns the report when the replay reached its end.
+    fn replay_loop(
+        &self,
+        recording: &replay::Recording,
+        machine: &mut dyn Machine,
+        output: &mut Vec<u8>,
+    ) -> Result<Option<replay::ReplayReport>, replay::ReplayError> {
+        let shared = &self.shared;
+        let mut replayer = replay::Replayer::start(recording, machine)?;
+        loop {
+            if shared.stop.load(Ordering::Acquire) || shared.failed.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            let next = lock(&shared.requests).pop_front();
+            if let Some(request) = next {
+                let answer = match request.job {
+                    Job::Access(access) => with_cpu(machine, access),
+                    _ => Err(Fail::Runtime(
+                        "a replay takes no input: this call cannot be made while a replay runs"
+                            .into(),
+                    )),
+                };
+                request.slot.put(answer);
+                continue;
+            }
+            let mut slice = || {
+                replayer.run(machine, SLICE, &mut |bytes| {
+                    output.extend_from_slice(bytes);
+                })
+            };
+            let progress = if shared.holds_gil() {
+                Python::attach(|_| slice())
+            } else {
+                slice()
+            }?;
+            shared
+                .instructions
+                .store(machine.instruction_count(), Ordering::Relaxed);
+            if let replay::Progress::Finished(report) = progress {
+                return Ok(Some(report));
+            }
+            if let Err(error) = Python::attach(|py| py.check_signals()) {
+                shared.fail(error);
+            }
+        }
+    }
+
     fn begin_run(&self) -> PyResult<Engine> {
         if self.shared.running.swap(true, Ordering::AcqRel) {
             return Err(PyRuntimeError::new_err("the machine is already running"));
@@ -1385,11 +1436,7 @@ impl Core {
         );
         let mut output = Vec::new();
         let mut sendable = SendMachine(machine);
-        let result = py.detach(|| {
-            replay::replay(&recording, sendable.machine(), &mut |bytes| {
-                output.extend_from_slice(bytes);
-            })
-        });
+        let result = py.detach(|| self.replay_loop(&recording, sendable.machine(), &mut output));
         let machine = sendable.0;
         self.shared.replaying.store(false, Ordering::Release);
         self.shared

@@ -225,6 +225,70 @@ def test_run_then_replay_then_replay(panda, tmp_path):
     assert counts[0] == counts[1] > 1000
 
 
+def test_end_replay_from_a_callback_stops_the_replay_there(panda, tmp_path):
+    name = str(tmp_path / "stop")
+    drive(panda, lambda p: p.record_cmd("ls -R /proc/self > /dev/null; echo done", recording_name=name))
+    counts = {"all": 0}
+
+    @panda.cb_before_block_exec(name="count")
+    def count_all(cpu, tb):
+        counts["all"] += 1
+
+    panda.run_replay(name)
+    total = panda.rr_get_guest_instr_count()
+    assert b"done" in panda.replay_output
+    panda.delete_callback("count")
+
+    seen = {"n": 0}
+
+    @panda.cb_before_block_exec(name="stopper")
+    def stopper(cpu, tb):
+        seen["n"] += 1
+        if seen["n"] == 1000:
+            seen["at"] = panda.rr_get_guest_instr_count()
+            panda.end_replay()
+
+    panda.run_replay(name)
+    panda.delete_callback("stopper")
+    # The replay ends at the next block boundary: no block runs after the one that asked.
+    assert seen["n"] == 1000
+    assert seen["at"] <= panda.rr_get_guest_instr_count() < total / 10
+    assert b"done" not in panda.replay_output
+    with pytest.raises(RuntimeError, match="no replay"):
+        panda.end_replay()
+
+    # The object is usable: a full replay still verifies and counts the same blocks, and
+    # the live machine still runs commands.
+    again = {"all": 0}
+
+    @panda.cb_before_block_exec(name="count")
+    def count_again(cpu, tb):
+        again["all"] += 1
+
+    panda.run_replay(name)
+    panda.delete_callback("count")
+    assert again["all"] == counts["all"] > 10_000
+    assert panda.rr_get_guest_instr_count() == total
+    assert drive(panda, lambda p: p.run_serial_cmd("echo live")) == "live"
+
+
+def test_exception_in_a_callback_stops_a_replay_promptly(panda, tmp_path):
+    name = str(tmp_path / "boom")
+    drive(panda, lambda p: p.record_cmd("ls -R /proc/self > /dev/null", recording_name=name))
+    calls = {"n": 0}
+
+    @panda.cb_before_block_exec(name="boom")
+    def boom(cpu, tb):
+        calls["n"] += 1
+        if calls["n"] == 500:
+            raise ValueError("from a replay callback")
+
+    with pytest.raises(ValueError, match="from a replay callback"):
+        panda.run_replay(name)
+    panda.delete_callback("boom")
+    assert calls["n"] == 500
+
+
 def test_ctrl_c_stops_run_cleanly_and_the_object_stays_usable(tmp_path):
     import signal
     import subprocess
@@ -258,3 +322,46 @@ def test_ctrl_c_stops_run_cleanly_and_the_object_stays_usable(tmp_path):
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert out == "interrupted\nagain\n"
+
+
+def test_ctrl_c_stops_a_replay_promptly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "ctrlc_replay.py"
+    name = str(tmp_path / "long")
+    script.write_text(
+        "from pandare import Panda\n"
+        "panda = Panda(generic='riscv64')\n"
+        "@panda.queue_blocking\n"
+        "def f():\n"
+        "    panda.record_cmd('i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done',\n"
+        f"                     recording_name={name!r})\n"
+        "    panda.end_analysis()\n"
+        "panda.run()\n"
+        "blocks = 0\n"
+        "@panda.cb_before_block_exec\n"
+        "def count(cpu, tb):\n"
+        "    global blocks\n"
+        "    blocks += 1\n"
+        "    if blocks == 1:\n"
+        "        print('replaying', flush=True)\n"
+        "try:\n"
+        f"    panda.run_replay({name!r})\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', blocks, flush=True)\n"
+        "stopped, blocks = blocks, 0\n"
+        f"panda.run_replay({name!r})\n"
+        "print('full', blocks, stopped < blocks, flush=True)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline() == "replaying\n"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("interrupted "), out
+    assert lines[1] == "replaying" and lines[2].startswith("full ") and lines[2].endswith(" True"), out

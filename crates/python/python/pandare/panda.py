@@ -361,14 +361,19 @@ class Panda:
 
     def run_replay(self, replaypfx: str) -> None:
         """Replays recording ``replaypfx`` with the registered callbacks active (on a
-        fresh machine; the live machine is left as it was). Raises ``ValueError`` when the
-        recording does not exist. ``panda.replay_output`` holds what the guest printed."""
+        fresh machine; the live machine is left as it was) until its end,
+        :meth:`end_replay` (or :meth:`end_analysis`), an exception in a callback (raised
+        here) or Ctrl-C (``KeyboardInterrupt``). Every checkpoint of the recording is
+        compared on the way: a replay that diverges raises ``RuntimeError``. Raises
+        ``ValueError`` when the recording does not exist. ``panda.replay_output`` holds
+        what the guest printed (up to where the replay stopped)."""
         self._ended = False
         self._core.arm()
         self.replay_output = bytes(self._core.run_replay(replaypfx))
 
     def end_replay(self) -> None:
-        """Stops the replay (at the end of the current replay slice)."""
+        """Stops the replay at the next block boundary (from a callback or another
+        thread): :meth:`run_replay` returns. Raises ``RuntimeError`` when no replay runs."""
         if not self._core.replaying:
             raise RuntimeError("no replay is running")
         self._core.end_analysis()
