@@ -6,11 +6,14 @@
 //! an instrumented path only when something is enabled, so nothing registered costs nothing.
 //! Where each kind fires in each architecture is documented in `docs/callbacks.md`.
 //!
+//! Address hooks ([`Instrumentation::add_hook`]) run a callback when execution reaches an
+//! address, optionally only in one address space or mode; they share the callbacks' names.
+//!
 //! Callbacks can change the registry while they run through a [`Controller`] (a cloneable
 //! handle from [`Instrumentation::controller`]): the changes are queued and applied at the
 //! next block boundary, as PANDA does.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -418,9 +421,100 @@ impl std::fmt::Debug for Callback {
     }
 }
 
+/// Bit of [`Instrumentation::mask`] set while an address hook firing at
+/// [`HookPoint::Start`] is enabled.
+pub const HOOKS_AT_START: u64 = 1 << 62;
+/// Bit of [`Instrumentation::mask`] set while an address hook firing at [`HookPoint::End`]
+/// is enabled.
+pub const HOOKS_AT_END: u64 = 1 << 63;
+/// Both address-hook bits of [`Instrumentation::mask`].
+pub const ADDRESS_HOOKS: u64 = HOOKS_AT_START | HOOKS_AT_END;
+
+/// When an address hook fires, relative to the block that starts at its address (blocks
+/// are split at hooked addresses, so one always starts there).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HookPoint {
+    /// Before the instruction at the address runs: PANDA's `start_block_exec` (the default
+    /// `cb_type` of `panda.hook`) and `before_block_exec`.
+    #[default]
+    Start,
+    /// After the block that starts at the address ran, with its exit code: PANDA's
+    /// `after_block_exec` and `end_block_exec`.
+    End,
+}
+
+impl HookPoint {
+    /// The hook point for PANDA's block-level `cb_type` of `panda.hook`. The translate-time
+    /// types are refused: a hook is about executing an address.
+    pub fn from_kind(kind: CallbackKind) -> Result<HookPoint, InstrumentError> {
+        match kind {
+            CallbackKind::StartBlockExec | CallbackKind::BeforeBlockExec => Ok(HookPoint::Start),
+            CallbackKind::AfterBlockExec | CallbackKind::EndBlockExec => Ok(HookPoint::End),
+            _ => Err(InstrumentError::Unsupported {
+                kind: kind.name(),
+                reason: "address hooks fire on start_block_exec, before_block_exec, \
+                         after_block_exec or end_block_exec",
+            }),
+        }
+    }
+}
+
+/// Where an address hook fires: when execution reaches `address` (a virtual address), in
+/// the address space and mode given, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddressHook {
+    /// Virtual address of the instruction.
+    pub address: u64,
+    /// Only when [`GuestCpu::asid`] has this value.
+    pub asid: Option<u64>,
+    /// Only in kernel mode (`Some(true)`) or only in user mode (`Some(false)`), as
+    /// [`GuestCpu::in_kernel_mode`] says.
+    pub kernel: Option<bool>,
+    /// Before the instruction or after its block.
+    pub point: HookPoint,
+}
+
+impl AddressHook {
+    /// A hook at `address` in every address space and mode, before the instruction runs.
+    pub fn at(address: u64) -> AddressHook {
+        AddressHook {
+            address,
+            asid: None,
+            kernel: None,
+            point: HookPoint::Start,
+        }
+    }
+
+    fn matches(&self, cpu: &dyn GuestCpu) -> bool {
+        self.asid.is_none_or(|asid| asid == cpu.asid())
+            && self
+                .kernel
+                .is_none_or(|kernel| kernel == cpu.in_kernel_mode())
+    }
+}
+
+/// What an address hook's callback is told, and its switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookCall {
+    /// The hooked address.
+    pub address: u64,
+    /// The block that starts at the address (PANDA's `tb`).
+    pub block: BlockInfo,
+    /// For [`HookPoint::End`], the block's exit code ([`EXIT_RAN_TO_END`] or
+    /// [`EXIT_EARLY`]); [`EXIT_RAN_TO_END`] at [`HookPoint::Start`].
+    pub exit_code: u8,
+    /// True when the callback is called. Set it to false to disable the hook (PyPANDA's
+    /// `hook.enabled = False`): it does not fire again until enabled by name.
+    pub enabled: bool,
+}
+
+/// An address hook's callback: `fn(cpu, call)`.
+pub type HookFn = Box<dyn FnMut(&mut dyn GuestCpu, &mut HookCall) + Send>;
+
 /// A change asked for while callbacks run, applied at the next block boundary.
 enum Change {
     Register(String, Callback),
+    AddHook(String, AddressHook, HookFn),
     Enable(String),
     Disable(String),
     DisableForever(String),
@@ -462,7 +556,12 @@ impl Controller {
         self.push(Change::Register(name.to_string(), callback));
     }
 
-    /// Enables a callback by name.
+    /// Adds an address hook (errors are reported by [`Instrumentation::take_errors`]).
+    pub fn add_hook(&self, name: &str, hook: AddressHook, callback: HookFn) {
+        self.push(Change::AddHook(name.to_string(), hook, callback));
+    }
+
+    /// Enables a callback or hook by name.
     pub fn enable(&self, name: &str) {
         self.push(Change::Enable(name.to_string()));
     }
@@ -497,6 +596,22 @@ struct Slot {
     callback: Callback,
 }
 
+struct HookSlot {
+    name: String,
+    hook: AddressHook,
+    enabled: bool,
+    forever: bool,
+    callback: HookFn,
+}
+
+/// What a name stands for.
+#[derive(Clone, Copy)]
+enum Entry {
+    Callback(CallbackKind),
+    /// An address hook, at this address.
+    Hook(u64),
+}
+
 /// The callback registry of one machine.
 ///
 /// Callbacks are kept in one list per kind (the executor's dispatch lists), so firing a
@@ -507,8 +622,13 @@ pub struct Instrumentation {
     mask: u64,
     /// Callbacks by kind (indexed by `CallbackKind as usize`), each in registration order.
     by_kind: Vec<Vec<Slot>>,
-    /// The kind of each registered name.
-    by_name: HashMap<String, CallbackKind>,
+    /// What each registered name stands for.
+    by_name: HashMap<String, Entry>,
+    /// Address hooks by address, each list in registration order. An address stays here
+    /// (and blocks stay split at it) while a hook is registered there, enabled or not.
+    hooks: BTreeMap<u64, Vec<HookSlot>>,
+    /// Addresses hooked since the executor last looked: their decoded code is dropped.
+    new_hook_addresses: Vec<u64>,
     registered: u64,
     queue: Option<Arc<Queue>>,
     errors: Vec<InstrumentError>,
@@ -533,7 +653,8 @@ impl Instrumentation {
         Instrumentation::default()
     }
 
-    /// Kinds with at least one enabled callback, one bit per [`CallbackKind::bit`].
+    /// Kinds with at least one enabled callback, one bit per [`CallbackKind::bit`], and
+    /// [`HOOKS_AT_START`] / [`HOOKS_AT_END`] when an address hook is enabled.
     #[inline]
     pub fn mask(&self) -> u64 {
         self.mask
@@ -556,7 +677,7 @@ impl Instrumentation {
     /// the instrumented loop tests it before every block.
     #[inline]
     pub fn needs_attention(&self) -> bool {
-        self.stop | self.flush_code || self.changes_pending()
+        self.stop | self.flush_code | !self.new_hook_addresses.is_empty() || self.changes_pending()
     }
 
     #[inline]
@@ -580,7 +701,7 @@ impl Instrumentation {
                 name: name.to_string(),
             });
         }
-        self.by_name.insert(name.to_string(), kind);
+        self.by_name.insert(name.to_string(), Entry::Callback(kind));
         if self.by_kind.is_empty() {
             self.by_kind
                 .resize_with(CallbackKind::ALL.len(), Default::default);
@@ -613,72 +734,210 @@ impl Instrumentation {
         }
     }
 
-    fn slot(&mut self, name: &str) -> Result<&mut Slot, InstrumentError> {
-        let Some(&kind) = self.by_name.get(name) else {
-            return Err(InstrumentError::NoSuchCallback {
+    /// The switches of a named callback or hook: `(enabled, forever, translate_time)`.
+    fn switches(&mut self, name: &str) -> Result<(&mut bool, &mut bool, bool), InstrumentError> {
+        let entry = self.by_name.get(name).copied();
+        match entry {
+            Some(Entry::Callback(kind)) => {
+                let slot = self.by_kind[kind as usize]
+                    .iter_mut()
+                    .find(|slot| slot.name == name)
+                    .expect("every named callback is in its kind's list");
+                Ok((
+                    &mut slot.enabled,
+                    &mut slot.forever,
+                    kind.is_translate_time(),
+                ))
+            }
+            Some(Entry::Hook(address)) => {
+                let slot = self
+                    .hooks
+                    .get_mut(&address)
+                    .and_then(|slots| slots.iter_mut().find(|slot| slot.name == name))
+                    .expect("every named hook is in its address's list");
+                Ok((&mut slot.enabled, &mut slot.forever, false))
+            }
+            None => Err(InstrumentError::NoSuchCallback {
                 name: name.to_string(),
-            });
-        };
-        Ok(self.by_kind[kind as usize]
-            .iter_mut()
-            .find(|slot| slot.name == name)
-            .expect("every named callback is in its kind's list"))
+            }),
+        }
     }
 
-    /// Enables a callback by name.
+    /// Enables a callback or hook by name.
     pub fn enable(&mut self, name: &str) -> Result<(), InstrumentError> {
-        let slot = self.slot(name)?;
-        if slot.forever {
+        let (enabled, forever, translate_time) = self.switches(name)?;
+        if *forever {
             return Err(InstrumentError::DisabledForever {
                 name: name.to_string(),
             });
         }
-        let newly = !slot.enabled;
-        slot.enabled = true;
-        if newly && slot.callback.kind().is_translate_time() {
+        let newly = !*enabled;
+        *enabled = true;
+        if newly && translate_time {
             self.flush_code = true;
         }
         self.update_mask();
         Ok(())
     }
 
-    /// Disables a callback by name (it can be enabled again).
+    /// Disables a callback or hook by name (it can be enabled again).
     pub fn disable(&mut self, name: &str) -> Result<(), InstrumentError> {
-        self.slot(name)?.enabled = false;
+        *self.switches(name)?.0 = false;
         self.update_mask();
         Ok(())
     }
 
-    /// Disables a callback so that it can never be enabled again.
+    /// Disables a callback or hook so that it can never be enabled again.
     pub fn disable_forever(&mut self, name: &str) -> Result<(), InstrumentError> {
-        let slot = self.slot(name)?;
-        slot.enabled = false;
-        slot.forever = true;
+        let (enabled, forever, _) = self.switches(name)?;
+        *enabled = false;
+        *forever = true;
         self.update_mask();
         Ok(())
     }
 
-    /// Removes a callback.
+    /// Removes a callback or hook.
     pub fn delete(&mut self, name: &str) -> Result<(), InstrumentError> {
-        let Some(kind) = self.by_name.remove(name) else {
-            return Err(InstrumentError::NoSuchCallback {
-                name: name.to_string(),
-            });
-        };
-        self.by_kind[kind as usize].retain(|slot| slot.name != name);
+        match self.by_name.remove(name) {
+            Some(Entry::Callback(kind)) => {
+                self.by_kind[kind as usize].retain(|slot| slot.name != name);
+            }
+            Some(Entry::Hook(address)) => {
+                if let Some(slots) = self.hooks.get_mut(&address) {
+                    slots.retain(|slot| slot.name != name);
+                    if slots.is_empty() {
+                        self.hooks.remove(&address);
+                    }
+                }
+            }
+            None => {
+                return Err(InstrumentError::NoSuchCallback {
+                    name: name.to_string(),
+                })
+            }
+        }
         self.update_mask();
         Ok(())
     }
 
-    /// Whether a callback by this name is registered and enabled.
+    /// Whether a callback or hook by this name is registered and enabled.
     pub fn is_enabled(&self, name: &str) -> Result<bool, InstrumentError> {
         match self.by_name.get(name) {
-            Some(&kind) => Ok(self.by_kind[kind as usize]
+            Some(&Entry::Callback(kind)) => Ok(self.by_kind[kind as usize]
+                .iter()
+                .any(|slot| slot.name == name && slot.enabled)),
+            Some(&Entry::Hook(address)) => Ok(self.hooks[&address]
                 .iter()
                 .any(|slot| slot.name == name && slot.enabled)),
             None => Err(InstrumentError::NoSuchCallback {
                 name: name.to_string(),
             }),
+        }
+    }
+
+    /// Adds an address hook under `name` (names are shared with callbacks: enable,
+    /// disable, disable forever and delete it by name), enabled. `callback` runs each time
+    /// execution reaches `hook.address` in the address space and mode asked for: see
+    /// `docs/callbacks.md`, "Address hooks".
+    pub fn add_hook(
+        &mut self,
+        name: &str,
+        hook: AddressHook,
+        callback: HookFn,
+    ) -> Result<(), InstrumentError> {
+        if self.by_name.contains_key(name) {
+            return Err(InstrumentError::DuplicateName {
+                name: name.to_string(),
+            });
+        }
+        self.by_name
+            .insert(name.to_string(), Entry::Hook(hook.address));
+        let slots = self.hooks.entry(hook.address).or_default();
+        if slots.is_empty() {
+            self.new_hook_addresses.push(hook.address);
+        }
+        slots.push(HookSlot {
+            name: name.to_string(),
+            hook,
+            enabled: true,
+            forever: false,
+            callback,
+        });
+        self.update_mask();
+        Ok(())
+    }
+
+    /// The registered address hooks, by address, with whether each is enabled.
+    pub fn list_hooks(&self) -> Vec<(String, AddressHook, bool)> {
+        self.hooks
+            .values()
+            .flatten()
+            .map(|slot| (slot.name.clone(), slot.hook, slot.enabled))
+            .collect()
+    }
+
+    /// Whether a hook (enabled or not) is registered at `address`: decoded blocks end
+    /// before such an address, so that a block starts there.
+    #[inline]
+    pub fn is_hooked(&self, address: u64) -> bool {
+        !self.hooks.is_empty() && self.hooks.contains_key(&address)
+    }
+
+    /// Whether any address hook is registered.
+    #[inline]
+    pub fn has_hooks(&self) -> bool {
+        !self.hooks.is_empty()
+    }
+
+    /// The lowest hooked address in `start..end`.
+    pub fn first_hook_in(&self, start: u64, end: u64) -> Option<u64> {
+        if start >= end {
+            return None;
+        }
+        self.hooks
+            .range(start..end)
+            .next()
+            .map(|(&address, _)| address)
+    }
+
+    /// Addresses hooked for the first time since the last call: the executor drops the
+    /// decoded code that covers them, so that a block starts at each.
+    pub fn take_new_hook_addresses(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.new_hook_addresses)
+    }
+
+    /// Calls the enabled hooks at `address` for `point` whose address space and mode match
+    /// `cpu`, in registration order. A hook that clears [`HookCall::enabled`] is disabled.
+    pub fn fire_hooks(
+        &mut self,
+        point: HookPoint,
+        cpu: &mut dyn GuestCpu,
+        address: u64,
+        block: &BlockInfo,
+        exit_code: u8,
+    ) {
+        let Some(slots) = self.hooks.get_mut(&address) else {
+            return;
+        };
+        let mut disabled = false;
+        for slot in slots {
+            if !slot.enabled || slot.hook.point != point || !slot.hook.matches(cpu) {
+                continue;
+            }
+            let mut call = HookCall {
+                address,
+                block: *block,
+                exit_code,
+                enabled: true,
+            };
+            (slot.callback)(cpu, &mut call);
+            if !call.enabled {
+                slot.enabled = false;
+                disabled = true;
+            }
+        }
+        if disabled {
+            self.update_mask();
         }
     }
 
@@ -741,6 +1000,7 @@ impl Instrumentation {
         for change in changes {
             let result = match change {
                 Change::Register(name, callback) => self.register(&name, callback),
+                Change::AddHook(name, hook, callback) => self.add_hook(&name, hook, callback),
                 Change::Enable(name) => self.enable(&name),
                 Change::Disable(name) => self.disable(&name),
                 Change::DisableForever(name) => self.disable_forever(&name),
@@ -768,11 +1028,23 @@ impl Instrumentation {
     }
 
     fn update_mask(&mut self) {
-        self.mask = CallbackKind::ALL
+        let callbacks = CallbackKind::ALL
             .iter()
             .zip(&self.by_kind)
             .filter(|(_, slots)| slots.iter().any(|slot| slot.enabled))
             .fold(0, |mask, (kind, _)| mask | kind.bit());
+        let hooks = self
+            .hooks
+            .values()
+            .flatten()
+            .filter(|slot| slot.enabled)
+            .fold(0, |mask, slot| {
+                mask | match slot.hook.point {
+                    HookPoint::Start => HOOKS_AT_START,
+                    HookPoint::End => HOOKS_AT_END,
+                }
+            });
+        self.mask = callbacks | hooks;
     }
 
     /// The enabled callbacks of `kind`, in registration order, for the executor to call.

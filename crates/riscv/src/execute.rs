@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 
 use pandare_core::instrument::{
-    BlockInfo, CallbackKind, Instrumentation, EXIT_EARLY, EXIT_RAN_TO_END, MEMORY_KINDS,
+    BlockInfo, CallbackKind, HookPoint, Instrumentation, ADDRESS_HOOKS, EXIT_EARLY,
+    EXIT_RAN_TO_END, HOOKS_AT_END, HOOKS_AT_START, MEMORY_KINDS,
 };
 
 use crate::decode::{self, Kind, Op};
@@ -61,6 +62,14 @@ pub enum HartExit {
 pub(crate) struct Block {
     ops: Box<[Op]>,
     byte_len: u64,
+    /// Physical address of the first op.
+    paddr: u64,
+    /// The virtual address the block was decoded at. Decoding ends a block before an
+    /// address that has a hook, which is only right for this virtual address: where the
+    /// block runs at another one, the executor looks for hooks inside it then.
+    vpc: u64,
+    /// Whether a hook was registered at `vpc` when the block was decoded.
+    hooked: bool,
     /// Ops selected by `insn_translate` (bit i = op i).
     insn_exec: u64,
     /// Ops selected by `after_insn_translate`.
@@ -71,10 +80,19 @@ pub(crate) struct Block {
 
 impl Block {
     fn info(&self, pc: u64) -> BlockInfo {
+        self.prefix_info(pc, self.ops.len())
+    }
+
+    /// The block as far as its first `count` ops (all of them or fewer).
+    fn prefix_info(&self, pc: u64, count: usize) -> BlockInfo {
+        let size = match self.ops.get(count) {
+            Some(op) => u64::from(op.offset),
+            None => self.byte_len,
+        };
         BlockInfo {
             pc,
-            size: self.byte_len,
-            instruction_count: self.ops.len() as u32,
+            size,
+            instruction_count: count.min(self.ops.len()) as u32,
         }
     }
 }
@@ -110,6 +128,25 @@ impl BlockCache {
         self.page_blocks.clear();
         self.fast.fill((1, 0));
         bus.clear_code_pages();
+    }
+
+    /// Drops the blocks decoded at a virtual address range that holds `vaddr` (a newly
+    /// hooked address: they must be decoded again, split there).
+    fn invalidate_virtual(&mut self, vaddr: u64) {
+        for block_slot in &mut self.blocks {
+            let Some(block) = block_slot else { continue };
+            if vaddr.wrapping_sub(block.vpc) >= block.byte_len {
+                continue;
+            }
+            let paddr = block.paddr;
+            *block_slot = None;
+            // `page_blocks` may keep the index: dropping a page skips dead blocks.
+            self.by_address.remove(&paddr);
+            let fast = &mut self.fast[(paddr >> 1) as usize & (FAST_SLOTS - 1)];
+            if fast.0 == paddr {
+                *fast = (1, 0);
+            }
+        }
     }
 
     /// Drops the blocks of one physical page.
@@ -171,7 +208,7 @@ impl BlockCache {
                 cpu, pc
             ));
         }
-        let (mut block, cacheable) = decode_block(hart, bus, pc, paddr)?;
+        let (mut block, cacheable) = decode_block(hart, bus, instr, pc, paddr)?;
         if hooked {
             translate_hooks(hart, bus, instr, &mut block, pc);
         }
@@ -195,19 +232,25 @@ impl BlockCache {
     }
 }
 
-/// Decodes a block at `pc`/`paddr`. The bool says whether it may be cached.
+/// Decodes a block at `pc`/`paddr`. The bool says whether it may be cached. The block ends
+/// before an address that has a hook (so that a block starts there).
 fn decode_block(
     hart: &mut Hart,
     bus: &mut Bus,
+    instr: &Instrumentation,
     pc: u64,
     paddr: u64,
 ) -> Result<(Block, bool), Trap> {
+    let split = instr.has_hooks();
     let mut ops = Vec::with_capacity(16);
     let page_end = (paddr & !(PAGE_SIZE - 1)) + PAGE_SIZE;
     let mut address = paddr;
     let mut cacheable = true;
     let mut hypercalls = 0u64;
     while ops.len() < MAX_BLOCK_OPS && address < page_end {
+        if split && !ops.is_empty() && instr.is_hooked(pc.wrapping_add(address - paddr)) {
+            break;
+        }
         let low = bus.read_ram(address, 2) as u32;
         let bits = if low & 3 != 3 {
             low
@@ -243,6 +286,9 @@ fn decode_block(
         Block {
             ops: ops.into_boxed_slice(),
             byte_len,
+            paddr,
+            vpc: pc,
+            hooked: split && instr.is_hooked(pc),
             insn_exec: 0,
             after_insn_exec: 0,
             hypercalls,
@@ -292,6 +338,10 @@ pub struct Cpu {
     /// Architectural state.
     pub hart: Hart,
     blocks: BlockCache,
+    /// `(pc, retired)` where address hooks last fired: when the loop starts over at the
+    /// same place without running anything (a callback changed code), they do not fire
+    /// twice for one arrival.
+    hooks_fired: (u64, u64),
 }
 
 impl Cpu {
@@ -300,6 +350,7 @@ impl Cpu {
         Cpu {
             hart,
             blocks: BlockCache::new(),
+            hooks_fired: (u64::MAX, u64::MAX),
         }
     }
 
@@ -363,6 +414,9 @@ impl Cpu {
                 if instr.take_code_flush() {
                     // Only the blocks: the TLB stays, so the guest sees no difference.
                     self.blocks.flush(bus);
+                }
+                for address in instr.take_new_hook_addresses() {
+                    self.blocks.invalidate_virtual(address);
                 }
                 if instr.take_stop() {
                     return HartExit::Stopped;
@@ -472,18 +526,23 @@ impl Cpu {
         }
         let hart = &mut self.hart;
         let block = self.blocks.get(index);
-        if mask & BEFORE_BLOCK_KINDS != 0 && !before_block(hart, bus, instr, block, pc) {
+        let mut count = block.ops.len();
+        let mut hooked = false;
+        if mask & ADDRESS_HOOKS != 0 && (block.vpc != pc || block.hooked) {
+            (count, hooked) = address_hooks(hart, bus, instr, block, pc, &mut self.hooks_fired)?;
+        }
+        if mask & BEFORE_BLOCK_KINDS != 0 && !before_block(hart, bus, instr, block, pc, count) {
             return None;
         }
-        let count = block.ops.len().min(remaining as usize);
         let before = hart.clock.retired;
+        let run = count.min(remaining as usize);
         let end = if mask & BODY_KINDS != 0 {
-            execute_block::<true>(hart, bus, instr, block, count)
+            execute_block::<true>(hart, bus, instr, block, run)
         } else {
-            execute_block::<false>(hart, bus, instr, block, count)
+            execute_block::<false>(hart, bus, instr, block, run)
         };
         if mask & AFTER_BLOCK_KINDS != 0 {
-            after_block(hart, bus, instr, block, pc, before, &end);
+            after_block(hart, bus, instr, block, pc, count, before, &end, hooked);
         }
         Some(end)
     }
@@ -522,7 +581,7 @@ const BEFORE_BLOCK_KINDS: u64 = CallbackKind::BeforeBlockExecInvalidateOpt.bit()
     | CallbackKind::StartBlockExec.bit();
 /// Kinds that fire after a block ran.
 const AFTER_BLOCK_KINDS: u64 =
-    CallbackKind::AfterBlockExec.bit() | CallbackKind::EndBlockExec.bit();
+    CallbackKind::AfterBlockExec.bit() | CallbackKind::EndBlockExec.bit() | HOOKS_AT_END;
 /// Kinds that fire inside a block: with none of them enabled, blocks run the
 /// uninstrumented body (`execute_block::<false>`), which behaves identically otherwise.
 const BODY_KINDS: u64 = CallbackKind::InsnExec.bit()
@@ -533,8 +592,54 @@ const BODY_KINDS: u64 = CallbackKind::InsnExec.bit()
     | CallbackKind::BeforeHandleException.bit()
     | MEMORY_KINDS;
 
-/// `before_block_exec` and `start_block_exec`. False when a callback moved the pc or
-/// changed code: the block does not run, and `after_block_exec` reports it as left early.
+/// The address hooks of a block about to run at `pc`, which either starts at a hooked
+/// address or was decoded at another virtual address than `pc` (so hooked addresses may
+/// lie inside it). Fires the [`HookPoint::Start`] hooks at `pc`, and returns how many ops
+/// of the block may run (up to the next hooked address) and whether `pc` is hooked; `None`
+/// when a hook moved the pc or changed code (the loop starts over).
+#[cold]
+#[inline(never)]
+fn address_hooks(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &Block,
+    pc: u64,
+    fired: &mut (u64, u64),
+) -> Option<(usize, bool)> {
+    let mut count = block.ops.len();
+    let hooked = if block.vpc == pc {
+        block.hooked
+    } else {
+        // Decoded at another virtual address: split it here as decoding would have.
+        let end = pc.saturating_add(block.byte_len);
+        if let Some(inside) = instr.first_hook_in(pc.saturating_add(1), end) {
+            count = block
+                .ops
+                .iter()
+                .take_while(|op| pc + u64::from(op.offset) < inside)
+                .count();
+        }
+        instr.is_hooked(pc)
+    };
+    if hooked && instr.mask() & HOOKS_AT_START != 0 && *fired != (pc, hart.clock.retired) {
+        *fired = (pc, hart.clock.retired);
+        let info = block.prefix_info(pc, count);
+        let mut view = hooks::RiscvCpu::new(hart, bus);
+        instr.fire_hooks(HookPoint::Start, &mut view, pc, &info, EXIT_RAN_TO_END);
+        if view.stop {
+            instr.request_stop();
+        }
+        if hart.pc != pc || !hart.modified_code_pages.is_empty() {
+            return None;
+        }
+    }
+    Some((count, hooked))
+}
+
+/// `before_block_exec` and `start_block_exec` for the first `count` ops of `block`. False
+/// when a callback moved the pc or changed code: the block does not run, and
+/// `after_block_exec` reports it as left early.
 #[inline(never)]
 fn before_block(
     hart: &mut Hart,
@@ -542,8 +647,9 @@ fn before_block(
     instr: &mut Instrumentation,
     block: &Block,
     pc: u64,
+    count: usize,
 ) -> bool {
-    let info = block.info(pc);
+    let info = block.prefix_info(pc, count);
     hooks::fire_block(hart, bus, instr, CallbackKind::BeforeBlockExec, &info);
     if instr.has(CallbackKind::StartBlockExec) {
         start_block_exec(hart, bus, instr, &info);
@@ -562,8 +668,10 @@ fn start_block_exec(hart: &mut Hart, bus: &mut Bus, instr: &mut Instrumentation,
     hooks::fire_block(hart, bus, instr, CallbackKind::StartBlockExec, info);
 }
 
-/// `after_block_exec` and `end_block_exec`, for a block that started at `pc` with
-/// `before` instructions retired.
+/// `after_block_exec`, `end_block_exec` and the [`HookPoint::End`] hooks (when `hooked`),
+/// for the first `count` ops of a block that started at `pc` with `before` instructions
+/// retired.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn after_block(
     hart: &mut Hart,
@@ -571,12 +679,14 @@ fn after_block(
     instr: &mut Instrumentation,
     block: &Block,
     pc: u64,
+    count: usize,
     before: u64,
     end: &BlockEnd,
+    hooked: bool,
 ) {
-    let info = block.info(pc);
+    let info = block.prefix_info(pc, count);
     let ran_to_end =
-        hart.clock.retired - before == block.ops.len() as u64 && !matches!(end, BlockEnd::Trapped);
+        hart.clock.retired - before == count as u64 && !matches!(end, BlockEnd::Trapped);
     let code = if ran_to_end {
         EXIT_RAN_TO_END
     } else {
@@ -586,6 +696,13 @@ fn after_block(
         cpu, &info, code
     ));
     hooks::fire_block(hart, bus, instr, CallbackKind::EndBlockExec, &info);
+    if hooked && instr.mask() & HOOKS_AT_END != 0 {
+        let mut view = hooks::RiscvCpu::new(hart, bus);
+        instr.fire_hooks(HookPoint::End, &mut view, pc, &info, code);
+        if view.stop {
+            instr.request_stop();
+        }
+    }
 }
 
 /// Takes an exception, through `before_handle_exception` when instrumented.

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pandare_core::instrument::{
-    data_value, Callback, CallbackKind, InstrumentError, Instrumentation, EXIT_RAN_TO_END,
+    data_value, AddressHook, Callback, CallbackKind, HookPoint, InstrumentError, Instrumentation,
+    EXIT_RAN_TO_END,
 };
 use pandare_core::{Exit, Machine, ShutdownKind, Snapshot};
 use pandare_riscv::{VirtConfig, VirtMachine};
@@ -686,4 +687,357 @@ fn machine_level_callbacks_fire_once_per_run_and_at_shutdown() {
         *log.lock().unwrap(),
         ["init", "top", "wait", "top", "wait", "shutdown"]
     );
+}
+
+/// `li t0, 10; li a0, 0; loop: addi a0, a0, 1; mv a1, a0; addi t0, t0, -1; bnez t0, loop`,
+/// then power off: ten iterations of a four-instruction block.
+const LOOP: [u32; 6] = [
+    0x00a0_0293,
+    0x0000_0513,
+    0x0015_0513,
+    0x0005_0593,
+    0xfff2_8293,
+    0xfe02_9ae3,
+];
+/// The loop's first instruction and `mv a1, a0`, in the middle of the loop's block.
+const LOOP_START: u64 = 0x8000_0008;
+const LOOP_MIDDLE: u64 = 0x8000_000c;
+/// Where the power-off sequence after the loop starts.
+const AFTER_LOOP: u64 = 0x8000_0018;
+
+fn loop_machine() -> VirtMachine {
+    let mut words = LOOP.to_vec();
+    words.extend(POWER_OFF);
+    VirtMachine::new_bare_metal(config(), &program(&words)).unwrap()
+}
+
+#[test]
+fn a_hook_in_the_middle_of_a_cached_block_fires_once_per_iteration() {
+    let mut reference = loop_machine();
+    assert_eq!(
+        reference.run(10_000),
+        Exit::Shutdown(ShutdownKind::PowerOff)
+    );
+
+    let mut machine = loop_machine();
+    // Three iterations run first, so the loop's block is decoded and cached unsplit.
+    assert_eq!(machine.run(2 + 4 * 3), Exit::BudgetExhausted);
+    assert_eq!(machine.pc(), LOOP_START);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let (s, e) = (Arc::clone(&seen), Arc::clone(&ends));
+    let instr = machine.instrumentation();
+    instr
+        .add_hook(
+            "middle",
+            AddressHook::at(LOOP_MIDDLE),
+            Box::new(move |cpu, call| {
+                assert_eq!(call.address, LOOP_MIDDLE);
+                assert_eq!(call.block.pc, LOOP_MIDDLE);
+                s.lock().unwrap().push((
+                    cpu.pc(),
+                    cpu.register("a0").unwrap(),
+                    cpu.register("a1").unwrap(),
+                    cpu.instruction_count(),
+                ));
+            }),
+        )
+        .unwrap();
+    instr
+        .add_hook(
+            "end",
+            AddressHook {
+                point: HookPoint::End,
+                ..AddressHook::at(LOOP_START)
+            },
+            Box::new(move |cpu, call| {
+                e.lock()
+                    .unwrap()
+                    .push((cpu.pc(), call.block, call.exit_code));
+            }),
+        )
+        .unwrap();
+    assert!(matches!(
+        instr.add_hook("end", AddressHook::at(0), Box::new(|_, _| {})),
+        Err(InstrumentError::DuplicateName { .. })
+    ));
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    let seen = seen.lock().unwrap();
+    // Iterations 4 to 10, each seen before `mv a1, a0` runs: a1 still holds a0 - 1.
+    let expected: Vec<_> = (4..=10u64)
+        .map(|i| (LOOP_MIDDLE, i, i - 1, 2 + 4 * (i - 1) + 1))
+        .collect();
+    assert_eq!(*seen, expected);
+    let ends = ends.lock().unwrap();
+    assert_eq!(ends.len(), 7);
+    for (pc, block, code) in ends.iter() {
+        // The block at the loop's start ends before the hooked address.
+        assert_eq!(*pc, LOOP_MIDDLE);
+        assert_eq!(
+            (block.pc, block.instruction_count, block.size),
+            (LOOP_START, 1, 4)
+        );
+        assert_eq!(*code, EXIT_RAN_TO_END);
+    }
+    // Split blocks change no count.
+    assert_eq!(machine.instruction_count(), reference.instruction_count());
+}
+
+#[test]
+fn a_hook_can_disable_itself_until_enabled_again() {
+    let mut machine = loop_machine();
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&calls);
+    machine
+        .instrumentation()
+        .add_hook(
+            "third",
+            AddressHook::at(LOOP_MIDDLE),
+            Box::new(move |_, call| {
+                if c.fetch_add(1, Ordering::Relaxed) + 1 == 3 {
+                    call.enabled = false;
+                }
+            }),
+        )
+        .unwrap();
+    assert_eq!(machine.run(2 + 4 * 6), Exit::BudgetExhausted);
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    let instr = machine.instrumentation();
+    assert_eq!(instr.is_enabled("third"), Ok(false));
+    assert_eq!(instr.mask(), 0);
+    instr.enable("third").unwrap();
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    // Iterations 1 to 3, then 7 to 10 (after it was enabled again).
+    assert_eq!(calls.load(Ordering::Relaxed), 7);
+    let instr = machine.instrumentation();
+    assert_eq!(instr.list_hooks().len(), 1);
+    instr.delete("third").unwrap();
+    assert!(instr.list_hooks().is_empty());
+    assert!(matches!(
+        instr.enable("third"),
+        Err(InstrumentError::NoSuchCallback { .. })
+    ));
+}
+
+#[test]
+fn a_hook_can_redirect_execution() {
+    let mut machine = loop_machine();
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&calls);
+    machine
+        .instrumentation()
+        .add_hook(
+            "leave",
+            AddressHook::at(LOOP_MIDDLE),
+            Box::new(move |cpu, _| {
+                c.fetch_add(1, Ordering::Relaxed);
+                cpu.set_pc(AFTER_LOOP);
+            }),
+        )
+        .unwrap();
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    // `mv a1, a0` never ran; the power-off sequence did.
+    assert_eq!(machine.cpu.hart.reg(10), 1);
+    assert_eq!(machine.cpu.hart.reg(11), 0);
+    assert_eq!(machine.instruction_count(), 3 + 4);
+}
+
+#[test]
+fn hooks_filter_by_address_space_and_mode() {
+    // Runs `f` once in M-mode, then from the trap handler once in U-mode, and powers off
+    // at the user-mode `ecall`. `f: addi a0, a0, 1; addi a1, a1, 2; ecall`, the second
+    // instruction hooked.
+    let mut words = vec![
+        0x0000_0297, // auipc t0, 0
+        0x0202_8313, // addi t1, t0, 0x20 (handler)
+        0x3053_1073, // csrw mtvec, t1
+        0x0402_8313, // addi t1, t0, 0x40 (f)
+        0x0003_0067, // jr t1
+        0x0000_0013,
+        0x0000_0013,
+        0x0000_0013,
+        0x3420_23f3, // handler: csrr t2, mcause
+        0x0080_0e13, // li t3, 8
+        0x03c3_8463, // beq t2, t3, 0x50 (power off)
+        0x3000_1073, // csrw mstatus, zero (mret goes to U-mode)
+        0x3413_1073, // csrw mepc, t1
+        0x3020_0073, // mret
+        0x0000_0013,
+        0x0000_0013,
+        0x0015_0513, // f: addi a0, a0, 1
+        0x0025_8593, // addi a1, a1, 2
+        0x0000_0073, // ecall
+        0x0000_0013,
+    ];
+    words.extend(POWER_OFF);
+    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let hooked = 0x8000_0044;
+    let instr = machine.instrumentation();
+    let mut logs = Vec::new();
+    for (name, asid, kernel) in [
+        ("any", None, None),
+        ("kernel", None, Some(true)),
+        ("user", None, Some(false)),
+        ("bare", Some(0), None),
+        ("other", Some(1), None),
+        ("bare user", Some(0), Some(false)),
+    ] {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = Arc::clone(&log);
+        let hook = AddressHook {
+            asid,
+            kernel,
+            ..AddressHook::at(hooked)
+        };
+        instr
+            .add_hook(
+                name,
+                hook,
+                Box::new(move |cpu, _| {
+                    assert_eq!(cpu.pc(), hooked);
+                    l.lock().unwrap().push(cpu.in_kernel_mode());
+                }),
+            )
+            .unwrap();
+        logs.push((name, log));
+    }
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    let fired: Vec<(&str, Vec<bool>)> = logs
+        .iter()
+        .map(|(name, log)| (*name, log.lock().unwrap().clone()))
+        .collect();
+    assert_eq!(
+        fired,
+        [
+            ("any", vec![true, false]),
+            ("kernel", vec![true]),
+            ("user", vec![false]),
+            ("bare", vec![true, false]),
+            ("other", vec![]),
+            ("bare user", vec![false]),
+        ]
+    );
+}
+
+#[test]
+fn hook_points_come_from_panda_block_callback_types() {
+    for (name, point) in [
+        ("start_block_exec", HookPoint::Start),
+        ("before_block_exec", HookPoint::Start),
+        ("after_block_exec", HookPoint::End),
+        ("end_block_exec", HookPoint::End),
+    ] {
+        let kind = CallbackKind::from_name(name).unwrap();
+        assert_eq!(HookPoint::from_kind(kind), Ok(point));
+    }
+    assert!(matches!(
+        HookPoint::from_kind(CallbackKind::AfterBlockTranslate),
+        Err(InstrumentError::Unsupported { .. })
+    ));
+}
+
+#[test]
+fn a_hook_on_the_trap_vector_fires_for_user_ecalls_and_survives_a_revert() {
+    let Some(mut machine) = at_prompt() else {
+        return;
+    };
+    let Some(mut plain) = at_prompt() else {
+        return;
+    };
+    let start = machine.save_snapshot();
+    let vector = machine.cpu.hart.peek_csr(0x105).unwrap();
+    let shell = machine.cpu.hart.peek_csr(0x180).unwrap();
+    assert!(vector >= 1 << 63, "stvec {vector:#x} is a kernel address");
+    let entries = Arc::new(Mutex::new(Vec::new()));
+    let user_entries = Arc::new(AtomicU64::new(0));
+    let shell_entries = Arc::new(AtomicU64::new(0));
+    let ecalls = Arc::new(AtomicU64::new(0));
+    let instr = machine.instrumentation();
+    let e = Arc::clone(&entries);
+    instr
+        .add_hook(
+            "vector",
+            AddressHook {
+                kernel: Some(true),
+                ..AddressHook::at(vector)
+            },
+            Box::new(move |cpu, call| {
+                assert_eq!(cpu.pc(), vector);
+                assert_eq!(call.block.pc, vector);
+                e.lock().unwrap().push(cpu.asid());
+            }),
+        )
+        .unwrap();
+    let u = Arc::clone(&user_entries);
+    instr
+        .add_hook(
+            "vector in user mode",
+            AddressHook {
+                kernel: Some(false),
+                ..AddressHook::at(vector)
+            },
+            Box::new(move |_, _| {
+                u.fetch_add(1, Ordering::Relaxed);
+            }),
+        )
+        .unwrap();
+    let s = Arc::clone(&shell_entries);
+    instr
+        .add_hook(
+            "vector from the shell",
+            AddressHook {
+                asid: Some(shell),
+                ..AddressHook::at(vector)
+            },
+            Box::new(move |_, _| {
+                s.fetch_add(1, Ordering::Relaxed);
+            }),
+        )
+        .unwrap();
+    let c = Arc::clone(&ecalls);
+    instr
+        .register(
+            "ecalls",
+            Callback::BeforeHandleException(Box::new(move |_, index| {
+                if index == 8 {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                index
+            })),
+        )
+        .unwrap();
+    let mut counts = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            machine.load_snapshot(&start).unwrap();
+            entries.lock().unwrap().clear();
+            shell_entries.store(0, Ordering::Relaxed);
+            ecalls.store(0, Ordering::Relaxed);
+        }
+        let output = command(&mut machine, "echo hooked; ls /", 40_000_000);
+        assert!(output.contains("hooked"), "{output}");
+        let entries = entries.lock().unwrap();
+        let ecalls = ecalls.load(Ordering::Relaxed);
+        assert!(ecalls > 10, "{ecalls} user ecalls");
+        // Every user ecall enters the kernel at stvec (so do interrupts and page faults).
+        assert!(
+            entries.len() as u64 >= ecalls,
+            "{} < {ecalls}",
+            entries.len()
+        );
+        let from_shell = entries.iter().filter(|&&asid| asid == shell).count() as u64;
+        assert!(from_shell > 0);
+        assert_eq!(shell_entries.load(Ordering::Relaxed), from_shell);
+        counts.push((entries.len(), ecalls, machine.instruction_count()));
+    }
+    // The hooks survived the revert, and the run after it was the same run.
+    assert_eq!(counts[0], counts[1]);
+    assert_eq!(user_entries.load(Ordering::Relaxed), 0);
+    // Hooks change nothing in the guest.
+    let output = command(&mut plain, "echo hooked; ls /", 40_000_000);
+    assert!(output.contains("hooked"));
+    assert_eq!(plain.instruction_count(), machine.instruction_count());
+    assert_eq!(plain.pc(), machine.pc());
+    assert_eq!(plain.state_hash(), machine.state_hash());
 }
