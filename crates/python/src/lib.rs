@@ -211,6 +211,8 @@ struct Shared {
     /// Signalled (with `requests` locked) when a request is queued, a stop is asked for,
     /// or the blocking thread finishes: what a holding run loop waits for.
     wake: Condvar,
+    /// A snapshot `revert_async` asked for, loaded by the run loop between slices.
+    pending_revert: Mutex<Option<String>>,
     /// Whether the blocking thread of the current run is still working through its
     /// functions (set by `arm(blocking=True)`, cleared by `blocking_finished()`).
     blocking_alive: AtomicBool,
@@ -904,7 +906,15 @@ impl CpuState {
         py: Python<'_>,
         f: impl FnOnce(&mut dyn GuestCpu) -> Result<R, Fail> + Send + 'static,
     ) -> PyResult<R> {
-        let lent = self.lent.load(Ordering::Relaxed);
+        let mut lent = self.lent.load(Ordering::Relaxed);
+        if lent.is_null() {
+            // Another CPU object (`panda.get_cpu()`, which `physical_memory_read` uses, or
+            // a callback's CPU kept from an earlier call) used while a callback runs: the
+            // CPU lent to that call. Asking the machine thread would wait for itself.
+            if let Some(ctx) = lock(&self.shared.context).as_ref() {
+                lent = ctx.cpu.get().lent.load(Ordering::Relaxed);
+            }
+        }
         if !lent.is_null() {
             // SAFETY: non-null only during the callback call (see `CpuState::lent`), and we
             // hold the GIL (`py`), so the machine thread is parked in that call.
@@ -1105,6 +1115,25 @@ impl Core {
             if shared.stop.load(Ordering::Acquire) || shared.failed.load(Ordering::Acquire) {
                 break;
             }
+            let revert_to = lock(&shared.pending_revert).take();
+            if let Some(name) = revert_to {
+                if let Err(fail) = revert(engine, &name) {
+                    shared.fail(fail.into());
+                    continue;
+                }
+                // What a waiting call typed is gone with the guest's past.
+                if let Some(current) = waiting.take() {
+                    current.slot.put(Err(Fail::Runtime(format!(
+                        "the guest was reverted to snapshot {name:?} (revert_async) while \
+                         this call waited for its output"
+                    ))));
+                }
+                held_since = shared
+                    .blocking_alive
+                    .load(Ordering::Acquire)
+                    .then(Instant::now);
+                continue;
+            }
             if waiting.is_none() {
                 let next = lock(&shared.requests).pop_front();
                 if let Some(request) = next {
@@ -1209,6 +1238,12 @@ impl Core {
             if shared.stop.load(Ordering::Acquire) || shared.failed.load(Ordering::Acquire) {
                 return Ok(None);
             }
+            if lock(&shared.pending_revert).take().is_some() {
+                shared.fail(PyRuntimeError::new_err(
+                    "revert_async cannot be used during a replay (a replay follows its recording)",
+                ));
+                continue;
+            }
             let next = lock(&shared.requests).pop_front();
             if let Some(request) = next {
                 let answer = match request.job {
@@ -1267,6 +1302,7 @@ impl Core {
         self.shared.running.store(false, Ordering::Release);
         self.shared.armed.store(false, Ordering::Release);
         *lock(&self.shared.run_thread) = None;
+        *lock(&self.shared.pending_revert) = None;
         *lock(&self.shared.controller) = None;
         *lock(&self.shared.context) = None;
         *lock(&self.shared.engine) = Some(engine);
@@ -1355,6 +1391,7 @@ impl Core {
             requests: Mutex::new(VecDeque::new()),
             wake: Condvar::new(),
             blocking_alive: AtomicBool::new(false),
+            pending_revert: Mutex::new(None),
             running: AtomicBool::new(false),
             armed: AtomicBool::new(false),
             run_thread: Mutex::new(None),
@@ -1542,6 +1579,31 @@ impl Core {
 
     fn revert(&self, py: Python<'_>, name: String) -> PyResult<()> {
         self.ask(py, Job::Revert(name))
+    }
+
+    /// PyPANDA's `revert_async`: during a run (from a callback or another thread), asks
+    /// for snapshot `name` to be loaded at the next safe point, after the current block
+    /// and callback, and returns at once; a revert that fails ends the run with its error.
+    /// Outside a run, reverts now.
+    fn revert_async(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let shared = &self.shared;
+        if shared.replaying.load(Ordering::Acquire) {
+            return Err(PyRuntimeError::new_err(
+                "revert_async cannot be used during a replay (a replay follows its recording)",
+            ));
+        }
+        if !shared.live() {
+            return self.ask(py, Job::Revert(name));
+        }
+        *lock(&shared.pending_revert) = Some(name);
+        if shared.on_machine_thread() {
+            // From a callback: end the slice after this block.
+            if let Some(controller) = lock(&shared.controller).as_ref() {
+                controller.request_stop();
+            }
+        }
+        shared.wake();
+        Ok(())
     }
 
     fn snap(&self, py: Python<'_>, name: String) -> PyResult<()> {

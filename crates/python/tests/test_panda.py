@@ -108,8 +108,8 @@ def test_hook_runs_at_its_address_and_can_disable_itself(panda):
 
 
 def test_registers_and_memory_from_the_blocking_thread(panda):
-    # The guest runs between two calls from the blocking thread, so only facts that stay
-    # true are compared there; exact read-back is checked inside one callback below.
+    # Exact read-back from the blocking thread: see
+    # test_memory_and_registers_from_the_blocking_thread_read_back_exactly.
     sp = drive(panda, lambda p: p.current_sp(p.get_cpu()))
     assert sp != 0
 
@@ -134,6 +134,122 @@ def test_registers_and_memory_from_the_blocking_thread(panda):
     # Code does not change, so the physical read from the blocking thread sees the same.
     word = drive(panda, lambda p: p.physical_memory_read(seen["phys"], 2, fmt="int"))
     assert word == seen["code"]
+
+
+def test_memory_and_registers_inside_a_callback(panda):
+    seen = {}
+
+    @panda.cb_before_block_exec(name="memory")
+    def memory(cpu, tb):
+        if seen or panda.in_kernel_mode(cpu):
+            return
+        # Physical memory through panda (no cpu argument) uses the CPU lent to this call.
+        phys = panda.virt_to_phys(cpu, tb.pc)
+        seen["code_phys"] = panda.physical_memory_read(phys, 2, fmt="int")
+        seen["code_virt"] = panda.virtual_memory_read(cpu, tb.pc, 2, fmt="int")
+        # Scratch space below the user stack; restored before the guest runs again.
+        scratch = panda.current_sp(cpu) - 256
+        saved = panda.virtual_memory_read(cpu, scratch, 16)
+        panda.virtual_memory_write(cpu, scratch, b"hello, guest\0xyz")
+        seen["str"] = panda.read_str(cpu, scratch)
+        seen["str_max"] = panda.read_str(cpu, scratch, max_length=5)
+        scratch_phys = panda.virt_to_phys(cpu, scratch)
+        panda.physical_memory_write(scratch_phys, b"\x78\x56\x34\x12")
+        seen["int"] = panda.virtual_memory_read(cpu, scratch, 4, fmt="int")
+        seen["ptrlist"] = panda.physical_memory_read(scratch_phys, 16, fmt="ptrlist")
+        panda.virtual_memory_write(cpu, scratch, saved)
+        seen["restored"] = panda.physical_memory_read(scratch_phys, 16) == saved
+        seen["sp"] = panda.arch.get_reg(cpu, "sp") == panda.current_sp(panda.get_cpu())
+
+    drive(panda, lambda p: p.run_serial_cmd("true"))
+    panda.delete_callback("memory")
+    assert seen["code_phys"] == seen["code_virt"] != 0
+    assert seen["str"] == "hello, guest" and seen["str_max"] == "hello"
+    assert seen["int"] == 0x12345678 and seen["ptrlist"][0] & 0xFFFFFFFF == 0x12345678
+    assert seen["restored"] and seen["sp"]
+
+
+def test_memory_and_registers_from_the_blocking_thread_read_back_exactly(panda):
+    # Between two calls of the blocking thread the guest waits for the next call, so
+    # what is written reads back exactly (and is restored before the guest runs on).
+    def job(p):
+        cpu = p.get_cpu()
+        out = {}
+        old_t0 = p.arch.get_reg(cpu, "t0")
+        p.arch.set_reg(cpu, "t0", 0xDEAD)
+        out["t0"] = p.arch.get_reg(cpu, "x5")
+        p.arch.set_reg(cpu, "t0", old_t0)
+        scratch = p.current_sp(cpu) - 4096
+        phys = p.virt_to_phys(cpu, scratch)
+        saved = p.physical_memory_read(phys, 16)
+        p.physical_memory_write(phys, b"from the thread\0")
+        out["str"] = p.read_str(cpu, scratch)
+        p.virtual_memory_write(cpu, scratch, b"\x01\x02")
+        out["bytes"] = bytes(p.physical_memory_read(phys, 2))
+        p.physical_memory_write(phys, saved)
+        out["restored"] = p.virtual_memory_read(cpu, scratch, 16) == saved
+        out["echo"] = p.run_serial_cmd("echo still fine")
+        return out
+
+    out = drive(panda, job)
+    assert out == {
+        "t0": 0xDEAD,
+        "str": "from the thread",
+        "bytes": b"\x01\x02",
+        "restored": True,
+        "echo": "still fine",
+    }
+
+
+def test_revert_async_from_a_callback_reverts_after_the_call(panda):
+    state = {}
+
+    @panda.cb_before_block_exec(name="reverter", enabled=False)
+    def reverter(cpu, tb):
+        before = panda.rr_get_guest_instr_count()
+        panda.revert_async("pytest_async")
+        # Returns at once: the guest is still where it was during this call.
+        state["same"] = panda.rr_get_guest_instr_count() == before
+        state["calls"] = state.get("calls", 0) + 1
+        panda.disable_callback("reverter")
+
+    def job(p):
+        p.run_serial_cmd("echo before > /tmp/ra")
+        p.snap("pytest_async")
+        p.run_serial_cmd("echo after > /tmp/ra")
+        p.enable_callback("reverter")
+        with pytest.raises(RuntimeError, match="reverted"):
+            p.run_serial_cmd("sleep 1; echo never")
+        text = p.run_serial_cmd("cat /tmp/ra")
+        p.delvm("pytest_async")
+        return text
+
+    assert drive(panda, job) == "before"
+    panda.delete_callback("reverter")
+    assert state == {"same": True, "calls": 1}
+
+
+def test_revert_async_from_the_blocking_thread_and_to_a_missing_snapshot(panda):
+    def job(p):
+        p.run_serial_cmd("echo one > /tmp/rb")
+        p.snap("pytest_async2")
+        p.run_serial_cmd("echo two > /tmp/rb")
+        p.revert_async("pytest_async2")  # returns at once; done before the next call
+        text = p.run_serial_cmd("cat /tmp/rb")
+        p.delvm("pytest_async2")
+        return text
+
+    assert drive(panda, job) == "one"
+
+    @panda.cb_before_block_exec(name="bad_revert")
+    def bad_revert(cpu, tb):
+        panda.disable_callback("bad_revert")
+        panda.revert_async("no_such_snapshot")
+
+    with pytest.raises(ValueError, match="no_such_snapshot"):
+        drive(panda, lambda p: p.run_serial_cmd("true"))
+    panda.delete_callback("bad_revert")
+    assert drive(panda, lambda p: p.run_serial_cmd("echo usable")) == "usable"
 
 
 def test_exception_in_a_callback_is_raised_from_run(panda):

@@ -301,8 +301,12 @@ class Panda:
         return ""
 
     def revert_async(self, snapshot_name: str) -> None:
-        """Loads a snapshot (here: right away, as :meth:`revert_sync`)."""
-        self._core.revert(snapshot_name)
+        """Asks for snapshot ``snapshot_name`` to be loaded and returns at once: during
+        :meth:`run` (from a callback or a blocking function), the revert happens at the
+        next safe point, after the current block and callback; a call that was waiting for
+        guest output then fails (what it typed is undone), and a missing snapshot ends the
+        run with ``ValueError``. Outside a run, reverts right away."""
+        self._core.revert_async(snapshot_name)
 
     def snap(self, snapshot_name: str) -> None:
         """Saves the machine as ``snapshot_name`` (memory and disk)."""
