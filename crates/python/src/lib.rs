@@ -87,6 +87,13 @@ enum Job {
     },
     /// Type bytes (no Enter).
     Type(Vec<u8>),
+    /// Type bytes, keeping the output not yet read (`interact`).
+    Input(Vec<u8>),
+    /// Answer the guest's output as soon as there is some, or nothing after `limit`
+    /// (`interact`).
+    Output {
+        limit: u64,
+    },
     /// Press Enter after `typed`, wait for the prompt, answer the output.
     Finish {
         typed: String,
@@ -147,6 +154,9 @@ struct Waiting {
     keep_match: Option<Vec<u8>>,
     deadline: Option<u64>,
     limit: Option<u64>,
+    /// `read_output`: answer whatever output there is as soon as there is some, and
+    /// nothing (not a timeout) at the deadline. Idle time then passes in real time.
+    any_output: bool,
     slot: Arc<Slot>,
 }
 
@@ -300,6 +310,20 @@ impl Shared {
         answer.map_err(PyErr::from)
     }
 
+    /// Waits up to `most` of real time, less when a request arrives or a stop is asked
+    /// for; returns the time waited.
+    fn pace(&self, most: Duration) -> Duration {
+        let started = Instant::now();
+        let requests = lock(&self.requests);
+        if requests.is_empty() && !self.stop.load(Ordering::Acquire) {
+            let _ = self
+                .wake
+                .wait_timeout(requests, most)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        started.elapsed()
+    }
+
     /// Wakes a holding run loop (after a stop or the blocking thread's end).
     fn wake(&self) {
         let _requests = lock(&self.requests);
@@ -340,13 +364,15 @@ fn run_job_now(engine: &mut Engine, job: Job, hold_gil: bool) -> Answer {
             if let Some(answer) = poll_waiting(engine, &mut waiting) {
                 return answer;
             }
-            step(engine, hold_gil)?;
+            step(engine, hold_gil, None)?;
         }
     }
     slot.wait()
 }
 
-/// Runs one slice; idle time is skipped to the next timer event.
+/// Runs one slice; idle time is skipped to the next timer event, or with `pace`, passes
+/// in real time (an interactive console: at most [`SIGNAL_POLL`] per call, less when a
+/// request arrives; the clock then moves on by the time waited).
 ///
 /// With `hold_gil` (Python callbacks are registered), the slice runs attached to Python:
 /// the GIL is taken once for the slice, so each callback's `Python::attach` is a nested
@@ -355,16 +381,30 @@ fn run_job_now(engine: &mut Engine, job: Job, hold_gil: bool) -> Answer {
 /// serves the blocking thread's requests and checks for Ctrl-C; Python code running in a
 /// callback also lets other threads in at CPython's switch interval. Nothing in a slice
 /// waits for another Python thread, so holding the GIL cannot deadlock.
-fn step(engine: &mut Engine, hold_gil: bool) -> Result<(), Fail> {
-    if hold_gil {
-        return Python::attach(|_| step(engine, false));
-    }
+fn step(engine: &mut Engine, hold_gil: bool, pace: Option<&Shared>) -> Result<(), Fail> {
+    let exit = if hold_gil {
+        Python::attach(|_| engine.console().run_slice(SLICE))
+    } else {
+        engine.console().run_slice(SLICE)
+    };
     let console = engine.console();
-    match console.run_slice(SLICE) {
+    match exit {
         Exit::BudgetExhausted => Ok(()),
         Exit::Idle => match console.machine().next_event() {
             Some(time) => {
-                console.skip_to(time);
+                let now = console.machine().now();
+                match pace {
+                    Some(shared) => {
+                        let gap = time.saturating_sub(now);
+                        let most = Duration::from_nanos(
+                            gap.saturating_mul(1_000_000_000 / UNITS_PER_SECOND),
+                        );
+                        let waited = shared.pace(most.min(SIGNAL_POLL)).as_nanos() as u64;
+                        let advance = waited.saturating_mul(UNITS_PER_SECOND / 1_000_000_000);
+                        console.skip_to(now + advance.clamp(1, gap.max(1)));
+                    }
+                    None => console.skip_to(time),
+                }
                 Ok(())
             }
             None => Err(Fail::Runtime(
@@ -392,6 +432,7 @@ fn prompt_wait(
         keep_match: None,
         deadline,
         limit,
+        any_output: false,
         slot: Arc::clone(slot),
     }
 }
@@ -412,6 +453,22 @@ fn start_job(engine: &mut Engine, job: Job, slot: &Arc<Slot>) -> Option<Waiting>
             console.type_bytes(&bytes);
             Ok(Box::new(()))
         }
+        Job::Input(bytes) => {
+            engine.console().type_bytes(&bytes);
+            Ok(Box::new(()))
+        }
+        Job::Output { limit } => {
+            let deadline = engine.console().machine().now().saturating_add(limit);
+            return Some(Waiting {
+                pattern: Regex::new(r"\z").expect("a valid pattern"),
+                echo_of: None,
+                keep_match: None,
+                deadline: Some(deadline),
+                limit: Some(limit),
+                any_output: true,
+                slot: Arc::clone(slot),
+            });
+        }
         Job::Finish { typed, limit } => {
             engine.console().type_bytes(b"\n");
             return Some(prompt_wait(engine, typed, limit, slot));
@@ -426,6 +483,7 @@ fn start_job(engine: &mut Engine, job: Job, slot: &Arc<Slot>) -> Option<Waiting>
                 keep_match: Some(bytes),
                 deadline,
                 limit,
+                any_output: false,
                 slot: Arc::clone(slot),
             });
         }
@@ -463,6 +521,13 @@ fn start_job(engine: &mut Engine, job: Job, slot: &Arc<Slot>) -> Option<Waiting>
 /// Checks whether a waiting job is done (or out of time); answers it if so.
 fn poll_waiting(engine: &mut Engine, waiting: &mut Waiting) -> Option<Answer> {
     let console = engine.console();
+    if waiting.any_output {
+        // `\z` matches at the end: everything pending is "before" it.
+        let bytes = console.poll_for(&waiting.pattern).unwrap_or_default();
+        let now = console.machine().now();
+        return (!bytes.is_empty() || waiting.deadline.is_some_and(|deadline| now >= deadline))
+            .then(|| Ok(Box::new(bytes) as Box<dyn Any + Send>));
+    }
     if let Some(before) = console.poll_for(&waiting.pattern) {
         let answer: Answer = match (&waiting.echo_of, &waiting.keep_match) {
             (Some(command), _) => {
@@ -1149,7 +1214,12 @@ impl Core {
                 }
             }
             if let Some(current) = waiting.as_mut() {
-                if let Some(answer) = poll_waiting(engine, current) {
+                let mut answer = poll_waiting(engine, current);
+                if answer.is_none() && current.any_output && !lock(&shared.requests).is_empty() {
+                    // `read_output` gives way to input typed meanwhile.
+                    answer = Some(Ok(Box::new(Vec::<u8>::new())));
+                }
+                if let Some(answer) = answer {
                     current.slot.put(answer);
                     waiting = None;
                     held_since = shared
@@ -1165,7 +1235,8 @@ impl Core {
                 }
                 held_since = None;
             }
-            let result = step(engine, shared.holds_gil());
+            let pace = waiting.as_ref().is_some_and(|current| current.any_output);
+            let result = step(engine, shared.holds_gil(), pace.then_some(&**shared));
             shared.instructions.store(
                 engine.console().machine().instruction_count(),
                 Ordering::Relaxed,
@@ -1542,6 +1613,20 @@ impl Core {
 
     fn type_serial(&self, py: Python<'_>, text: String) -> PyResult<()> {
         self.ask(py, Job::Type(text.into_bytes()))
+    }
+
+    /// Types raw bytes on the serial console, keeping output not yet read (`interact`).
+    fn type_input(&self, py: Python<'_>, data: Vec<u8>) -> PyResult<()> {
+        self.ask(py, Job::Input(data))
+    }
+
+    /// Runs the guest until it prints something, at most `timeout` seconds of virtual
+    /// time, idle time passing in real time; returns the output (maybe empty). For an
+    /// interactive console.
+    fn read_output<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyBytes>> {
+        let limit = seconds_to_units(Some(timeout)).unwrap_or(0);
+        let data: Vec<u8> = self.ask(py, Job::Output { limit })?;
+        Ok(PyBytes::new(py, &data))
     }
 
     #[pyo3(signature = (typed, timeout=None))]

@@ -481,3 +481,31 @@ def test_ctrl_c_stops_a_replay_promptly(tmp_path):
     lines = out.splitlines()
     assert lines[0].startswith("interrupted "), out
     assert lines[1] == "replaying" and lines[2].startswith("full ") and lines[2].endswith(" True"), out
+
+
+def test_interact_with_piped_input(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "interact.py"
+    script.write_text(
+        "from pandare import Panda\n"
+        "panda = Panda(generic='riscv64')\n"
+        "@panda.queue_blocking\n"
+        "def f():\n"
+        "    panda.revert_sync('root')\n"
+        "    panda.interact()\n"
+        "    print('\\nafter:', panda.run_serial_cmd('echo ok'))\n"
+        "    panda.end_analysis()\n"
+        "panda.run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        input="echo hello-$((6*7))\nuname -m\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hello-42" in done.stdout and "riscv64" in done.stdout
+    assert done.stdout.endswith("after: ok\n")

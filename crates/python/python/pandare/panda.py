@@ -281,15 +281,96 @@ class Panda:
         return self._core.monitor(cmd)
 
     def interact(self, confirm_quit: bool = True) -> None:
-        """Line-by-line console: type guest commands; ``pandaquit`` ends."""
-        while True:
-            try:
-                line = input("(guest) ")
-            except EOFError:
-                break
-            if line.strip() == "pandaquit":
-                break
-            print(self.run_serial_cmd(line, no_timeout=True))
+        """Attaches standard input and output to the guest's serial console until end of
+        input: Ctrl-D on a terminal, the end of a pipe, or a line ``pandaquit`` (PyPANDA's
+        word). On a terminal, keys go to the guest as typed (raw mode: Ctrl-C interrupts
+        the guest's command, the guest echoes and edits the line); the terminal is restored
+        afterwards. While the guest waits for input, its time passes in real time. Call it
+        from a ``@panda.queue_blocking`` function (or outside :meth:`run`)."""
+        import select
+
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, ValueError, OSError):
+            fd = None
+        out = getattr(sys.stdout, "buffer", None)
+
+        def show(data: bytes) -> None:
+            if not data:
+                return
+            if out is not None:
+                out.write(data)
+                out.flush()
+            else:
+                sys.stdout.write(data.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+
+        def settle(quiet: float) -> None:
+            # Shows output until the guest has been quiet for `quiet` virtual seconds.
+            while True:
+                data = self._core.read_output(quiet)
+                if not data:
+                    return
+                show(data)
+
+        sys.stdout.flush()
+        if fd is None:
+            # No file descriptor (a replaced sys.stdin): line by line.
+            while True:
+                line = sys.stdin.readline()
+                if not line or line.strip() == "pandaquit":
+                    break
+                self._core.type_input(line.encode())
+                settle(0.5)
+            return
+
+        terminal = os.isatty(fd)
+        saved = None
+        if terminal:
+            import termios
+            import tty
+
+            saved = termios.tcgetattr(fd)
+            print(
+                "pandare: console attached; Ctrl-D (or a line 'pandaquit') ends interact()",
+                file=sys.stderr,
+                flush=True,
+            )
+            tty.setraw(fd)
+        line = bytearray()
+        try:
+            done = False
+            while not done:
+                readable, _, _ = select.select([fd], [], [], 0)
+                if readable:
+                    data = os.read(fd, 4096)
+                    send = bytearray()
+                    if not data:
+                        done = True
+                    for byte in data:
+                        if terminal and byte == 4:  # Ctrl-D
+                            done = True
+                            break
+                        if byte in (10, 13):
+                            if line.strip() == b"pandaquit":
+                                send += b"\x15"  # erase the typed word instead of running it
+                                done = True
+                                break
+                            line.clear()
+                        elif byte in (8, 127):
+                            del line[-1:]
+                        else:
+                            line.append(byte)
+                        send.append(byte)
+                    if send:
+                        self._core.type_input(bytes(send))
+                show(self._core.read_output(0.02))
+            if not terminal:
+                settle(0.5)
+        finally:
+            if saved is not None:
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+                print(file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- snapshots
 
