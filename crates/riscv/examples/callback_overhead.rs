@@ -1,6 +1,7 @@
 //! What PANDA's callbacks cost: boots the generic riscv64 image for a fixed number of
-//! instructions with no callbacks, with one empty `before_block_exec`, and with one empty
-//! `insn_exec` on every instruction, and prints instructions per second and the ratios.
+//! instructions with no callbacks, with one empty `before_block_exec`, with one empty
+//! `insn_exec` on every instruction and with one address hook that never fires, and prints
+//! instructions per second and the ratios.
 //!
 //! ```text
 //! cargo run --release -p pandare-riscv --example callback_overhead [instructions] [rounds] [runs]
@@ -16,7 +17,7 @@
 
 use std::time::Instant;
 
-use pandare_core::instrument::Callback;
+use pandare_core::instrument::{AddressHook, Callback};
 use pandare_core::{Exit, Machine};
 use pandare_riscv::{VirtConfig, VirtMachine};
 
@@ -84,8 +85,10 @@ fn main() {
         .nth(2)
         .map(|text| text.parse().expect("rounds"))
         .unwrap_or(1);
-    let picked = std::env::args().nth(3).unwrap_or_else(|| "012".to_string());
-    let runs: [(&str, &Setup); 3] = [
+    let picked = std::env::args()
+        .nth(3)
+        .unwrap_or_else(|| "0123".to_string());
+    let runs: [(&str, &Setup); 4] = [
         ("no callbacks", &|_| {}),
         ("empty before_block_exec", &|machine| {
             machine
@@ -102,9 +105,15 @@ fn main() {
                 .register("empty", Callback::InsnExec(Box::new(|_, _| {})))
                 .unwrap();
         }),
+        ("an address hook that never fires", &|machine| {
+            machine
+                .instrumentation()
+                .add_hook("never", AddressHook::at(0), Box::new(|_, _| {}))
+                .unwrap();
+        }),
     ];
-    let mut best = [f64::INFINITY; 3];
-    let mut retired = [0u64; 3];
+    let mut best = [f64::INFINITY; 4];
+    let mut retired = [0u64; 4];
     for round in 0..rounds {
         for (number, (label, setup)) in runs.iter().enumerate() {
             if !picked.contains(char::from(b'0' + number as u8)) {

@@ -485,10 +485,7 @@ impl Cpu {
                 }
             };
             let end_of_block = if HOOKS {
-                match self.hooked_block(bus, instr, index, pc, remaining) {
-                    Some(end) => end,
-                    None => continue,
-                }
+                self.hooked_block(bus, instr, index, pc, remaining)
             } else {
                 let block = self.blocks.get(index);
                 let count = block.ops.len().min(remaining as usize);
@@ -506,8 +503,9 @@ impl Cpu {
         }
     }
 
-    /// Runs one block with the block-level callbacks around it. `None` when a callback
-    /// moved the pc or changed code before the block ran (the loop starts over).
+    /// Runs one block with the block-level callbacks around it. When a callback moved the
+    /// pc or changed code before the block ran, the block does not run and the loop starts
+    /// over (`Continue`).
     ///
     /// Inline, and each group of kinds costs one mask test when none of it is enabled:
     /// with only block-level callbacks, the block runs the uninstrumented body.
@@ -519,20 +517,26 @@ impl Cpu {
         mut index: u32,
         pc: u64,
         remaining: u64,
-    ) -> Option<BlockEnd> {
+    ) -> BlockEnd {
         let mask = instr.mask();
         if mask & CallbackKind::BeforeBlockExecInvalidateOpt.bit() != 0 {
-            index = self.invalidate_opt(bus, instr, index, pc)?;
+            match self.invalidate_opt(bus, instr, index, pc) {
+                Some(new_index) => index = new_index,
+                None => return BlockEnd::Continue,
+            }
         }
         let hart = &mut self.hart;
         let block = self.blocks.get(index);
         let mut count = block.ops.len();
         let mut hooked = false;
         if mask & ADDRESS_HOOKS != 0 && (block.vpc != pc || block.hooked) {
-            (count, hooked) = address_hooks(hart, bus, instr, block, pc, &mut self.hooks_fired)?;
+            match address_hooks(hart, bus, instr, block, pc, &mut self.hooks_fired) {
+                Some(split) => (count, hooked) = split,
+                None => return BlockEnd::Continue,
+            }
         }
         if mask & BEFORE_BLOCK_KINDS != 0 && !before_block(hart, bus, instr, block, pc, count) {
-            return None;
+            return BlockEnd::Continue;
         }
         let before = hart.clock.retired;
         let run = count.min(remaining as usize);
@@ -544,7 +548,7 @@ impl Cpu {
         if mask & AFTER_BLOCK_KINDS != 0 {
             after_block(hart, bus, instr, block, pc, count, before, &end, hooked);
         }
-        Some(end)
+        end
     }
 
     /// `before_block_exec_invalidate_opt`: the block to run, decoded again if a callback

@@ -1041,3 +1041,72 @@ fn a_hook_on_the_trap_vector_fires_for_user_ecalls_and_survives_a_revert() {
     assert_eq!(plain.pc(), machine.pc());
     assert_eq!(plain.state_hash(), machine.state_hash());
 }
+
+#[test]
+fn a_hook_fires_where_a_block_runs_at_another_virtual_address() {
+    // M-mode maps the first gigabyte of RAM twice (at 0x8000_0000 and 0x1_0000_0000, with
+    // Sv39 gigapages; the devices at 0), then runs the ten-iteration loop in S-mode at the
+    // first address and again at the second. Only the second copy's middle is hooked, so
+    // the loop's block is first decoded unsplit, then reached at the alias.
+    let mut words = vec![
+        0x0000_0297, // auipc t0, 0
+        0x0080_0313, // li t1, 8
+        0x03c3_1313, // slli t1, t1, 60
+        0x0008_03b7, // lui t2, 0x80
+        0x0013_8393, // addi t2, t2, 1 (the page table's page number)
+        0x0073_6333, // or t1, t1, t2
+        0x1803_1073, // csrw satp, t1
+        0x0000_1e37, // lui t3, 1
+        0x800e_0e13, // addi t3, t3, -2048 (mstatus.MPP = S)
+        0x300e_1073, // csrw mstatus, t3
+        0x0402_8e93, // addi t4, t0, 0x40
+        0x341e_9073, // csrw mepc, t4
+        0x1200_0073, // sfence.vma
+        0x3020_0073, // mret
+        0x0000_0013,
+        0x0000_0013,
+    ];
+    words.extend(LOOP); // at 0x40
+    words.extend([
+        0x0004_9c63, // bnez s1, 0x70 (power off)
+        0x0010_0493, // li s1, 1
+        0x0010_0f13, // li t5, 1
+        0x020f_1f13, // slli t5, t5, 32
+        0x040f_0f13, // addi t5, t5, 0x40
+        0x000f_0067, // jr t5 (the loop again, at the alias)
+    ]);
+    words.extend(POWER_OFF); // at 0x70
+    let mut image = program(&words);
+    image.resize(0x1000, 0);
+    let gigapage = |physical: u64| (physical >> 12) << 10 | 0xcf; // V R W X A D
+    for (index, physical) in [(0, 0), (2, 0x8000_0000u64), (4, 0x8000_0000)] {
+        image.resize(0x1000 + index * 8, 0);
+        image.extend(gigapage(physical).to_le_bytes());
+    }
+    let mut machine = VirtMachine::new_bare_metal(config(), &image).unwrap();
+    let alias_middle = 0x1_0000_004c;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    machine
+        .instrumentation()
+        .add_hook(
+            "alias",
+            AddressHook::at(alias_middle),
+            Box::new(move |cpu, call| {
+                assert_eq!(call.block.pc, alias_middle);
+                s.lock().unwrap().push((
+                    cpu.pc(),
+                    cpu.register("a0").unwrap(),
+                    cpu.register("a1").unwrap(),
+                    cpu.in_kernel_mode(),
+                ));
+            }),
+        )
+        .unwrap();
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    // Before `mv a1, a0` runs, a1 holds the previous iteration's a0 (10 from the first copy).
+    let expected: Vec<_> = (1..=10u64)
+        .map(|i| (alias_middle, i, if i == 1 { 10 } else { i - 1 }, true))
+        .collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
+}
