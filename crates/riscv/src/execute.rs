@@ -130,12 +130,21 @@ impl BlockCache {
         bus.clear_code_pages();
     }
 
-    /// Drops the blocks decoded at a virtual address range that holds `vaddr` (a newly
-    /// hooked address: they must be decoded again, split there).
-    fn invalidate_virtual(&mut self, vaddr: u64) {
+    /// Drops the blocks decoded at a virtual address range that holds one of `vaddrs`
+    /// (newly hooked addresses: they must be decoded again, split there). One pass over
+    /// the blocks, whatever the number of addresses.
+    fn invalidate_virtual(&mut self, vaddrs: &mut [u64]) {
+        if vaddrs.is_empty() {
+            return;
+        }
+        vaddrs.sort_unstable();
         for block_slot in &mut self.blocks {
             let Some(block) = block_slot else { continue };
-            if vaddr.wrapping_sub(block.vpc) >= block.byte_len {
+            let first = vaddrs.partition_point(|&vaddr| vaddr < block.vpc);
+            let covered = vaddrs
+                .get(first)
+                .is_some_and(|&vaddr| vaddr - block.vpc < block.byte_len);
+            if !covered {
                 continue;
             }
             let paddr = block.paddr;
@@ -369,7 +378,9 @@ impl Cpu {
         }
     }
 
-    /// Runs for at most `budget` instructions, with no callbacks.
+    /// Runs for at most `budget` instructions, with no callbacks. (Blocks decoded here are
+    /// not split at hooked addresses: a machine with address hooks runs through
+    /// [`Cpu::run_with`].)
     pub fn run(&mut self, bus: &mut Bus, budget: u64) -> HartExit {
         self.run_loop::<false>(bus, &mut Instrumentation::default(), budget)
     }
@@ -415,9 +426,8 @@ impl Cpu {
                     // Only the blocks: the TLB stays, so the guest sees no difference.
                     self.blocks.flush(bus);
                 }
-                for address in instr.take_new_hook_addresses() {
-                    self.blocks.invalidate_virtual(address);
-                }
+                self.blocks
+                    .invalidate_virtual(&mut instr.take_new_hook_addresses());
                 if instr.take_stop() {
                     return HartExit::Stopped;
                 }
