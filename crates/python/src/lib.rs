@@ -625,6 +625,9 @@ struct CallContext {
     /// `(cpu, tb)`, the arguments of every block-level call: made once, so a call
     /// allocates nothing (a tuple is immutable, so a callee that keeps it sees no change).
     block_args: Py<PyTuple>,
+    /// `(cpu, pc)`, reused by the calls that take a pc while nobody else holds it (see
+    /// [`CallContext::call_with_pc`]).
+    pc_args: Py<PyTuple>,
 }
 
 impl CallContext {
@@ -635,12 +638,44 @@ impl CallContext {
             [cpu.clone_ref(py).into_any(), tb.clone_ref(py).into_any()],
         )?
         .unbind();
+        let pc_args = PyTuple::new(py, [cpu.clone_ref(py).into_any(), py.None()])?.unbind();
         Ok(Arc::new(CallContext {
             shared: Arc::clone(shared),
             cpu,
             tb,
             block_args,
+            pc_args,
         }))
+    }
+
+    /// Calls `f(cpu, pc)`. While this context holds the only reference to its `(cpu, pc)`
+    /// tuple, the tuple is reused with the new pc (CPython allows changing a tuple nobody
+    /// else can see, and a call does not keep its argument tuple: the callee's frame has
+    /// its own references), which saves an allocation per call; a callee that kept the
+    /// tuple (`*args`) is never shown a change, as later calls then build their own.
+    fn call_with_pc<'py>(
+        &self,
+        py: Python<'py>,
+        f: &Py<PyAny>,
+        pc: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = self.pc_args.bind(py);
+        // SAFETY: we hold the GIL; `args` is a live tuple of length 2. `PyTuple_SetItem`
+        // steals the new int and releases the old item; it is only called while the
+        // reference count shows no other holder.
+        unsafe {
+            if pyo3::ffi::Py_REFCNT(args.as_ptr()) == 1 {
+                let int = pyo3::ffi::PyLong_FromUnsignedLongLong(pc);
+                if int.is_null() {
+                    return Err(PyErr::fetch(py));
+                }
+                if pyo3::ffi::PyTuple_SetItem(args.as_ptr(), 1, int) != 0 {
+                    return Err(PyErr::fetch(py));
+                }
+                return f.bind(py).call1(args);
+            }
+        }
+        f.bind(py).call1((self.cpu.bind(py), pc))
     }
 
     /// Calls into Python with `cpu` lent to the `CPUState` object. An exception stops the
@@ -726,14 +761,14 @@ fn make_callback(
     macro_rules! pc_cb {
         ($variant:ident) => {
             Callback::$variant(Box::new(move |cpu, pc| {
-                ctx.call(cpu, |py, c, _| f.call1(py, (c, pc)).map(drop));
+                ctx.call(cpu, |py, _, _| ctx.call_with_pc(py, &f, pc).map(drop));
             }))
         };
     }
     macro_rules! pc_bool_cb {
         ($variant:ident) => {
             Callback::$variant(Box::new(move |cpu, pc| {
-                ctx.call(cpu, |py, c, _| Ok(truthy(f.call1(py, (c, pc))?.bind(py))))
+                ctx.call(cpu, |py, _, _| Ok(truthy(&ctx.call_with_pc(py, &f, pc)?)))
                     .unwrap_or(false)
             }))
         };

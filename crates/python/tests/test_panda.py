@@ -86,6 +86,29 @@ def test_block_callback_arguments(panda):
     assert size > 0 and icount > 0
 
 
+def test_pc_callbacks_see_their_own_pc_even_when_keeping_the_arguments(panda):
+    plain, kept = [], []
+
+    @panda.cb_before_block_translate(name="plain")
+    def record(cpu, pc):
+        if len(plain) < 50:
+            plain.append(pc)
+
+    class Keeper:
+        """A callable object: CPython may hand it the caller's argument tuple."""
+
+        def __call__(self, *args):
+            if len(kept) < 50:
+                kept.append((args, args[1]))
+
+    panda.register_callback("before_block_translate", Keeper(), "keeper")
+    drive(panda, lambda p: p.run_serial_cmd("true"))
+    assert len(plain) == len(kept) == 50
+    assert [pc for _, pc in kept] == plain
+    assert [args[1] for args, _ in kept] == plain
+    assert len(set(plain)) > 1
+
+
 def test_hook_runs_at_its_address_and_can_disable_itself(panda):
     target = {}
 
