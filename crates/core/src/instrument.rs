@@ -132,7 +132,7 @@ impl CallbackKind {
                  insn_translate/insn_exec"
             }
             HdRead | HdWrite => "PANDA never wired hd_read/hd_write (they are stubs)",
-            Monitor | Qmp => "the monitor does not dispatch to callbacks yet",
+            Qmp => "pandare has no QMP server; the text monitor's plugin_cmd fires monitor",
             ReplayHdTransfer | ReplayNetTransfer | ReplaySerialReceive | ReplaySerialRead
             | ReplaySerialSend | ReplaySerialWrite | ReplayBeforeDma | ReplayAfterDma
             | ReplayHandlePacket => {
@@ -315,6 +315,9 @@ pub type CpuBoolFn = Box<dyn FnMut(&mut dyn GuestCpu) -> bool + Send>;
 pub type CpuFlagFn = Box<dyn FnMut(&mut dyn GuestCpu, bool) + Send>;
 /// `fn()`.
 pub type PlainFn = Box<dyn FnMut() + Send>;
+/// `fn(command) -> output`: `Some(text)` when the command was handled (the text, possibly
+/// empty, is what the monitor prints), `None` when it was not for this callback.
+pub type MonitorFn = Box<dyn FnMut(&str) -> Option<String> + Send>;
 
 /// A callback: its kind and the closure, with PANDA's arguments and return meaning.
 #[allow(missing_docs)]
@@ -358,6 +361,9 @@ pub enum Callback {
     TopLoop(CpuFn),
     MainLoopWait(PlainFn),
     PreShutdown(PlainFn),
+    /// The `plugin_cmd` monitor command, with the rest of its line. Return the text to
+    /// print when the command was for this callback, `None` otherwise.
+    Monitor(MonitorFn),
     /// Return `true` and set the value to answer a read nothing is mapped at.
     UnassignedIoRead(UnassignedReadFn),
     /// Return `true` to let a write to nothing pass silently.
@@ -405,6 +411,7 @@ impl Callback {
             Callback::TopLoop(_) => K::TopLoop,
             Callback::MainLoopWait(_) => K::MainLoopWait,
             Callback::PreShutdown(_) => K::PreShutdown,
+            Callback::Monitor(_) => K::Monitor,
             Callback::UnassignedIoRead(_) => K::UnassignedIoRead,
             Callback::UnassignedIoWrite(_) => K::UnassignedIoWrite,
             Callback::BeforeHandleException(_) => K::BeforeHandleException,

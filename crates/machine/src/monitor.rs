@@ -3,6 +3,7 @@
 use crate::console::Console;
 use crate::replay::{self, recording_path};
 use crate::store::SnapshotStore;
+use pandare_core::instrument::{Callback, CallbackKind};
 
 /// What the monitor's caller must do after a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +22,7 @@ info snapshots       list snapshots
 info registers       show the CPU registers
 begin_record NAME    record from now into NAME.recording
 end_record           finish the recording
+plugin_cmd ARGS      pass ARGS to the plugins' and scripts' monitor callbacks
 quit                 end the run
 help                 this text
 ";
@@ -120,6 +122,7 @@ impl Session {
                 Ok(None) => "Error: no recording is running\n".to_string(),
                 Err(error) => format!("Error: {error}\n"),
             },
+            ["plugin_cmd", ..] => self.plugin_cmd(plugin_cmd_arguments(command)),
             ["quit"] => return (String::new(), Action::Quit),
             ["help"] | ["?"] => HELP.to_string(),
             [] => String::new(),
@@ -127,4 +130,44 @@ impl Session {
         };
         (text, Action::Continue)
     }
+
+    /// `plugin_cmd ARGS`: fires the `monitor` callbacks with `ARGS` (the raw rest of the
+    /// line), in registration order, and prints what those that handled it returned.
+    fn plugin_cmd(&mut self, arguments: &str) -> String {
+        let instrumentation = self.console.machine().instrumentation();
+        if !instrumentation.has(CallbackKind::Monitor) {
+            return format!(
+                "Error: no monitor callback is enabled, so nothing handles \
+                 'plugin_cmd {arguments}' (load a plugin that takes monitor commands, or \
+                 register a monitor callback)\n"
+            );
+        }
+        let mut handled = false;
+        let mut text = String::new();
+        for callback in instrumentation.enabled(CallbackKind::Monitor) {
+            if let Callback::Monitor(f) = callback {
+                if let Some(output) = f(arguments) {
+                    handled = true;
+                    text += &output;
+                    if !output.is_empty() && !output.ends_with('\n') {
+                        text.push('\n');
+                    }
+                }
+            }
+        }
+        if !handled {
+            text = format!("Error: no monitor callback handled 'plugin_cmd {arguments}'\n");
+        }
+        text
+    }
+}
+
+/// The raw text after `plugin_cmd` and the blanks that follow it.
+fn plugin_cmd_arguments(command: &str) -> &str {
+    let command = command.trim_start();
+    command
+        .strip_prefix("plugin_cmd")
+        .unwrap_or(command)
+        .trim_start()
+        .trim_end_matches(['\r', '\n'])
 }

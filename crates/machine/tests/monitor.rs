@@ -6,6 +6,7 @@ use pandare::monitor::{Action, Session};
 use pandare::replay;
 use pandare::store::SnapshotStore;
 use pandare::MachineConfig;
+use pandare_core::instrument::Callback;
 
 fn session(directory: &std::path::Path) -> Session {
     let config = MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
@@ -76,4 +77,57 @@ fn monitor_commands_save_load_delete_and_record() {
 
     assert_eq!(session.monitor("quit").1, Action::Quit);
     let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn plugin_cmd_fires_monitor_callbacks_with_the_rest_of_the_line() {
+    let config = MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
+        .expect("the riscv64 image is needed: run `target/release/panda image build riscv64`");
+    let console = Console::new(config.build().unwrap(), config.prompt_regex().unwrap());
+    let directory = std::env::temp_dir().join(format!("pandare-plugin-cmd-{}", std::process::id()));
+    let store = SnapshotStore::in_directory(directory.join("snapshots"));
+    let mut session = Session::new(console, store, config.memory_mib, &config.append);
+
+    let nothing = monitor(&mut session, "plugin_cmd hello");
+    assert!(
+        nothing.contains("no monitor callback is enabled"),
+        "{nothing}"
+    );
+    assert!(monitor(&mut session, "help").contains("plugin_cmd ARGS"));
+
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let instrumentation = session.console.machine().instrumentation();
+    instrumentation
+        .register(
+            "greeter",
+            Callback::Monitor(Box::new(move |command| {
+                log.lock().unwrap().push(command.to_string());
+                command
+                    .strip_prefix("greet ")
+                    .map(|who| format!("hello, {who}"))
+            })),
+        )
+        .unwrap();
+    instrumentation
+        .register("silent", Callback::Monitor(Box::new(|_| None)))
+        .unwrap();
+
+    assert_eq!(
+        monitor(&mut session, "plugin_cmd greet  the   world "),
+        "hello,  the   world \n"
+    );
+    let refused = monitor(&mut session, "plugin_cmd frobnicate");
+    assert!(
+        refused.contains("no monitor callback handled 'plugin_cmd frobnicate'"),
+        "{refused}"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["greet  the   world ", "frobnicate"]);
+    session
+        .console
+        .machine()
+        .instrumentation()
+        .disable("greeter")
+        .unwrap();
+    assert!(monitor(&mut session, "plugin_cmd greet x").contains("handled"));
 }
