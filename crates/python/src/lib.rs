@@ -695,7 +695,10 @@ impl CallContext {
             let mut pointer: *mut (dyn GuestCpu + 'static) =
                 unsafe { std::mem::transmute::<*mut (dyn GuestCpu + '_), _>(cpu as *mut _) };
             // A callback nested in this one (through a CPU access) restores this one's.
-            let outer = state.lent.swap(&mut pointer, Ordering::Relaxed);
+            // Load and store, not `swap`: only this thread writes, and a swap is a locked
+            // instruction (a few ns per call).
+            let outer = state.lent.load(Ordering::Relaxed);
+            state.lent.store(&mut pointer, Ordering::Relaxed);
             let result = f(py, &self.cpu, &self.tb);
             state.lent.store(outer, Ordering::Relaxed);
             result.map_err(|error| {
