@@ -1,0 +1,456 @@
+//! pandare's plugins: analyses with PANDA's names and arguments, loaded into a machine's
+//! callback registry by name (`-panda coverage:filename=blocks.csv`), and the PPP
+//! ("plugin-to-plugin") callbacks they offer other code.
+//!
+//! ```no_run
+//! use pandare_plugins::Plugins;
+//! # fn demo(machine: &mut dyn pandare_core::Machine) -> Result<(), pandare_plugins::PluginError> {
+//! let mut plugins = Plugins::new();
+//! plugins.load_spec(machine.instrumentation(), "coverage:filename=blocks.csv")?;
+//! // ... run the machine ...
+//! for report in plugins.unload_all(machine.instrumentation())? {
+//!     eprintln!("{report}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A plugin registers its callbacks through a [`LoadContext`] under names prefixed with
+//! its own (`coverage:blocks`), so unloading removes exactly those; then its
+//! [`Plugin::unload`] flushes its outputs (files are written atomically) and returns a
+//! one-paragraph report. `docs/plugins.md` describes each plugin and how to write one.
+#![warn(missing_docs)]
+
+pub mod args;
+pub mod asid_instr_count;
+pub mod coverage;
+mod output;
+pub mod pc_search;
+pub mod ppp;
+pub mod stringsearch;
+
+use pandare_core::instrument::{Callback, GuestCpu, InstrumentError, Instrumentation};
+
+pub use args::{parse_spec, ArgInfo, Args};
+pub use ppp::{Ppp, PppEvent, PppInfo, PppValue};
+
+/// Errors loading, unloading and using plugins.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No plugin has this name.
+    #[error("there is no plugin called {name:?}; the plugins are: {available}")]
+    UnknownPlugin {
+        /// The name asked for.
+        name: String,
+        /// The plugins that exist.
+        available: String,
+    },
+    /// A `-panda` specification that cannot be read.
+    #[error("cannot read the plugin specification {spec:?}: {why}")]
+    Malformed {
+        /// The specification.
+        spec: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// An argument the plugin does not take.
+    #[error("plugin {plugin} has no argument {argument:?}: {accepted}")]
+    UnknownArgument {
+        /// The plugin.
+        plugin: &'static str,
+        /// The argument given.
+        argument: String,
+        /// What it accepts.
+        accepted: String,
+    },
+    /// An argument with a value the plugin cannot use, or one that is missing.
+    #[error("plugin {plugin}, argument {argument}: {why}")]
+    BadArgument {
+        /// The plugin.
+        plugin: &'static str,
+        /// The argument.
+        argument: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The plugin is loaded already.
+    #[error("plugin {name} is already loaded (unload it first to load it with other arguments)")]
+    AlreadyLoaded {
+        /// The plugin.
+        name: String,
+    },
+    /// The plugin is not loaded.
+    #[error("plugin {name:?} is not loaded (loaded: {loaded})")]
+    NotLoaded {
+        /// The plugin.
+        name: String,
+        /// The plugins that are.
+        loaded: String,
+    },
+    /// A PPP callback the plugin does not offer.
+    #[error("plugin {plugin} has no PPP callback {name:?}; it offers: {available}")]
+    UnknownPpp {
+        /// The plugin.
+        plugin: String,
+        /// The PPP name asked for.
+        name: String,
+        /// What it offers.
+        available: String,
+    },
+    /// A typed PPP registration whose event type is not the declared one.
+    #[error("PPP callback {plugin}:{name} passes a {expected}, not the type asked for")]
+    PppType {
+        /// The plugin.
+        plugin: String,
+        /// The PPP name.
+        name: String,
+        /// The type it passes.
+        expected: &'static str,
+    },
+    /// A PPP callback name already registered.
+    #[error(
+        "a PPP callback named {name:?} is already registered; remove it first or pick another name"
+    )]
+    DuplicatePpp {
+        /// The name.
+        name: String,
+    },
+    /// The callback registry refused a registration.
+    #[error(transparent)]
+    Instrument(#[from] InstrumentError),
+    /// A file could not be read or written.
+    #[error("plugin {plugin}: cannot {action} {path}: {source}")]
+    Io {
+        /// The plugin.
+        plugin: &'static str,
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A loaded plugin: what stays with the manager after its callbacks were registered.
+pub trait Plugin: Send {
+    /// Called once its callbacks have been removed from the registry: writes its outputs
+    /// and returns a short report of what it found and wrote.
+    fn unload(&mut self) -> Result<String, PluginError>;
+}
+
+/// Creates a plugin: reads its arguments and registers its callbacks.
+pub type CreateFn = fn(&Args, &mut LoadContext<'_>) -> Result<Box<dyn Plugin>, PluginError>;
+
+/// What the manager knows about a plugin before it is loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct PluginInfo {
+    /// Its name (PANDA's where PANDA has the plugin).
+    pub name: &'static str,
+    /// One line: what it does.
+    pub description: &'static str,
+    /// The arguments it accepts.
+    pub arguments: &'static [ArgInfo],
+    /// The PPP callbacks it runs.
+    pub ppp: &'static [PppInfo],
+    /// Loads it.
+    pub create: CreateFn,
+}
+
+/// The built-in plugins.
+pub const BUILTIN: &[PluginInfo] = &[
+    asid_instr_count::INFO,
+    coverage::INFO,
+    pc_search::INFO,
+    stringsearch::INFO,
+];
+
+/// What a plugin registers its callbacks through while it loads.
+pub struct LoadContext<'a> {
+    plugin: &'static str,
+    instrumentation: &'a mut Instrumentation,
+    ppp: &'a Ppp,
+    names: Vec<String>,
+}
+
+impl std::fmt::Debug for LoadContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadContext")
+            .field("plugin", &self.plugin)
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadContext<'_> {
+    /// Registers `callback` as `PLUGIN:name`, removed when the plugin unloads.
+    pub fn register(&mut self, name: &str, callback: Callback) -> Result<(), PluginError> {
+        let full = format!("{}:{name}", self.plugin);
+        self.instrumentation.register(&full, callback)?;
+        self.names.push(full);
+        Ok(())
+    }
+
+    /// The manager's PPP lists, for the plugin to run its PPP callbacks from its callbacks.
+    pub fn ppp(&self) -> Ppp {
+        self.ppp.clone()
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &'static str {
+        self.plugin
+    }
+}
+
+struct Loaded {
+    name: &'static str,
+    callbacks: Vec<String>,
+    plugin: Box<dyn Plugin>,
+}
+
+/// The plugins available to one machine, the loaded ones, and their PPP callbacks.
+pub struct Plugins {
+    available: Vec<PluginInfo>,
+    loaded: Vec<Loaded>,
+    ppp: Ppp,
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugins")
+            .field("loaded", &self.loaded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Plugins {
+    fn default() -> Self {
+        Plugins::new()
+    }
+}
+
+impl Plugins {
+    /// A manager offering the built-in plugins, none loaded.
+    pub fn new() -> Plugins {
+        Plugins {
+            available: BUILTIN.to_vec(),
+            loaded: Vec::new(),
+            ppp: Ppp::default(),
+        }
+    }
+
+    /// Offers one's own plugin (replacing a plugin of the same name).
+    pub fn add_plugin(&mut self, info: PluginInfo) {
+        self.available.retain(|known| known.name != info.name);
+        self.available.push(info);
+    }
+
+    /// The plugins that can be loaded, by name.
+    pub fn available(&self) -> Vec<PluginInfo> {
+        let mut list = self.available.clone();
+        list.sort_by_key(|info| info.name);
+        list
+    }
+
+    /// The plugin called `name`.
+    pub fn info(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        self.available
+            .iter()
+            .find(|info| info.name == name)
+            .copied()
+            .ok_or_else(|| PluginError::UnknownPlugin {
+                name: name.to_string(),
+                available: self.names(),
+            })
+    }
+
+    fn names(&self) -> String {
+        self.available()
+            .iter()
+            .map(|info| info.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The names of the loaded plugins, in load order.
+    pub fn loaded(&self) -> Vec<&'static str> {
+        self.loaded.iter().map(|loaded| loaded.name).collect()
+    }
+
+    /// Whether plugin `name` is loaded.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.loaded.iter().any(|loaded| loaded.name == name)
+    }
+
+    /// Loads a plugin from PANDA's `name:key=value,...` syntax.
+    pub fn load_spec(
+        &mut self,
+        instrumentation: &mut Instrumentation,
+        spec: &str,
+    ) -> Result<(), PluginError> {
+        let (name, pairs) = parse_spec(spec)?;
+        self.load(instrumentation, &name, pairs)
+    }
+
+    /// Loads plugin `name` with `arguments` (key, value) into `instrumentation`.
+    pub fn load(
+        &mut self,
+        instrumentation: &mut Instrumentation,
+        name: &str,
+        arguments: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), PluginError> {
+        let info = self.info(name)?;
+        if self.is_loaded(info.name) {
+            return Err(PluginError::AlreadyLoaded {
+                name: info.name.to_string(),
+            });
+        }
+        let args = Args::new(&info, arguments)?;
+        let mut context = LoadContext {
+            plugin: info.name,
+            instrumentation,
+            ppp: &self.ppp,
+            names: Vec::new(),
+        };
+        match (info.create)(&args, &mut context) {
+            Ok(plugin) => {
+                self.loaded.push(Loaded {
+                    name: info.name,
+                    callbacks: context.names,
+                    plugin,
+                });
+                Ok(())
+            }
+            Err(error) => {
+                for callback in &context.names {
+                    let _ = context.instrumentation.delete(callback);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Unloads plugin `name`: removes its callbacks, then lets it write its outputs.
+    /// Returns its report.
+    pub fn unload(
+        &mut self,
+        instrumentation: &mut Instrumentation,
+        name: &str,
+    ) -> Result<String, PluginError> {
+        let Some(index) = self.loaded.iter().position(|loaded| loaded.name == name) else {
+            self.info(name)?;
+            return Err(PluginError::NotLoaded {
+                name: name.to_string(),
+                loaded: self.loaded_list(),
+            });
+        };
+        let mut loaded = self.loaded.remove(index);
+        for callback in &loaded.callbacks {
+            // A front end may have deleted it by name already.
+            let _ = instrumentation.delete(callback);
+        }
+        loaded.plugin.unload()
+    }
+
+    fn loaded_list(&self) -> String {
+        if self.loaded.is_empty() {
+            "none".to_string()
+        } else {
+            self.loaded().join(", ")
+        }
+    }
+
+    /// Unloads every plugin, last loaded first; returns their reports. Every plugin is
+    /// unloaded even when one fails to write its outputs; the first error is returned.
+    pub fn unload_all(
+        &mut self,
+        instrumentation: &mut Instrumentation,
+    ) -> Result<Vec<String>, PluginError> {
+        let mut reports = Vec::new();
+        let mut first_error = None;
+        while let Some(loaded) = self.loaded.last() {
+            let name = loaded.name;
+            match self.unload(instrumentation, name) {
+                Ok(report) => reports.push(report),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(reports),
+        }
+    }
+
+    fn ppp_info(&self, plugin: &str, name: &str) -> Result<(PluginInfo, PppInfo), PluginError> {
+        let info = self.info(plugin)?;
+        let point = info
+            .ppp
+            .iter()
+            .find(|point| point.name == name)
+            .copied()
+            .ok_or_else(|| PluginError::UnknownPpp {
+                plugin: plugin.to_string(),
+                name: name.to_string(),
+                available: if info.ppp.is_empty() {
+                    "none".to_string()
+                } else {
+                    info.ppp
+                        .iter()
+                        .map(|point| point.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })?;
+        Ok((info, point))
+    }
+
+    /// Registers a typed closure as `callback_name` on `plugin`'s PPP callback `name`
+    /// (PANDA's `PPP_REG_CB`). The plugin need not be loaded yet.
+    pub fn register_ppp<E: PppEvent>(
+        &mut self,
+        plugin: &str,
+        name: &str,
+        callback_name: &str,
+        callback: impl FnMut(&mut dyn GuestCpu, &E) + Send + 'static,
+    ) -> Result<(), PluginError> {
+        let (info, point) = self.ppp_info(plugin, name)?;
+        if (point.event_type)() != std::any::TypeId::of::<E>() {
+            return Err(PluginError::PppType {
+                plugin: info.name.to_string(),
+                name: point.name.to_string(),
+                expected: point.event_type_name,
+            });
+        }
+        self.ppp
+            .add(info.name, point.name, callback_name, ppp::typed(callback))
+            .map_err(|ppp::DuplicatePppName(name)| PluginError::DuplicatePpp { name })
+    }
+
+    /// Registers a closure over the event's plain values (for front ends such as Python's
+    /// `@panda.ppp`). Returns the PPP callback's declared signature.
+    pub fn register_ppp_values(
+        &mut self,
+        plugin: &str,
+        name: &str,
+        callback_name: &str,
+        callback: impl FnMut(&mut dyn GuestCpu, &[PppValue]) + Send + 'static,
+    ) -> Result<&'static str, PluginError> {
+        let (info, point) = self.ppp_info(plugin, name)?;
+        self.ppp
+            .add(info.name, point.name, callback_name, ppp::plain(callback))
+            .map_err(|ppp::DuplicatePppName(name)| PluginError::DuplicatePpp { name })?;
+        Ok(point.signature)
+    }
+
+    /// Removes the PPP callback registered as `callback_name` (PyPANDA's `disable_ppp`);
+    /// whether there was one.
+    pub fn remove_ppp(&mut self, callback_name: &str) -> bool {
+        self.ppp.remove(callback_name)
+    }
+
+    /// The PPP lists, for plugins added with [`Plugins::add_plugin`] and for tests.
+    pub fn ppp(&self) -> &Ppp {
+        &self.ppp
+    }
+}

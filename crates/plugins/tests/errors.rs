@@ -1,0 +1,139 @@
+//! Bad input to the plugin manager: every mistake is an error that says what exists, and a
+//! failed load leaves nothing behind. No guest is needed.
+
+use pandare_core::instrument::{Callback, Instrumentation};
+use pandare_plugins::stringsearch::StringMatch;
+use pandare_plugins::{PluginError, Plugins, PppEvent, PppValue};
+
+/// An event type no plugin passes.
+struct Other;
+
+impl PppEvent for Other {
+    fn values(&self) -> Vec<PppValue> {
+        Vec::new()
+    }
+}
+
+fn load_error(spec: &str) -> String {
+    let mut instrumentation = Instrumentation::new();
+    let error = Plugins::new()
+        .load_spec(&mut instrumentation, spec)
+        .expect_err(spec);
+    assert!(
+        instrumentation.list().is_empty(),
+        "a failed load of {spec} left callbacks: {:?}",
+        instrumentation.list()
+    );
+    error.to_string()
+}
+
+#[test]
+fn unknown_plugins_arguments_and_malformed_specs_are_explained() {
+    let unknown = load_error("covrage");
+    assert!(
+        unknown.contains("no plugin called \"covrage\""),
+        "{unknown}"
+    );
+    for name in ["asid_instr_count", "coverage", "pc_search", "stringsearch"] {
+        assert!(unknown.contains(name), "{unknown}");
+    }
+    let argument = load_error("coverage:file=x.csv");
+    assert!(argument.contains("no argument \"file\""), "{argument}");
+    assert!(argument.contains("filename, mode, full"), "{argument}");
+    assert!(load_error("asid_instr_count:x=1").contains("accepts filename"));
+    assert!(load_error("coverage:filename").contains("has no '='"));
+    assert!(load_error("coverage:full=maybe").contains("\"maybe\" is not true or false"));
+    assert!(load_error("coverage:mode=osi-block").contains("OS introspection"));
+    assert!(load_error("coverage:privilege=root").contains("neither user nor kernel"));
+    assert!(load_error("coverage:pc=10").contains("not START-END"));
+    assert!(load_error("coverage:filename=x,filename=y").contains("given twice"));
+    assert!(load_error("pc_search").contains("no pc to search for"));
+    assert!(load_error("pc_search:pc=0xzz").contains("is not a number"));
+    assert!(load_error("pc_search:pc_file=/nonexistent/pcs").contains("cannot read"));
+    let nothing = load_error("stringsearch:name=/nonexistent/x");
+    assert!(nothing.contains("give str=TEXT or file=FILE"), "{nothing}");
+    assert!(load_error("coverage:filename=/nonexistent/dir/c.csv").contains("cannot write"));
+}
+
+#[test]
+fn strings_files_are_checked_line_by_line() {
+    let path = std::env::temp_dir().join(format!("pandare-strings-{}.txt", std::process::id()));
+    std::fs::write(&path, "\"fine\"\nde:ad\nnot quoted\n").unwrap();
+    let error = load_error(&format!("stringsearch:file={}", path.display()));
+    assert!(error.contains("line 3"), "{error}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn loading_twice_unloading_what_is_not_loaded_and_ppp_mistakes_are_errors() {
+    let mut instrumentation = Instrumentation::new();
+    let mut plugins = Plugins::new();
+    instrumentation
+        .register("mine", Callback::TopLoop(Box::new(|_| {})))
+        .unwrap();
+    plugins
+        .load_spec(&mut instrumentation, "asid_instr_count")
+        .unwrap();
+    assert!(matches!(
+        plugins.load_spec(&mut instrumentation, "asid_instr_count"),
+        Err(PluginError::AlreadyLoaded { .. })
+    ));
+    assert_eq!(plugins.loaded(), ["asid_instr_count"]);
+    let names: Vec<String> = instrumentation.list().into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        names,
+        ["mine", "asid_instr_count:before", "asid_instr_count:after"]
+    );
+
+    let not_loaded = plugins
+        .unload(&mut instrumentation, "coverage")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        not_loaded.contains("not loaded (loaded: asid_instr_count)"),
+        "{not_loaded}"
+    );
+    assert!(matches!(
+        plugins.unload(&mut instrumentation, "nosuch"),
+        Err(PluginError::UnknownPlugin { .. })
+    ));
+
+    // Unloading removes exactly the plugin's callbacks.
+    let report = plugins
+        .unload(&mut instrumentation, "asid_instr_count")
+        .unwrap();
+    assert!(
+        report.starts_with("asid_instr_count: 0 instructions"),
+        "{report}"
+    );
+    let names: Vec<String> = instrumentation.list().into_iter().map(|c| c.0).collect();
+    assert_eq!(names, ["mine"]);
+    assert!(plugins.unload_all(&mut instrumentation).unwrap().is_empty());
+
+    let ppp = plugins
+        .register_ppp_values("stringsearch", "on_match", "x", |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        ppp.contains("no PPP callback \"on_match\"; it offers: on_ssm"),
+        "{ppp}"
+    );
+    assert!(plugins
+        .register_ppp_values("coverage", "on_ssm", "x", |_, _| {})
+        .unwrap_err()
+        .to_string()
+        .contains("it offers: none"));
+    assert!(matches!(
+        plugins.register_ppp("stringsearch", "on_ssm", "typed", |_, _: &Other| {}),
+        Err(PluginError::PppType { .. })
+    ));
+    plugins
+        .register_ppp("stringsearch", "on_ssm", "typed", |_, _: &StringMatch| {})
+        .unwrap();
+    assert!(matches!(
+        plugins.register_ppp_values("stringsearch", "on_ssm", "typed", |_, _| {}),
+        Err(PluginError::DuplicatePpp { .. })
+    ));
+    assert!(plugins.remove_ppp("typed"));
+    assert!(!plugins.remove_ppp("typed"));
+}
