@@ -7,9 +7,14 @@
 //! Jobs that wait for guest output (a command's prompt) stay active while the guest runs.
 //! When no run is in progress, a job runs to completion on the caller's thread instead.
 //!
+//! Between two requests of the blocking thread the guest waits for the next one (up to
+//! `HOLD_LIMIT`), so runs driven by a blocking function are repeatable (`Core::hold`).
+//!
 //! Python callbacks are ordinary entries of the machine's callback registry
-//! ([`Instrumentation`]): each takes the GIL for its call only, and is handed the same
-//! reusable `CPUState` and `TranslationBlock` objects, valid during the call.
+//! ([`Instrumentation`]), handed the same reusable `CPUState` and `TranslationBlock` objects
+//! (valid during the call) and argument tuples. While Python callbacks exist, each run slice
+//! holds the GIL from start to end, so a call's GIL attach is a nested one; the GIL is free
+//! between slices (see `step`).
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -1209,11 +1214,15 @@ impl Core {
     fn machine_loop(&self, engine: &mut Engine) {
         let shared = &self.shared;
         let mut waiting: Option<Waiting> = None;
-        // While set: the guest waits for the blocking thread's next request (see `hold`).
-        let mut held_since = shared
-            .blocking_alive
-            .load(Ordering::Acquire)
-            .then(Instant::now);
+        // After a request is answered, the guest waits for the blocking thread's next one
+        // (see `hold`); `held_since` says since when.
+        let start_hold = || {
+            shared
+                .blocking_alive
+                .load(Ordering::Acquire)
+                .then(Instant::now)
+        };
+        let mut held_since = start_hold();
         loop {
             if shared.stop.load(Ordering::Acquire) || shared.failed.load(Ordering::Acquire) {
                 break;
@@ -1231,10 +1240,7 @@ impl Core {
                          this call waited for its output"
                     ))));
                 }
-                held_since = shared
-                    .blocking_alive
-                    .load(Ordering::Acquire)
-                    .then(Instant::now);
+                held_since = start_hold();
                 continue;
             }
             if waiting.is_none() {
@@ -1243,10 +1249,7 @@ impl Core {
                     held_since = None;
                     waiting = start_job(engine, request.job, &request.slot);
                     if waiting.is_none() {
-                        held_since = shared
-                            .blocking_alive
-                            .load(Ordering::Acquire)
-                            .then(Instant::now);
+                        held_since = start_hold();
                     }
                     continue;
                 }
@@ -1260,10 +1263,7 @@ impl Core {
                 if let Some(answer) = answer {
                     current.slot.put(answer);
                     waiting = None;
-                    held_since = shared
-                        .blocking_alive
-                        .load(Ordering::Acquire)
-                        .then(Instant::now);
+                    held_since = start_hold();
                     continue;
                 }
             }
