@@ -1391,7 +1391,13 @@ impl Core {
         if self.shared.running.swap(true, Ordering::AcqRel) {
             return Err(PyRuntimeError::new_err("the machine is already running"));
         }
-        let engine = lock(&self.shared.engine).take();
+        // Not `lock`: we hold the GIL, and a request running on another thread holds the
+        // engine while its slices may wait for the GIL (Python callbacks).
+        let engine = match self.shared.engine.try_lock() {
+            Ok(mut engine) => engine.take(),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
         match engine {
             Some(engine) => {
                 *lock(&self.shared.run_thread) = Some(std::thread::current().id());
@@ -1402,7 +1408,9 @@ impl Core {
             None => {
                 self.shared.running.store(false, Ordering::Release);
                 self.shared.armed.store(false, Ordering::Release);
-                Err(PyRuntimeError::new_err("the machine is busy"))
+                Err(PyRuntimeError::new_err(
+                    "the machine is busy (a call from another thread is driving it)",
+                ))
             }
         }
     }
