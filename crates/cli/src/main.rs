@@ -12,7 +12,8 @@ use pandare::console::UNITS_PER_SECOND;
 use pandare::monitor::Session;
 use pandare::replay;
 use pandare::store::SnapshotStore;
-use pandare::{Architecture, Console, MachineConfig, ShutdownKind};
+use pandare::{Architecture, Console, Machine, MachineConfig, ShutdownKind};
+use pandare_plugins::Plugins;
 
 /// pandare: a whole-system emulator for dynamic analysis.
 #[derive(Parser, Debug)]
@@ -46,11 +47,19 @@ enum Command {
         /// Print the guest's console output while replaying.
         #[arg(long)]
         console: bool,
+        #[command(flatten)]
+        plugins: PluginArgs,
     },
     /// Named snapshots of a guest (`savevm`, `root`, ...).
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+    },
+    /// List the analysis plugins (load them with `--panda NAME[:key=value,...]`), or show
+    /// one plugin's arguments and PPP callbacks.
+    Plugins {
+        /// A plugin to describe.
+        name: Option<String>,
     },
 }
 
@@ -133,9 +142,66 @@ struct GuestArgs {
 }
 
 #[derive(Args, Debug)]
+struct PluginArgs {
+    /// Load a plugin, as PANDA's `-panda`: NAME or NAME:key=value,key=value (several
+    /// separated by `;`, or repeat the option). `panda plugins` lists them. Their reports
+    /// go to stderr when the run ends; their files are written then.
+    #[arg(long = "panda", value_name = "NAME[:ARGS]")]
+    panda: Vec<String>,
+}
+
+impl PluginArgs {
+    /// The plugin specifications, one per plugin.
+    fn specs(&self) -> Vec<&str> {
+        self.panda
+            .iter()
+            .flat_map(|option| option.split(';'))
+            .map(str::trim)
+            .filter(|spec| !spec.is_empty())
+            .collect()
+    }
+
+    /// Checks names and argument names before anything slow happens (values are checked
+    /// when the plugins load).
+    fn check(&self) -> anyhow::Result<()> {
+        let plugins = Plugins::new();
+        for spec in self.specs() {
+            let (name, pairs) = pandare_plugins::parse_spec(spec)?;
+            let info = plugins.info(&name)?;
+            pandare_plugins::Args::new(&info, pairs)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the plugins into `machine`.
+    fn load(&self, machine: &mut dyn Machine) -> anyhow::Result<Plugins> {
+        let mut plugins = Plugins::new();
+        for spec in self.specs() {
+            plugins
+                .load_spec(machine.instrumentation(), spec)
+                .with_context(|| format!("loading plugin {spec:?}"))?;
+        }
+        Ok(plugins)
+    }
+}
+
+/// Unloads the plugins (they write their files) and prints their reports to stderr.
+fn unload_plugins(plugins: &mut Plugins, machine: &mut dyn Machine) -> anyhow::Result<()> {
+    if plugins.loaded().is_empty() {
+        return Ok(());
+    }
+    for report in plugins.unload_all(machine.instrumentation())? {
+        eprintln!("{report}");
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
 struct RunArgs {
     #[command(flatten)]
     guest: GuestArgs,
+    #[command(flatten)]
+    plugins: PluginArgs,
     /// Run this shell command in the guest and print its output; repeat for several.
     #[arg(long = "cmd")]
     commands: Vec<String>,
@@ -303,12 +369,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             verify,
             console,
-        } => replay(&name, verify, console),
+            plugins,
+        } => replay(&name, verify, console, &plugins),
         Command::Snapshot { command } => snapshot(command),
+        Command::Plugins { name } => list_plugins(name.as_deref()),
     }
 }
 
-fn replay(name: &str, verify: bool, show_console: bool) -> anyhow::Result<ExitCode> {
+fn list_plugins(name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let plugins = Plugins::new();
+    let Some(name) = name else {
+        let available = plugins.available();
+        let width = available
+            .iter()
+            .map(|info| info.name.len())
+            .max()
+            .unwrap_or(0);
+        for info in available {
+            println!("{:<width$}  {}", info.name, info.description);
+        }
+        println!("\nLoad with `panda run|replay ... --panda NAME[:key=value,...]`; `panda plugins NAME` shows its arguments.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let info = plugins.info(name)?;
+    println!("{}: {}", info.name, info.description);
+    if info.arguments.is_empty() {
+        println!("arguments: none");
+    } else {
+        println!("arguments:");
+        for argument in info.arguments {
+            println!("  {:<16} {}", argument.name, argument.help);
+        }
+    }
+    for point in info.ppp {
+        println!("PPP callback {}{}", point.name, point.signature);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(
+    name: &str,
+    verify: bool,
+    show_console: bool,
+    plugin_args: &PluginArgs,
+) -> anyhow::Result<ExitCode> {
+    plugin_args.check()?;
     let path = replay::recording_path(name);
     if !path.exists() {
         bail!(
@@ -332,6 +437,7 @@ fn replay(name: &str, verify: bool, show_console: bool) -> anyhow::Result<ExitCo
         prompt: String::new(),
     };
     let mut machine = config.build_blank()?;
+    let mut plugins = plugin_args.load(machine.as_mut())?;
     let started = std::time::Instant::now();
     let mut stdout = std::io::stdout();
     let report = replay::replay(&recording, machine.as_mut(), &mut |bytes| {
@@ -348,6 +454,7 @@ fn replay(name: &str, verify: bool, show_console: bool) -> anyhow::Result<ExitCo
         report.checkpoints,
         if report.output_matches { "matched" } else { "DIFFERED" },
     );
+    unload_plugins(&mut plugins, machine.as_mut())?;
     if verify && !report.output_matches {
         bail!("the replay's console output differs from the recording's");
     }
@@ -382,6 +489,7 @@ fn snapshot(command: SnapshotCommand) -> anyhow::Result<ExitCode> {
 const ROOT_SNAPSHOT: &str = "root";
 
 fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    args.plugins.check()?;
     let config = args.guest.config()?;
     let prompt = config.prompt_regex()?;
     let mut store = SnapshotStore::for_guest(&config, args.guest.generic.as_deref());
@@ -405,6 +513,7 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => Console::new(config.build()?, prompt),
     };
+    let mut plugins = args.plugins.load(console.machine())?;
     let result = if args.commands.is_empty() {
         let mut session = Session::new(console, store, config.memory_mib, &config.append);
         if let Some(name) = &args.record {
@@ -443,6 +552,11 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         console = session.console;
         result
+    };
+    let unloaded = unload_plugins(&mut plugins, console.machine());
+    let result = match (result, unloaded) {
+        (Err(error), _) | (Ok(_), Err(error)) => Err(error),
+        (Ok(code), Ok(())) => Ok(code),
     };
     if args.stats {
         let machine = console.machine();
