@@ -137,3 +137,71 @@ fn loading_twice_unloading_what_is_not_loaded_and_ppp_mistakes_are_errors() {
     assert!(plugins.remove_ppp("typed"));
     assert!(!plugins.remove_ppp("typed"));
 }
+
+mod own_plugin {
+    //! The example of docs/plugins.md, "Writing a plugin in Rust".
+    use pandare_core::instrument::{Callback, Instrumentation};
+    use pandare_plugins::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo, Plugins};
+    use std::sync::{Arc, Mutex};
+
+    pub const BLOCK_COUNT: PluginInfo = PluginInfo {
+        name: "block_count",
+        description: "counts the blocks run in kernel mode",
+        arguments: &[ArgInfo {
+            name: "every",
+            help: "print a line every N blocks (default never)",
+        }],
+        ppp: &[],
+        create,
+    };
+
+    struct BlockCount(Arc<Mutex<u64>>);
+
+    fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>, PluginError> {
+        let every = args.u64("every")?;
+        let count = Arc::new(Mutex::new(0u64));
+        let shared = Arc::clone(&count);
+        context.register(
+            "blocks",
+            Callback::BeforeBlockExec(Box::new(move |cpu, block| {
+                if cpu.in_kernel_mode() {
+                    let mut count = shared.lock().unwrap();
+                    *count += 1;
+                    if every.is_some_and(|n| (*count).is_multiple_of(n)) {
+                        eprintln!("block_count: {} at {:#x}", *count, block.pc);
+                    }
+                }
+            })),
+        )?;
+        Ok(Box::new(BlockCount(count)))
+    }
+
+    impl Plugin for BlockCount {
+        fn unload(&mut self) -> Result<String, PluginError> {
+            Ok(format!(
+                "block_count: {} kernel blocks",
+                self.0.lock().unwrap()
+            ))
+        }
+    }
+
+    #[test]
+    fn a_plugin_of_ones_own_loads_and_unloads() {
+        let mut instrumentation = Instrumentation::new();
+        let mut plugins = Plugins::new();
+        plugins.add_plugin(BLOCK_COUNT);
+        assert!(plugins
+            .load_spec(&mut instrumentation, "block_count:every=x")
+            .unwrap_err()
+            .to_string()
+            .contains("block_count, argument every"));
+        plugins
+            .load_spec(&mut instrumentation, "block_count:every=1000000")
+            .unwrap();
+        assert_eq!(instrumentation.list()[0].0, "block_count:blocks");
+        assert_eq!(
+            plugins.unload_all(&mut instrumentation).unwrap(),
+            ["block_count: 0 kernel blocks"]
+        );
+    }
+}
