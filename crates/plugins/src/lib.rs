@@ -23,6 +23,7 @@
 pub mod args;
 pub mod asid_instr_count;
 pub mod coverage;
+pub mod hypercaller;
 mod output;
 pub mod pc_search;
 pub mod ppp;
@@ -106,6 +107,14 @@ pub enum PluginError {
         /// The type it passes.
         expected: &'static str,
     },
+    /// The plugin offers no API of the type asked for.
+    #[error("plugin {plugin} offers no API of type {wanted}")]
+    NoApi {
+        /// The plugin.
+        plugin: String,
+        /// The type asked for.
+        wanted: &'static str,
+    },
     /// A PPP callback name already registered.
     #[error(
         "a PPP callback named {name:?} is already registered; remove it first or pick another name"
@@ -136,6 +145,12 @@ pub trait Plugin: Send {
     /// Called once its callbacks have been removed from the registry: writes its outputs
     /// and returns a short report of what it found and wrote.
     fn unload(&mut self) -> Result<String, PluginError>;
+
+    /// The functions the plugin offers other code (PANDA's plugin exports), as a handle of
+    /// the plugin's own type, which [`Plugins::api`] hands out. Most plugins offer none.
+    fn api(&self) -> Option<Box<dyn std::any::Any>> {
+        None
+    }
 }
 
 /// Creates a plugin: reads its arguments and registers its callbacks.
@@ -160,6 +175,7 @@ pub struct PluginInfo {
 pub const BUILTIN: &[PluginInfo] = &[
     asid_instr_count::INFO,
     coverage::INFO,
+    hypercaller::INFO,
     pc_search::INFO,
     stringsearch::INFO,
 ];
@@ -447,6 +463,27 @@ impl Plugins {
     /// whether there was one.
     pub fn remove_ppp(&mut self, callback_name: &str) -> bool {
         self.ppp.remove(callback_name)
+    }
+
+    /// The API handle loaded plugin `name` offers (e.g. `hypercaller`'s
+    /// [`hypercaller::Hypercalls`]).
+    pub fn api<T: 'static>(&self, name: &str) -> Result<T, PluginError> {
+        let Some(loaded) = self.loaded.iter().find(|loaded| loaded.name == name) else {
+            self.info(name)?;
+            return Err(PluginError::NotLoaded {
+                name: name.to_string(),
+                loaded: self.loaded_list(),
+            });
+        };
+        loaded
+            .plugin
+            .api()
+            .and_then(|api| api.downcast::<T>().ok())
+            .map(|api| *api)
+            .ok_or_else(|| PluginError::NoApi {
+                plugin: name.to_string(),
+                wanted: std::any::type_name::<T>(),
+            })
     }
 
     /// The PPP lists, for plugins added with [`Plugins::add_plugin`] and for tests.

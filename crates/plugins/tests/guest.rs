@@ -305,3 +305,89 @@ fn pc_search_counts_a_pc_in_the_middle_of_a_block_and_asid_instr_count_adds_up()
     );
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// A static riscv64 Linux executable: `li a0, MAGIC; hypercall; mv a0, a1; exit(a0)`.
+fn hypercall_program(magic: u16) -> Vec<u8> {
+    assert!(magic < 0x800, "addi takes a 12-bit immediate");
+    let code: Vec<u32> = vec![
+        (u32::from(magic) << 20) | (10 << 7) | 0x13, // addi a0, zero, MAGIC
+        0x7a50_2013,                                 // slti zero, zero, 0x7a5: the hypercall
+        0x0005_8513,                                 // addi a0, a1, 0
+        0x05d0_0893,                                 // addi a7, zero, 93 (exit)
+        0x0000_0073,                                 // ecall
+    ];
+    let base = 0x10000u64;
+    let size = 64 + 56 + 4 * code.len() as u64;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&243u16.to_le_bytes()); // EM_RISCV
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(base + 120).to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // program headers
+    elf.extend_from_slice(&0u64.to_le_bytes()); // no sections
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [64u16, 56, 1, 64, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // R X
+    for value in [0, base, base, size, size, 0x1000] {
+        elf.extend_from_slice(&value.to_le_bytes());
+    }
+    for word in code {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    assert_eq!(elf.len() as u64, size);
+    elf
+}
+
+/// Writes `bytes` to `path` in the guest with printf, a few bytes per command.
+fn write_guest_file(console: &mut Console, path: &str, bytes: &[u8]) {
+    run(console, &format!(": > {path}"));
+    for chunk in bytes.chunks(24) {
+        let escaped: String = chunk.iter().map(|b| format!("\\{b:03o}")).collect();
+        run(console, &format!("printf '{escaped}' >> {path}"));
+    }
+    run(console, &format!("chmod +x {path}"));
+}
+
+#[test]
+fn hypercaller_dispatches_a_guest_programs_hypercall_by_magic() {
+    use pandare_plugins::hypercaller::Hypercalls;
+
+    let mut console = guest();
+    write_guest_file(&mut console, "/tmp/hc", &hypercall_program(0x123));
+    write_guest_file(&mut console, "/tmp/other", &hypercall_program(0x7));
+    let mut plugins = Plugins::new();
+    plugins
+        .load_spec(console.machine().instrumentation(), "hypercaller")
+        .unwrap();
+    let hypercalls: Hypercalls = plugins.api("hypercaller").unwrap();
+    hypercalls
+        .register(
+            0x123,
+            Box::new(|cpu| {
+                assert!(!cpu.in_kernel_mode());
+                cpu.set_register("a1", 42).unwrap();
+            }),
+        )
+        .unwrap();
+    assert!(hypercalls.register(0x123, Box::new(|_| {})).is_err());
+
+    assert_eq!(run(&mut console, "/tmp/hc; echo $?"), "42\n");
+    run(&mut console, "/tmp/other");
+    run(&mut console, "/tmp/hc");
+    assert!(hypercalls.unregister(0x123));
+    run(&mut console, "/tmp/hc");
+    let report = plugins
+        .unload(console.machine().instrumentation(), "hypercaller")
+        .unwrap();
+    eprintln!("{report}");
+    assert_eq!(
+        report,
+        "hypercaller: handled 0x123 x2; no handler for 0x7 x1, 0x123 x1"
+    );
+    assert!(plugins.api::<Hypercalls>("hypercaller").is_err());
+}
