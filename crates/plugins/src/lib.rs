@@ -29,7 +29,7 @@ pub mod pc_search;
 pub mod ppp;
 pub mod stringsearch;
 
-use pandare_core::instrument::{Callback, GuestCpu, InstrumentError, Instrumentation};
+use pandare_core::instrument::{Callback, Controller, GuestCpu, InstrumentError, Instrumentation};
 
 pub use args::{parse_spec, ArgInfo, Args};
 pub use ppp::{Ppp, PppEvent, PppInfo, PppValue};
@@ -180,10 +180,63 @@ pub const BUILTIN: &[PluginInfo] = &[
     stringsearch::INFO,
 ];
 
+/// Where plugins register and remove their callbacks: a machine's registry directly, or
+/// through a [`Controller`] while the machine runs (the changes then take effect at the
+/// next block boundary, and registration errors are reported by
+/// [`Instrumentation::take_errors`]).
+#[derive(Debug)]
+pub enum Target<'a> {
+    /// The registry itself.
+    Now(&'a mut Instrumentation),
+    /// A controller of the registry.
+    Queued(&'a Controller),
+}
+
+impl<'a> From<&'a mut Instrumentation> for Target<'a> {
+    fn from(instrumentation: &'a mut Instrumentation) -> Target<'a> {
+        Target::Now(instrumentation)
+    }
+}
+
+impl<'a> From<&'a Controller> for Target<'a> {
+    fn from(controller: &'a Controller) -> Target<'a> {
+        Target::Queued(controller)
+    }
+}
+
+impl Target<'_> {
+    fn reborrow(&mut self) -> Target<'_> {
+        match self {
+            Target::Now(instrumentation) => Target::Now(instrumentation),
+            Target::Queued(controller) => Target::Queued(controller),
+        }
+    }
+
+    fn register(&mut self, name: &str, callback: Callback) -> Result<(), PluginError> {
+        match self {
+            Target::Now(instrumentation) => Ok(instrumentation.register(name, callback)?),
+            Target::Queued(controller) => {
+                controller.register(name, callback);
+                Ok(())
+            }
+        }
+    }
+
+    fn delete(&mut self, name: &str) {
+        // A front end may have deleted it by name already.
+        match self {
+            Target::Now(instrumentation) => {
+                let _ = instrumentation.delete(name);
+            }
+            Target::Queued(controller) => controller.delete(name),
+        }
+    }
+}
+
 /// What a plugin registers its callbacks through while it loads.
 pub struct LoadContext<'a> {
     plugin: &'static str,
-    instrumentation: &'a mut Instrumentation,
+    target: Target<'a>,
     ppp: &'a Ppp,
     names: Vec<String>,
 }
@@ -201,7 +254,7 @@ impl LoadContext<'_> {
     /// Registers `callback` as `PLUGIN:name`, removed when the plugin unloads.
     pub fn register(&mut self, name: &str, callback: Callback) -> Result<(), PluginError> {
         let full = format!("{}:{name}", self.plugin);
-        self.instrumentation.register(&full, callback)?;
+        self.target.register(&full, callback)?;
         self.names.push(full);
         Ok(())
     }
@@ -292,25 +345,34 @@ impl Plugins {
         self.loaded.iter().map(|loaded| loaded.name).collect()
     }
 
+    /// The names of the callbacks the loaded plugins registered (`PLUGIN:name`).
+    pub fn callback_names(&self) -> Vec<String> {
+        self.loaded
+            .iter()
+            .flat_map(|loaded| loaded.callbacks.iter().cloned())
+            .collect()
+    }
+
     /// Whether plugin `name` is loaded.
     pub fn is_loaded(&self, name: &str) -> bool {
         self.loaded.iter().any(|loaded| loaded.name == name)
     }
 
     /// Loads a plugin from PANDA's `name:key=value,...` syntax.
-    pub fn load_spec(
+    pub fn load_spec<'t>(
         &mut self,
-        instrumentation: &mut Instrumentation,
+        target: impl Into<Target<'t>>,
         spec: &str,
     ) -> Result<(), PluginError> {
         let (name, pairs) = parse_spec(spec)?;
-        self.load(instrumentation, &name, pairs)
+        self.load(target, &name, pairs)
     }
 
-    /// Loads plugin `name` with `arguments` (key, value) into `instrumentation`.
-    pub fn load(
+    /// Loads plugin `name` with `arguments` (key, value) into a registry (or through its
+    /// controller).
+    pub fn load<'t>(
         &mut self,
-        instrumentation: &mut Instrumentation,
+        target: impl Into<Target<'t>>,
         name: &str,
         arguments: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), PluginError> {
@@ -323,7 +385,7 @@ impl Plugins {
         let args = Args::new(&info, arguments)?;
         let mut context = LoadContext {
             plugin: info.name,
-            instrumentation,
+            target: target.into(),
             ppp: &self.ppp,
             names: Vec::new(),
         };
@@ -338,7 +400,7 @@ impl Plugins {
             }
             Err(error) => {
                 for callback in &context.names {
-                    let _ = context.instrumentation.delete(callback);
+                    context.target.delete(callback);
                 }
                 Err(error)
             }
@@ -347,11 +409,12 @@ impl Plugins {
 
     /// Unloads plugin `name`: removes its callbacks, then lets it write its outputs.
     /// Returns its report.
-    pub fn unload(
+    pub fn unload<'t>(
         &mut self,
-        instrumentation: &mut Instrumentation,
+        target: impl Into<Target<'t>>,
         name: &str,
     ) -> Result<String, PluginError> {
+        let mut target = target.into();
         let Some(index) = self.loaded.iter().position(|loaded| loaded.name == name) else {
             self.info(name)?;
             return Err(PluginError::NotLoaded {
@@ -361,8 +424,7 @@ impl Plugins {
         };
         let mut loaded = self.loaded.remove(index);
         for callback in &loaded.callbacks {
-            // A front end may have deleted it by name already.
-            let _ = instrumentation.delete(callback);
+            target.delete(callback);
         }
         loaded.plugin.unload()
     }
@@ -377,15 +439,16 @@ impl Plugins {
 
     /// Unloads every plugin, last loaded first; returns their reports. Every plugin is
     /// unloaded even when one fails to write its outputs; the first error is returned.
-    pub fn unload_all(
+    pub fn unload_all<'t>(
         &mut self,
-        instrumentation: &mut Instrumentation,
+        target: impl Into<Target<'t>>,
     ) -> Result<Vec<String>, PluginError> {
+        let mut target = target.into();
         let mut reports = Vec::new();
         let mut first_error = None;
         while let Some(loaded) = self.loaded.last() {
             let name = loaded.name;
-            match self.unload(instrumentation, name) {
+            match self.unload(target.reborrow(), name) {
                 Ok(report) => reports.push(report),
                 Err(error) => {
                     first_error.get_or_insert(error);

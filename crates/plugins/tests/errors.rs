@@ -205,3 +205,22 @@ mod own_plugin {
         );
     }
 }
+
+#[test]
+fn plugins_load_and_unload_through_a_controller_while_the_machine_runs() {
+    let mut instrumentation = Instrumentation::new();
+    let controller = instrumentation.controller();
+    let mut plugins = Plugins::new();
+    plugins.load_spec(&controller, "asid_instr_count").unwrap();
+    assert!(instrumentation.list().is_empty(), "queued, not yet applied");
+    instrumentation.apply_pending();
+    assert_eq!(instrumentation.list().len(), 2);
+    assert_eq!(
+        plugins.callback_names(),
+        ["asid_instr_count:before", "asid_instr_count:after"]
+    );
+    plugins.unload(&controller, "asid_instr_count").unwrap();
+    instrumentation.apply_pending();
+    assert!(instrumentation.list().is_empty());
+    assert!(instrumentation.take_errors().is_empty());
+}

@@ -246,7 +246,7 @@ fn pc_search_counts_a_pc_in_the_middle_of_a_block_and_asid_instr_count_adds_up()
     let instrumentation = console.machine().instrumentation();
     plugins
         .load_spec(
-            instrumentation,
+            &mut *instrumentation,
             &format!("pc_search:pc={target:#x},out_file={}", spec_path(&out)),
         )
         .unwrap();
