@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use pandare_core::instrument::{
-    BlockInfo, CallbackKind, HookPoint, Instrumentation, ADDRESS_HOOKS, EXIT_EARLY,
+    BlockInfo, Callback, CallbackKind, HookPoint, Instrumentation, ADDRESS_HOOKS, EXIT_EARLY,
     EXIT_RAN_TO_END, HOOKS_AT_END, HOOKS_AT_START, MEMORY_KINDS,
 };
 
@@ -84,15 +84,19 @@ impl Block {
     }
 
     /// The block as far as its first `count` ops (all of them or fewer).
+    #[inline]
     fn prefix_info(&self, pc: u64, count: usize) -> BlockInfo {
-        let size = match self.ops.get(count) {
-            Some(op) => u64::from(op.offset),
-            None => self.byte_len,
-        };
+        if count >= self.ops.len() {
+            return BlockInfo {
+                pc,
+                size: self.byte_len,
+                instruction_count: self.ops.len() as u32,
+            };
+        }
         BlockInfo {
             pc,
-            size,
-            instruction_count: count.min(self.ops.len()) as u32,
+            size: u64::from(self.ops[count].offset),
+            instruction_count: count as u32,
         }
     }
 }
@@ -189,6 +193,26 @@ impl BlockCache {
         self.blocks[index as usize]
             .as_ref()
             .expect("lookup tables only name live blocks")
+    }
+
+    /// A block about to run at `pc`, another virtual address than the one it was decoded
+    /// at: when no hooked address lies inside it there, it now counts as decoded at `pc`
+    /// (where it ends early for an old hook is harmless), so that the next runs there take
+    /// the fast path. Otherwise the executor splits it at run time.
+    #[cold]
+    #[inline(never)]
+    fn rekey(&mut self, index: u32, pc: u64, instr: &Instrumentation) {
+        let block = if index == UNCACHED {
+            self.uncached.as_mut()
+        } else {
+            self.blocks[index as usize].as_mut()
+        }
+        .expect("lookup tables only name live blocks");
+        let end = pc.saturating_add(block.byte_len);
+        if instr.first_hook_in(pc.saturating_add(1), end).is_none() {
+            block.vpc = pc;
+            block.hooked = instr.is_hooked(pc);
+        }
     }
 
     #[inline]
@@ -535,16 +559,21 @@ impl Cpu {
                 None => return BlockEnd::Continue,
             }
         }
-        let hart = &mut self.hart;
-        let block = self.blocks.get(index);
+        let mut block = self.blocks.get(index);
         let mut count = block.ops.len();
         let mut hooked = false;
         if mask & ADDRESS_HOOKS != 0 && (block.vpc != pc || block.hooked) {
+            if block.vpc != pc {
+                self.blocks.rekey(index, pc, instr);
+                block = self.blocks.get(index);
+            }
+            let hart = &mut self.hart;
             match address_hooks(hart, bus, instr, block, pc, &mut self.hooks_fired) {
                 Some(split) => (count, hooked) = split,
                 None => return BlockEnd::Continue,
             }
         }
+        let hart = &mut self.hart;
         if mask & BEFORE_BLOCK_KINDS != 0 && !before_block(hart, bus, instr, block, pc, count) {
             return BlockEnd::Continue;
         }
@@ -654,7 +683,7 @@ fn address_hooks(
 /// `before_block_exec` and `start_block_exec` for the first `count` ops of `block`. False
 /// when a callback moved the pc or changed code: the block does not run, and
 /// `after_block_exec` reports it as left early.
-#[inline(never)]
+#[inline(always)]
 fn before_block(
     hart: &mut Hart,
     bus: &mut Bus,
@@ -664,7 +693,17 @@ fn before_block(
     count: usize,
 ) -> bool {
     let info = block.prefix_info(pc, count);
-    hooks::fire_block(hart, bus, instr, CallbackKind::BeforeBlockExec, &info);
+    if instr.has(CallbackKind::BeforeBlockExec) {
+        let mut view = hooks::RiscvCpu::new(hart, bus);
+        for callback in instr.enabled(CallbackKind::BeforeBlockExec) {
+            if let Callback::BeforeBlockExec(f) = callback {
+                f(&mut view, &info);
+            }
+        }
+        if view.stop {
+            instr.request_stop();
+        }
+    }
     if instr.has(CallbackKind::StartBlockExec) {
         start_block_exec(hart, bus, instr, &info);
     }
