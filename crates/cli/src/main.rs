@@ -5,6 +5,7 @@ mod terminal;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -485,6 +486,43 @@ fn snapshot(command: SnapshotCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+const PLUGIN_COMMANDS_HELP: &str = "\
+load_plugin NAME[:ARGS]  load a plugin (`panda plugins` lists them)
+unload_plugin NAME   unload a plugin: it writes its files and prints its report
+list_plugins         list the loaded plugins";
+
+/// The monitor's plugin commands (PANDA's `load_plugin`, `unload_plugin`, `list_plugins`).
+fn plugin_command(
+    plugins: &Mutex<Plugins>,
+    machine: &mut dyn Machine,
+    line: &str,
+) -> Option<String> {
+    let mut plugins = plugins.lock().unwrap_or_else(|p| p.into_inner());
+    let (command, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    let result = match command {
+        "load_plugin" if !rest.is_empty() => {
+            // PANDA writes `load_plugin NAME,key=value`; `-panda` writes `NAME:key=value`.
+            let spec = if rest.contains(':') {
+                rest.to_string()
+            } else {
+                rest.replacen(',', ":", 1)
+            };
+            plugins
+                .load_spec(machine.instrumentation(), &spec)
+                .map(|()| String::new())
+        }
+        "unload_plugin" if !rest.is_empty() => plugins.unload(machine.instrumentation(), rest),
+        "list_plugins" => Ok(match plugins.loaded().as_slice() {
+            [] => "no plugin is loaded".to_string(),
+            loaded => loaded.join("\n"),
+        }),
+        "load_plugin" | "unload_plugin" => Ok(format!("usage: {command} NAME")),
+        _ => return None,
+    };
+    Some(result.unwrap_or_else(|error| format!("Error: {error}")))
+}
+
 /// The snapshot every generic image keeps, taken at its first shell prompt.
 const ROOT_SNAPSHOT: &str = "root";
 
@@ -513,9 +551,14 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => Console::new(config.build()?, prompt),
     };
-    let mut plugins = args.plugins.load(console.machine())?;
+    let plugins = Arc::new(Mutex::new(args.plugins.load(console.machine())?));
     let result = if args.commands.is_empty() {
         let mut session = Session::new(console, store, config.memory_mib, &config.append);
+        let shared = Arc::clone(&plugins);
+        session.add_commands(
+            PLUGIN_COMMANDS_HELP,
+            Box::new(move |machine, line| plugin_command(&shared, machine, line)),
+        );
         if let Some(name) = &args.record {
             session.begin_record(name);
         }
@@ -553,7 +596,10 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         console = session.console;
         result
     };
-    let unloaded = unload_plugins(&mut plugins, console.machine());
+    let unloaded = unload_plugins(
+        &mut plugins.lock().unwrap_or_else(|p| p.into_inner()),
+        console.machine(),
+    );
     let result = match (result, unloaded) {
         (Err(error), _) | (Ok(_), Err(error)) => Err(error),
         (Ok(code), Ok(())) => Ok(code),

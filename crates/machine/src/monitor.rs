@@ -4,6 +4,7 @@ use crate::console::Console;
 use crate::replay::{self, recording_path};
 use crate::store::SnapshotStore;
 use pandare_core::instrument::{Callback, CallbackKind};
+use pandare_core::Machine;
 
 /// What the monitor's caller must do after a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +28,12 @@ quit                 end the run
 help                 this text
 ";
 
+/// Monitor commands a front end adds (the CLI's `load_plugin`, ...): called with the
+/// machine and the command line of any command the monitor does not know; returns the
+/// text to print when the command is one of its own.
+pub type Commands = Box<dyn FnMut(&mut dyn Machine, &str) -> Option<String> + Send>;
+
 /// A console with its snapshot store and recording state: what the monitor acts on.
-#[derive(Debug)]
 pub struct Session {
     /// The guest's console.
     pub console: Console,
@@ -37,6 +42,19 @@ pub struct Session {
     memory_mib: u64,
     append: String,
     recording: Option<String>,
+    /// Added commands, with their help text.
+    commands: Vec<(String, Commands)>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("console", &self.console)
+            .field("store", &self.store)
+            .field("recording", &self.recording)
+            .field("added commands", &self.commands.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -48,7 +66,14 @@ impl Session {
             memory_mib,
             append: append.to_string(),
             recording: None,
+            commands: Vec::new(),
         }
+    }
+
+    /// Adds monitor commands: `commands` is offered every command line the monitor does
+    /// not know, and `help` (one line per command, as in `help`'s text) is added to `help`.
+    pub fn add_commands(&mut self, help: &str, commands: Commands) {
+        self.commands.push((help.to_string(), commands));
     }
 
     /// Starts recording into `name` (a `.recording` file).
@@ -124,9 +149,33 @@ impl Session {
             },
             ["plugin_cmd", ..] => self.plugin_cmd(plugin_cmd_arguments(command)),
             ["quit"] => return (String::new(), Action::Quit),
-            ["help"] | ["?"] => HELP.to_string(),
+            ["help"] | ["?"] => {
+                let mut help = HELP.to_string();
+                for (text, _) in &self.commands {
+                    help += text;
+                    if !help.ends_with('\n') {
+                        help.push('\n');
+                    }
+                }
+                help
+            }
             [] => String::new(),
-            _ => format!("unknown command: '{command}'; type 'help' for the list\n"),
+            _ => {
+                let machine = self.console.machine();
+                let added = self
+                    .commands
+                    .iter_mut()
+                    .find_map(|(_, commands)| commands(&mut *machine, command.trim()));
+                match added {
+                    Some(mut text) => {
+                        if !text.is_empty() && !text.ends_with('\n') {
+                            text.push('\n');
+                        }
+                        text
+                    }
+                    None => format!("unknown command: '{command}'; type 'help' for the list\n"),
+                }
+            }
         };
         (text, Action::Continue)
     }

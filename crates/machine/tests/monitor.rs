@@ -130,4 +130,16 @@ fn plugin_cmd_fires_monitor_callbacks_with_the_rest_of_the_line() {
         .disable("greeter")
         .unwrap();
     assert!(monitor(&mut session, "plugin_cmd greet x").contains("handled"));
+
+    // Commands a front end adds: offered what the monitor does not know, listed in help.
+    session.add_commands(
+        "shout TEXT           print TEXT loudly",
+        Box::new(|machine, line| {
+            let text = line.strip_prefix("shout ")?;
+            Some(format!("{} at {:#x}", text.to_uppercase(), machine.pc()))
+        }),
+    );
+    assert!(monitor(&mut session, "help").contains("shout TEXT"));
+    assert!(monitor(&mut session, "shout hi").starts_with("HI at 0x"));
+    assert!(monitor(&mut session, "whisper hi").contains("unknown command"));
 }
