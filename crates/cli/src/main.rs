@@ -162,14 +162,13 @@ impl PluginArgs {
             .collect()
     }
 
-    /// Checks names and argument names before anything slow happens (values are checked
-    /// when the plugins load).
+    /// Checks the plugins and their arguments before anything slow happens (an image
+    /// build, a boot).
     fn check(&self) -> anyhow::Result<()> {
         let plugins = Plugins::new();
         for spec in self.specs() {
             let (name, pairs) = pandare_plugins::parse_spec(spec)?;
-            let info = plugins.info(&name)?;
-            pandare_plugins::Args::new(&info, pairs)?;
+            plugins.check(&name, pairs)?;
         }
         Ok(())
     }

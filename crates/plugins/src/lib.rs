@@ -368,6 +368,27 @@ impl Plugins {
         self.load(target, &name, pairs)
     }
 
+    /// Checks that plugin `name` would load with `arguments`, values included (numbers,
+    /// files it reads, ...), without loading it: its constructor runs against a scratch
+    /// registry and the plugin is dropped without unloading, so it writes no output.
+    pub fn check(
+        &self,
+        name: &str,
+        arguments: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), PluginError> {
+        let info = self.info(name)?;
+        let args = Args::new(&info, arguments)?;
+        let mut scratch = Instrumentation::new();
+        let ppp = Ppp::default();
+        let mut context = LoadContext {
+            plugin: info.name,
+            target: Target::Now(&mut scratch),
+            ppp: &ppp,
+            names: Vec::new(),
+        };
+        (info.create)(&args, &mut context).map(drop)
+    }
+
     /// Loads plugin `name` with `arguments` (key, value) into a registry (or through its
     /// controller).
     pub fn load<'t>(

@@ -224,3 +224,29 @@ fn plugins_load_and_unload_through_a_controller_while_the_machine_runs() {
     assert!(instrumentation.list().is_empty());
     assert!(instrumentation.take_errors().is_empty());
 }
+
+#[test]
+fn check_validates_values_without_writing_anything() {
+    let directory = std::env::temp_dir().join(format!("pandare-check-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let csv = directory.join("c.csv");
+    let plugins = Plugins::new();
+    let pairs = |text: &str| pandare_plugins::parse_spec(text).unwrap().1;
+    plugins
+        .check(
+            "coverage",
+            pairs(&format!("coverage:filename={}", csv.display())),
+        )
+        .unwrap();
+    assert!(plugins
+        .check("stringsearch", pairs("s:name=/nonexistent/x"))
+        .is_err());
+    assert!(plugins.check("pc_search", pairs("p:pc=12")).is_ok());
+    assert!(plugins.check("nosuch", []).is_err());
+    assert_eq!(
+        std::fs::read_dir(&directory).unwrap().count(),
+        0,
+        "check wrote a file"
+    );
+    std::fs::remove_dir_all(&directory).unwrap();
+}
