@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use pandare_core::instrument::{BlockInfo, Callback, GuestCpu};
 
+use crate::fasthash::FastBuild;
 use crate::output::AtomicFile;
 use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
 
@@ -61,7 +62,7 @@ struct State {
     full: bool,
     kernel: Option<bool>,
     range: Option<(u64, u64)>,
-    seen: HashSet<(u64, u64, u64, bool)>,
+    seen: HashSet<(u64, u64, u64, bool), FastBuild>,
     file: Option<AtomicFile>,
     records: u64,
     write_error: Option<std::io::Error>,
@@ -215,7 +216,7 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
         full: args.bool_or("full", false)?,
         kernel,
         range,
-        seen: HashSet::new(),
+        seen: HashSet::default(),
         file: None,
         records: 0,
         write_error: None,

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use pandare_core::instrument::{Callback, GuestCpu};
 
+use crate::fasthash::FastBuild;
 use crate::output::{read_text, write_atomic};
 use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo, Ppp, PppEvent};
 use crate::{PppInfo, PppValue};
@@ -125,7 +126,7 @@ struct State {
     /// Whether some pattern starts with this byte.
     first: [bool; 256],
     /// Progress of each pattern at each tap point that has seen a first byte.
-    progress: HashMap<Tap, Vec<usize>>,
+    progress: HashMap<Tap, Vec<usize>, FastBuild>,
     /// Matches of each pattern at each tap point.
     matches: BTreeMap<Tap, Vec<u64>>,
     ppp: Ppp,
@@ -255,7 +256,7 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
     let state = Arc::new(Mutex::new(State {
         patterns: strings.into_iter().map(Pattern::new).collect(),
         first,
-        progress: HashMap::new(),
+        progress: HashMap::default(),
         matches: BTreeMap::new(),
         ppp: context.ppp(),
     }));
