@@ -30,8 +30,37 @@ pub const INFO: PluginInfo = PluginInfo {
 struct State {
     /// (asid, kernel) and the count when the current block started.
     current: Option<(u64, bool, u64)>,
+    /// Instructions of the (asid, kernel) of the latest blocks, not yet in `counts`: most
+    /// blocks run in the same address space and mode as the one before, so the map is
+    /// touched only when that changes.
+    run: Option<(u64, bool, u64)>,
     /// Per ASID: (user, kernel) instructions.
     counts: BTreeMap<u64, (u64, u64)>,
+}
+
+impl State {
+    fn add(&mut self, asid: u64, kernel: bool, retired: u64) {
+        match &mut self.run {
+            Some((run_asid, run_kernel, count)) if *run_asid == asid && *run_kernel == kernel => {
+                *count += retired;
+            }
+            _ => {
+                self.flush();
+                self.run = Some((asid, kernel, retired));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((asid, kernel, count)) = self.run.take() {
+            let entry = self.counts.entry(asid).or_default();
+            if kernel {
+                entry.1 += count;
+            } else {
+                entry.0 += count;
+            }
+        }
+    }
 }
 
 struct AsidInstrCount {
@@ -62,12 +91,7 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
             let mut state = lock(&after);
             if let Some((asid, kernel, start)) = state.current.take() {
                 let retired = cpu.instruction_count().saturating_sub(start);
-                let entry = state.counts.entry(asid).or_default();
-                if kernel {
-                    entry.1 += retired;
-                } else {
-                    entry.0 += retired;
-                }
+                state.add(asid, kernel, retired);
             }
         })),
     )?;
@@ -79,7 +103,8 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
 
 impl Plugin for AsidInstrCount {
     fn unload(&mut self) -> Result<String, PluginError> {
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
+        state.flush();
         let mut rows: Vec<(u64, u64, u64)> = state
             .counts
             .iter()
