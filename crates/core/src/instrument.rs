@@ -1131,4 +1131,49 @@ mod tests {
         assert!(instr.has(CallbackKind::TopLoop));
         assert_eq!(instr.take_errors().len(), 1);
     }
+
+    #[test]
+    fn hooks_share_names_with_callbacks_and_set_their_mask_bits() {
+        let mut instr = Instrumentation::new();
+        instr
+            .register("a", Callback::BeforeBlockExec(Box::new(|_, _| {})))
+            .unwrap();
+        assert!(matches!(
+            instr.add_hook("a", AddressHook::at(0x1000), Box::new(|_, _| {})),
+            Err(InstrumentError::DuplicateName { .. })
+        ));
+        let control = instr.controller();
+        control.add_hook(
+            "end",
+            AddressHook {
+                point: HookPoint::End,
+                ..AddressHook::at(0x1000)
+            },
+            Box::new(|_, _| {}),
+        );
+        control.add_hook("start", AddressHook::at(0x2000), Box::new(|_, _| {}));
+        assert!(instr.needs_attention());
+        instr.apply_pending();
+        assert_eq!(
+            instr.mask(),
+            CallbackKind::BeforeBlockExec.bit() | HOOKS_AT_START | HOOKS_AT_END
+        );
+        assert_eq!(instr.take_new_hook_addresses(), [0x1000, 0x2000]);
+        assert!(instr.is_hooked(0x1000) && !instr.is_hooked(0x1004));
+        assert_eq!(instr.first_hook_in(0x1001, 0x3000), Some(0x2000));
+        instr.disable("start").unwrap();
+        assert_eq!(instr.is_enabled("start"), Ok(false));
+        assert_eq!(instr.mask() & HOOKS_AT_START, 0);
+        // A disabled hook keeps its address a block boundary.
+        assert!(instr.is_hooked(0x2000));
+        instr.delete("start").unwrap();
+        assert!(!instr.is_hooked(0x2000));
+        instr.disable_forever("end").unwrap();
+        assert!(matches!(
+            instr.enable("end"),
+            Err(InstrumentError::DisabledForever { .. })
+        ));
+        assert_eq!(instr.list_hooks().len(), 1);
+        assert_eq!(instr.list().len(), 1);
+    }
 }
