@@ -146,8 +146,9 @@ impl State {
         let rest = command.strip_prefix("coverage_enable")?;
         let path = match rest.trim().strip_prefix('=') {
             Some(name) if !name.trim().is_empty() => PathBuf::from(name.trim()),
-            _ if rest.trim().is_empty() => self.default_file.clone(),
-            _ => return None,
+            Some(_) => return Some("coverage: usage: coverage_enable[=FILE]".to_string()),
+            None if rest.trim().is_empty() => self.default_file.clone(),
+            None => return None,
         };
         if let Some(file) = &self.file {
             return Some(format!(
