@@ -391,3 +391,47 @@ fn hypercaller_dispatches_a_guest_programs_hypercall_by_magic() {
     );
     assert!(plugins.api::<Hypercalls>("hypercaller").is_err());
 }
+
+#[test]
+fn plugins_change_nothing_in_the_guest() {
+    let directory = scratch("determinism");
+    let command = "ls / > /dev/null; echo SSM$((6*7))MARK";
+    let mut plain = guest();
+    run(&mut plain, command);
+    let expected = (
+        plain.machine().instruction_count(),
+        plain.machine().state_hash(),
+    );
+
+    let mut observed = guest();
+    let mut plugins = Plugins::new();
+    let instrumentation = observed.machine().instrumentation();
+    for spec in [
+        format!(
+            "coverage:filename={},full=true",
+            directory.join("c.csv").display()
+        ),
+        "asid_instr_count".to_string(),
+        format!(
+            "stringsearch:str=SSM42MARK,name={}",
+            directory.join("s").display()
+        ),
+        format!(
+            "pc_search:pc=0xffffffff80a81240,out_file={}",
+            directory.join("p.txt").display()
+        ),
+        "hypercaller".to_string(),
+    ] {
+        plugins.load_spec(&mut *instrumentation, &spec).unwrap();
+    }
+    run(&mut observed, command);
+    let got = (
+        observed.machine().instruction_count(),
+        observed.machine().state_hash(),
+    );
+    plugins
+        .unload_all(observed.machine().instrumentation())
+        .unwrap();
+    assert_eq!(got, expected);
+    let _ = std::fs::remove_dir_all(&directory);
+}
