@@ -437,6 +437,21 @@ pub const HOOKS_AT_END: u64 = 1 << 63;
 /// Both address-hook bits of [`Instrumentation::mask`].
 pub const ADDRESS_HOOKS: u64 = HOOKS_AT_START | HOOKS_AT_END;
 
+/// The kinds [`Instrumentation::fire_block_start`] fires.
+const BLOCK_START_KINDS: u64 =
+    CallbackKind::BeforeBlockExec.bit() | CallbackKind::StartBlockExec.bit();
+/// Kinds that fire outside an executor's run loop (around it, or from the machine), so they
+/// do not need the instrumented loop.
+const OUTSIDE_LOOP_KINDS: u64 = CallbackKind::AfterCpuExecEnter.bit()
+    | CallbackKind::BeforeCpuExecExit.bit()
+    | CallbackKind::AfterMachineInit.bit()
+    | CallbackKind::AfterLoadvm.bit()
+    | CallbackKind::BeforeLoadvm.bit()
+    | CallbackKind::TopLoop.bit()
+    | CallbackKind::MainLoopWait.bit()
+    | CallbackKind::PreShutdown.bit()
+    | CallbackKind::Monitor.bit();
+
 /// When an address hook fires, relative to the block that starts at its address (blocks
 /// are split at hooked addresses, so one always starts there).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -677,6 +692,33 @@ impl Instrumentation {
     #[inline]
     pub fn active(&self) -> bool {
         self.mask != 0 || self.stop || self.changes_pending()
+    }
+
+    /// Whether the only callbacks that fire inside the executor's loop are
+    /// `before_block_exec` and `start_block_exec`, with no address hooks registered: the
+    /// executor can then run its uninstrumented loop and fire just those two at each block
+    /// ([`Instrumentation::fire_block_start`]).
+    #[inline]
+    pub fn only_block_start(&self) -> bool {
+        self.mask & !(BLOCK_START_KINDS | OUTSIDE_LOOP_KINDS) == 0 && self.hooks.is_empty()
+    }
+
+    /// Fires the enabled `before_block_exec` callbacks, then the `start_block_exec` ones,
+    /// for `block`. The executor's fast path: one walk over each kind's list.
+    #[inline]
+    pub fn fire_block_start(&mut self, cpu: &mut dyn GuestCpu, block: &BlockInfo) {
+        for slot in &mut self.by_kind[CallbackKind::BeforeBlockExec as usize] {
+            if let (true, Callback::BeforeBlockExec(f)) = (slot.enabled, &mut slot.callback) {
+                f(cpu, block);
+            }
+        }
+        if self.mask & CallbackKind::StartBlockExec.bit() != 0 {
+            for slot in &mut self.by_kind[CallbackKind::StartBlockExec as usize] {
+                if let (true, Callback::StartBlockExec(f)) = (slot.enabled, &mut slot.callback) {
+                    f(cpu, block);
+                }
+            }
+        }
     }
 
     /// Whether the executor has something to do at the next block boundary besides firing

@@ -375,6 +375,8 @@ pub struct Cpu {
     /// same place without running anything (a callback changed code), they do not fire
     /// twice for one arrival.
     hooks_fired: (u64, u64),
+    /// Set when the block-start loop returned because the registry needs attention.
+    attention: bool,
 }
 
 impl Cpu {
@@ -384,6 +386,7 @@ impl Cpu {
             hart,
             blocks: BlockCache::new(),
             hooks_fired: (u64::MAX, u64::MAX),
+            attention: false,
         }
     }
 
@@ -406,7 +409,7 @@ impl Cpu {
     /// not split at hooked addresses: a machine with address hooks runs through
     /// [`Cpu::run_with`].)
     pub fn run(&mut self, bus: &mut Bus, budget: u64) -> HartExit {
-        self.run_loop::<false>(bus, &mut Instrumentation::default(), budget)
+        self.run_loop::<false, false>(bus, &mut Instrumentation::default(), budget)
     }
 
     /// Runs for at most `budget` instructions, firing the callbacks `instr` has enabled.
@@ -419,14 +422,30 @@ impl Cpu {
         budget: u64,
     ) -> HartExit {
         if !instr.active() {
-            return self.run_loop::<false>(bus, instr, budget);
+            return self.run_loop::<false, false>(bus, instr, budget);
         }
         instr.apply_pending();
         let start = self.hart.clock.retired;
         fire!(instr, &mut self.hart, bus, AfterCpuExecEnter, |cb, cpu| cb(
             cpu
         ));
-        let exit = self.run_loop::<true>(bus, instr, budget);
+        let end = start + budget;
+        let exit = loop {
+            let left = end - self.hart.clock.retired;
+            if !instr.only_block_start() {
+                break self.run_loop::<true, false>(bus, instr, left);
+            }
+            // Only block-start callbacks: the uninstrumented loop firing them at each
+            // block. It returns at the first block boundary where the registry needs
+            // attention, which is taken here before the loop is chosen again.
+            let exit = self.run_loop::<false, true>(bus, instr, left);
+            if !std::mem::take(&mut self.attention) {
+                break exit;
+            }
+            if let Some(exit) = self.attend(bus, instr) {
+                break exit;
+            }
+        };
         let ran = self.hart.clock.retired != start;
         fire!(instr, &mut self.hart, bus, BeforeCpuExecExit, |cb, cpu| cb(
             cpu, ran
@@ -434,7 +453,25 @@ impl Cpu {
         exit
     }
 
-    fn run_loop<const HOOKS: bool>(
+    /// Takes what the registry asks of the executor at a block boundary: queued changes,
+    /// a code flush, newly hooked addresses, a stop (returned as the exit).
+    #[cold]
+    fn attend(&mut self, bus: &mut Bus, instr: &mut Instrumentation) -> Option<HartExit> {
+        instr.apply_pending();
+        if instr.take_code_flush() {
+            // Only the blocks: the TLB stays, so the guest sees no difference.
+            self.blocks.flush(bus);
+        }
+        self.blocks
+            .invalidate_virtual(&mut instr.take_new_hook_addresses());
+        instr.take_stop().then_some(HartExit::Stopped)
+    }
+
+    /// The run loop. `HOOKS`: every callback kind and address hooks. `BLOCK_START`
+    /// (without `HOOKS`): the uninstrumented loop plus `before_block_exec` and
+    /// `start_block_exec`, for a registry where [`Instrumentation::only_block_start`]
+    /// holds; it returns with `self.attention` set when the registry needs attention.
+    fn run_loop<const HOOKS: bool, const BLOCK_START: bool>(
         &mut self,
         bus: &mut Bus,
         instr: &mut Instrumentation,
@@ -444,16 +481,13 @@ impl Cpu {
         // Turns of this loop since an instruction last retired: each of them took a trap.
         let (mut progress, mut stalled) = (self.hart.clock.retired, 0u32);
         loop {
-            if HOOKS && instr.needs_attention() {
-                instr.apply_pending();
-                if instr.take_code_flush() {
-                    // Only the blocks: the TLB stays, so the guest sees no difference.
-                    self.blocks.flush(bus);
+            if (HOOKS || BLOCK_START) && instr.needs_attention() {
+                if BLOCK_START {
+                    self.attention = true;
+                    return HartExit::Budget;
                 }
-                self.blocks
-                    .invalidate_virtual(&mut instr.take_new_hook_addresses());
-                if instr.take_stop() {
-                    return HartExit::Stopped;
+                if let Some(exit) = self.attend(bus, instr) {
+                    return exit;
                 }
             }
             let hart = &mut self.hart;
@@ -522,6 +556,9 @@ impl Cpu {
                 self.hooked_block(bus, instr, index, pc, remaining)
             } else {
                 let block = self.blocks.get(index);
+                if BLOCK_START && !block_start(hart, bus, instr, block, pc) {
+                    continue;
+                }
                 let count = block.ops.len().min(remaining as usize);
                 execute_block::<false>(hart, bus, instr, block, count)
             };
@@ -678,6 +715,26 @@ fn address_hooks(
         }
     }
     Some((count, hooked))
+}
+
+/// `before_block_exec` and `start_block_exec` for `block` in the block-start loop (nothing
+/// else enabled). False when a callback moved the pc or changed code: the block does not
+/// run. (A stop is taken at the next block boundary, as in the instrumented loop.)
+#[inline(always)]
+fn block_start(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    instr: &mut Instrumentation,
+    block: &Block,
+    pc: u64,
+) -> bool {
+    let info = block.prefix_info(pc, usize::MAX);
+    let mut view = hooks::RiscvCpu::new(hart, bus);
+    instr.fire_block_start(&mut view, &info);
+    if view.stop {
+        instr.request_stop();
+    }
+    hart.pc == pc && hart.modified_code_pages.is_empty()
 }
 
 /// `before_block_exec` and `start_block_exec` for the first `count` ops of `block`. False

@@ -1110,3 +1110,79 @@ fn a_hook_fires_where_a_block_runs_at_another_virtual_address() {
         .collect();
     assert_eq!(*seen.lock().unwrap(), expected);
 }
+
+/// Block callbacks alone run in the executor's block-start loop; with another kind enabled
+/// they run in the fully instrumented one. Both must see the same blocks with the same
+/// arguments, and a redirect from `before_block_exec` must act the same in both.
+#[test]
+fn the_block_start_loop_and_the_instrumented_loop_agree() {
+    let redirect = |with_other_kind: bool| {
+        let mut machine = loop_machine();
+        let arrivals = Arc::new(AtomicU64::new(0));
+        let a = Arc::clone(&arrivals);
+        let instr = machine.instrumentation();
+        instr
+            .register(
+                "redirect",
+                Callback::BeforeBlockExec(Box::new(move |cpu, block| {
+                    if block.pc == LOOP_START && a.fetch_add(1, Ordering::Relaxed) == 2 {
+                        cpu.set_pc(AFTER_LOOP);
+                    }
+                })),
+            )
+            .unwrap();
+        if with_other_kind {
+            instr
+                .register("other", Callback::AfterBlockExec(Box::new(|_, _, _| {})))
+                .unwrap();
+        }
+        assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+        (machine.instruction_count(), machine.state_hash())
+    };
+    let mut reference = loop_machine();
+    assert_eq!(
+        reference.run(10_000),
+        Exit::Shutdown(ShutdownKind::PowerOff)
+    );
+    let fast = redirect(false);
+    assert_eq!(fast, redirect(true));
+    assert!(fast.0 < reference.instruction_count());
+
+    let trace = |with_other_kind: bool| {
+        let mut machine = at_prompt()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let instr = machine.instrumentation();
+        instr
+            .register(
+                "trace",
+                Callback::BeforeBlockExec(Box::new(move |cpu, block| {
+                    s.lock().unwrap().push((
+                        block.pc,
+                        block.size,
+                        block.instruction_count,
+                        cpu.instruction_count(),
+                        cpu.pc(),
+                    ));
+                })),
+            )
+            .unwrap();
+        if with_other_kind {
+            instr
+                .register("other", Callback::AfterBlockExec(Box::new(|_, _, _| {})))
+                .unwrap();
+        }
+        let output = command(&mut machine, "echo $((3*4))", 60_000_000);
+        assert!(output.contains("12"), "{output:?}");
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        Some((seen, machine.instruction_count(), machine.state_hash()))
+    };
+    let Some(fast) = trace(false) else {
+        return;
+    };
+    let full = trace(true).unwrap();
+    assert!(fast.0.len() > 10_000);
+    assert_eq!(fast.0.len(), full.0.len());
+    assert!(fast.0 == full.0, "the two loops saw different blocks");
+    assert_eq!((fast.1, fast.2), (full.1, full.2));
+}
