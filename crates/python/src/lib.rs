@@ -29,7 +29,8 @@ use pandare::replay;
 use pandare::store::SnapshotStore;
 use pandare::{Console, Exit, Machine, MachineConfig};
 use pandare_core::instrument::{
-    BlockInfo, Callback, CallbackKind, Controller, GuestCpu, InstrumentError, Instrumentation,
+    AddressHook, BlockInfo, Callback, CallbackKind, Controller, GuestCpu, HookFn, HookPoint,
+    InstrumentError, Instrumentation,
 };
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -741,26 +742,63 @@ fn int_or(value: &Bound<'_, PyAny>, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The core address hook behind a `@panda.hook`: `f(cpu, tb)` (the Python side adds the
+/// hook object) each time execution reaches the address, mid-block addresses included.
+fn make_hook(
+    kind: CallbackKind,
+    filter: HookFilter,
+    f: Py<PyAny>,
+    ctx: Arc<CallContext>,
+) -> Result<(AddressHook, HookFn), String> {
+    let point = HookPoint::from_kind(kind).map_err(|error| error.to_string())?;
+    let hook = AddressHook {
+        address: filter.address,
+        asid: filter.asid,
+        kernel: filter.kernel,
+        point,
+    };
+    let callback: HookFn = Box::new(move |cpu, call| {
+        ctx.block(&call.block);
+        ctx.call(cpu, |py, _, _| f.call1(py, &ctx.block_args).map(drop));
+    });
+    Ok((hook, callback))
+}
+
+/// Registers spec-like `(name, kind, hook, function)` in `instrumentation`: an address hook
+/// when `hook` is set, a callback otherwise.
+fn register_in(
+    instrumentation: &mut Instrumentation,
+    name: &str,
+    kind: CallbackKind,
+    hook: Option<HookFilter>,
+    f: Py<PyAny>,
+    ctx: Arc<CallContext>,
+) -> PyResult<()> {
+    let result = match hook {
+        Some(filter) => {
+            let (hook, callback) =
+                make_hook(kind, filter, f, ctx).map_err(PyValueError::new_err)?;
+            instrumentation.add_hook(name, hook, callback)
+        }
+        None => {
+            let callback = make_callback(kind, f, ctx).map_err(PyValueError::new_err)?;
+            instrumentation.register(name, callback)
+        }
+    };
+    result.map_err(|error| PyValueError::new_err(error.to_string()))
+}
+
 /// Wraps Python function `f` as a callback of `kind`, with PANDA's arguments and return
 /// meaning.
 fn make_callback(
     kind: CallbackKind,
     f: Py<PyAny>,
     ctx: Arc<CallContext>,
-    hook: Option<HookFilter>,
 ) -> Result<Callback, String> {
     use CallbackKind as K;
     macro_rules! block_cb {
         ($variant:ident) => {
             Callback::$variant(Box::new(move |cpu, block| {
-                if let Some(filter) = hook {
-                    if block.pc != filter.address
-                        || filter.kernel.is_some_and(|k| k != cpu.in_kernel_mode())
-                        || filter.asid.is_some_and(|a| a != cpu.asid())
-                    {
-                        return;
-                    }
-                }
                 ctx.block(block);
                 ctx.call(cpu, |py, _, _| f.call1(py, &ctx.block_args).map(drop));
             }))
@@ -846,11 +884,6 @@ fn make_callback(
         }
         K::BeforeBlockExec => block_cb!(BeforeBlockExec),
         K::AfterBlockExec => Callback::AfterBlockExec(Box::new(move |cpu, block, exit| {
-            if let Some(filter) = hook {
-                if block.pc != filter.address {
-                    return;
-                }
-            }
             ctx.block(block);
             ctx.call(cpu, |py, c, t| f.call1(py, (c, t, exit)).map(drop));
         })),
@@ -973,16 +1006,14 @@ fn install(
         let _ = instrumentation.delete(&name);
     }
     for spec in lock(&shared.callbacks).iter() {
-        let callback = make_callback(
+        register_in(
+            instrumentation,
+            &spec.name,
             spec.kind,
+            spec.hook,
             spec.function.clone_ref(py),
             Arc::clone(&ctx),
-            spec.hook,
-        )
-        .map_err(PyValueError::new_err)?;
-        instrumentation
-            .register(&spec.name, callback)
-            .map_err(|error| PyValueError::new_err(error.to_string()))?;
+        )?;
         if spec.forever {
             let _ = instrumentation.disable_forever(&spec.name);
         } else if !spec.enabled {
@@ -1816,17 +1847,30 @@ impl Core {
         let context = lock(&self.shared.context).clone();
         let controller = lock(&self.shared.controller).clone();
         if let (Some(ctx), Some(controller)) = (context, controller) {
-            let callback = make_callback(kind, function.clone_ref(py), ctx, hook)
-                .map_err(PyValueError::new_err)?;
             controller.delete(&name);
-            controller.register(&name, callback);
+            match hook {
+                Some(filter) => {
+                    let (hook, callback) = make_hook(kind, filter, function.clone_ref(py), ctx)
+                        .map_err(PyValueError::new_err)?;
+                    controller.add_hook(&name, hook, callback);
+                }
+                None => {
+                    let callback = make_callback(kind, function.clone_ref(py), ctx)
+                        .map_err(PyValueError::new_err)?;
+                    controller.register(&name, callback);
+                }
+            }
             if !enabled {
                 controller.disable(&name);
             }
         } else {
             // Check now that the kind can be wrapped, so the error comes at registration.
             let probe = CallContext::new(py, &self.shared, self.blocking_cpu.clone_ref(py))?;
-            make_callback(kind, py.None(), probe, hook).map_err(PyValueError::new_err)?;
+            let checked = match hook {
+                Some(filter) => make_hook(kind, filter, py.None(), probe).map(drop),
+                None => make_callback(kind, py.None(), probe).map(drop),
+            };
+            checked.map_err(PyValueError::new_err)?;
         }
         let mut callbacks = lock(&self.shared.callbacks);
         // The replaced function is dropped after the lock is released: dropping it may run

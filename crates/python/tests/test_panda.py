@@ -130,6 +130,36 @@ def test_hook_runs_at_its_address_and_can_disable_itself(panda):
     assert hits == [target["pc"]]
 
 
+def test_hooks_fire_in_the_middle_of_blocks(panda):
+    starts, translated = set(), []
+
+    @panda.cb_before_block_exec(name="starts")
+    def starts_cb(cpu, tb):
+        if not panda.in_kernel_mode(cpu):
+            starts.add(tb.pc)
+
+    @panda.cb_insn_translate(name="translated")
+    def translated_cb(cpu, pc):
+        if not panda.in_kernel_mode(cpu):
+            translated.append(pc)
+        return False
+
+    drive(panda, lambda p: p.run_serial_cmd("true"))
+    panda.delete_callbacks()
+    middles = [pc for pc in translated if pc not in starts][:20]
+    assert middles
+    hits = []
+
+    @panda.hook(middles, kernel=False)
+    def hook(cpu, tb, h):
+        hits.append((h.addr, tb.pc, panda.current_pc(cpu)))
+
+    drive(panda, lambda p: p.run_serial_cmd("true"))
+    assert hits, "no hook in the middle of a block fired"
+    for address, block_pc, pc in hits:
+        assert address == block_pc == pc and pc in middles
+
+
 def test_registers_and_memory_from_the_blocking_thread(panda):
     # Exact read-back from the blocking thread: see
     # test_memory_and_registers_from_the_blocking_thread_read_back_exactly.

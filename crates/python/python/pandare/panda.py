@@ -614,9 +614,12 @@ class Panda:
         """pandare has no internal callbacks."""
 
     def hook(self, addr, enabled=True, kernel=None, asid=None, cb_type="start_block_exec"):
-        """Decorator: ``fn(cpu, tb, hook)`` runs when a block starting at ``addr``
-        executes (``cb_type``: a block-level callback type). The address test happens in
-        Rust; Python runs only for matching blocks. Set ``hook.enabled`` to toggle."""
+        """Decorator: ``fn(cpu, tb, hook)`` runs each time execution reaches ``addr`` (an
+        address or a list of them), also in the middle of a block: the engine starts a
+        block there. ``kernel`` (True/False) and ``asid`` restrict it to one mode or address
+        space; ``cb_type`` is a block-level callback type (start/before: before the
+        instruction runs; after/end: after the block starting there). Python runs only for
+        matching arrivals. Set ``hook.enabled`` to toggle it."""
         addresses = addr if isinstance(addr, (list, tuple)) else [addr]
 
         def decorator(fn):
