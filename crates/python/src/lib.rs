@@ -251,6 +251,8 @@ struct Shared {
     /// Last known instruction count (updated between slices).
     instructions: AtomicU64,
     replaying: AtomicBool,
+    /// Plugins asked for and loaded (`plugins.rs`).
+    plugins: Mutex<plugins::PluginState>,
 }
 
 impl Shared {
@@ -971,6 +973,27 @@ fn make_callback(
                 Callback::BeforeHandleInterrupt(Box::new(wrap))
             }
         }
+        K::Monitor => Callback::Monitor(Box::new(move |command| {
+            if ctx.shared.failed.load(Ordering::Acquire) {
+                return None;
+            }
+            // PANDA's `(Monitor *mon, const char *cmd)`: there is no monitor object, so
+            // `mon` is None. A string return is printed; another true value handles the
+            // command silently.
+            Python::attach(|py| match f.call1(py, (py.None(), command)) {
+                Ok(result) => {
+                    let result = result.bind(py);
+                    match result.extract::<String>() {
+                        Ok(text) => Some(text),
+                        Err(_) => truthy(result).then(String::new),
+                    }
+                }
+                Err(error) => {
+                    ctx.shared.fail(error);
+                    None
+                }
+            })
+        })),
         K::StartBlockExec => block_cb!(StartBlockExec),
         K::EndBlockExec => block_cb!(EndBlockExec),
         other => {
@@ -1022,7 +1045,7 @@ fn install(
     }
     *lock(&shared.controller) = Some(instrumentation.controller());
     *lock(&shared.context) = Some(ctx);
-    Ok(())
+    plugins::attach(shared, instrumentation)
 }
 
 /// The CPU as callbacks see it (PANDA's `CPUState`). Valid during a callback; outside
@@ -1446,7 +1469,11 @@ impl Core {
         }
     }
 
-    fn end_run(&self, engine: Engine) -> PyResult<()> {
+    fn end_run(&self, mut engine: Engine) -> PyResult<()> {
+        let machine = engine.console().machine();
+        if let Err(error) = plugins::detach(&self.shared, machine.instrumentation()) {
+            self.shared.fail(error);
+        }
         self.shared.running.store(false, Ordering::Release);
         self.shared.armed.store(false, Ordering::Release);
         *lock(&self.shared.run_thread) = None;
@@ -1553,6 +1580,7 @@ impl Core {
             rr_base: AtomicU64::new(0),
             instructions: AtomicU64::new(0),
             replaying: AtomicBool::new(false),
+            plugins: Mutex::default(),
         });
         let blocking_cpu = Py::new(
             py,
@@ -1975,8 +2003,11 @@ fn generic_images() -> Vec<String> {
     vec!["riscv64".to_string()]
 }
 
+mod plugins;
+
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    plugins::add_to(module)?;
     module.add_class::<Core>()?;
     module.add_class::<CpuState>()?;
     module.add_class::<TranslationBlock>()?;

@@ -347,7 +347,7 @@ def test_missing_recording(panda, tmp_path):
 
 
 def test_unknown_plugin(panda):
-    with pytest.raises(ValueError, match="no plugin named 'osi'"):
+    with pytest.raises(ValueError, match='no plugin called "osi"'):
         panda.load_plugin("osi")
 
 

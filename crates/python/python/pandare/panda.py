@@ -28,6 +28,30 @@ def _parse_mem(mem) -> Optional[int]:
     return {"": number, "M": number, "G": number * 1024, "K": max(1, number // 1024)}[unit]
 
 
+def _plugin_args(args) -> list:
+    """A plugin's arguments as (key, value) pairs: from a dict, a list of "key=value"
+    strings, or one "key=value,key=value" string (PANDA's -panda syntax)."""
+    if args is None:
+        return []
+    if isinstance(args, dict):
+        items = args.items()
+    else:
+        if isinstance(args, str):
+            args = [item for item in args.split(",") if item.strip()]
+        items = []
+        for item in args:
+            key, sep, value = str(item).partition("=")
+            if not sep:
+                raise ValueError(f"plugin argument {item!r} is not key=value")
+            items.append((key.strip(), value))
+    pairs = []
+    for key, value in items:
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        pairs.append((str(key), str(value)))
+    return pairs
+
+
 class _Ppp:
     """``panda.ppp`` namespace placeholder: no plugin exports callbacks yet."""
 
@@ -643,26 +667,54 @@ class Panda:
     # ---------------------------------------------------------------- plugins
 
     def load_plugin(self, name: str, args=None):
-        """Loads a C-style plugin. pandare has no plugins yet, so every name is an error
-        listing what exists (nothing, for now)."""
-        raise ValueError(
-            f"no plugin named {name!r}; available plugins: none yet (pandare has no "
-            "plugins so far; PyPlugins work through panda.pyplugins.load)"
-        )
+        """Loads plugin ``name`` (``panda.list_plugins()``; ``docs/plugins.md``) with
+        ``args``: a dict ``{key: value}``, a list of ``"key=value"`` strings, or PANDA's
+        ``"key=value,key=value"``. Before ``run()`` it is checked at once and loaded when
+        the run starts; during a run, it loads at the next block boundary. ``run()`` and
+        ``run_replay()`` unload every plugin when they return: plugins write their files
+        and print their reports (stderr) then. An unknown plugin or argument raises
+        ``ValueError`` saying what exists."""
+        _core.load_plugin(self._core, name, _plugin_args(args))
 
     require = load_plugin
 
     def unload_plugin(self, name: str) -> None:
-        raise ValueError(f"plugin {name!r} is not loaded")
+        """Unloads plugin ``name``: it writes its files and prints its report."""
+        report = _core.unload_plugin(self._core, name)
+        if report:
+            print(report, file=sys.stderr)
 
     def unload_plugins(self) -> None:
+        """Unloads the PyPlugins, then every plugin."""
         self.pyplugins.unload_all()
+        for name in reversed(_core.loaded_plugins(self._core)):
+            self.unload_plugin(name)
+
+    def list_plugins(self) -> dict:
+        """``{name: one-line description}`` of the plugins ``load_plugin`` accepts."""
+        return dict(_core.available_plugins())
 
     def ppp(self, plugin_name: str, attr: str, name=None, autoload=True):
+        """Registers ``fn(cpu, *args)`` on PPP callback ``attr`` of plugin ``plugin_name``
+        (e.g. ``("stringsearch", "on_ssm")``: ``fn(cpu, pc, addr, matched, length,
+        is_write, in_memory)``). With ``autoload``, loads the plugin (without arguments)
+        when it is not loaded. The callback stays registered across runs until
+        ``disable_ppp(name)``."""
+
         def decorator(fn):
-            raise ValueError(
-                f"plugin {plugin_name!r} does not exist, so its PPP callback {attr!r} cannot "
-                "be registered (pandare has no plugins yet)"
-            )
+            callback_name = name or fn.__name__
+            _core.register_ppp(self._core, plugin_name, attr, callback_name, fn)
+            if autoload and plugin_name not in _core.loaded_plugins(self._core):
+                try:
+                    self.load_plugin(plugin_name)
+                except ValueError:
+                    _core.remove_ppp(self._core, callback_name)
+                    raise
+            return fn
 
         return decorator
+
+    def disable_ppp(self, name: str) -> None:
+        """Removes the PPP callback registered as ``name``."""
+        if not _core.remove_ppp(self._core, name):
+            raise ValueError(f"no PPP callback named {name!r} is registered")
