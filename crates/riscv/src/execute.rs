@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use pandare_core::instrument::{
-    BlockInfo, Callback, CallbackKind, HookPoint, Instrumentation, ADDRESS_HOOKS, EXIT_EARLY,
+    BlockInfo, CallbackKind, HookPoint, Instrumentation, ADDRESS_HOOKS, EXIT_EARLY,
     EXIT_RAN_TO_END, HOOKS_AT_END, HOOKS_AT_START, MEMORY_KINDS,
 };
 
@@ -556,7 +556,9 @@ impl Cpu {
                 self.hooked_block(bus, instr, index, pc, remaining)
             } else {
                 let block = self.blocks.get(index);
-                if BLOCK_START && !block_start(hart, bus, instr, block, pc) {
+                if BLOCK_START
+                    && !block_start(hart, bus, instr, &block.prefix_info(pc, usize::MAX), pc)
+                {
                     continue;
                 }
                 let count = block.ops.len().min(remaining as usize);
@@ -717,28 +719,27 @@ fn address_hooks(
     Some((count, hooked))
 }
 
-/// `before_block_exec` and `start_block_exec` for `block` in the block-start loop (nothing
-/// else enabled). False when a callback moved the pc or changed code: the block does not
-/// run. (A stop is taken at the next block boundary, as in the instrumented loop.)
+/// `before_block_exec` and `start_block_exec` for the block described by `info`, about to
+/// run at `pc`. False when a callback moved the pc or changed code: the block does not
+/// run. (A stop is taken at the next block boundary.) The block-start loop calls this
+/// alone; the instrumented loop through [`before_block`].
 #[inline(always)]
 fn block_start(
     hart: &mut Hart,
     bus: &mut Bus,
     instr: &mut Instrumentation,
-    block: &Block,
+    info: &BlockInfo,
     pc: u64,
 ) -> bool {
-    let info = block.prefix_info(pc, usize::MAX);
     let mut view = hooks::RiscvCpu::new(hart, bus);
-    instr.fire_block_start(&mut view, &info);
+    instr.fire_block_start(&mut view, info);
     if view.stop {
         instr.request_stop();
     }
     hart.pc == pc && hart.modified_code_pages.is_empty()
 }
 
-/// `before_block_exec` and `start_block_exec` for the first `count` ops of `block`. False
-/// when a callback moved the pc or changed code: the block does not run, and
+/// [`block_start`] for the first `count` ops of `block`; when the block does not run,
 /// `after_block_exec` reports it as left early.
 #[inline(always)]
 fn before_block(
@@ -750,32 +751,13 @@ fn before_block(
     count: usize,
 ) -> bool {
     let info = block.prefix_info(pc, count);
-    if instr.has(CallbackKind::BeforeBlockExec) {
-        let mut view = hooks::RiscvCpu::new(hart, bus);
-        for callback in instr.enabled(CallbackKind::BeforeBlockExec) {
-            if let Callback::BeforeBlockExec(f) = callback {
-                f(&mut view, &info);
-            }
-        }
-        if view.stop {
-            instr.request_stop();
-        }
+    if block_start(hart, bus, instr, &info, pc) {
+        return true;
     }
-    if instr.has(CallbackKind::StartBlockExec) {
-        start_block_exec(hart, bus, instr, &info);
-    }
-    if hart.pc != pc || !hart.modified_code_pages.is_empty() {
-        fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
-            cpu, &info, EXIT_EARLY
-        ));
-        return false;
-    }
-    true
-}
-
-#[inline(never)]
-fn start_block_exec(hart: &mut Hart, bus: &mut Bus, instr: &mut Instrumentation, info: &BlockInfo) {
-    hooks::fire_block(hart, bus, instr, CallbackKind::StartBlockExec, info);
+    fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
+        cpu, &info, EXIT_EARLY
+    ));
+    false
 }
 
 /// `after_block_exec`, `end_block_exec` and the [`HookPoint::End`] hooks (when `hooked`),
