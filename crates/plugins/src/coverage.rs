@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use pandare_core::instrument::{BlockInfo, Callback, GuestCpu};
 
-use crate::fasthash::FastBuild;
 use crate::output::AtomicFile;
 use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
+use rustc_hash::FxBuildHasher;
 
 /// The plugin's description.
 pub const INFO: PluginInfo = PluginInfo {
@@ -62,7 +62,7 @@ struct State {
     full: bool,
     kernel: Option<bool>,
     range: Option<(u64, u64)>,
-    seen: HashSet<(u64, u64, u64, bool), FastBuild>,
+    seen: HashSet<(u64, u64, u64, bool), FxBuildHasher>,
     file: Option<AtomicFile>,
     records: u64,
     write_error: Option<std::io::Error>,

@@ -23,7 +23,6 @@
 pub mod args;
 pub mod asid_instr_count;
 pub mod coverage;
-mod fasthash;
 pub mod hypercaller;
 mod output;
 pub mod pc_search;

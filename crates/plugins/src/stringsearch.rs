@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 
 use pandare_core::instrument::{Callback, GuestCpu};
 
-use crate::fasthash::FastBuild;
 use crate::output::{read_text, write_atomic};
 use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo, Ppp, PppEvent};
 use crate::{PppInfo, PppValue};
+use rustc_hash::FxBuildHasher;
 
 /// The plugin's description.
 pub const INFO: PluginInfo = PluginInfo {
@@ -126,7 +126,7 @@ struct State {
     /// Whether some pattern starts with this byte.
     first: [bool; 256],
     /// Progress of each pattern at each tap point that has seen a first byte.
-    progress: HashMap<Tap, Vec<usize>, FastBuild>,
+    progress: HashMap<Tap, Vec<usize>, FxBuildHasher>,
     /// Matches of each pattern at each tap point.
     matches: BTreeMap<Tap, Vec<u64>>,
     ppp: Ppp,
