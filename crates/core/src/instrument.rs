@@ -133,11 +133,10 @@ impl CallbackKind {
             }
             HdRead | HdWrite => "PANDA never wired hd_read/hd_write (they are stubs)",
             Qmp => "pandare has no QMP server; the text monitor's plugin_cmd fires monitor",
-            ReplayHdTransfer | ReplayNetTransfer | ReplaySerialReceive | ReplaySerialRead
-            | ReplaySerialSend | ReplaySerialWrite | ReplayBeforeDma | ReplayAfterDma
+            ReplayHdTransfer | ReplayNetTransfer | ReplayBeforeDma | ReplayAfterDma
             | ReplayHandlePacket => {
-                "pandare replays whole machines, devices included, and has no device-transfer \
-                 events yet; use memory callbacks instead"
+                "the machine has no disk, network card or DMA device yet, so these \
+                 transfers never happen; use memory callbacks instead"
             }
             DuringMachineInit => {
                 "the machine is already built when callbacks can be registered; use \
@@ -315,6 +314,11 @@ pub type CpuBoolFn = Box<dyn FnMut(&mut dyn GuestCpu) -> bool + Send>;
 pub type CpuFlagFn = Box<dyn FnMut(&mut dyn GuestCpu, bool) + Send>;
 /// `fn()`.
 pub type PlainFn = Box<dyn FnMut() + Send>;
+/// `fn(cpu, fifo_addr, value)`: a byte entering or leaving one of the UART's FIFOs.
+pub type SerialFn = Box<dyn FnMut(&mut dyn GuestCpu, u64, u8) + Send>;
+/// `fn(cpu, fifo_addr, port_addr, value)`: a byte the guest read from or wrote to the
+/// UART's data register at physical address `port_addr`.
+pub type SerialPortFn = Box<dyn FnMut(&mut dyn GuestCpu, u64, u64, u8) + Send>;
 /// `fn(command) -> output`: `Some(text)` when the command was handled (the text, possibly
 /// empty, is what the monitor prints), `None` when it was not for this callback.
 pub type MonitorFn = Box<dyn FnMut(&str) -> Option<String> + Send>;
@@ -364,6 +368,14 @@ pub enum Callback {
     /// The `plugin_cmd` monitor command, with the rest of its line. Return the text to
     /// print when the command was for this callback, `None` otherwise.
     Monitor(MonitorFn),
+    /// Replay only: a byte of recorded input entering the UART's receive FIFO.
+    ReplaySerialReceive(SerialFn),
+    /// Replay only: the guest read a received byte from the UART's data register.
+    ReplaySerialRead(SerialPortFn),
+    /// Replay only: a byte leaving the UART's transmit side (the serial output).
+    ReplaySerialSend(SerialFn),
+    /// Replay only: the guest wrote a byte to the UART's data register.
+    ReplaySerialWrite(SerialPortFn),
     /// Return `true` and set the value to answer a read nothing is mapped at.
     UnassignedIoRead(UnassignedReadFn),
     /// Return `true` to let a write to nothing pass silently.
@@ -412,6 +424,10 @@ impl Callback {
             Callback::MainLoopWait(_) => K::MainLoopWait,
             Callback::PreShutdown(_) => K::PreShutdown,
             Callback::Monitor(_) => K::Monitor,
+            Callback::ReplaySerialReceive(_) => K::ReplaySerialReceive,
+            Callback::ReplaySerialRead(_) => K::ReplaySerialRead,
+            Callback::ReplaySerialSend(_) => K::ReplaySerialSend,
+            Callback::ReplaySerialWrite(_) => K::ReplaySerialWrite,
             Callback::UnassignedIoRead(_) => K::UnassignedIoRead,
             Callback::UnassignedIoWrite(_) => K::UnassignedIoWrite,
             Callback::BeforeHandleException(_) => K::BeforeHandleException,
@@ -450,7 +466,15 @@ const OUTSIDE_LOOP_KINDS: u64 = CallbackKind::AfterCpuExecEnter.bit()
     | CallbackKind::TopLoop.bit()
     | CallbackKind::MainLoopWait.bit()
     | CallbackKind::PreShutdown.bit()
-    | CallbackKind::Monitor.bit();
+    | CallbackKind::Monitor.bit()
+    | SERIAL_KINDS;
+
+/// The replay-time serial kinds: the machine fires them from its UART's events, after the
+/// device access that caused them (outside the executor's loop).
+pub const SERIAL_KINDS: u64 = CallbackKind::ReplaySerialReceive.bit()
+    | CallbackKind::ReplaySerialRead.bit()
+    | CallbackKind::ReplaySerialSend.bit()
+    | CallbackKind::ReplaySerialWrite.bit();
 
 /// When an address hook fires, relative to the block that starts at its address (blocks
 /// are split at hooked addresses, so one always starts there).
@@ -658,6 +682,7 @@ pub struct Instrumentation {
     stop: bool,
     stopped: bool,
     machine_init_done: bool,
+    replaying: bool,
 }
 
 impl std::fmt::Debug for Instrumentation {
@@ -1069,6 +1094,24 @@ impl Instrumentation {
     /// then drops its decoded code so they see every translation.
     pub fn take_code_flush(&mut self) -> bool {
         std::mem::take(&mut self.flush_code)
+    }
+
+    /// Says whether the machine is replaying a recording: the `replay_*` callbacks fire
+    /// only then, as in PANDA. The replayer sets it for the length of a replay.
+    pub fn set_replaying(&mut self, replaying: bool) {
+        self.replaying = replaying;
+    }
+
+    /// Whether the machine is replaying a recording.
+    pub fn replaying(&self) -> bool {
+        self.replaying
+    }
+
+    /// Whether the machine should collect its UART's events for the replay-time serial
+    /// callbacks: replaying, with one of them enabled.
+    #[inline]
+    pub fn wants_serial_events(&self) -> bool {
+        self.replaying && self.mask & SERIAL_KINDS != 0
     }
 
     /// Whether `after_machine_init` is still to fire; true only the first time.

@@ -302,8 +302,21 @@ impl<'r> Replayer<'r> {
 
     /// Replays on from where the last call ended, for at most `budget` of virtual time,
     /// and less when a callback asks the machine to stop (the call then returns after that
-    /// block). Console output goes to `on_output`.
+    /// block). Console output goes to `on_output`. The machine's instrumentation says it is
+    /// replaying for the length of the call (PANDA's `replay_*` callbacks fire only then).
     pub fn run(
+        &mut self,
+        machine: &mut dyn Machine,
+        budget: u64,
+        on_output: &mut dyn FnMut(&[u8]),
+    ) -> Result<Progress, ReplayError> {
+        machine.instrumentation().set_replaying(true);
+        let progress = self.run_slice(machine, budget, on_output);
+        machine.instrumentation().set_replaying(false);
+        progress
+    }
+
+    fn run_slice(
         &mut self,
         machine: &mut dyn Machine,
         budget: u64,

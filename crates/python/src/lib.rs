@@ -853,6 +853,22 @@ fn make_callback(
             }))
         };
     }
+    macro_rules! serial_cb {
+        ($variant:ident) => {
+            Callback::$variant(Box::new(move |cpu, fifo, value| {
+                ctx.call(cpu, |py, c, _| f.call1(py, (c, fifo, value)).map(drop));
+            }))
+        };
+    }
+    macro_rules! serial_port_cb {
+        ($variant:ident) => {
+            Callback::$variant(Box::new(move |cpu, fifo, port, value| {
+                ctx.call(cpu, |py, c, _| {
+                    f.call1(py, (c, fifo, port, value)).map(drop)
+                });
+            }))
+        };
+    }
     macro_rules! cpu_cb {
         ($variant:ident) => {
             Callback::$variant(Box::new(move |cpu| {
@@ -996,6 +1012,10 @@ fn make_callback(
         })),
         K::StartBlockExec => block_cb!(StartBlockExec),
         K::EndBlockExec => block_cb!(EndBlockExec),
+        K::ReplaySerialReceive => serial_cb!(ReplaySerialReceive),
+        K::ReplaySerialSend => serial_cb!(ReplaySerialSend),
+        K::ReplaySerialRead => serial_port_cb!(ReplaySerialRead),
+        K::ReplaySerialWrite => serial_port_cb!(ReplaySerialWrite),
         other => {
             return Err(match other.refusal() {
                 Some(reason) => {

@@ -24,6 +24,7 @@ use pandare_core::{Exit, Fnv64, Machine, Ram, ShutdownKind, Snapshot, SnapshotEr
 use crate::execute::{Cpu, HartExit};
 use crate::hart::{irq, Hart, Privilege};
 use crate::mmu::PAGE_SIZE;
+use uart::SerialEvent;
 
 /// Start of RAM.
 pub const RAM_BASE: u64 = 0x8000_0000;
@@ -471,6 +472,50 @@ impl VirtMachine {
         }
     }
 
+    /// The replay-time serial callbacks for what the UART did since they last fired: right
+    /// after the access that caused it (a device access ends the executor's slice), or
+    /// after recorded input was queued. The FIFO address they get is the UART's base, the
+    /// port address its data register's.
+    #[cold]
+    fn fire_serial_events(&mut self) {
+        use crate::hooks::fire;
+        let events = self.bus.uart.take_events();
+        let instr = &mut self.instrumentation;
+        let (hart, bus) = (&mut self.cpu.hart, &mut self.bus);
+        const FIFO: u64 = UART_BASE;
+        const DATA_REGISTER: u64 = UART_BASE;
+        for event in events {
+            match event {
+                SerialEvent::Receive(value) => {
+                    fire!(instr, hart, bus, ReplaySerialReceive, |cb, cpu| cb(
+                        cpu, FIFO, value
+                    ));
+                }
+                SerialEvent::Read(value) => {
+                    fire!(instr, hart, bus, ReplaySerialRead, |cb, cpu| cb(
+                        cpu,
+                        FIFO,
+                        DATA_REGISTER,
+                        value
+                    ));
+                }
+                SerialEvent::Write(value) => {
+                    fire!(instr, hart, bus, ReplaySerialWrite, |cb, cpu| cb(
+                        cpu,
+                        FIFO,
+                        DATA_REGISTER,
+                        value
+                    ));
+                }
+                SerialEvent::Send(value) => {
+                    fire!(instr, hart, bus, ReplaySerialSend, |cb, cpu| cb(
+                        cpu, FIFO, value
+                    ));
+                }
+            }
+        }
+    }
+
     /// Brings every interrupt line up to date with device and timer state.
     fn sync_interrupts(&mut self) {
         let now = self.cpu.hart.clock.now();
@@ -510,10 +555,15 @@ impl Machine for VirtMachine {
                 _ => end,
             };
             let instrumentation = &mut self.instrumentation;
-            match self
+            let serial_events = instrumentation.wants_serial_events();
+            self.bus.uart.collect_events(serial_events);
+            let exit = self
                 .cpu
-                .run_with(&mut self.bus, instrumentation, slice_end - now)
-            {
+                .run_with(&mut self.bus, instrumentation, slice_end - now);
+            if serial_events {
+                self.fire_serial_events();
+            }
+            match exit {
                 HartExit::Budget | HartExit::Device => {}
                 // `Instrumentation::take_stopped` tells the caller why the slice ended.
                 HartExit::Stopped => return Exit::BudgetExhausted,
@@ -584,7 +634,12 @@ impl Machine for VirtMachine {
     }
 
     fn console_input(&mut self, bytes: &[u8]) {
+        let serial_events = self.instrumentation.wants_serial_events();
+        self.bus.uart.collect_events(serial_events);
         self.bus.uart.input(bytes);
+        if serial_events {
+            self.fire_serial_events();
+        }
     }
 
     fn take_console_output(&mut self) -> Vec<u8> {

@@ -15,6 +15,23 @@ const IIR_THR_EMPTY: u8 = 1 << 1;
 const IIR_DATA_AVAILABLE: u8 = 1 << 2;
 const IER_DATA_AVAILABLE: u8 = 1;
 const IER_THR_EMPTY: u8 = 1 << 1;
+/// Line control: the divisor latch is mapped over the data register.
+const LCR_DLAB: u8 = 1 << 7;
+/// Line status: a received byte is waiting.
+const LSR_DATA_READY: u8 = 1;
+
+/// What the UART did, as PANDA's replay-time serial callbacks report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SerialEvent {
+    /// A byte of input entered the receive FIFO (`replay_serial_receive`).
+    Receive(u8),
+    /// The guest read a received byte from the data register (`replay_serial_read`).
+    Read(u8),
+    /// The guest wrote a byte to the data register (`replay_serial_write`).
+    Write(u8),
+    /// A byte was transmitted: it reached the output (`replay_serial_send`).
+    Send(u8),
+}
 
 /// vm-superio signals interrupts through a trigger; the line level is read from the
 /// device's interrupt identification instead, so the trigger has nothing to do.
@@ -34,6 +51,8 @@ pub struct Uart {
     /// Bytes typed but not yet in the receive FIFO.
     pending_input: VecDeque<u8>,
     level: bool,
+    /// Events since the machine last took them, while it collects them.
+    events: Option<Vec<SerialEvent>>,
 }
 
 impl std::fmt::Debug for Uart {
@@ -51,6 +70,7 @@ impl Default for Uart {
             serial: Serial::new(NoTrigger, Vec::new()),
             pending_input: VecDeque::new(),
             level: false,
+            events: None,
         }
     }
 }
@@ -58,16 +78,48 @@ impl Default for Uart {
 impl Uart {
     /// Register read.
     pub fn read(&mut self, offset: u64) -> u8 {
+        let received = self.events.is_some() && offset == 0 && {
+            let state = self.serial.state();
+            state.line_control & LCR_DLAB == 0 && state.line_status & LSR_DATA_READY != 0
+        };
         let value = self.serial.read(offset as u8);
+        if let (true, Some(events)) = (received, self.events.as_mut()) {
+            events.push(SerialEvent::Read(value));
+        }
         self.after_access();
         value
     }
 
     /// Register write.
     pub fn write(&mut self, offset: u64, value: u8) {
+        let data = self.events.is_some()
+            && offset == 0
+            && self.serial.state().line_control & LCR_DLAB == 0;
+        let sent_before = self.serial.writer_mut().len();
         // Writing to a Vec cannot fail and the trigger is infallible.
         let _ = self.serial.write(offset as u8, value);
+        if let (true, Some(events)) = (data, self.events.as_mut()) {
+            events.push(SerialEvent::Write(value));
+            // In loopback mode the byte goes to the receive side instead of the output.
+            if self.serial.writer_mut().len() > sent_before {
+                events.push(SerialEvent::Send(value));
+            }
+        }
         self.after_access();
+    }
+
+    /// Starts (`true`) or stops collecting [`SerialEvent`]s.
+    pub fn collect_events(&mut self, collect: bool) {
+        match (collect, self.events.is_some()) {
+            (true, false) => self.events = Some(Vec::new()),
+            (false, true) => self.events = None,
+            _ => {}
+        }
+    }
+
+    /// The events collected since the last call.
+    pub fn take_events(&mut self) -> Vec<SerialEvent> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn after_access(&mut self) {
@@ -95,7 +147,10 @@ impl Uart {
             match self.serial.enqueue_raw_bytes(&front[..take]) {
                 Ok(0) | Err(_) => break,
                 Ok(taken) => {
-                    self.pending_input.drain(..taken);
+                    let bytes = self.pending_input.drain(..taken);
+                    if let Some(events) = self.events.as_mut() {
+                        events.extend(bytes.map(SerialEvent::Receive));
+                    }
                 }
             }
         }
@@ -144,6 +199,7 @@ impl Uart {
             serial,
             pending_input: state.pending_input.iter().copied().collect(),
             level: state.level,
+            events: None,
         })
     }
 
