@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use pandare_core::instrument::Callback;
 
 use crate::output::write_atomic;
-use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
+use crate::{lock, ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
 
 /// The plugin's description.
 pub const INFO: PluginInfo = PluginInfo {
@@ -66,12 +66,6 @@ impl State {
 struct AsidInstrCount {
     state: Arc<Mutex<State>>,
     filename: Option<PathBuf>,
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>, PluginError> {

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pandare_core::instrument::{BlockInfo, Callback, GuestCpu};
+use rustc_hash::FxBuildHasher;
 
 use crate::output::AtomicFile;
-use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
-use rustc_hash::FxBuildHasher;
+use crate::{lock, ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
 
 /// The plugin's description.
 pub const INFO: PluginInfo = PluginInfo {
@@ -165,12 +165,6 @@ impl State {
 
 struct Coverage {
     state: Arc<Mutex<State>>,
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>, PluginError> {

@@ -52,9 +52,7 @@ impl std::fmt::Debug for Hypercalls {
 
 impl Hypercalls {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.table)
     }
 
     /// Calls `handler` for every hypercall with this magic. A magic has one handler.

@@ -32,6 +32,14 @@ pub mod stringsearch;
 use pandare_core::instrument::{Callback, Controller, GuestCpu, InstrumentError, Instrumentation};
 
 pub use args::{parse_spec, ArgInfo, Args};
+
+/// Locks a plugin's state. A panic in another callback (the run then ends with an error)
+/// does not make the state unreadable: a plugin's unload still writes what it gathered.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 pub use ppp::{Ppp, PppEvent, PppInfo, PppValue};
 
 /// Errors loading, unloading and using plugins.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use pandare_core::instrument::Callback;
 
 use crate::output::{read_text, write_atomic};
-use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
+use crate::{lock, ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
 
 /// The plugin's description.
 pub const INFO: PluginInfo = PluginInfo {
@@ -61,12 +61,6 @@ struct PcSearch {
     out_file: PathBuf,
     first_last_only: bool,
     state: Arc<Mutex<State>>,
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>, PluginError> {

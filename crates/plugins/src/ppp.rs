@@ -78,9 +78,7 @@ pub(crate) struct DuplicatePppName(pub String);
 
 impl Ppp {
     fn lock(&self) -> std::sync::MutexGuard<'_, Lists> {
-        self.lists
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.lists)
     }
 
     pub(crate) fn add(

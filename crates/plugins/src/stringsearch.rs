@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pandare_core::instrument::{Callback, GuestCpu};
+use rustc_hash::FxBuildHasher;
 
 use crate::output::{read_text, write_atomic};
-use crate::{ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo, Ppp, PppEvent};
+use crate::{lock, ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo, Ppp, PppEvent};
 use crate::{PppInfo, PppValue};
-use rustc_hash::FxBuildHasher;
 
 /// The plugin's description.
 pub const INFO: PluginInfo = PluginInfo {
@@ -176,12 +176,6 @@ impl State {
 struct StringSearch {
     out_file: PathBuf,
     state: Arc<Mutex<State>>,
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Parses one line of a strings file: `"text"` or hex bytes `aa:bb:cc`.
