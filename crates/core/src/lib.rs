@@ -14,6 +14,8 @@ pub mod snapshot;
 pub mod time;
 
 pub use machine::{Exit, Fnv64, Machine, ShutdownKind};
-pub use memory::{MmioDevice, Page, Ram, RamImage, RamImageMismatch, PAGE_SIZE};
+pub use memory::{
+    MmioDevice, Page, PortIoDevice, Ram, RamImage, RamImageMismatch, SerialEvent, PAGE_SIZE,
+};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use time::VirtualClock;

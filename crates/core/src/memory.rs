@@ -1,15 +1,46 @@
-//! Guest RAM (with dirty tracking and page-sharing images for snapshots) and the MMIO
-//! device seam. Knows nothing of page tables or ISAs.
+//! Guest RAM (with dirty tracking and page-sharing images for snapshots) and the device
+//! seams: memory-mapped ([`MmioDevice`]) and port-mapped ([`PortIoDevice`]) registers, and
+//! the [`SerialEvent`]s a serial device reports for PANDA's replay-time serial callbacks.
+//! Knows nothing of page tables or ISAs; the buses that map devices at addresses live in
+//! `pandare-devices`.
 
 use std::sync::Arc;
 
 /// A memory-mapped device. One machine thread: no locks, no host side effects beyond the
-/// device's own state.
+/// device's own state. The bus has checked that the access lies inside the device's window.
 pub trait MmioDevice {
-    /// Reads `size` bytes (1, 2, 4 or 8) at `offset` from the device's base.
-    fn read(&mut self, offset: u64, size: u8) -> u64;
-    /// Writes the low `size` bytes of `value` at `offset` from the device's base.
-    fn write(&mut self, offset: u64, size: u8, value: u64);
+    /// Reads `size` bytes (1, 2, 4 or 8) at `offset` from the device's base, at virtual
+    /// time `now` (for devices whose registers follow the clock).
+    fn read(&mut self, offset: u64, size: u8, now: u64) -> u64;
+    /// Writes the low `size` bytes of `value` at `offset` from the device's base, at
+    /// virtual time `now`.
+    fn write(&mut self, offset: u64, size: u8, value: u64, now: u64);
+}
+
+/// A device on a port-I/O bus (x86's `in`/`out`). Same rules as [`MmioDevice`]; accesses
+/// are 1, 2 or 4 bytes wide and lie inside the device's port range.
+pub trait PortIoDevice {
+    /// Reads `size` bytes at port `offset` from the device's first port, at virtual time
+    /// `now`.
+    fn read(&mut self, offset: u16, size: u8, now: u64) -> u32;
+    /// Writes the low `size` bytes of `value` at port `offset` from the device's first
+    /// port, at virtual time `now`.
+    fn write(&mut self, offset: u16, size: u8, value: u32, now: u64);
+}
+
+/// What a serial device did, as PANDA's replay-time serial callbacks report it. The device
+/// reports these events; whoever fires callbacks turns them into calls, adding the
+/// addresses (FIFO and data register or port) the board mapped the device at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SerialEvent {
+    /// A byte of input entered the receive FIFO (`replay_serial_receive`).
+    Receive(u8),
+    /// The guest read a received byte from the data register (`replay_serial_read`).
+    Read(u8),
+    /// The guest wrote a byte to the data register (`replay_serial_write`).
+    Write(u8),
+    /// A byte was transmitted: it reached the output (`replay_serial_send`).
+    Send(u8),
 }
 
 /// Size of a RAM page for dirty tracking and snapshots.

@@ -64,6 +64,16 @@ impl Clint {
     }
 }
 
+impl pandare_core::MmioDevice for Clint {
+    fn read(&mut self, offset: u64, size: u8, now: u64) -> u64 {
+        Clint::read(self, offset, size, now)
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64, now: u64) {
+        Clint::write(self, offset, size, value, now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,7 +98,7 @@ pub fn build(config: &VirtConfig, initrd: Option<(u64, u64)>) -> Result<Vec<u8>,
 
     let serial = fdt.begin_node(&format!("serial@{UART_BASE:x}"))?;
     fdt.property_string("compatible", "ns16550a")?;
-    fdt.property_array_u64("reg", &[UART_BASE, super::uart::SIZE])?;
+    fdt.property_array_u64("reg", &[UART_BASE, super::UART_SIZE])?;
     fdt.property_u32("clock-frequency", 3_686_400)?;
     fdt.property_u32("interrupt-parent", PLIC_PHANDLE)?;
     fdt.property_u32("interrupts", UART_IRQ as u32)?;

@@ -16,15 +16,16 @@ pub mod fdt;
 pub mod plic;
 pub mod sbi;
 mod state;
-pub mod uart;
 
 use pandare_core::instrument::{Callback, CallbackKind, Instrumentation};
-use pandare_core::{Exit, Fnv64, Machine, Ram, ShutdownKind, Snapshot, SnapshotError};
+use pandare_core::{
+    Exit, Fnv64, Machine, MmioDevice, Ram, SerialEvent, ShutdownKind, Snapshot, SnapshotError,
+};
+use pandare_devices::{MmioBus, Uart16550, Uart16550Config};
 
 use crate::execute::{Cpu, HartExit};
 use crate::hart::{irq, Hart, Privilege};
 use crate::mmu::PAGE_SIZE;
-use uart::SerialEvent;
 
 /// Start of RAM.
 pub const RAM_BASE: u64 = 0x8000_0000;
@@ -36,8 +37,17 @@ pub const CLINT_BASE: u64 = 0x200_0000;
 pub const PLIC_BASE: u64 = 0xc00_0000;
 /// Console UART.
 pub const UART_BASE: u64 = 0x1000_0000;
+/// Size of the UART's window (QEMU's); its registers are byte-spaced at the start.
+pub const UART_SIZE: u64 = 0x100;
+/// Test finisher window.
+const TEST_SIZE: u64 = 0x1000;
 /// The UART's PLIC source.
 pub const UART_IRQ: usize = 10;
+/// The console UART's configuration: byte-spaced registers, PLIC source [`UART_IRQ`].
+pub const UART_CONFIG: Uart16550Config = Uart16550Config {
+    reg_shift: 0,
+    irq: UART_IRQ as u32,
+};
 /// Virtual time units (instructions) per `time` tick by default: with the 10 MHz
 /// timebase this models a 1 GHz hart.
 pub const DEFAULT_TIME_DIVISOR: u64 = 100;
@@ -124,13 +134,39 @@ pub struct Bus {
     pub ram: Ram,
     code_pages: Vec<bool>,
     /// Console UART.
-    pub uart: uart::Uart,
+    pub uart: Uart16550,
     /// Interrupt controller.
     pub plic: plic::Plic,
     /// Timer and software interrupts.
     pub clint: clint::Clint,
     /// Set when the guest wrote the test finisher.
     pub shutdown: Option<ShutdownKind>,
+    /// Which device answers at which physical address.
+    mmio: MmioBus<VirtDevice>,
+}
+
+/// The devices on the virt board's MMIO bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VirtDevice {
+    TestFinisher,
+    Clint,
+    Plic,
+    Uart,
+}
+
+/// The virt board's memory map (see the module documentation).
+fn mmio_map() -> MmioBus<VirtDevice> {
+    let mut bus = MmioBus::new();
+    for (base, size, device) in [
+        (TEST_BASE, TEST_SIZE, VirtDevice::TestFinisher),
+        (CLINT_BASE, clint::SIZE, VirtDevice::Clint),
+        (PLIC_BASE, plic::SIZE, VirtDevice::Plic),
+        (UART_BASE, UART_SIZE, VirtDevice::Uart),
+    ] {
+        bus.insert(base, size, device)
+            .expect("the virt board's windows do not overlap");
+    }
+    bus
 }
 
 impl std::fmt::Debug for Bus {
@@ -147,10 +183,11 @@ impl Bus {
         Bus {
             ram: Ram::new(RAM_BASE, ram_bytes as usize),
             code_pages: vec![false; (ram_bytes / PAGE_SIZE) as usize],
-            uart: uart::Uart::default(),
+            uart: Uart16550::new(UART_CONFIG),
             plic: plic::Plic::new(),
             clint: clint::Clint::default(),
             shutdown: None,
+            mmio: mmio_map(),
         }
     }
 
@@ -217,25 +254,30 @@ impl Bus {
         self.code_pages.fill(false);
     }
 
-    /// A device read; `None` when nothing answers at `paddr` (an access fault).
+    /// A device read; `None` when no device's window holds the whole access (an access
+    /// fault).
     pub(crate) fn mmio_read(&mut self, paddr: u64, size: u8, time: u64) -> Option<u64> {
-        match paddr {
-            UART_BASE..0x1000_0100 => Some(u64::from(self.uart.read(paddr - UART_BASE))),
-            CLINT_BASE..0x201_0000 => Some(self.clint.read(paddr - CLINT_BASE, size, time)),
-            PLIC_BASE..0xc60_0000 => Some(u64::from(self.plic.read(paddr - PLIC_BASE))),
-            TEST_BASE..0x10_1000 => Some(0),
-            _ => None,
-        }
+        let (device, offset) = self.mmio.find(paddr, size)?;
+        Some(match device {
+            VirtDevice::Uart => self.uart.read(offset, size, time),
+            VirtDevice::Clint => MmioDevice::read(&mut self.clint, offset, size, time),
+            VirtDevice::Plic => MmioDevice::read(&mut self.plic, offset, size, time),
+            VirtDevice::TestFinisher => 0,
+        })
     }
 
-    /// A device write; false when nothing answers at `paddr` (an access fault).
+    /// A device write; false when no device's window holds the whole access (an access
+    /// fault).
     pub(crate) fn mmio_write(&mut self, paddr: u64, size: u8, value: u64, time: u64) -> bool {
-        match paddr {
-            UART_BASE..0x1000_0100 => self.uart.write(paddr - UART_BASE, value as u8),
-            CLINT_BASE..0x201_0000 => self.clint.write(paddr - CLINT_BASE, size, value, time),
-            PLIC_BASE..0xc60_0000 => self.plic.write(paddr - PLIC_BASE, value as u32),
-            TEST_BASE..0x10_1000 => {
-                if paddr == TEST_BASE {
+        let Some((device, offset)) = self.mmio.find(paddr, size) else {
+            return false;
+        };
+        match device {
+            VirtDevice::Uart => self.uart.write(offset, size, value, time),
+            VirtDevice::Clint => MmioDevice::write(&mut self.clint, offset, size, value, time),
+            VirtDevice::Plic => MmioDevice::write(&mut self.plic, offset, size, value, time),
+            VirtDevice::TestFinisher => {
+                if offset == 0 {
                     self.shutdown = match value & 0xffff {
                         0x5555 => Some(ShutdownKind::PowerOff),
                         0x3333 => Some(ShutdownKind::Failure((value >> 16) as u32 & 0xffff)),
@@ -244,7 +286,6 @@ impl Bus {
                     };
                 }
             }
-            _ => return false,
         }
         true
     }

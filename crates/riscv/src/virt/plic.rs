@@ -205,6 +205,17 @@ impl Plic {
     }
 }
 
+/// 32-bit registers: a read of any size returns the register, a write takes its low word.
+impl pandare_core::MmioDevice for Plic {
+    fn read(&mut self, offset: u64, _size: u8, _now: u64) -> u64 {
+        u64::from(Plic::read(self, offset))
+    }
+
+    fn write(&mut self, offset: u64, _size: u8, value: u64, _now: u64) {
+        Plic::write(self, offset, value as u32);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,14 @@
-//! The virt machine's state as data: hart, PLIC, CLINT, UART and platform, serialized
+//! The virt machine's state as data: hart, PLIC, CLINT, UART (its own
+//! [`Uart16550State`]) and platform, serialized
 //! for snapshots. RAM travels separately as a page-sharing image; translation caches are
 //! not state and are dropped on restore. Restoring validates before changing anything.
 
 use serde::{Deserialize, Serialize};
 
-use super::{clint::Clint, plic::Plic, uart::Uart, VirtMachine};
+use super::{clint::Clint, plic::Plic, VirtMachine, UART_CONFIG};
 use crate::hart::{Hart, Privilege};
 use pandare_core::{Exit, ShutdownKind, VirtualClock};
+use pandare_devices::{Uart16550, Uart16550State};
 
 /// Bumped when the state layout changes incompatibly.
 pub const STATE_VERSION: u32 = 1;
@@ -51,14 +53,6 @@ struct HartState {
     /// `mip.SEIP` as software wrote it (absent in older snapshots: clear).
     #[serde(default)]
     seip_software: bool,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UartState {
-    pub registers: [u8; 9],
-    pub fifo: Vec<u8>,
-    pub pending_input: Vec<u8>,
-    pub level: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -111,7 +105,8 @@ struct MachineState {
     hart: HartState,
     plic: PlicState,
     clint: ClintState,
-    uart: UartState,
+    /// The UART persists itself; its serialized form is unchanged since version 1.
+    uart: Uart16550State,
     shutdown: Option<ShutdownState>,
     stopped: Option<StoppedState>,
 }
@@ -263,7 +258,7 @@ impl VirtMachine {
                 state.version
             ));
         }
-        let uart = Uart::restore(&state.uart)?;
+        let uart = Uart16550::restore(UART_CONFIG, &state.uart).map_err(|e| e.to_string())?;
         let plic = Plic::restore(&state.plic)?;
         let mut hart = Hart::new(0, 1);
         restore_hart(&mut hart, &state.hart)?;
@@ -285,5 +280,46 @@ impl VirtMachine {
             }
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::virt::{VirtConfig, VirtMachine};
+
+    fn machine_with_input() -> VirtMachine {
+        let config = VirtConfig {
+            ram_bytes: 16 << 20,
+            ..VirtConfig::default()
+        };
+        // `j .`
+        let mut machine = VirtMachine::new_bare_metal(config, &[0x6f, 0, 0, 0]).unwrap();
+        machine.bus.uart.input(b"hi");
+        machine
+    }
+
+    #[test]
+    fn the_uart_part_keeps_the_serialized_form_older_snapshots_hold() {
+        let text = String::from_utf8(machine_with_input().save_state()).unwrap();
+        let uart = r#""uart":{"registers":[12,0,0,1,3,97,8,176,0],"fifo":[104,105],"pending_input":[],"level":false}"#;
+        assert!(text.contains(uart), "{text}");
+    }
+
+    #[test]
+    fn a_corrupt_uart_state_is_refused_and_changes_nothing() {
+        let mut machine = machine_with_input();
+        let good = machine.save_state();
+        let text = String::from_utf8(good.clone()).unwrap();
+        // The FIFO emptied but the line status still says data is ready.
+        let corrupt = text.replace(r#""fifo":[104,105]"#, r#""fifo":[]"#);
+        assert_ne!(corrupt, text);
+        machine.bus.uart.input(b"!");
+        let before = machine.save_state();
+        let error = machine.restore_state(corrupt.as_bytes()).unwrap_err();
+        assert!(error.contains("data-ready"), "{error}");
+        assert_eq!(machine.save_state(), before);
+        machine.restore_state(&good).unwrap();
+        assert_eq!(machine.save_state(), good);
+        assert_eq!(machine.bus.uart.input_backlog(), 2);
     }
 }
