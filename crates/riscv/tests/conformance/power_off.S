@@ -1,0 +1,3 @@
+    .include "common.inc"
+_start:
+    POWER_OFF

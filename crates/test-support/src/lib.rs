@@ -1,0 +1,25 @@
+//! pandare-test-support: dev-only helpers shared by the architecture crates' tests.
+//!
+//! - [`conformance`]: PANDA's callback semantics written once, as a suite of cases each
+//!   architecture runs by implementing [`conformance::ConformanceTarget`] (a bare-metal
+//!   machine builder, a handful of small guest programs, register names, a booted Linux
+//!   guest) and expanding [`conformance_tests!`] in one of its test files.
+//! - [`unavailable`]: the rule for a test that cannot run because a tool or an image is
+//!   missing: a visible `SKIP` line, or a failure when `CI=true`.
+//!
+//! Nothing here knows an ISA; only pandare-core's user-facing API is used
+//! ([`pandare_core::Machine`], [`pandare_core::instrument`]).
+#![warn(missing_docs)]
+
+pub mod conformance;
+
+/// Reports that a test cannot run (`reason` says what is missing and how to get it):
+/// prints `SKIP: reason` past the test harness' capture, or panics when the environment
+/// variable `CI` is `true`, where nothing may be skipped.
+pub fn unavailable(reason: &str) {
+    if std::env::var("CI").is_ok_and(|value| value == "true") {
+        panic!("{reason} (CI=true: this test may not be skipped)");
+    }
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
+}
