@@ -44,6 +44,8 @@ fn source_name(program: Program) -> &'static str {
         Program::Loop => "loop",
         Program::UserMode => "user_mode",
         Program::AliasedLoop => "aliased_loop",
+        Program::TimerInterrupt => "timer_interrupt",
+        Program::SelfModifying => "self_modifying",
     }
 }
 
@@ -138,6 +140,8 @@ impl ConformanceTarget for Riscv64 {
     const ILLEGAL_INSTRUCTION: i32 = 2;
     /// Environment call from U-mode.
     const USER_SYSCALL: Option<i32> = Some(8);
+    /// Machine timer interrupt.
+    const TIMER_INTERRUPT: i32 = 7;
 
     fn program(&self, which: Program) -> Result<GuestProgram, String> {
         static PROGRAMS: OnceLock<Result<BTreeMap<Program, GuestProgram>, String>> =

@@ -6,7 +6,8 @@
 //! instruction sizes), readers for registers and two system registers between run
 //! slices, and a Linux guest booted to its shell prompt. The cases check the firing rules:
 //! order and arguments of block callbacks, exact counts, memory callbacks' addresses and
-//! values, exception cancelling and replacement, the hypercall, hooks in the middle of
+//! values, exception cancelling and replacement, interrupts held off, code rewritten after
+//! it ran, the hypercall, hooks in the middle of
 //! blocks and at aliased addresses, enable/disable/delete by name, stopping a run, and that
 //! callbacks change nothing in the guest.
 //!
@@ -76,11 +77,20 @@ pub enum Program {
     ///
     /// [`Loop`]: Program::Loop
     AliasedLoop,
+    /// Installs a trap handler, arms a timer interrupt a few dozen instructions ahead,
+    /// enables it, and spins at `wait` (a one-instruction loop); the handler sets ARG0 to
+    /// 1 and powers off.
+    TimerInterrupt,
+    /// Calls the function at `patched`, which sets ARG0 to 1 and returns; copies ARG0 into
+    /// ARG1; overwrites the function's first instruction, with a store, by the one at
+    /// `replacement` (which sets ARG0 to 2); makes the change visible to instruction
+    /// fetch as the architecture requires; calls the function again; powers off.
+    SelfModifying,
 }
 
 impl Program {
     /// Every program, for targets that build them all up front.
-    pub const ALL: [Program; 9] = [
+    pub const ALL: [Program; 11] = [
         Program::PowerOff,
         Program::Breakpoint,
         Program::TrappedBreakpoint,
@@ -90,6 +100,8 @@ impl Program {
         Program::Loop,
         Program::UserMode,
         Program::AliasedLoop,
+        Program::TimerInterrupt,
+        Program::SelfModifying,
     ];
 }
 
@@ -128,6 +140,9 @@ pub trait ConformanceTarget: 'static {
     /// The exception number of a system call from user mode, where system calls are
     /// exceptions.
     const USER_SYSCALL: Option<i32>;
+    /// The interrupt number (as `before_handle_interrupt` gets it) of the timer interrupt
+    /// [`Program::TimerInterrupt`] raises.
+    const TIMER_INTERRUPT: i32;
 
     /// Builds `which`, or says why it cannot (a missing assembler, with how to install it).
     fn program(&self, which: Program) -> Result<GuestProgram, String>;
@@ -1329,8 +1344,74 @@ pub fn a_hook_fires_where_a_block_runs_at_another_virtual_address<T: Conformance
     assert_eq!(*seen.lock().unwrap(), expected);
 }
 
+/// `before_handle_interrupt` fires before the interrupt is taken, with its number; `-1`
+/// leaves it pending and it is offered again before the next block; returning the number
+/// takes it.
+pub fn an_interrupt_can_be_held_off_and_is_offered_again<T: ConformanceTarget>(target: &T) {
+    let Some((mut machine, program)) = bare(target, Program::TimerInterrupt) else {
+        return;
+    };
+    let offers = Arc::new(Mutex::new(Vec::new()));
+    let o = Arc::clone(&offers);
+    machine
+        .instrumentation()
+        .register(
+            "hold off",
+            Callback::BeforeHandleInterrupt(Box::new(move |cpu, index| {
+                let mut offers = o.lock().unwrap();
+                offers.push((index, cpu.pc(), cpu.instruction_count()));
+                if offers.len() <= 3 {
+                    -1
+                } else {
+                    index
+                }
+            })),
+        )
+        .unwrap();
+    assert_eq!(machine.run(100_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    let [taken, ..] = T::ARGUMENTS;
+    assert_eq!(target.register(&mut machine, taken), 1);
+    let offers = offers.lock().unwrap();
+    assert_eq!(offers.len(), 4, "{offers:x?}");
+    let wait = program.symbol("wait");
+    for (index, (number, pc, count)) in offers.iter().enumerate() {
+        assert_eq!((*number, *pc), (T::TIMER_INTERRUPT, wait), "offer {index}");
+        if index > 0 {
+            // Offered again at the next block: one more turn of the one-instruction loop.
+            assert_eq!(*count, offers[index - 1].2 + 1, "offer {index}");
+        }
+    }
+}
+
+/// A store over code that already ran makes the new code run, and the block is decoded
+/// again (`before_block_translate` fires for it again).
+pub fn a_write_to_code_that_ran_runs_the_new_code<T: ConformanceTarget>(target: &T) {
+    let Some((mut machine, program)) = bare(target, Program::SelfModifying) else {
+        return;
+    };
+    let patched = program.symbol("patched");
+    let translations = Arc::new(AtomicU64::new(0));
+    let t = Arc::clone(&translations);
+    machine
+        .instrumentation()
+        .register(
+            "translations",
+            Callback::BeforeBlockTranslate(Box::new(move |_, pc| {
+                if pc == patched {
+                    t.fetch_add(1, Ordering::Relaxed);
+                }
+            })),
+        )
+        .unwrap();
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    let [new, old, _] = T::ARGUMENTS;
+    assert_eq!(target.register(&mut machine, old), 1);
+    assert_eq!(target.register(&mut machine, new), 2);
+    assert_eq!(translations.load(Ordering::Relaxed), 2);
+}
+
 /// Every case's name, in the order [`conformance_tests!`] expands them.
-pub const CASES: [&str; 22] = [
+pub const CASES: [&str; 24] = [
     "block_callbacks_see_the_cpu_and_add_up",
     "insn_exec_on_every_instruction_counts_retired_instructions",
     "virtual_reads_match_physical_memory",
@@ -1353,6 +1434,8 @@ pub const CASES: [&str; 22] = [
     "hooks_filter_by_address_space_and_mode",
     "hook_points_come_from_panda_block_callback_types",
     "a_hook_fires_where_a_block_runs_at_another_virtual_address",
+    "an_interrupt_can_be_held_off_and_is_offered_again",
+    "a_write_to_code_that_ran_runs_the_new_code",
 ];
 
 /// Expands to one `#[test]` per conformance case, each calling the case with `$target`
@@ -1383,6 +1466,8 @@ macro_rules! conformance_tests {
             hooks_filter_by_address_space_and_mode,
             hook_points_come_from_panda_block_callback_types,
             a_hook_fires_where_a_block_runs_at_another_virtual_address,
+            an_interrupt_can_be_held_off_and_is_offered_again,
+            a_write_to_code_that_ran_runs_the_new_code,
         );
     };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
