@@ -11,7 +11,7 @@
 //! blocks and at aliased addresses, enable/disable/delete by name, stopping a run, and that
 //! callbacks change nothing in the guest.
 //!
-//! An architecture's test file implements the trait and expands [`conformance_tests!`],
+//! An architecture's test file implements the trait and expands [`conformance_tests!`](crate::conformance_tests),
 //! which makes every case in [`CASES`] its own `#[test]`:
 //!
 //! ```ignore
@@ -1410,7 +1410,7 @@ pub fn a_write_to_code_that_ran_runs_the_new_code<T: ConformanceTarget>(target: 
     assert_eq!(translations.load(Ordering::Relaxed), 2);
 }
 
-/// Every case's name, in the order [`conformance_tests!`] expands them.
+/// Every case's name, in the order [`conformance_tests!`](crate::conformance_tests) expands them.
 pub const CASES: [&str; 24] = [
     "block_callbacks_see_the_cpu_and_add_up",
     "insn_exec_on_every_instruction_counts_retired_instructions",
