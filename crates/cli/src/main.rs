@@ -649,3 +649,62 @@ fn bench_boot(guest: &GuestArgs, no_qemu: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(args: &[&str]) -> GuestArgs {
+        let cli = Cli::try_parse_from([&["panda", "run"], args].concat()).unwrap();
+        match cli.command {
+            Command::Run(run) => run.guest,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn own_kernel_defaults_are_the_shared_drivers() {
+        // The Python package builds its config through the same GuestOptions (its side is
+        // crates/python/tests/test_arch.py), so the two cannot disagree.
+        let config = guest(&["--kernel", "/k", "--initrd", "/i"])
+            .config()
+            .unwrap();
+        let expected =
+            MachineConfig::own_kernel(Architecture::ALL[0], "/k".into(), Some("/i".into()));
+        assert_eq!(config, expected);
+        assert_eq!(config.prompt, pandare::DEFAULT_PROMPT);
+        assert_eq!(
+            config.append,
+            config.architecture.description().console_arguments
+        );
+    }
+
+    #[test]
+    fn options_override_the_defaults() {
+        let config = guest(&[
+            "--kernel", "/k", "--append", "quiet", "--mem", "64", "--prompt", "> ",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(
+            (
+                config.append.as_str(),
+                config.memory_mib,
+                config.prompt.as_str()
+            ),
+            ("quiet", 64, "> ")
+        );
+    }
+
+    #[test]
+    fn an_unknown_architecture_names_the_supported_ones() {
+        let error = guest(&["--kernel", "/k", "--arch", "vax"])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'vax'") && error.contains(&Architecture::names()),
+            "{error}"
+        );
+    }
+}

@@ -34,6 +34,8 @@ pub(crate) struct Core {
     pub(crate) blocking_cpu: Py<CpuState>,
     /// The guest's architecture name.
     architecture: &'static str,
+    /// The guest as built (for `config()`).
+    config: pandare::MachineConfig,
 }
 
 impl Core {
@@ -133,6 +135,7 @@ impl Core {
             .map_err(|error| PyValueError::new_err(error.to_string()))?;
         let session = Session::new(console, store, config.memory_mib, &config.append);
         let architecture = config.architecture.name();
+        let summary = config.clone();
         let shared = Arc::new(Shared {
             engine: Mutex::new(Some(Engine {
                 session,
@@ -169,6 +172,7 @@ impl Core {
             shared,
             blocking_cpu,
             architecture,
+            config: summary,
         })
     }
 
@@ -273,6 +277,26 @@ impl Core {
     #[getter]
     fn architecture(&self) -> &'static str {
         self.architecture
+    }
+
+    /// The guest as configured: `architecture`, `memory_mib`, `kernel`, `initrd`, `append`
+    /// (the kernel command line) and `prompt` (the regular expression of its shell prompt).
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let config = &self.config;
+        let dict = pyo3::types::PyDict::new(py);
+        dict.set_item("architecture", config.architecture.name())?;
+        dict.set_item("memory_mib", config.memory_mib)?;
+        dict.set_item("kernel", config.kernel.display().to_string())?;
+        dict.set_item(
+            "initrd",
+            config
+                .initrd
+                .as_ref()
+                .map(|path| path.display().to_string()),
+        )?;
+        dict.set_item("append", &config.append)?;
+        dict.set_item("prompt", &config.prompt)?;
+        Ok(dict)
     }
 
     /// Whether a replay is in progress.

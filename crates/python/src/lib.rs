@@ -42,5 +42,6 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<cpu_state::CpuState>()?;
     module.add_class::<cpu_state::TranslationBlock>()?;
     module.add("UNITS_PER_SECOND", UNITS_PER_SECOND)?;
+    module.add("DEFAULT_PROMPT", pandare::DEFAULT_PROMPT)?;
     Ok(())
 }
