@@ -20,10 +20,9 @@ pub enum Architecture {
 impl Architecture {
     /// Parses an architecture name as images and users write it.
     pub fn from_name(name: &str) -> Option<Architecture> {
-        match name {
-            "riscv64" => Some(Architecture::Riscv64),
-            _ => None,
-        }
+        Architecture::ALL
+            .into_iter()
+            .find(|architecture| architecture.name() == name)
     }
 
     /// The canonical name.

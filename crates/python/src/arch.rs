@@ -24,7 +24,7 @@ fn generic_images() -> Vec<&'static str> {
 
 /// The description of architecture `name` as a dict: `name`, `pointer_bits`, `endianness`,
 /// `registers` (a list of `(name, aliases, class, number, bits)`, class one of `general`,
-/// `pc`, `system`), `pc`, `sp`, `return_address` (None where calls push it), `conventions`
+/// `program_counter`, `system`), `program_counter`, `stack_pointer`, `return_address` (None where calls push it), `conventions`
 /// (`{name: {"arguments": [...], "return_value": r, "number": r or None}}`),
 /// `asid_register`, `console_arguments` and `default_memory_mib`.
 #[pyfunction]
@@ -47,7 +47,7 @@ fn architecture<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>
         .map(|register| {
             let class = match register.class {
                 RegisterClass::General => "general",
-                RegisterClass::ProgramCounter => "pc",
+                RegisterClass::ProgramCounter => "program_counter",
                 RegisterClass::System => "system",
             };
             (
@@ -60,8 +60,8 @@ fn architecture<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>
         })
         .collect();
     info.set_item("registers", registers)?;
-    info.set_item("pc", abi.program_counter())?;
-    info.set_item("sp", abi.stack_pointer())?;
+    info.set_item("program_counter", abi.program_counter())?;
+    info.set_item("stack_pointer", abi.stack_pointer())?;
     info.set_item("return_address", abi.return_address())?;
     let conventions = PyDict::new(py);
     for convention in Convention::ALL {

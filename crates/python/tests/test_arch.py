@@ -12,8 +12,8 @@ def test_arch_tables_come_from_the_guest_abi(panda):
     info = _core.architecture(panda.arch_name)
     general = [r for r in info["registers"] if r[2] == "general"]
     assert panda.arch.registers == {name.upper(): number for name, _, _, number, _ in general}
-    assert panda.arch.reg_sp == info["sp"].upper()
-    assert panda.arch.reg_pc == info["pc"].upper()
+    assert panda.arch.reg_sp == info["stack_pointer"].upper()
+    assert panda.arch.reg_pc == info["program_counter"].upper()
     conventions = info["conventions"]
     assert set(panda.arch.call_conventions) == set(conventions)
     for name, entry in conventions.items():

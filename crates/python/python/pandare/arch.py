@@ -36,8 +36,8 @@ class PandaArch:
         self.registers = {reg_name.upper(): number for reg_name, _, _, number, _ in general}
         self._by_number = {number: reg_name for reg_name, _, _, number, _ in general}
         self.system_registers = [r[0].upper() for r in info["registers"] if r[2] == "system"]
-        self.reg_sp = info["sp"].upper()
-        self.reg_pc = info["pc"].upper()
+        self.reg_sp = info["stack_pointer"].upper()
+        self.reg_pc = info["program_counter"].upper()
         ra = info["return_address"]
         self.reg_return_address = ra.upper() if ra is not None else None
         self.asid_register = info["asid_register"].upper()
