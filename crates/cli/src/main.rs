@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use pandare::console::UNITS_PER_SECOND;
+use pandare::driver::{self, Start};
 use pandare::monitor::Session;
 use pandare::replay;
 use pandare::store::SnapshotStore;
-use pandare::{Architecture, Console, Machine, MachineConfig, ShutdownKind};
+use pandare::{Architecture, Console, GuestOptions, Machine, MachineConfig, ShutdownKind};
 use pandare_plugins::Plugins;
 
 /// pandare: a whole-system emulator for dynamic analysis.
@@ -226,57 +227,42 @@ struct RunArgs {
     boot: bool,
 }
 
-/// The prompt of one's own guest: the whole last line of output (so no part of the prompt
-/// is taken for command output), ending in `# ` or `$ ` and perhaps terminal escape codes
-/// (busybox's shell queries the cursor position with `ESC [6n` right after its prompt).
-const DEFAULT_PROMPT: &str = r"(?m)^[^\n]*[#$] (?:\x1b\[[0-9;?]*[A-Za-z])*\z";
-
 impl GuestArgs {
+    /// The guest, through the same defaults the Python package uses
+    /// ([`pandare::GuestOptions`]).
     fn config(&self) -> anyhow::Result<MachineConfig> {
-        // Checked first: a bad option must not wait for an image build.
+        // Checked first, in the CLI's words: a bad option must not wait for an image build.
         if self.mem == Some(0) {
             bail!("--mem 0: the guest needs memory; give a size in MiB, e.g. --mem 512");
         }
-        let mut config = match (&self.generic, &self.kernel) {
-            (Some(name), _) => {
-                // Progress only when an image is actually built, not on every run.
-                let quiet = pandare_images::cached(name).is_some();
-                MachineConfig::generic(name, &mut |message| {
-                    if !quiet {
-                        eprintln!("panda: {message}");
-                    }
-                })?
+        if self.generic.is_none() && self.kernel.is_none() {
+            bail!(
+                "say which guest to boot: --generic {}, or --kernel IMAGE [--initrd FILE]",
+                pandare_images::AVAILABLE.join("|")
+            );
+        }
+        // Progress only when an image is actually built, not on every run.
+        let quiet = self
+            .generic
+            .as_deref()
+            .is_none_or(|name| pandare_images::cached(name).is_some());
+        Ok(self.options().config(&mut |message| {
+            if !quiet {
+                eprintln!("panda: {message}");
             }
-            (None, Some(kernel)) => {
-                let Some(architecture) = Architecture::from_name(&self.arch) else {
-                    bail!("unknown architecture '{}' (supported: riscv64)", self.arch);
-                };
-                MachineConfig {
-                    architecture,
-                    memory_mib: 512,
-                    kernel: kernel.clone(),
-                    initrd: self.initrd.clone(),
-                    append: "console=ttyS0".to_string(),
-                    prompt: self
-                        .prompt
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_PROMPT.to_string()),
-                }
-            }
-            (None, None) => bail!(
-                "say which guest to boot: --generic riscv64, or --kernel IMAGE [--initrd FILE]"
-            ),
-        };
-        if let Some(append) = &self.append {
-            config.append = append.clone();
+        })?)
+    }
+
+    fn options(&self) -> GuestOptions {
+        GuestOptions {
+            generic: self.generic.clone(),
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            architecture: Some(self.arch.clone()),
+            append: self.append.clone(),
+            memory_mib: self.mem,
+            prompt: self.prompt.clone(),
         }
-        if let Some(mem) = self.mem {
-            config.memory_mib = mem;
-        }
-        if let Some(prompt) = &self.prompt {
-            config.prompt = prompt.clone();
-        }
-        Ok(config)
     }
 }
 
@@ -522,34 +508,16 @@ fn plugin_command(
     Some(result.unwrap_or_else(|error| format!("Error: {error}")))
 }
 
-/// The snapshot every generic image keeps, taken at its first shell prompt.
-const ROOT_SNAPSHOT: &str = "root";
-
 fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
     args.plugins.check()?;
     let config = args.guest.config()?;
-    let prompt = config.prompt_regex()?;
     let mut store = SnapshotStore::for_guest(&config, args.guest.generic.as_deref());
-    let start_from = match &args.loadvm {
-        Some(name) => Some(name.clone()),
-        None if args.guest.generic.is_some() && !args.boot && store.exists(ROOT_SNAPSHOT) => {
-            Some(ROOT_SNAPSHOT.to_string())
-        }
-        None => None,
+    let start = match &args.loadvm {
+        Some(name) => Start::Snapshot(name),
+        None if args.guest.generic.is_some() && !args.boot => Start::RootOrBoot,
+        None => Start::Boot,
     };
-    let mut console = match &start_from {
-        Some(name) => {
-            let snapshot = store
-                .load(name)
-                .with_context(|| format!("loading snapshot '{name}'"))?;
-            let mut machine = config.build_blank()?;
-            machine
-                .load_snapshot(&snapshot)
-                .with_context(|| format!("loading snapshot '{name}'"))?;
-            Console::new(machine, prompt)
-        }
-        None => Console::new(config.build()?, prompt),
-    };
+    let (mut console, start_from) = driver::start(&config, &mut store, start)?;
     let plugins = Arc::new(Mutex::new(args.plugins.load(console.machine())?));
     let result = if args.commands.is_empty() {
         let mut session = Session::new(console, store, config.memory_mib, &config.append);
@@ -576,11 +544,10 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         if start_from.is_none() {
             console
-                .wait_for_prompt(120 * UNITS_PER_SECOND)
+                .wait_for_prompt(driver::BOOT_LIMIT)
                 .context("booting the guest")?;
             if args.guest.generic.is_some() && !args.boot {
-                store
-                    .save(ROOT_SNAPSHOT, console.save_snapshot())
+                driver::save_root(&mut console, &mut store)
                     .context("saving the image's root snapshot")?;
             }
         }
@@ -672,12 +639,72 @@ fn bench_boot(guest: &GuestArgs, no_qemu: bool) -> anyhow::Result<ExitCode> {
         report.seconds,
         report.mips()
     );
+    let qemu_name = config.architecture.description().qemu.binary;
     match &report.qemu {
         Ok(qemu) => {
-            println!("qemu-system-riscv64 (TCG): {qemu:.2} s to the prompt");
+            println!("{qemu_name} (TCG): {qemu:.2} s to the prompt");
             println!("ratio pandare/QEMU time: {:.2}", report.seconds / qemu);
         }
-        Err(why) => println!("qemu-system-riscv64: not measured: {why}"),
+        Err(why) => println!("{qemu_name}: not measured: {why}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(args: &[&str]) -> GuestArgs {
+        let cli = Cli::try_parse_from([&["panda", "run"], args].concat()).unwrap();
+        match cli.command {
+            Command::Run(run) => run.guest,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn own_kernel_defaults_are_the_shared_drivers() {
+        // The Python package builds its config through the same GuestOptions (its side is
+        // crates/python/tests/test_arch.py), so the two cannot disagree.
+        let config = guest(&["--kernel", "/k", "--initrd", "/i"])
+            .config()
+            .unwrap();
+        let expected =
+            MachineConfig::own_kernel(Architecture::ALL[0], "/k".into(), Some("/i".into()));
+        assert_eq!(config, expected);
+        assert_eq!(config.prompt, pandare::DEFAULT_PROMPT);
+        assert_eq!(
+            config.append,
+            config.architecture.description().console_arguments
+        );
+    }
+
+    #[test]
+    fn options_override_the_defaults() {
+        let config = guest(&[
+            "--kernel", "/k", "--append", "quiet", "--mem", "64", "--prompt", "> ",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(
+            (
+                config.append.as_str(),
+                config.memory_mib,
+                config.prompt.as_str()
+            ),
+            ("quiet", 64, "> ")
+        );
+    }
+
+    #[test]
+    fn an_unknown_architecture_names_the_supported_ones() {
+        let error = guest(&["--kernel", "/k", "--arch", "vax"])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'vax'") && error.contains(&Architecture::names()),
+            "{error}"
+        );
+    }
 }

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use pandare::console::UNITS_PER_SECOND;
 use pandare::monitor::{Action, Session};
 use pandare::ShutdownKind;
 
@@ -143,27 +142,25 @@ pub fn interact(session: &mut Session) -> anyhow::Result<ExitCode> {
             pandare::Exit::Idle => {
                 // Wait in real time for at most the virtual gap, then move the clock on by
                 // what we waited.
-                let now = console.machine().now();
-                let gap = console
-                    .machine()
-                    .next_event()
-                    .map_or(u64::MAX, |event| event - now);
-                let wait = IDLE_WAIT.min(Duration::from_nanos(
-                    gap.saturating_mul(1_000_000_000 / UNITS_PER_SECOND),
-                ));
-                let started = Instant::now();
-                let received = receiver.recv_timeout(wait);
-                let waited = started.elapsed().as_nanos() as u64;
-                let advance = waited.saturating_mul(UNITS_PER_SECOND / 1_000_000_000);
-                if gap != u64::MAX {
-                    console.skip_to(now + advance.clamp(1, gap));
-                }
+                let mut received = Err(RecvTimeoutError::Timeout);
+                let mut wait = |longest: Duration| {
+                    let started = Instant::now();
+                    received = receiver.recv_timeout(longest);
+                    started.elapsed()
+                };
+                let timer_armed = pandare::driver::idle(
+                    console,
+                    pandare::driver::Pacing::RealTime {
+                        most: IDLE_WAIT,
+                        wait: &mut wait,
+                    },
+                );
                 match received {
                     // Handled at the top of the loop, with the Ctrl-A keys.
                     Ok(bytes) => carried = bytes,
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
-                        if gap == u64::MAX {
+                        if !timer_armed {
                             anyhow::bail!("the guest is idle forever and the terminal closed");
                         }
                     }

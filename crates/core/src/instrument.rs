@@ -218,6 +218,14 @@ pub enum InstrumentError {
         /// The name asked for.
         name: String,
     },
+    /// The register can be read by name but not written (a system register).
+    #[error("{architecture} register {name:?} is read-only here (a system register)")]
+    ReadOnlyRegister {
+        /// The architecture.
+        architecture: &'static str,
+        /// The register.
+        name: String,
+    },
     /// A guest address that is not mapped (virtual) or not RAM (physical).
     #[error("guest address {address:#x} is not mapped to RAM")]
     Unmapped {
@@ -244,13 +252,17 @@ pub struct BlockInfo {
 pub trait GuestCpu {
     /// Architecture name (`riscv64`).
     fn architecture(&self) -> &'static str;
+    /// The architecture's registers and conventions (see [`crate::abi`]).
+    fn abi(&self) -> &'static dyn crate::abi::GuestAbi;
     /// Program counter (in an instruction-level callback: that instruction's address).
     fn pc(&self) -> u64;
     /// Moves the program counter: execution continues there.
     fn set_pc(&mut self, pc: u64);
-    /// A register by name (ABI names or numbered, case-insensitive, e.g. `a0`, `x10`, `sp`).
+    /// A register by any name or alias of the ABI's register table (case-insensitive, e.g.
+    /// `a0`, `x10`, `sp`, `pc`, `satp`).
     fn register(&self, name: &str) -> Result<u64, InstrumentError>;
-    /// Sets a register by name.
+    /// Sets a register by name (general registers and the pc; system registers are
+    /// read-only).
     fn set_register(&mut self, name: &str, value: u64) -> Result<(), InstrumentError>;
     /// Reads guest virtual memory through the guest's current page tables (no side effects
     /// on the page tables). Only RAM is readable.

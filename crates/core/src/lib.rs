@@ -1,11 +1,13 @@
 //! pandare-core: the architecture-neutral machine core.
 //!
 //! It owns what every guest architecture shares: guest RAM, the MMIO device seam, virtual
-//! time derived from the retired-instruction count, the exit reasons of a run slice, and the
-//! [`Machine`] trait each architecture's platform implements. It never knows an ISA: no
-//! register names, page-table formats or instruction encodings live here.
+//! time derived from the retired-instruction count, the exit reasons of a run slice, the
+//! [`Machine`] trait each architecture's platform implements, and the [`GuestAbi`] seam through
+//! which arch-neutral code learns an architecture's registers and conventions. It never knows
+//! an ISA: no register names, page-table formats or instruction encodings live here.
 #![warn(missing_docs)]
 
+pub mod abi;
 pub mod archive;
 pub mod instrument;
 pub mod machine;
@@ -13,6 +15,7 @@ pub mod memory;
 pub mod snapshot;
 pub mod time;
 
+pub use abi::{ArchDescription, Convention, Endianness, GuestAbi, RegisterClass, RegisterInfo};
 pub use machine::{Exit, Fnv64, Machine, ShutdownKind};
 pub use memory::{
     MmioDevice, Page, PortIoDevice, Ram, RamImage, RamImageMismatch, SerialEvent, PAGE_SIZE,

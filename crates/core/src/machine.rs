@@ -1,5 +1,6 @@
 //! The seam between the run loop (CLI, Python, tests) and an architecture's platform.
 
+use crate::instrument::GuestCpu;
 use crate::snapshot::{Snapshot, SnapshotError};
 
 /// Why a run slice returned.
@@ -39,7 +40,9 @@ pub enum ShutdownKind {
 ///
 /// Virtual time is measured in instruction units: it advances by one for every retired
 /// instruction and jumps forward only while the CPU is idle (see [`Machine::skip_to`]).
-pub trait Machine {
+///
+/// A machine is `Send`: it may be built on one thread and driven on another (one at a time).
+pub trait Machine: Send {
     /// Runs until `budget` units of virtual time have passed, the guest idles or shuts down.
     fn run(&mut self, budget: u64) -> Exit;
     /// Current virtual time.
@@ -68,9 +71,11 @@ pub trait Machine {
     fn pc(&self) -> u64;
     /// A cheap hash of the architectural registers, for record/replay checkpoints.
     fn state_hash(&self) -> u64;
-    /// The registers as text, one `name value` pair per entry (the monitor's
-    /// `info registers`).
-    fn register_dump(&self) -> String;
+    /// Calls `f` with the CPU, between run slices: to read or change registers and memory
+    /// outside any callback. Nothing runs and no callback fires (not `top_loop`, not
+    /// `main_loop_wait`, and `after_machine_init` stays due for the first run). The
+    /// registers as text (`info registers`) are `cpu.abi().dump(cpu)`.
+    fn with_cpu(&mut self, f: &mut dyn FnMut(&mut dyn GuestCpu));
     /// The callback registry (PANDA's callbacks; see `docs/callbacks.md`).
     fn instrumentation(&mut self) -> &mut crate::instrument::Instrumentation;
 }

@@ -9,11 +9,6 @@ use std::time::{Duration, Instant};
 use crate::config::{BuildError, MachineConfig};
 use crate::console::{Console, ConsoleError, UNITS_PER_SECOND};
 
-/// Where QEMU's OpenSBI firmware lives in Debian's package.
-pub const QEMU_OPENSBI: &str = "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin";
-/// QEMU CPU options that advertise the same ISA as pandare's hart.
-pub const QEMU_CPU: &str = "rv64,h=false,zba=false,zbb=false,zbc=false,zbs=false,sstc=false,svadu=false,zicbom=false,zicboz=false,zicbop=false,zawrs=false,zfa=false,sv57=false,sv48=true";
-
 /// Figures from one boot.
 #[derive(Clone, Debug)]
 pub struct BootReport {
@@ -68,14 +63,15 @@ pub fn boot(config: &MachineConfig, with_qemu: bool) -> Result<BootReport, Bench
     })
 }
 
-/// Wall time for QEMU to boot the same kernel and initrd to the prompt.
+/// Wall time for QEMU to boot the same kernel and initrd to the prompt, on the machine the
+/// architecture's description names.
 pub fn qemu_boot(config: &MachineConfig) -> Result<f64, String> {
     let prompt = config.prompt_regex().map_err(|e| e.to_string())?;
-    let mut command = Command::new("qemu-system-riscv64");
+    let qemu = config.architecture.description().qemu;
+    let mut command = Command::new(qemu.binary);
     command
-        .args(["-M", "virt", "-smp", "1", "-nographic", "-cpu", QEMU_CPU])
+        .args(qemu.arguments)
         .args(["-m", &config.memory_mib.to_string()])
-        .args(["-bios", QEMU_OPENSBI])
         .arg("-kernel")
         .arg(&config.kernel)
         .args(["-append", &config.append]);
@@ -89,7 +85,10 @@ pub fn qemu_boot(config: &MachineConfig) -> Result<f64, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
-            format!("qemu-system-riscv64 not available ({e}); install qemu-system-misc")
+            format!(
+                "{} not available ({e}); install {}",
+                qemu.binary, qemu.package
+            )
         })?;
     let mut stdout = child.stdout.take().ok_or("no stdout from QEMU")?;
     let (sender, receiver) = std::sync::mpsc::channel();

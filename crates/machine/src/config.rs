@@ -2,8 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use pandare_core::Machine;
+use pandare_core::{ArchDescription, Machine};
 use pandare_riscv::{VirtConfig, VirtMachine};
+
+/// The prompt of one's own guest: the whole last line of output (so no part of the prompt
+/// is taken for command output), ending in `# ` or `$ ` and perhaps terminal escape codes
+/// (busybox's shell queries the cursor position with `ESC [6n` right after its prompt).
+pub const DEFAULT_PROMPT: &str = r"(?m)^[^\n]*[#$] (?:\x1b\[[0-9;?]*[A-Za-z])*\z";
 
 /// Guest architectures pandare can build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,17 +20,30 @@ pub enum Architecture {
 impl Architecture {
     /// Parses an architecture name as images and users write it.
     pub fn from_name(name: &str) -> Option<Architecture> {
-        match name {
-            "riscv64" => Some(Architecture::Riscv64),
-            _ => None,
-        }
+        Architecture::ALL
+            .into_iter()
+            .find(|architecture| architecture.name() == name)
     }
 
     /// The canonical name.
     pub fn name(self) -> &'static str {
+        self.description().name
+    }
+
+    /// Every architecture this build knows.
+    pub const ALL: [Architecture; 1] = [Architecture::Riscv64];
+
+    /// The architecture crate's description: its guest ABI (registers, calling
+    /// conventions), console arguments, default memory and QEMU equivalent.
+    pub fn description(self) -> &'static ArchDescription {
         match self {
-            Architecture::Riscv64 => "riscv64",
+            Architecture::Riscv64 => &pandare_riscv::DESCRIPTION,
         }
+    }
+
+    /// The names of every architecture, for error messages (`riscv64, x86_64`).
+    pub fn names() -> String {
+        Architecture::ALL.map(Architecture::name).join(", ")
     }
 }
 
@@ -45,9 +63,10 @@ pub enum BuildError {
     /// The generic image could not be had.
     #[error(transparent)]
     Image(#[from] pandare_images::ImageError),
-    /// The image names an architecture this build does not know.
+    /// The image or the user names an architecture this build does not know.
     #[error(
-        "image architecture '{0}' is not supported by this build of pandare (supported: riscv64)"
+        "architecture '{0}' is not supported by this build of pandare (supported: {names})",
+        names = Architecture::names()
     )]
     UnknownArchitecture(String),
     /// The platform refused the configuration.
@@ -110,6 +129,25 @@ impl MachineConfig {
             append: image.append,
             prompt: image.prompt,
         })
+    }
+
+    /// One's own kernel (and initrd) on `architecture`, with the defaults every front end
+    /// shares: the architecture's default memory, a kernel command line that puts the
+    /// console on the serial port, and [`DEFAULT_PROMPT`].
+    pub fn own_kernel(
+        architecture: Architecture,
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+    ) -> MachineConfig {
+        let description = architecture.description();
+        MachineConfig {
+            architecture,
+            memory_mib: description.default_memory_mib,
+            kernel,
+            initrd,
+            append: description.console_arguments.to_string(),
+            prompt: DEFAULT_PROMPT.to_string(),
+        }
     }
 
     /// Builds the machine, ready to run from its first instruction.

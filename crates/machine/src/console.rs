@@ -65,7 +65,7 @@ pub enum ConsoleError {
 }
 
 /// Receives every byte the guest prints, as it is printed.
-pub type EchoSink = Box<dyn FnMut(&[u8])>;
+pub type EchoSink = Box<dyn FnMut(&[u8]) + Send>;
 
 /// A machine with its console, as a user at a terminal sees it.
 pub struct Console {
@@ -158,15 +158,15 @@ impl Console {
     ) -> Result<Option<ShutdownKind>, ConsoleError> {
         match self.run_slice(budget) {
             Exit::BudgetExhausted => Ok(None),
-            Exit::Idle => match self.machine.next_event() {
-                Some(time) => {
-                    self.skip_to(time);
+            Exit::Idle => {
+                if crate::driver::idle(self, crate::driver::Pacing::Skip) {
                     Ok(None)
+                } else {
+                    Err(ConsoleError::Idle {
+                        waiting_for: waiting_for.to_string(),
+                    })
                 }
-                None => Err(ConsoleError::Idle {
-                    waiting_for: waiting_for.to_string(),
-                }),
-            },
+            }
             Exit::Shutdown(kind) => Ok(Some(kind)),
             Exit::UnhandledTrap { cause, pc, value } => {
                 Err(ConsoleError::Crashed { cause, pc, value })

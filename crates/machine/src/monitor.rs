@@ -137,7 +137,13 @@ impl Session {
                     text
                 }
             }
-            ["info", "registers"] => self.console.machine().register_dump(),
+            ["info", "registers"] => {
+                let mut text = String::new();
+                self.console
+                    .machine()
+                    .with_cpu(&mut |cpu| text = cpu.abi().dump(cpu));
+                text
+            }
             ["begin_record", name] => {
                 self.begin_record(name);
                 String::new()

@@ -1,15 +1,17 @@
 //! `hypercaller`: dispatches guest hypercalls to handlers by magic number (PANDA's
 //! `hypercaller`, behind PyPANDA's `@panda.hypercall(magic)`).
 //!
-//! On riscv64 the hypercall is `slti x0, x0, 0x7a5` (`docs/callbacks.md`) with the magic in
-//! `a0`; only its low 32 bits are compared (PANDA's magic is a `uint32_t`), so a magic loaded
-//! with `li` and sign-extended still matches. A handler reads and writes the other
+//! The magic is the first argument of the guest ABI's hypercall convention
+//! ([`Convention::Hypercall`]; the instruction and registers per architecture are in
+//! `docs/callbacks.md`); only its low 32 bits are compared (PANDA's magic is a `uint32_t`),
+//! so a magic loaded with `li` and sign-extended still matches. A handler reads and writes the other
 //! registers for its arguments and results. Handlers are registered through the
 //! [`Hypercalls`] handle ([`crate::Plugins::api`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use pandare_core::abi::Convention;
 use pandare_core::instrument::{Callback, GuestCpu};
 
 use crate::{Args, LoadContext, Plugin, PluginError, PluginInfo};
@@ -86,9 +88,7 @@ impl Hypercalls {
 
     /// Handles one hypercall; whether a handler took it.
     fn dispatch(&self, cpu: &mut dyn GuestCpu) -> bool {
-        let Some(magic) =
-            magic_register(cpu.architecture()).and_then(|register| cpu.register(register).ok())
-        else {
+        let Ok(magic) = cpu.abi().argument(&*cpu, Convention::Hypercall, 0) else {
             return false;
         };
         let magic = magic as u32;
@@ -112,14 +112,6 @@ impl Hypercalls {
             table.handlers.insert(magic, handler);
         }
         true
-    }
-}
-
-/// The register that holds the magic, per architecture.
-fn magic_register(architecture: &str) -> Option<&'static str> {
-    match architecture {
-        "riscv64" | "riscv32" => Some("a0"),
-        _ => None,
     }
 }
 

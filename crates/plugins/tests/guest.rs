@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use pandare::console::UNITS_PER_SECOND;
 use pandare::monitor::Session;
 use pandare::store::SnapshotStore;
-use pandare::{Console, MachineConfig};
+use pandare::{Console, Convention, MachineConfig};
 use pandare_core::instrument::{Callback, EXIT_RAN_TO_END};
 use pandare_plugins::stringsearch::StringMatch;
 use pandare_plugins::{Plugins, PppValue};
@@ -111,22 +111,18 @@ fn stringsearch_finds_a_marker_printed_by_the_shell_and_runs_on_ssm() {
     let _ = std::fs::remove_dir_all(&directory);
 }
 
-fn register_dump_value(dump: &str, name: &str) -> u64 {
-    let after = dump
-        .split_once(&format!("{name} "))
-        .unwrap_or_else(|| panic!("no {name} in {dump}"))
-        .1
-        .trim_start();
-    u64::from_str_radix(&after[..16], 16).unwrap()
-}
-
 #[test]
 fn coverage_writes_kernel_and_user_blocks_and_obeys_monitor_commands() {
     let directory = scratch("coverage");
     let csv = directory.join("blocks.csv");
     let second = directory.join("second.csv");
     let mut console = guest();
-    let stvec = register_dump_value(&console.machine().register_dump(), "stvec");
+    // The kernel's trap vector, a system register read by name through the ABI.
+    let mut stvec = 0;
+    console
+        .machine()
+        .with_cpu(&mut |cpu| stvec = cpu.register("stvec").unwrap());
+    assert_ne!(stvec, 0);
     let mut plugins = Plugins::new();
     plugins
         .load_spec(
@@ -370,7 +366,9 @@ fn hypercaller_dispatches_a_guest_programs_hypercall_by_magic() {
             0x123,
             Box::new(|cpu| {
                 assert!(!cpu.in_kernel_mode());
-                cpu.set_register("a1", 42).unwrap();
+                // The handler's result goes in the hypercall convention's second register.
+                let abi = cpu.abi();
+                abi.set_argument(cpu, Convention::Hypercall, 1, 42).unwrap();
             }),
         )
         .unwrap();

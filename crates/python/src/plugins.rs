@@ -17,7 +17,8 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-use crate::{lock, Core, Shared};
+use crate::core::Core;
+use crate::shared::{lock, Shared};
 
 /// The plugins of one `Core`.
 #[derive(Default)]

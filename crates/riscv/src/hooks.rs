@@ -16,28 +16,6 @@ use crate::virt::Bus;
 /// registers of the callback's choosing (by convention `a0`–`a7`).
 pub const HYPERCALL: u32 = 0x7a50_2013;
 
-const ABI_NAMES: [&str; 32] = [
-    "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4",
-    "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4",
-    "t5", "t6",
-];
-
-/// The index of an integer register (`x5`, `t0`, `fp`, case-insensitive), or `None`.
-pub fn register_index(name: &str) -> Option<usize> {
-    let lower = name.to_ascii_lowercase();
-    if lower == "fp" {
-        return Some(8);
-    }
-    if let Some(index) = ABI_NAMES.iter().position(|&abi| abi == lower) {
-        return Some(index);
-    }
-    let number = lower.strip_prefix('x')?;
-    if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
-        return None;
-    }
-    number.parse::<usize>().ok().filter(|&index| index < 32)
-}
-
 /// The hart and bus seen through the architecture-neutral [`GuestCpu`] trait.
 pub(crate) struct RiscvCpu<'a> {
     pub hart: &'a mut Hart,
@@ -130,12 +108,23 @@ impl GuestCpu for RiscvCpu<'_> {
         self.hart.pc = pc;
     }
 
+    fn abi(&self) -> &'static dyn pandare_core::abi::GuestAbi {
+        &crate::abi::ABI
+    }
+
     fn register(&self, name: &str) -> Result<u64, InstrumentError> {
-        if name.eq_ignore_ascii_case("pc") {
-            return Ok(self.hart.pc);
-        }
-        match register_index(name) {
-            Some(index) => Ok(self.hart.reg(index)),
+        use crate::abi::Location;
+        match crate::abi::locate(name) {
+            Some(Location::General(index)) => Ok(self.hart.reg(index)),
+            Some(Location::ProgramCounter) => Ok(self.hart.pc),
+            Some(Location::Csr(number)) => {
+                self.hart
+                    .peek_csr(number)
+                    .ok_or_else(|| InstrumentError::UnknownRegister {
+                        architecture: crate::virt::ARCHITECTURE,
+                        name: name.to_string(),
+                    })
+            }
             None => Err(InstrumentError::UnknownRegister {
                 architecture: crate::virt::ARCHITECTURE,
                 name: name.to_string(),
@@ -144,15 +133,20 @@ impl GuestCpu for RiscvCpu<'_> {
     }
 
     fn set_register(&mut self, name: &str, value: u64) -> Result<(), InstrumentError> {
-        if name.eq_ignore_ascii_case("pc") {
-            self.hart.pc = value;
-            return Ok(());
-        }
-        match register_index(name) {
-            Some(index) => {
+        use crate::abi::Location;
+        match crate::abi::locate(name) {
+            Some(Location::General(index)) => {
                 self.hart.set_reg(index, value);
                 Ok(())
             }
+            Some(Location::ProgramCounter) => {
+                self.hart.pc = value;
+                Ok(())
+            }
+            Some(Location::Csr(_)) => Err(InstrumentError::ReadOnlyRegister {
+                architecture: crate::virt::ARCHITECTURE,
+                name: name.to_string(),
+            }),
             None => Err(InstrumentError::UnknownRegister {
                 architecture: crate::virt::ARCHITECTURE,
                 name: name.to_string(),
@@ -504,17 +498,6 @@ fn fire_block_callbacks(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn register_names() {
-        assert_eq!(register_index("a0"), Some(10));
-        assert_eq!(register_index("X10"), Some(10));
-        assert_eq!(register_index("fp"), Some(8));
-        assert_eq!(register_index("S11"), Some(27));
-        assert_eq!(register_index("x32"), None);
-        assert_eq!(register_index("x01"), None);
-        assert_eq!(register_index("eax"), None);
-    }
 
     #[test]
     fn hypercall_is_slti_to_x0() {

@@ -6,6 +6,7 @@
 //! hart to RAM, a PLIC, a CLINT, a 16550 UART and a test finisher, implements SBI itself
 //! (no firmware blob) and loads a Linux `Image` with a device tree built at boot.
 
+pub mod abi;
 pub mod compressed;
 pub mod csr;
 pub mod decode;
@@ -19,5 +20,6 @@ mod hooks;
 mod mmu;
 pub mod virt;
 
+pub use abi::{Riscv64Abi, ABI, DESCRIPTION};
 pub use hart::{Hart, Privilege, Trap};
 pub use virt::{Firmware, VirtConfig, VirtError, VirtMachine};

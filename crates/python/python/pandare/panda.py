@@ -9,7 +9,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from . import _core
-from .arch import Riscv64Arch
+from .arch import arch_for
 
 # Every callback type, in PANDA's order.
 CALLBACK_KINDS = tuple(_core.Core.kinds())
@@ -157,8 +157,11 @@ class Panda:
                 + ", ".join(_core.generic_images())
                 + ") or kernel= (and initrd=)"
             )
-        if arch not in ("riscv64",) and generic is None:
-            raise ValueError(f"architecture {arch!r} is not supported (supported: riscv64)")
+        if arch not in _core.architectures() and generic is None:
+            raise ValueError(
+                f"architecture {arch!r} is not supported "
+                f"(supported: {', '.join(_core.architectures())})"
+            )
         if extra_args:
             raise ValueError(
                 "extra_args are QEMU command-line arguments, which pandare does not take; "
@@ -176,12 +179,14 @@ class Panda:
             mem_mib=_parse_mem(mem),
             prompt=expect_prompt,
             progress=progress,
+            arch=None if generic is not None else arch,
         )
-        self.arch_name = "riscv64"
-        self.arch = Riscv64Arch(self)
-        self.bits = 64
-        self.endianness = "little"
-        self.register_size = 8
+        # A generic image names its own architecture.
+        self.arch_name = self._core.architecture
+        self.arch = arch_for(self, self.arch_name)
+        self.bits = self.arch.bits
+        self.endianness = self.arch.endianness
+        self.register_size = self.arch.register_size
         self.os = os
         self.os_type = os
         self.generic = generic
@@ -507,14 +512,16 @@ class Panda:
         if fmt == "bytes":
             return bytes(data)
         if fmt == "int":
-            return int.from_bytes(data, "little")
+            return int.from_bytes(data, self.endianness)
         if fmt == "str":
             return data.decode("utf-8", errors="replace")
         if fmt == "ptrlist":
-            if len(data) % self.register_size:
+            size = self.register_size
+            if len(data) % size:
                 raise ValueError("ptrlist needs a length that is a multiple of the pointer size")
             return [
-                int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)
+                int.from_bytes(data[i : i + size], self.endianness)
+                for i in range(0, len(data), size)
             ]
         raise ValueError(f"unknown fmt {fmt!r}; use bytearray, int, str or ptrlist")
 
@@ -558,7 +565,7 @@ class Panda:
         return self._cpu(cpu).pc
 
     def current_sp(self, cpu) -> int:
-        return self._cpu(cpu).get_reg("sp")
+        return self._cpu(cpu).get_reg(self.arch.reg_sp)
 
     def current_asid(self, cpu) -> int:
         return self._cpu(cpu).asid()
@@ -573,10 +580,10 @@ class Panda:
         """Decoded code is always coherent with memory in pandare: nothing to do."""
 
     def to_unsigned_guest(self, x: int) -> int:
-        return x & (2**64 - 1)
+        return x & ((1 << self.bits) - 1)
 
     def from_unsigned_guest(self, x: int) -> int:
-        return x - 2**64 if x >= 2**63 else x
+        return x - (1 << self.bits) if x >> (self.bits - 1) else x
 
     # ---------------------------------------------------------------- callbacks
 
