@@ -16,14 +16,16 @@
 use std::sync::{Arc, Mutex};
 
 use pandare::console::{Console, UNITS_PER_SECOND};
-use pandare::{Exit, Machine, MachineConfig};
-use pandare_core::Fnv64;
+use pandare::{Exit, MachineConfig};
 use pandare_core::instrument::{BlockInfo, Callback};
+use pandare_core::Fnv64;
 
 type Trace = Arc<Mutex<(Fnv64, u64)>>;
 
 fn mix(trace: &Trace, words: &[u64]) {
-    let mut guard = trace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = trace
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for &word in words {
         guard.0.word(word);
     }
@@ -35,7 +37,9 @@ fn block_words(block: &BlockInfo) -> [u64; 3] {
 }
 
 fn show(name: &str, trace: &Trace) {
-    let guard = trace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = trace
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     println!("{name}: events {} hash {:016x}", guard.1, guard.0.finish());
 }
 
@@ -64,7 +68,10 @@ fn main() {
         }
     );
     let output = console
-        .run_command("echo $((6*7)); ls -R /sys/kernel | wc -l; cat /proc/uptime", limit)
+        .run_command(
+            "echo $((6*7)); ls -R /sys/kernel | wc -l; cat /proc/uptime",
+            limit,
+        )
         .expect("command runs");
     let machine = console.machine();
     println!(
@@ -132,7 +139,16 @@ fn main() {
         .register(
             "read",
             Callback::VirtMemAfterRead(Box::new(move |_, pc, addr, size, data| {
-                mix(&t, &[1, pc, addr, size as u64, pandare_core::instrument::data_value(data)]);
+                mix(
+                    &t,
+                    &[
+                        1,
+                        pc,
+                        addr,
+                        size as u64,
+                        pandare_core::instrument::data_value(data),
+                    ],
+                );
             })),
         )
         .unwrap();
@@ -141,7 +157,16 @@ fn main() {
         .register(
             "write",
             Callback::PhysMemBeforeWrite(Box::new(move |_, pc, addr, size, data| {
-                mix(&t, &[2, pc, addr, size as u64, pandare_core::instrument::data_value(data)]);
+                mix(
+                    &t,
+                    &[
+                        2,
+                        pc,
+                        addr,
+                        size as u64,
+                        pandare_core::instrument::data_value(data),
+                    ],
+                );
             })),
         )
         .unwrap();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use pandare_core::Machine;
-use pandare_riscv::{VirtConfig, VirtMachine};
+use pandare_riscv::{Virt, VirtConfig};
 
 /// Guest architectures pandare can build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl MachineConfig {
                     command_line: self.append.clone(),
                     ..VirtConfig::default()
                 };
-                let machine = VirtMachine::new_linux(config, &kernel, initrd.as_deref())?;
+                let machine = Virt::new_linux(config, &kernel, initrd.as_deref())?;
                 Ok(Box::new(machine))
             }
         }
@@ -141,7 +141,7 @@ impl MachineConfig {
                     command_line: self.append.clone(),
                     ..VirtConfig::default()
                 };
-                Ok(Box::new(VirtMachine::new_blank(config)?))
+                Ok(Box::new(Virt::new_blank(config)?))
             }
         }
     }

@@ -20,4 +20,4 @@ mod mmu;
 pub mod virt;
 
 pub use hart::{Hart, Privilege, Trap};
-pub use virt::{Firmware, VirtConfig, VirtError, VirtMachine};
+pub use virt::{Firmware, Virt, VirtConfig, VirtError, VirtMachine};

@@ -13,7 +13,7 @@ use pandare_core::instrument::{
     EXIT_RAN_TO_END,
 };
 use pandare_core::{Exit, Machine, ShutdownKind, Snapshot};
-use pandare_riscv::{VirtConfig, VirtMachine};
+use pandare_riscv::{Virt, VirtConfig, VirtMachine};
 
 const RAM: u64 = 512 << 20;
 
@@ -62,7 +62,7 @@ fn at_prompt() -> Option<VirtMachine> {
             command_line: image.append.clone(),
             ..config()
         };
-        let mut machine = VirtMachine::new_linux(config, &kernel, Some(&initrd)).unwrap();
+        let mut machine = Virt::new_linux(config, &kernel, Some(&initrd)).unwrap();
         let mut output = Vec::new();
         for _ in 0..400 {
             output.extend(run_for(&mut machine, 10_000_000));
@@ -78,7 +78,7 @@ fn at_prompt() -> Option<VirtMachine> {
         );
     });
     let snapshot = snapshot.as_ref()?;
-    let mut machine = VirtMachine::new_blank(config()).unwrap();
+    let mut machine = Virt::new_blank(config()).unwrap();
     machine.load_snapshot(snapshot).unwrap();
     Some(machine)
 }
@@ -476,7 +476,7 @@ fn unknown_and_refused_names_are_errors() {
         instr.enable("nothing"),
         Err(InstrumentError::NoSuchCallback { .. })
     ));
-    let machine = VirtMachine::new_bare_metal(config(), &[0; 4]).unwrap();
+    let machine = Virt::new_bare_metal(config(), &[0; 4]).unwrap();
     drop(machine);
 }
 
@@ -501,10 +501,10 @@ fn a_cancelled_exception_is_not_delivered() {
     let mut words = vec![EBREAK];
     words.extend(POWER_OFF);
     // Without the callback, the breakpoint goes to mtvec (0, not RAM) and the hart is stuck.
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&words)).unwrap();
     assert_eq!(machine.run(10_000), Exit::BudgetExhausted);
 
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&words)).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
     machine
@@ -528,7 +528,7 @@ fn an_exception_can_be_replaced() {
     // auipc t0, 0; addi t0, t0, 16; csrw mtvec, t0; ebreak; j . (the handler): the
     // breakpoint becomes an illegal instruction, and mcause says so.
     let words = [0x0000_0297, 0x0102_8293, 0x3052_9073, EBREAK, 0x0000_006f];
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&words)).unwrap();
     machine
         .instrumentation()
         .register(
@@ -549,7 +549,7 @@ fn the_hypercall_reaches_its_callback_with_registers() {
     // li a0, 7; hypercall; mv a2, a1; power off.
     let mut words = vec![0x0070_0513, pandare_riscv_hypercall(), 0x0005_8613];
     words.extend(POWER_OFF);
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&words)).unwrap();
     let calls = Arc::new(AtomicU64::new(0));
     let c = Arc::clone(&calls);
     machine
@@ -587,7 +587,7 @@ fn memory_callbacks_see_bare_metal_stores_and_can_rewrite_memory() {
         0x0002_b383,
     ];
     words.extend(POWER_OFF);
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&words)).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let (l1, l2) = (Arc::clone(&log), Arc::clone(&log));
     let instr = machine.instrumentation();
@@ -627,7 +627,7 @@ fn device_callbacks_answer_unmapped_reads_and_rewrite_device_writes() {
     // lui t0, 0x20000 (nothing is mapped there); lw t2, 0(t0); power off.
     let mut words = vec![0x2000_02b7, 0x0002_a383];
     words.extend(POWER_OFF);
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&words)).unwrap();
     let instr = machine.instrumentation();
     instr
         .register(
@@ -655,7 +655,7 @@ fn device_callbacks_answer_unmapped_reads_and_rewrite_device_writes() {
 
 #[test]
 fn machine_level_callbacks_fire_once_per_run_and_at_shutdown() {
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&POWER_OFF)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&POWER_OFF)).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let instr = machine.instrumentation();
     for (name, callback) in [
@@ -708,7 +708,7 @@ const AFTER_LOOP: u64 = 0x8000_0018;
 fn loop_machine() -> VirtMachine {
     let mut words = LOOP.to_vec();
     words.extend(POWER_OFF);
-    VirtMachine::new_bare_metal(config(), &program(&words)).unwrap()
+    Virt::new_bare_metal(config(), &program(&words)).unwrap()
 }
 
 #[test]
@@ -871,7 +871,7 @@ fn hooks_filter_by_address_space_and_mode() {
         0x0000_0013,
     ];
     words.extend(POWER_OFF);
-    let mut machine = VirtMachine::new_bare_metal(config(), &program(&words)).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &program(&words)).unwrap();
     let hooked = 0x8000_0044;
     let instr = machine.instrumentation();
     let mut logs = Vec::new();
@@ -1083,7 +1083,7 @@ fn a_hook_fires_where_a_block_runs_at_another_virtual_address() {
         image.resize(0x1000 + index * 8, 0);
         image.extend(gigapage(physical).to_le_bytes());
     }
-    let mut machine = VirtMachine::new_bare_metal(config(), &image).unwrap();
+    let mut machine = Virt::new_bare_metal(config(), &image).unwrap();
     let alias_middle = 0x1_0000_004c;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{clint::Clint, plic::Plic, uart::Uart, VirtMachine};
+use super::{clint::Clint, plic::Plic, uart::Uart, Virt};
 use crate::hart::{Hart, Privilege};
 use pandare_core::{Exit, ShutdownKind, VirtualClock};
 
@@ -225,9 +225,9 @@ fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), String> {
     Ok(())
 }
 
-impl VirtMachine {
-    /// Serializes everything but RAM.
-    pub(crate) fn save_state(&self) -> Vec<u8> {
+impl Virt {
+    /// Serializes everything but RAM, and the shell's sticky exit `stopped`.
+    pub(crate) fn save_state(&self, stopped: Option<Exit>) -> Vec<u8> {
         let state = MachineState {
             version: STATE_VERSION,
             hart: save_hart(&self.cpu.hart),
@@ -239,7 +239,7 @@ impl VirtMachine {
             },
             uart: self.bus.uart.save(),
             shutdown: self.bus.shutdown.map(ShutdownState::from),
-            stopped: self.stopped.map(|exit| match exit {
+            stopped: stopped.map(|exit| match exit {
                 Exit::UnhandledTrap { cause, pc, value } => {
                     StoppedState::UnhandledTrap { cause, pc, value }
                 }
@@ -253,9 +253,9 @@ impl VirtMachine {
         serde_json::to_vec(&state).expect("plain data always serializes")
     }
 
-    /// Validates and applies state from [`Self::save_state`]; leaves the machine unchanged
-    /// on error.
-    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Validates and applies state from [`Self::save_state`], and returns the sticky exit it
+    /// held; leaves the machine unchanged on error.
+    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<Option<Exit>, String> {
         let state: MachineState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if state.version != STATE_VERSION {
             return Err(format!(
@@ -278,12 +278,11 @@ impl VirtMachine {
         };
         self.bus.uart = uart;
         self.bus.shutdown = state.shutdown.map(ShutdownKind::from);
-        self.stopped = state.stopped.map(|stopped| match stopped {
+        Ok(state.stopped.map(|stopped| match stopped {
             StoppedState::Shutdown(kind) => Exit::Shutdown(kind.into()),
             StoppedState::UnhandledTrap { cause, pc, value } => {
                 Exit::UnhandledTrap { cause, pc, value }
             }
-        });
-        Ok(())
+        }))
     }
 }
