@@ -358,3 +358,347 @@ impl<B: Board> Machine for Shell<B> {
         &mut self.instrumentation
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::instrument::{Callback, InstrumentError};
+    use crate::memory::Ram;
+
+    const MEMORY: u64 = 1 << 20;
+
+    /// A board whose CPU retires its budget in one go and powers off at a set count.
+    struct Toy {
+        retired: u64,
+        pc: u64,
+        power_off_at: Option<u64>,
+        shutdown: Option<ShutdownKind>,
+        ram: Ram,
+        output: Vec<u8>,
+    }
+
+    struct ToyCpu<'a> {
+        board: &'a mut Toy,
+        stop: bool,
+    }
+
+    impl GuestCpu for ToyCpu<'_> {
+        fn architecture(&self) -> &'static str {
+            "toy"
+        }
+        fn pc(&self) -> u64 {
+            self.board.pc
+        }
+        fn set_pc(&mut self, pc: u64) {
+            self.board.pc = pc;
+        }
+        fn register(&self, name: &str) -> Result<u64, InstrumentError> {
+            match name {
+                "count" => Ok(self.board.retired),
+                _ => Err(InstrumentError::UnknownRegister {
+                    architecture: "toy",
+                    name: name.to_string(),
+                }),
+            }
+        }
+        fn set_register(&mut self, name: &str, _: u64) -> Result<(), InstrumentError> {
+            Err(InstrumentError::UnknownRegister {
+                architecture: "toy",
+                name: name.to_string(),
+            })
+        }
+        fn read_memory(&mut self, vaddr: u64, _: &mut [u8]) -> Result<(), InstrumentError> {
+            Err(InstrumentError::Unmapped { address: vaddr })
+        }
+        fn write_memory(&mut self, vaddr: u64, _: &[u8]) -> Result<(), InstrumentError> {
+            Err(InstrumentError::Unmapped { address: vaddr })
+        }
+        fn read_physical(&mut self, paddr: u64, _: &mut [u8]) -> Result<(), InstrumentError> {
+            Err(InstrumentError::Unmapped { address: paddr })
+        }
+        fn write_physical(&mut self, paddr: u64, _: &[u8]) -> Result<(), InstrumentError> {
+            Err(InstrumentError::Unmapped { address: paddr })
+        }
+        fn virt_to_phys(&mut self, _: u64) -> Option<u64> {
+            None
+        }
+        fn asid(&self) -> u64 {
+            0
+        }
+        fn in_kernel_mode(&self) -> bool {
+            true
+        }
+        fn instruction_count(&self) -> u64 {
+            self.board.retired
+        }
+        fn request_stop(&mut self) {
+            self.stop = true;
+        }
+    }
+
+    impl CpuView for ToyCpu<'_> {
+        fn take_stop(&mut self) -> bool {
+            std::mem::take(&mut self.stop)
+        }
+        fn code_modified(&self) -> bool {
+            false
+        }
+    }
+
+    impl Board for Toy {
+        fn architecture(&self) -> &'static str {
+            "toy"
+        }
+        fn memory_bytes(&self) -> u64 {
+            MEMORY
+        }
+        fn now(&self) -> u64 {
+            self.retired
+        }
+        fn instruction_count(&self) -> u64 {
+            self.retired
+        }
+        fn pc(&self) -> u64 {
+            self.pc
+        }
+        fn next_event(&self) -> Option<u64> {
+            None
+        }
+        fn idle_to(&mut self, _: u64) {}
+        fn sync_interrupts(&mut self) {}
+        fn wants_wakeup(&self) -> bool {
+            true
+        }
+        fn run_cpu(&mut self, _: &mut Instrumentation, budget: u64) -> SliceExit {
+            let end = self.retired + budget;
+            match self.power_off_at {
+                Some(at) if at <= end => {
+                    self.retired = at;
+                    self.shutdown = Some(ShutdownKind::PowerOff);
+                }
+                _ => self.retired = end,
+            }
+            self.output.push(b'.');
+            SliceExit::Continue
+        }
+        fn shutdown_requested(&self) -> Option<ShutdownKind> {
+            self.shutdown
+        }
+        fn with_cpu<R>(&mut self, f: impl FnOnce(&mut dyn CpuView) -> R) -> R {
+            f(&mut ToyCpu {
+                board: self,
+                stop: false,
+            })
+        }
+        fn collect_serial_events(&mut self, _: bool) {}
+        fn take_serial_events(&mut self) -> Vec<SerialEvent> {
+            Vec::new()
+        }
+        fn serial_addresses(&self) -> SerialAddresses {
+            SerialAddresses {
+                fifo: 0,
+                data_register: 0,
+            }
+        }
+        fn console_input(&mut self, _: &[u8]) {}
+        fn take_console_output(&mut self) -> Vec<u8> {
+            std::mem::take(&mut self.output)
+        }
+        fn state_hash(&self) -> u64 {
+            self.retired
+        }
+        fn register_dump(&self) -> String {
+            format!("count {}", self.retired)
+        }
+        fn save(&mut self, stopped: Option<Exit>) -> (Vec<u8>, RamImage) {
+            let mut state = self.retired.to_le_bytes().to_vec();
+            state.push(u8::from(stopped.is_some()));
+            (state, self.ram.capture())
+        }
+        fn restore(&mut self, state: &[u8], ram: &RamImage) -> Result<Option<Exit>, SnapshotError> {
+            let bytes: [u8; 8] = state
+                .get(..8)
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| SnapshotError::InvalidState("too short".to_string()))?;
+            self.ram
+                .restore(ram)
+                .map_err(|e| SnapshotError::InvalidState(e.to_string()))?;
+            self.retired = u64::from_le_bytes(bytes);
+            self.shutdown = None;
+            Ok((state.get(8) == Some(&1)).then_some(Exit::Shutdown(ShutdownKind::PowerOff)))
+        }
+    }
+
+    fn toy(power_off_at: Option<u64>) -> Shell<Toy> {
+        Shell::new(Toy {
+            retired: 0,
+            pc: 0x1000,
+            power_off_at,
+            shutdown: None,
+            ram: Ram::new(0, MEMORY as usize),
+            output: Vec::new(),
+        })
+    }
+
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    /// Registers a callback of each machine-level kind that logs its name.
+    fn log_machine_level(machine: &mut Shell<Toy>) -> Log {
+        let log: Log = Arc::default();
+        let instr = &mut machine.instrumentation;
+        let entry = |name: &'static str| {
+            let log = Arc::clone(&log);
+            move || log.lock().unwrap().push(name)
+        };
+        let init = entry("init");
+        let top = entry("top");
+        let wait = entry("wait");
+        let shutdown = entry("shutdown");
+        let before_loadvm = entry("before_loadvm");
+        let after_loadvm = entry("after_loadvm");
+        for (name, callback) in [
+            (
+                "init",
+                Callback::AfterMachineInit(Box::new(move |_| init())),
+            ),
+            ("top", Callback::TopLoop(Box::new(move |_| top()))),
+            ("wait", Callback::MainLoopWait(Box::new(wait))),
+            ("shutdown", Callback::PreShutdown(Box::new(shutdown))),
+            (
+                "before_loadvm",
+                Callback::BeforeLoadvm(Box::new(before_loadvm)),
+            ),
+            (
+                "after_loadvm",
+                Callback::AfterLoadvm(Box::new(move |_| after_loadvm())),
+            ),
+        ] {
+            instr.register(name, callback).unwrap();
+        }
+        log
+    }
+
+    fn taken(log: &Log) -> Vec<&'static str> {
+        std::mem::take(&mut *log.lock().unwrap())
+    }
+
+    #[test]
+    fn machines_are_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Shell<Toy>>();
+        assert_send::<Box<dyn Machine>>();
+    }
+
+    #[test]
+    fn after_machine_init_fires_once_whatever_comes_first() {
+        // A run first.
+        let mut machine = toy(None);
+        let log = log_machine_level(&mut machine);
+        assert_eq!(machine.run(10), Exit::BudgetExhausted);
+        assert_eq!(taken(&log), ["init", "top", "wait"]);
+        machine.with_cpu(|cpu| cpu.pc());
+        assert_eq!(machine.run(10), Exit::BudgetExhausted);
+        assert_eq!(taken(&log), ["top", "wait"]);
+
+        // A CPU read first: it sees the machine before anything ran.
+        let mut machine = toy(None);
+        let log = log_machine_level(&mut machine);
+        let count = machine.with_cpu(|cpu| cpu.register("count").unwrap());
+        assert_eq!(count, 0);
+        assert_eq!(taken(&log), ["init"]);
+        machine.run(10);
+        assert_eq!(taken(&log), ["top", "wait"]);
+
+        // A snapshot load first: machine init comes before the load, as in PANDA.
+        let mut source = toy(None);
+        source.run(25);
+        let snapshot = source.save_snapshot();
+        let mut machine = toy(None);
+        let log = log_machine_level(&mut machine);
+        machine.load_snapshot(&snapshot).unwrap();
+        assert_eq!(taken(&log), ["init", "before_loadvm", "after_loadvm"]);
+        assert_eq!(machine.instruction_count(), 25);
+        machine.run(10);
+        assert_eq!(taken(&log), ["top", "wait"]);
+    }
+
+    #[test]
+    fn only_runs_fire_top_loop_and_main_loop_wait() {
+        let mut machine = toy(None);
+        let log = log_machine_level(&mut machine);
+        machine.with_cpu(|cpu| cpu.set_pc(0x2000));
+        assert_eq!(machine.pc(), 0x2000);
+        let snapshot = machine.save_snapshot();
+        machine.console_input(b"x");
+        machine.take_console_output();
+        machine.skip_to(5);
+        let _ = (machine.state_hash(), machine.register_dump(), machine.now());
+        assert_eq!(taken(&log), ["init"]);
+        machine.load_snapshot(&snapshot).unwrap();
+        assert_eq!(taken(&log), ["before_loadvm", "after_loadvm"]);
+        machine.run(0);
+        assert_eq!(taken(&log), ["top", "wait"]);
+    }
+
+    #[test]
+    fn a_stop_asked_for_between_slices_ends_the_next_run_at_once() {
+        let mut machine = toy(None);
+        machine.with_cpu(|cpu| cpu.request_stop());
+        assert_eq!(machine.run(100), Exit::BudgetExhausted);
+        assert!(machine.instrumentation.take_stopped());
+        assert_eq!(
+            machine.instruction_count(),
+            100,
+            "the toy runs whole budgets"
+        );
+        assert_eq!(machine.run(100), Exit::BudgetExhausted);
+        assert!(!machine.instrumentation.take_stopped());
+    }
+
+    #[test]
+    fn shutdown_is_sticky_and_survives_a_snapshot() {
+        let mut machine = toy(Some(30));
+        let log = log_machine_level(&mut machine);
+        let shutdown = Exit::Shutdown(ShutdownKind::PowerOff);
+        assert_eq!(machine.run(100), shutdown);
+        assert_eq!(machine.instruction_count(), 30);
+        assert_eq!(taken(&log), ["init", "top", "wait", "shutdown"]);
+        // A stopped machine runs nothing and fires nothing.
+        assert_eq!(machine.run(100), shutdown);
+        assert!(taken(&log).is_empty());
+        let snapshot = machine.save_snapshot();
+        let mut copy = toy(None);
+        copy.load_snapshot(&snapshot).unwrap();
+        assert_eq!(copy.run(100), shutdown);
+        assert_eq!(copy.instruction_count(), 30);
+    }
+
+    #[test]
+    fn snapshots_of_another_architecture_or_size_are_refused_unchanged() {
+        let mut machine = toy(None);
+        machine.run(7);
+        let good = machine.save_snapshot();
+        let log = log_machine_level(&mut machine);
+        let other = Snapshot {
+            architecture: "riscv64".to_string(),
+            ..good.clone()
+        };
+        assert!(matches!(
+            machine.load_snapshot(&other),
+            Err(SnapshotError::WrongArchitecture { .. })
+        ));
+        let smaller = Snapshot {
+            memory_bytes: MEMORY / 2,
+            ..good.clone()
+        };
+        assert!(matches!(
+            machine.load_snapshot(&smaller),
+            Err(SnapshotError::WrongMemorySize { .. })
+        ));
+        // before_loadvm fires for each attempt; after_loadvm only for a load.
+        assert_eq!(taken(&log), ["before_loadvm", "before_loadvm"]);
+        assert_eq!(machine.instruction_count(), 7);
+    }
+}

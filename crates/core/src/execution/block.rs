@@ -240,7 +240,7 @@ fn before_block<E: BlockExecutor>(
         return true;
     }
     fire!(hooks.instr, &mut view, AfterBlockExec, |callback, view| {
-        callback(view, &info, EXIT_EARLY)
+        callback(view, &info, EXIT_EARLY);
     });
     false
 }
@@ -269,7 +269,7 @@ fn after_block<E: BlockExecutor>(
     };
     let mut view = executor.view();
     fire!(hooks.instr, &mut view, AfterBlockExec, |callback, view| {
-        callback(view, &info, code)
+        callback(view, &info, code);
     });
     hooks.fire_block(&mut view, CallbackKind::EndBlockExec, &info);
     if hooked && hooks.mask() & HOOKS_AT_END != 0 {
@@ -337,7 +337,7 @@ impl Hooks<'_> {
     #[cold]
     pub fn before_translate<C: CpuView>(&mut self, cpu: &mut C, pc: u64) {
         fire!(self.instr, cpu, BeforeBlockTranslate, |callback, view| {
-            callback(view, pc)
+            callback(view, pc);
         });
     }
 
@@ -347,14 +347,16 @@ impl Hooks<'_> {
     pub fn select_instruction<C: CpuView>(&mut self, cpu: &mut C, pc: u64) -> (bool, bool) {
         let mut insn_exec = false;
         fire!(self.instr, &mut *cpu, InsnTranslate, |callback, view| {
-            insn_exec |= callback(view, pc)
+            insn_exec |= callback(view, pc);
         });
         let mut after_insn_exec = false;
         fire!(
             self.instr,
             &mut *cpu,
             AfterInsnTranslate,
-            |callback, view| { after_insn_exec |= callback(view, pc) }
+            |callback, view| {
+                after_insn_exec |= callback(view, pc);
+            }
         );
         (insn_exec, after_insn_exec)
     }

@@ -306,7 +306,7 @@ pub(crate) fn fire_cpu(instr: &mut Instrumentation, cpu: &mut dyn CpuView, kind:
     for callback in instr.enabled(kind) {
         match callback {
             Callback::AfterMachineInit(f) | Callback::TopLoop(f) | Callback::AfterLoadvm(f) => {
-                f(&mut *cpu)
+                f(&mut *cpu);
             }
             _ => {}
         }

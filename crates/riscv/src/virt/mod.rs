@@ -676,6 +676,61 @@ mod tests {
     }
 
     #[test]
+    fn the_machine_is_send_and_its_cpu_is_readable_between_runs_without_run_callbacks() {
+        fn assert_send<T: Send>(_: &T) {}
+        use pandare_core::instrument::Callback;
+        use std::sync::{Arc, Mutex};
+
+        // li a0, 5; addi a0, a0, 1; j .
+        let image = program(&[0x0050_0513, 0x0015_0513, 0x0000_006f]);
+        let config = VirtConfig {
+            ram_bytes: 16 << 20,
+            ..VirtConfig::default()
+        };
+        let mut machine = Virt::new_bare_metal(config, &image).unwrap();
+        assert_send(&machine);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for (name, callback) in [
+            ("init", {
+                let log = Arc::clone(&log);
+                Callback::AfterMachineInit(Box::new(move |cpu| {
+                    log.lock().unwrap().push(("init", cpu.instruction_count()));
+                }))
+            }),
+            ("top", {
+                let log = Arc::clone(&log);
+                Callback::TopLoop(Box::new(move |cpu| {
+                    log.lock().unwrap().push(("top", cpu.instruction_count()));
+                }))
+            }),
+            ("wait", {
+                let log = Arc::clone(&log);
+                Callback::MainLoopWait(Box::new(move || log.lock().unwrap().push(("wait", 0))))
+            }),
+        ] {
+            machine.instrumentation.register(name, callback).unwrap();
+        }
+        // Reading the CPU first: machine init fires once, before anything ran, and nothing else.
+        let a0 = machine.with_cpu(|cpu| cpu.register("a0").unwrap());
+        assert_eq!(a0, 0);
+        assert_eq!(*log.lock().unwrap(), [("init", 0)]);
+        machine.run(2);
+        let a0 = machine.with_cpu(|cpu| {
+            cpu.set_register("a1", 7).unwrap();
+            cpu.register("a0").unwrap()
+        });
+        assert_eq!(a0, 6);
+        assert_eq!(machine.cpu.hart.reg(11), 7);
+        assert_eq!(*log.lock().unwrap(), [("init", 0), ("top", 0), ("wait", 0)]);
+        // A stop asked for through the view ends the next run before its first block.
+        machine.with_cpu(|cpu| cpu.request_stop());
+        let before = machine.instruction_count();
+        assert_eq!(machine.run(100), Exit::BudgetExhausted);
+        assert!(machine.instrumentation.take_stopped());
+        assert_eq!(machine.instruction_count(), before);
+    }
+
+    #[test]
     fn timer_deadlines_follow_mtime_written_either_way() {
         // mtime = time + offset; the compare is reached at (compare - offset) ticks.
         assert_eq!(timer_deadline(u64::MAX, 0, 100), None);
