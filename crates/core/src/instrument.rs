@@ -4,7 +4,9 @@
 //! The registry keeps a bitmask of the kinds that have at least one enabled callback
 //! ([`Instrumentation::mask`]). An executor tests it once per run slice (or block) and takes
 //! an instrumented path only when something is enabled, so nothing registered costs nothing.
-//! Where each kind fires in each architecture is documented in `docs/callbacks.md`.
+//! Executors never use this user-facing API: they fire through the narrow
+//! [`crate::execution::Hooks`] handle, and the machine-level kinds fire from
+//! [`crate::board::Shell`]. Where each kind fires is documented in `docs/callbacks.md`.
 //!
 //! Address hooks ([`Instrumentation::add_hook`]) run a callback when execution reaches an
 //! address, optionally only in one address space or mode; they share the callbacks' names.

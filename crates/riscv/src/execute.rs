@@ -9,6 +9,12 @@
 //! `n` ops adds `n` at its end, and a trap or device access in the middle records its own
 //! index. When the budget is shorter than a block, only a prefix runs, so an event always
 //! lands at its exact instruction count whatever the block boundaries are.
+//!
+//! PANDA's callbacks are not decided here: the run driver, the order around a block and
+//! the instruction, memory and trap callbacks are `pandare_core::execution`'s, generic over
+//! this executor ([`Executor`], [`BlockExecutor`]) and the riscv64 view of the CPU
+//! (`hooks::RiscvCpu`). The loop below calls in at its firing points through a
+//! [`Hooks`] handle; the uninstrumented copy of the loop calls nothing.
 
 use std::collections::HashMap;
 
