@@ -4,7 +4,9 @@
 //! The registry keeps a bitmask of the kinds that have at least one enabled callback
 //! ([`Instrumentation::mask`]). An executor tests it once per run slice (or block) and takes
 //! an instrumented path only when something is enabled, so nothing registered costs nothing.
-//! Where each kind fires in each architecture is documented in `docs/callbacks.md`.
+//! Executors never use this user-facing API: they fire through the narrow
+//! [`crate::execution::Hooks`] handle, and the machine-level kinds fire from
+//! [`crate::board::Shell`]. Where each kind fires is documented in `docs/callbacks.md`.
 //!
 //! Address hooks ([`Instrumentation::add_hook`]) run a callback when execution reaches an
 //! address, optionally only in one address space or mode; they share the callbacks' names.
@@ -695,6 +697,10 @@ pub struct Instrumentation {
     stopped: bool,
     machine_init_done: bool,
     replaying: bool,
+    /// `(pc, instructions retired)` where address hooks last fired: when the executor starts
+    /// over at the same place without running anything (a callback changed code), they do
+    /// not fire twice for one arrival.
+    pub(crate) last_hook_arrival: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Instrumentation {
@@ -736,14 +742,14 @@ impl Instrumentation {
     /// executor can then run its uninstrumented loop and fire just those two at each block
     /// ([`Instrumentation::fire_block_start`]).
     #[inline]
-    pub fn only_block_start(&self) -> bool {
+    pub(crate) fn only_block_start(&self) -> bool {
         self.mask & !(BLOCK_START_KINDS | OUTSIDE_LOOP_KINDS) == 0 && self.hooks.is_empty()
     }
 
     /// Fires the enabled `before_block_exec` callbacks, then the `start_block_exec` ones,
     /// for `block`. The executor's fast path: one walk over each kind's list.
     #[inline]
-    pub fn fire_block_start(&mut self, cpu: &mut dyn GuestCpu, block: &BlockInfo) {
+    pub(crate) fn fire_block_start(&mut self, cpu: &mut dyn GuestCpu, block: &BlockInfo) {
         for slot in &mut self.by_kind[CallbackKind::BeforeBlockExec as usize] {
             if let (true, Callback::BeforeBlockExec(f)) = (slot.enabled, &mut slot.callback) {
                 f(cpu, block);
@@ -762,7 +768,7 @@ impl Instrumentation {
     /// callbacks: queued changes to apply, a code flush or a stop to take. Inline and cheap:
     /// the instrumented loop tests it before every block.
     #[inline]
-    pub fn needs_attention(&self) -> bool {
+    pub(crate) fn needs_attention(&self) -> bool {
         self.stop | self.flush_code | !self.new_hook_addresses.is_empty() || self.changes_pending()
     }
 
@@ -965,18 +971,18 @@ impl Instrumentation {
     /// Whether a hook (enabled or not) is registered at `address`: decoded blocks end
     /// before such an address, so that a block starts there.
     #[inline]
-    pub fn is_hooked(&self, address: u64) -> bool {
+    pub(crate) fn is_hooked(&self, address: u64) -> bool {
         !self.hooks.is_empty() && self.hooks.contains_key(&address)
     }
 
     /// Whether any address hook is registered.
     #[inline]
-    pub fn has_hooks(&self) -> bool {
+    pub(crate) fn has_hooks(&self) -> bool {
         !self.hooks.is_empty()
     }
 
     /// The lowest hooked address in `start..end`.
-    pub fn first_hook_in(&self, start: u64, end: u64) -> Option<u64> {
+    pub(crate) fn first_hook_in(&self, start: u64, end: u64) -> Option<u64> {
         if start >= end {
             return None;
         }
@@ -988,13 +994,13 @@ impl Instrumentation {
 
     /// Addresses hooked for the first time since the last call: the executor drops the
     /// decoded code that covers them, so that a block starts at each.
-    pub fn take_new_hook_addresses(&mut self) -> Vec<u64> {
+    pub(crate) fn take_new_hook_addresses(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.new_hook_addresses)
     }
 
     /// Calls the enabled hooks at `address` for `point` whose address space and mode match
     /// `cpu`, in registration order. A hook that clears [`HookCall::enabled`] is disabled.
-    pub fn fire_hooks(
+    pub(crate) fn fire_hooks(
         &mut self,
         point: HookPoint,
         cpu: &mut dyn GuestCpu,
@@ -1052,7 +1058,7 @@ impl Instrumentation {
 
     /// Whether a stop was requested and not yet taken; the executor takes it (and
     /// [`Instrumentation::take_stopped`] then reports it).
-    pub fn take_stop(&mut self) -> bool {
+    pub(crate) fn take_stop(&mut self) -> bool {
         let stop = std::mem::take(&mut self.stop);
         self.stopped |= stop;
         stop
@@ -1104,7 +1110,7 @@ impl Instrumentation {
 
     /// Whether translate-time callbacks were enabled since the last call: the executor
     /// then drops its decoded code so they see every translation.
-    pub fn take_code_flush(&mut self) -> bool {
+    pub(crate) fn take_code_flush(&mut self) -> bool {
         std::mem::take(&mut self.flush_code)
     }
 
@@ -1122,12 +1128,12 @@ impl Instrumentation {
     /// Whether the machine should collect its UART's events for the replay-time serial
     /// callbacks: replaying, with one of them enabled.
     #[inline]
-    pub fn wants_serial_events(&self) -> bool {
+    pub(crate) fn wants_serial_events(&self) -> bool {
         self.replaying && self.mask & SERIAL_KINDS != 0
     }
 
     /// Whether `after_machine_init` is still to fire; true only the first time.
-    pub fn take_machine_init(&mut self) -> bool {
+    pub(crate) fn take_machine_init(&mut self) -> bool {
         !std::mem::replace(&mut self.machine_init_done, true)
     }
 

@@ -41,7 +41,8 @@ pub enum ShutdownKind {
 /// Virtual time is measured in instruction units: it advances by one for every retired
 /// instruction and jumps forward only while the CPU is idle (see [`Machine::skip_to`]).
 ///
-/// A machine is `Send`: it may be built on one thread and driven on another (one at a time).
+/// A machine is `Send`: a front end may run it on a thread of its own. Architectures
+/// implement it through [`crate::board::Board`] and [`crate::board::Shell`].
 pub trait Machine: Send {
     /// Runs until `budget` units of virtual time have passed, the guest idles or shuts down.
     fn run(&mut self, budget: u64) -> Exit;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use pandare_core::{ArchDescription, Machine};
-use pandare_riscv::{VirtConfig, VirtMachine};
+use pandare_riscv::{Virt, VirtConfig};
 
 /// The prompt of one's own guest: the whole last line of output (so no part of the prompt
 /// is taken for command output), ending in `# ` or `$ ` and perhaps terminal escape codes
@@ -164,7 +164,7 @@ impl MachineConfig {
                     command_line: self.append.clone(),
                     ..VirtConfig::default()
                 };
-                let machine = VirtMachine::new_linux(config, &kernel, initrd.as_deref())?;
+                let machine = Virt::new_linux(config, &kernel, initrd.as_deref())?;
                 Ok(Box::new(machine))
             }
         }
@@ -179,7 +179,7 @@ impl MachineConfig {
                     command_line: self.append.clone(),
                     ..VirtConfig::default()
                 };
-                Ok(Box::new(VirtMachine::new_blank(config)?))
+                Ok(Box::new(Virt::new_blank(config)?))
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use pandare::console::{Console, UNITS_PER_SECOND};
 use pandare::{Machine, MachineConfig};
-use pandare_riscv::{VirtConfig, VirtMachine};
+use pandare_riscv::{Virt, VirtConfig, VirtMachine};
 
 fn generic_riscv64() -> MachineConfig {
     MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
@@ -62,7 +62,7 @@ fn linux_machine(config: &MachineConfig) -> VirtMachine {
         command_line: format!("{} earlycon=sbi", config.append.replace("quiet", "")),
         ..VirtConfig::default()
     };
-    VirtMachine::new_linux(virt, &kernel, Some(&initrd)).unwrap()
+    Virt::new_linux(virt, &kernel, Some(&initrd)).unwrap()
 }
 
 /// Runs `machine` until virtual time `until`, in slices from `slices` (cycled), skipping

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use pandare_core::instrument::{AddressHook, Callback};
 use pandare_core::{Exit, Machine};
-use pandare_riscv::{VirtConfig, VirtMachine};
+use pandare_riscv::{Virt, VirtConfig, VirtMachine};
 
 /// CPU time this thread has used, in seconds (Linux; `None` elsewhere). On a shared machine
 /// it is steadier than wall time, which also counts time spent waiting for a core.
@@ -47,7 +47,7 @@ fn boot(
         command_line: append.to_string(),
         ..Default::default()
     };
-    let mut machine = VirtMachine::new_linux(config, kernel, Some(initrd)).expect("machine");
+    let mut machine = Virt::new_linux(config, kernel, Some(initrd)).expect("machine");
     setup(&mut machine);
     let start = Instant::now();
     let cpu_start = thread_cpu_seconds();

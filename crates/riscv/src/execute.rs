@@ -9,17 +9,25 @@
 //! `n` ops adds `n` at its end, and a trap or device access in the middle records its own
 //! index. When the budget is shorter than a block, only a prefix runs, so an event always
 //! lands at its exact instruction count whatever the block boundaries are.
+//!
+//! PANDA's callbacks are not decided here: the run driver, the order around a block and
+//! the instruction, memory and trap callbacks are `pandare_core::execution`'s, generic over
+//! this executor ([`Executor`], [`BlockExecutor`]) and the riscv64 view of the CPU
+//! (`hooks::RiscvCpu`). The loop below calls in at its firing points through a
+//! [`Hooks`] handle; the uninstrumented copy of the loop calls nothing.
 
 use std::collections::HashMap;
 
-use pandare_core::instrument::{
-    BlockInfo, CallbackKind, HookPoint, Instrumentation, ADDRESS_HOOKS, EXIT_EARLY,
-    EXIT_RAN_TO_END, HOOKS_AT_END, HOOKS_AT_START, MEMORY_KINDS,
+use pandare_core::execution::block::{
+    self as protocol, BlockExecutor, BlockOutcome, InstructionPoint,
 };
+use pandare_core::execution::memory;
+use pandare_core::execution::{self, Executor, Hooks, TranslatedCode};
+use pandare_core::instrument::{BlockInfo, Instrumentation, MEMORY_KINDS};
 
 use crate::decode::{self, Kind, Op};
 use crate::hart::{Hart, Privilege, Trap};
-use crate::hooks::{self, fire};
+use crate::hooks::{self, RiscvCpu};
 use crate::mmu::{self, Access, MemStop, PAGE_SIZE};
 use crate::virt::Bus;
 
@@ -201,7 +209,7 @@ impl BlockCache {
     /// the fast path. Otherwise the executor splits it at run time.
     #[cold]
     #[inline(never)]
-    fn rekey(&mut self, index: u32, pc: u64, instr: &Instrumentation) {
+    fn rekey(&mut self, index: u32, pc: u64, hooks: &Hooks) {
         let block = if index == UNCACHED {
             self.uncached.as_mut()
         } else {
@@ -209,9 +217,9 @@ impl BlockCache {
         }
         .expect("lookup tables only name live blocks");
         let end = pc.saturating_add(block.byte_len);
-        if instr.first_hook_in(pc.saturating_add(1), end).is_none() {
+        if hooks.first_hook_in(pc.saturating_add(1), end).is_none() {
             block.vpc = pc;
-            block.hooked = instr.is_hooked(pc);
+            block.hooked = hooks.is_hooked(pc);
         }
     }
 
@@ -227,7 +235,7 @@ impl BlockCache {
         &mut self,
         hart: &mut Hart,
         bus: &mut Bus,
-        instr: &mut Instrumentation,
+        hooks: &mut Hooks,
         hooked: bool,
         pc: u64,
         paddr: u64,
@@ -237,13 +245,11 @@ impl BlockCache {
             return Ok(index);
         }
         if hooked {
-            fire!(instr, hart, bus, BeforeBlockTranslate, |cb, cpu| cb(
-                cpu, pc
-            ));
+            hooks.before_translate(&mut RiscvCpu::new(hart, bus), pc);
         }
-        let (mut block, cacheable) = decode_block(hart, bus, instr, pc, paddr)?;
+        let (mut block, cacheable) = decode_block(hart, bus, hooks, pc, paddr)?;
         if hooked {
-            translate_hooks(hart, bus, instr, &mut block, pc);
+            translate_hooks(hart, bus, hooks, &mut block, pc);
         }
         if !cacheable {
             self.uncached = Some(block);
@@ -270,18 +276,18 @@ impl BlockCache {
 fn decode_block(
     hart: &mut Hart,
     bus: &mut Bus,
-    instr: &Instrumentation,
+    hooks: &Hooks,
     pc: u64,
     paddr: u64,
 ) -> Result<(Block, bool), Trap> {
-    let split = instr.has_hooks();
+    let split = hooks.has_hooks();
     let mut ops = Vec::with_capacity(16);
     let page_end = (paddr & !(PAGE_SIZE - 1)) + PAGE_SIZE;
     let mut address = paddr;
     let mut cacheable = true;
     let mut hypercalls = 0u64;
     while ops.len() < MAX_BLOCK_OPS && address < page_end {
-        if split && !ops.is_empty() && instr.is_hooked(pc.wrapping_add(address - paddr)) {
+        if split && !ops.is_empty() && hooks.is_hooked(pc.wrapping_add(address - paddr)) {
             break;
         }
         let low = bus.read_ram(address, 2) as u32;
@@ -321,7 +327,7 @@ fn decode_block(
             byte_len,
             paddr,
             vpc: pc,
-            hooked: split && instr.is_hooked(pc),
+            hooked: split && hooks.is_hooked(pc),
             insn_exec: 0,
             after_insn_exec: 0,
             hypercalls,
@@ -333,26 +339,15 @@ fn decode_block(
 /// Fires `after_block_translate` and lets `insn_translate`/`after_insn_translate` select
 /// the instructions of a freshly decoded block.
 #[cold]
-fn translate_hooks(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    block: &mut Block,
-    pc: u64,
-) {
+fn translate_hooks(hart: &mut Hart, bus: &mut Bus, hooks: &mut Hooks, block: &mut Block, pc: u64) {
+    let mut view = RiscvCpu::new(hart, bus);
     for i in 0..block.ops.len() {
         let insn_pc = pc.wrapping_add(u64::from(block.ops[i].offset));
-        let mut selected = false;
-        fire!(instr, hart, bus, InsnTranslate, |cb, cpu| selected |=
-            cb(cpu, insn_pc));
-        block.insn_exec |= u64::from(selected) << i;
-        let mut selected = false;
-        fire!(instr, hart, bus, AfterInsnTranslate, |cb, cpu| selected |=
-            cb(cpu, insn_pc));
-        block.after_insn_exec |= u64::from(selected) << i;
+        let (insn_exec, after_insn_exec) = hooks.select_instruction(&mut view, insn_pc);
+        block.insn_exec |= u64::from(insn_exec) << i;
+        block.after_insn_exec |= u64::from(after_insn_exec) << i;
     }
-    let info = block.info(pc);
-    hooks::fire_block(hart, bus, instr, CallbackKind::AfterBlockTranslate, &info);
+    hooks.after_translate(&mut view, &block.info(pc));
 }
 
 /// How a block ended, for the run loop.
@@ -365,16 +360,24 @@ enum BlockEnd {
     Exit(HartExit),
 }
 
+impl BlockOutcome for BlockEnd {
+    #[inline]
+    fn cancelled() -> BlockEnd {
+        BlockEnd::Continue
+    }
+
+    #[inline]
+    fn trapped(&self) -> bool {
+        matches!(self, BlockEnd::Trapped)
+    }
+}
+
 /// The CPU: a hart and its block cache.
 #[derive(Debug)]
 pub struct Cpu {
     /// Architectural state.
     pub hart: Hart,
     blocks: BlockCache,
-    /// `(pc, retired)` where address hooks last fired: when the loop starts over at the
-    /// same place without running anything (a callback changed code), they do not fire
-    /// twice for one arrival.
-    hooks_fired: (u64, u64),
     /// Set when the block-start loop returned because the registry needs attention.
     attention: bool,
 }
@@ -385,7 +388,6 @@ impl Cpu {
         Cpu {
             hart,
             blocks: BlockCache::new(),
-            hooks_fired: (u64::MAX, u64::MAX),
             attention: false,
         }
     }
@@ -409,85 +411,43 @@ impl Cpu {
     /// not split at hooked addresses: a machine with address hooks runs through
     /// [`Cpu::run_with`].)
     pub fn run(&mut self, bus: &mut Bus, budget: u64) -> HartExit {
-        self.run_loop::<false, false>(bus, &mut Instrumentation::default(), budget)
+        let mut instr = Instrumentation::default();
+        self.run_loop::<false, false>(bus, &mut Hooks::new(&mut instr), budget)
     }
 
-    /// Runs for at most `budget` instructions, firing the callbacks `instr` has enabled.
-    /// With nothing enabled this is [`Cpu::run`]: the instrumented loop is chosen once
-    /// per call, not per block.
+    /// Runs for at most `budget` instructions, firing the callbacks `instr` has enabled, as
+    /// [`execution::run`] decides. With nothing enabled this is [`Cpu::run`]: the
+    /// instrumented loop is chosen once per call, not per block.
     pub fn run_with(
         &mut self,
         bus: &mut Bus,
         instr: &mut Instrumentation,
         budget: u64,
     ) -> HartExit {
-        if !instr.active() {
-            return self.run_loop::<false, false>(bus, instr, budget);
-        }
-        instr.apply_pending();
-        let start = self.hart.clock.retired;
-        fire!(instr, &mut self.hart, bus, AfterCpuExecEnter, |cb, cpu| cb(
-            cpu
-        ));
-        let end = start + budget;
-        let exit = loop {
-            let left = end - self.hart.clock.retired;
-            if !instr.only_block_start() {
-                break self.run_loop::<true, false>(bus, instr, left);
-            }
-            // Only block-start callbacks: the uninstrumented loop firing them at each
-            // block. It returns at the first block boundary where the registry needs
-            // attention, which is taken here before the loop is chosen again.
-            let exit = self.run_loop::<false, true>(bus, instr, left);
-            if !std::mem::take(&mut self.attention) {
-                break exit;
-            }
-            if let Some(exit) = self.attend(bus, instr) {
-                break exit;
-            }
-        };
-        let ran = self.hart.clock.retired != start;
-        fire!(instr, &mut self.hart, bus, BeforeCpuExecExit, |cb, cpu| cb(
-            cpu, ran
-        ));
-        exit
-    }
-
-    /// Takes what the registry asks of the executor at a block boundary: queued changes,
-    /// a code flush, newly hooked addresses, a stop (returned as the exit).
-    #[cold]
-    fn attend(&mut self, bus: &mut Bus, instr: &mut Instrumentation) -> Option<HartExit> {
-        instr.apply_pending();
-        if instr.take_code_flush() {
-            // Only the blocks: the TLB stays, so the guest sees no difference.
-            self.blocks.flush(bus);
-        }
-        self.blocks
-            .invalidate_virtual(&mut instr.take_new_hook_addresses());
-        instr.take_stop().then_some(HartExit::Stopped)
+        execution::run(&mut Exec { cpu: self, bus }, instr, budget)
     }
 
     /// The run loop. `HOOKS`: every callback kind and address hooks. `BLOCK_START`
     /// (without `HOOKS`): the uninstrumented loop plus `before_block_exec` and
-    /// `start_block_exec`, for a registry where [`Instrumentation::only_block_start`]
-    /// holds; it returns with `self.attention` set when the registry needs attention.
+    /// `start_block_exec` ([`Executor::run_block_start`]); it returns with
+    /// `self.attention` set when the registry needs attention.
     fn run_loop<const HOOKS: bool, const BLOCK_START: bool>(
         &mut self,
         bus: &mut Bus,
-        instr: &mut Instrumentation,
+        hooks: &mut Hooks,
         budget: u64,
     ) -> HartExit {
         let end = self.hart.clock.retired + budget;
         // Turns of this loop since an instruction last retired: each of them took a trap.
         let (mut progress, mut stalled) = (self.hart.clock.retired, 0u32);
         loop {
-            if (HOOKS || BLOCK_START) && instr.needs_attention() {
+            if (HOOKS || BLOCK_START) && hooks.needs_attention() {
                 if BLOCK_START {
                     self.attention = true;
                     return HartExit::Budget;
                 }
-                if let Some(exit) = self.attend(bus, instr) {
-                    return exit;
+                if hooks.attend(&mut Exec { cpu: self, bus }) {
+                    return HartExit::Stopped;
                 }
             }
             let hart = &mut self.hart;
@@ -514,7 +474,7 @@ impl Cpu {
             }
             if let Some(cause) = hart.pending_interrupt() {
                 let cause = if HOOKS {
-                    hooks::filter_interrupt(hart, bus, instr, cause)
+                    hooks.interrupt(&mut RiscvCpu::new(hart, bus), cause)
                 } else {
                     Some(cause)
                 };
@@ -532,11 +492,11 @@ impl Cpu {
                     Some(index) => index,
                     None => match self
                         .blocks
-                        .find_or_build(hart, bus, instr, HOOKS, pc, paddr)
+                        .find_or_build(hart, bus, hooks, HOOKS, pc, paddr)
                     {
                         Ok(index) => index,
                         Err(trap) => {
-                            deliver::<HOOKS>(hart, bus, instr, trap, pc);
+                            deliver::<HOOKS>(hart, bus, hooks, trap, pc);
                             if let Some(exit) = machine_trap_exit(hart) {
                                 return exit;
                             }
@@ -545,7 +505,7 @@ impl Cpu {
                     },
                 },
                 Err(trap) => {
-                    deliver::<HOOKS>(hart, bus, instr, trap, pc);
+                    deliver::<HOOKS>(hart, bus, hooks, trap, pc);
                     if let Some(exit) = machine_trap_exit(hart) {
                         return exit;
                     }
@@ -553,16 +513,21 @@ impl Cpu {
                 }
             };
             let end_of_block = if HOOKS {
-                self.hooked_block(bus, instr, index, pc, remaining)
+                protocol::run_block(&mut Exec { cpu: self, bus }, hooks, index, pc, remaining)
             } else {
                 let block = self.blocks.get(index);
                 if BLOCK_START
-                    && !block_start(hart, bus, instr, &block.prefix_info(pc, usize::MAX), pc)
+                    && !protocol::block_start(
+                        hooks,
+                        &mut RiscvCpu::new(hart, bus),
+                        &block.prefix_info(pc, usize::MAX),
+                        pc,
+                    )
                 {
                     continue;
                 }
                 let count = block.ops.len().min(remaining as usize);
-                execute_block::<false>(hart, bus, instr, block, count)
+                execute_block::<false>(hart, bus, hooks, block, count)
             };
             match end_of_block {
                 BlockEnd::Continue => {}
@@ -575,224 +540,131 @@ impl Cpu {
             }
         }
     }
+}
 
-    /// Runs one block with the block-level callbacks around it. When a callback moved the
-    /// pc or changed code before the block ran, the block does not run and the loop starts
-    /// over (`Continue`).
-    ///
-    /// Inline, and each group of kinds costs one mask test when none of it is enabled:
-    /// with only block-level callbacks, the block runs the uninstrumented body.
-    #[inline(always)]
-    fn hooked_block(
-        &mut self,
-        bus: &mut Bus,
-        instr: &mut Instrumentation,
-        mut index: u32,
-        pc: u64,
-        remaining: u64,
-    ) -> BlockEnd {
-        let mask = instr.mask();
-        if mask & CallbackKind::BeforeBlockExecInvalidateOpt.bit() != 0 {
-            match self.invalidate_opt(bus, instr, index, pc) {
-                Some(new_index) => index = new_index,
-                None => return BlockEnd::Continue,
-            }
-        }
-        let mut block = self.blocks.get(index);
-        let mut count = block.ops.len();
-        let mut hooked = false;
-        if mask & ADDRESS_HOOKS != 0 && (block.vpc != pc || block.hooked) {
-            if block.vpc != pc {
-                self.blocks.rekey(index, pc, instr);
-                block = self.blocks.get(index);
-            }
-            let hart = &mut self.hart;
-            match address_hooks(hart, bus, instr, block, pc, &mut self.hooks_fired) {
-                Some(split) => (count, hooked) = split,
-                None => return BlockEnd::Continue,
-            }
-        }
-        let hart = &mut self.hart;
-        if mask & BEFORE_BLOCK_KINDS != 0 && !before_block(hart, bus, instr, block, pc, count) {
-            return BlockEnd::Continue;
-        }
-        let before = hart.clock.retired;
-        let run = count.min(remaining as usize);
-        let end = if mask & BODY_KINDS != 0 {
-            execute_block::<true>(hart, bus, instr, block, run)
-        } else {
-            execute_block::<false>(hart, bus, instr, block, run)
-        };
-        if mask & AFTER_BLOCK_KINDS != 0 {
-            after_block(hart, bus, instr, block, pc, count, before, &end, hooked);
-        }
-        end
+/// The CPU and its bus, as the arch-neutral firing protocol drives them
+/// ([`execution::run`], [`protocol::run_block`]).
+struct Exec<'a> {
+    cpu: &'a mut Cpu,
+    bus: &'a mut Bus,
+}
+
+impl TranslatedCode for Exec<'_> {
+    fn flush_code(&mut self) {
+        // Only the blocks: the TLB stays, so the guest sees no difference.
+        self.cpu.blocks.flush(self.bus);
     }
 
-    /// `before_block_exec_invalidate_opt`: the block to run, decoded again if a callback
-    /// asked for it.
-    #[cold]
-    #[inline(never)]
-    fn invalidate_opt(
-        &mut self,
-        bus: &mut Bus,
-        instr: &mut Instrumentation,
-        index: u32,
-        pc: u64,
-    ) -> Option<u32> {
-        let hart = &mut self.hart;
-        let info = self.blocks.get(index).info(pc);
-        let mut invalidate = false;
-        fire!(instr, hart, bus, BeforeBlockExecInvalidateOpt, |cb, cpu| {
-            invalidate |= cb(cpu, &info);
-        });
-        if !invalidate {
-            return Some(index);
-        }
+    fn invalidate_virtual(&mut self, addresses: &mut [u64]) {
+        self.cpu.blocks.invalidate_virtual(addresses);
+    }
+}
+
+impl Executor for Exec<'_> {
+    type Exit = HartExit;
+    type View<'v>
+        = RiscvCpu<'v>
+    where
+        Self: 'v;
+
+    fn view(&mut self) -> RiscvCpu<'_> {
+        RiscvCpu::new(&mut self.cpu.hart, self.bus)
+    }
+
+    fn retired(&self) -> u64 {
+        self.cpu.hart.clock.retired
+    }
+
+    fn stopped(&self) -> HartExit {
+        HartExit::Stopped
+    }
+
+    fn run_plain(&mut self, hooks: &mut Hooks, budget: u64) -> HartExit {
+        self.cpu.run_loop::<false, false>(self.bus, hooks, budget)
+    }
+
+    fn run_block_start(&mut self, hooks: &mut Hooks, budget: u64) -> Option<HartExit> {
+        let exit = self.cpu.run_loop::<false, true>(self.bus, hooks, budget);
+        (!std::mem::take(&mut self.cpu.attention)).then_some(exit)
+    }
+
+    fn run_instrumented(&mut self, hooks: &mut Hooks, budget: u64) -> HartExit {
+        self.cpu.run_loop::<true, false>(self.bus, hooks, budget)
+    }
+}
+
+impl BlockExecutor for Exec<'_> {
+    type Index = u32;
+    type End = BlockEnd;
+    type View<'v>
+        = RiscvCpu<'v>
+    where
+        Self: 'v;
+
+    #[inline]
+    fn view(&mut self) -> RiscvCpu<'_> {
+        RiscvCpu::new(&mut self.cpu.hart, self.bus)
+    }
+
+    #[inline]
+    fn retired(&self) -> u64 {
+        self.cpu.hart.clock.retired
+    }
+
+    #[inline]
+    fn info(&self, block: u32, pc: u64, count: usize) -> BlockInfo {
+        self.cpu.blocks.get(block).prefix_info(pc, count)
+    }
+
+    #[inline]
+    fn len(&self, block: u32) -> usize {
+        self.cpu.blocks.get(block).ops.len()
+    }
+
+    #[inline]
+    fn translated_at(&self, block: u32) -> (u64, bool) {
+        let block = self.cpu.blocks.get(block);
+        (block.vpc, block.hooked)
+    }
+
+    fn count_before(&self, block: u32, pc: u64, address: u64) -> usize {
+        self.cpu
+            .blocks
+            .get(block)
+            .ops
+            .iter()
+            .take_while(|op| pc + u64::from(op.offset) < address)
+            .count()
+    }
+
+    fn relocate(&mut self, block: u32, pc: u64, hooks: &Hooks) {
+        self.cpu.blocks.rekey(block, pc, hooks);
+    }
+
+    fn retranslate(&mut self, hooks: &mut Hooks, pc: u64) -> Option<u32> {
+        let (hart, bus) = (&mut self.cpu.hart, &mut *self.bus);
         let paddr = hart.fetch_physical(bus, pc).ok()?;
-        self.blocks.invalidate_page(paddr & !(PAGE_SIZE - 1));
-        self.blocks
-            .find_or_build(hart, bus, instr, true, pc, paddr)
+        self.cpu.blocks.invalidate_page(paddr & !(PAGE_SIZE - 1));
+        self.cpu
+            .blocks
+            .find_or_build(hart, bus, hooks, true, pc, paddr)
             .ok()
     }
-}
 
-/// Kinds that fire before a block runs (and may move the pc away from it).
-const BEFORE_BLOCK_KINDS: u64 = CallbackKind::BeforeBlockExecInvalidateOpt.bit()
-    | CallbackKind::BeforeBlockExec.bit()
-    | CallbackKind::StartBlockExec.bit();
-/// Kinds that fire after a block ran.
-const AFTER_BLOCK_KINDS: u64 =
-    CallbackKind::AfterBlockExec.bit() | CallbackKind::EndBlockExec.bit() | HOOKS_AT_END;
-/// Kinds that fire inside a block: with none of them enabled, blocks run the
-/// uninstrumented body (`execute_block::<false>`), which behaves identically otherwise.
-const BODY_KINDS: u64 = CallbackKind::InsnExec.bit()
-    | CallbackKind::AfterInsnExec.bit()
-    | CallbackKind::GuestHypercall.bit()
-    | CallbackKind::AsidChanged.bit()
-    | CallbackKind::CpuRestoreState.bit()
-    | CallbackKind::BeforeHandleException.bit()
-    | MEMORY_KINDS;
-
-/// The address hooks of a block about to run at `pc`, which either starts at a hooked
-/// address or was decoded at another virtual address than `pc` (so hooked addresses may
-/// lie inside it). Fires the [`HookPoint::Start`] hooks at `pc`, and returns how many ops
-/// of the block may run (up to the next hooked address) and whether `pc` is hooked; `None`
-/// when a hook moved the pc or changed code (the loop starts over).
-#[cold]
-#[inline(never)]
-fn address_hooks(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    block: &Block,
-    pc: u64,
-    fired: &mut (u64, u64),
-) -> Option<(usize, bool)> {
-    let mut count = block.ops.len();
-    let hooked = if block.vpc == pc {
-        block.hooked
-    } else {
-        // Decoded at another virtual address: split it here as decoding would have.
-        let end = pc.saturating_add(block.byte_len);
-        if let Some(inside) = instr.first_hook_in(pc.saturating_add(1), end) {
-            count = block
-                .ops
-                .iter()
-                .take_while(|op| pc + u64::from(op.offset) < inside)
-                .count();
-        }
-        instr.is_hooked(pc)
-    };
-    if hooked && instr.mask() & HOOKS_AT_START != 0 && *fired != (pc, hart.clock.retired) {
-        *fired = (pc, hart.clock.retired);
-        let info = block.prefix_info(pc, count);
-        let mut view = hooks::RiscvCpu::new(hart, bus);
-        instr.fire_hooks(HookPoint::Start, &mut view, pc, &info, EXIT_RAN_TO_END);
-        if view.stop {
-            instr.request_stop();
-        }
-        if hart.pc != pc || !hart.modified_code_pages.is_empty() {
-            return None;
-        }
-    }
-    Some((count, hooked))
-}
-
-/// `before_block_exec` and `start_block_exec` for the block described by `info`, about to
-/// run at `pc`. False when a callback moved the pc or changed code: the block does not
-/// run. (A stop is taken at the next block boundary.) The block-start loop calls this
-/// alone; the instrumented loop through [`before_block`].
-#[inline(always)]
-fn block_start(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    info: &BlockInfo,
-    pc: u64,
-) -> bool {
-    let mut view = hooks::RiscvCpu::new(hart, bus);
-    instr.fire_block_start(&mut view, info);
-    if view.stop {
-        instr.request_stop();
-    }
-    hart.pc == pc && hart.modified_code_pages.is_empty()
-}
-
-/// [`block_start`] for the first `count` ops of `block`; when the block does not run,
-/// `after_block_exec` reports it as left early.
-#[inline(always)]
-fn before_block(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    block: &Block,
-    pc: u64,
-    count: usize,
-) -> bool {
-    let info = block.prefix_info(pc, count);
-    if block_start(hart, bus, instr, &info, pc) {
-        return true;
-    }
-    fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
-        cpu, &info, EXIT_EARLY
-    ));
-    false
-}
-
-/// `after_block_exec`, `end_block_exec` and the [`HookPoint::End`] hooks (when `hooked`),
-/// for the first `count` ops of a block that started at `pc` with `before` instructions
-/// retired.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn after_block(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    block: &Block,
-    pc: u64,
-    count: usize,
-    before: u64,
-    end: &BlockEnd,
-    hooked: bool,
-) {
-    let info = block.prefix_info(pc, count);
-    let ran_to_end =
-        hart.clock.retired - before == count as u64 && !matches!(end, BlockEnd::Trapped);
-    let code = if ran_to_end {
-        EXIT_RAN_TO_END
-    } else {
-        EXIT_EARLY
-    };
-    fire!(instr, hart, bus, AfterBlockExec, |cb, cpu| cb(
-        cpu, &info, code
-    ));
-    hooks::fire_block(hart, bus, instr, CallbackKind::EndBlockExec, &info);
-    if hooked && instr.mask() & HOOKS_AT_END != 0 {
-        let mut view = hooks::RiscvCpu::new(hart, bus);
-        instr.fire_hooks(HookPoint::End, &mut view, pc, &info, code);
-        if view.stop {
-            instr.request_stop();
+    #[inline]
+    fn execute(
+        &mut self,
+        hooks: &mut Hooks,
+        block: u32,
+        count: usize,
+        body_hooks: bool,
+    ) -> BlockEnd {
+        let (hart, bus) = (&mut self.cpu.hart, &mut *self.bus);
+        let block = self.cpu.blocks.get(block);
+        if body_hooks {
+            execute_block::<true>(hart, bus, hooks, block, count)
+        } else {
+            execute_block::<false>(hart, bus, hooks, block, count)
         }
     }
 }
@@ -802,12 +674,12 @@ fn after_block(
 fn deliver<const HOOKS: bool>(
     hart: &mut Hart,
     bus: &mut Bus,
-    instr: &mut Instrumentation,
+    hooks: &mut Hooks,
     trap: Trap,
     pc: u64,
 ) {
     if HOOKS {
-        hooks::take_exception(hart, bus, instr, trap, pc);
+        hooks::take_exception(hart, bus, hooks, trap, pc);
     } else {
         hart.take_trap(trap, pc);
     }
@@ -844,7 +716,7 @@ fn sext32(value: u64) -> u64 {
 fn execute_block<const HOOKS: bool>(
     hart: &mut Hart,
     bus: &mut Bus,
-    instr: &mut Instrumentation,
+    hooks: &mut Hooks,
     block: &Block,
     count: usize,
 ) -> BlockEnd {
@@ -875,7 +747,7 @@ fn execute_block<const HOOKS: bool>(
         ($i:expr, $trap:expr, $pc:expr) => {{
             hart.clock.retired = base_retired + $i as u64;
             if HOOKS {
-                hooked_trap(hart, bus, instr, block, base_pc, $trap, $pc);
+                hooked_trap(hart, bus, hooks, block, base_pc, $trap, $pc);
             } else {
                 hart.take_trap($trap, $pc);
             }
@@ -887,10 +759,10 @@ fn execute_block<const HOOKS: bool>(
             let address = x!($op.rs1).wrapping_add($op.imm as i64 as u64);
             const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
             let entry = hart.tlb[hart.data_set & 3].read[mmu::index(address)];
-            if HOOKS && instr.mask() & MEMORY_KINDS != 0 {
+            if HOOKS && hooks.mask() & MEMORY_KINDS != 0 {
                 hart.clock.retired = base_retired + $i as u64;
                 hart.pc = $pc;
-                match hooks::hooked_load(hart, bus, instr, $pc, address, SIZE) {
+                match hooks.load(&mut RiscvCpu::new(hart, bus), $pc, address, SIZE) {
                     Ok(value) => x!($op.rd) = $conv(value),
                     Err(MemStop::Trap(trap)) => trap!($i, trap, $pc),
                     Err(MemStop::Device(value)) => {
@@ -943,10 +815,10 @@ fn execute_block<const HOOKS: bool>(
             let value = x!($op.rs2);
             const SIZE: u64 = std::mem::size_of::<$ty>() as u64;
             let entry = hart.tlb[hart.data_set & 3].write[mmu::index(address)];
-            if HOOKS && instr.mask() & MEMORY_KINDS != 0 {
+            if HOOKS && hooks.mask() & MEMORY_KINDS != 0 {
                 hart.clock.retired = base_retired + $i as u64;
                 hart.pc = $pc;
-                let result = hooks::hooked_store(hart, bus, instr, $pc, address, SIZE, value);
+                let result = hooks.store(&mut RiscvCpu::new(hart, bus), $pc, address, SIZE, value);
                 if let Err(MemStop::Trap(trap)) = result {
                     trap!($i, trap, $pc);
                 }
@@ -1006,7 +878,7 @@ fn execute_block<const HOOKS: bool>(
         if HOOKS && op_hooks != 0 {
             hart.clock.retired = base_retired + i as u64;
             hart.pc = pc;
-            if let Some(target) = instruction_hooks(hart, bus, instr, block, base_pc, i) {
+            if let Some(target) = instruction_hooks(hart, bus, hooks, block, base_pc, i) {
                 retired = i;
                 next_pc = target;
                 hooks_ended_block = true;
@@ -1147,13 +1019,13 @@ fn execute_block<const HOOKS: bool>(
             _ => {
                 hart.clock.retired = base_retired + i as u64;
                 let old_satp = hart.satp;
-                let result = if HOOKS && instr.mask() & MEMORY_KINDS != 0 {
-                    hooked_cold(hart, bus, instr, op, pc)
+                let result = if HOOKS && hooks.mask() & MEMORY_KINDS != 0 {
+                    hooked_cold(hart, bus, hooks, op, pc)
                 } else {
                     hart.execute_cold(bus, op, pc)
                 };
                 if HOOKS && hart.satp != old_satp {
-                    satp_changed(hart, bus, instr, old_satp, pc);
+                    satp_changed(hart, bus, hooks, old_satp, pc);
                 }
                 match result {
                     Ok(Flow::Next) => {}
@@ -1188,48 +1060,39 @@ fn execute_block<const HOOKS: bool>(
     if HOOKS && retired > 0 && !hooks_ended_block && block.after_insn_exec >> (retired - 1) & 1 != 0
     {
         let insn_pc = base_pc.wrapping_add(u64::from(block.ops[retired - 1].offset));
-        fire!(instr, hart, bus, AfterInsnExec, |cb, cpu| cb(cpu, insn_pc));
+        hooks.after_instruction(&mut RiscvCpu::new(hart, bus), insn_pc);
     }
     end
 }
 
 /// The instruction-level callbacks before op `i` of `block` (the hart's pc and count are
-/// already at op `i`): `after_insn_exec` for op `i - 1`, then `insn_exec` and
-/// `guest_hypercall` for op `i`. Returns where to continue when a callback moved the pc
-/// or changed code, which ends the block before op `i` runs.
+/// already at op `i`), as [`Hooks::instruction`] fires them. Returns where to continue when
+/// a callback moved the pc or changed code, which ends the block before op `i` runs.
 #[inline(never)]
 fn instruction_hooks(
     hart: &mut Hart,
     bus: &mut Bus,
-    instr: &mut Instrumentation,
+    hooks: &mut Hooks,
     block: &Block,
     base_pc: u64,
     i: usize,
 ) -> Option<u64> {
-    let pc = hart.pc;
-    if i > 0 && block.after_insn_exec >> (i - 1) & 1 != 0 {
-        let previous = base_pc.wrapping_add(u64::from(block.ops[i - 1].offset));
-        fire!(instr, hart, bus, AfterInsnExec, |cb, cpu| cb(cpu, previous));
-    }
-    if block.insn_exec >> i & 1 != 0 {
-        fire!(instr, hart, bus, InsnExec, |cb, cpu| cb(cpu, pc));
-    }
-    if block.hypercalls >> i & 1 != 0 {
-        // The instruction does nothing either way, so "handled" changes nothing.
-        fire!(instr, hart, bus, GuestHypercall, |cb, cpu| {
-            cb(cpu);
-        });
-    }
-    (hart.pc != pc || !hart.modified_code_pages.is_empty()).then_some(hart.pc)
+    let point = InstructionPoint {
+        after_previous: (i > 0 && block.after_insn_exec >> (i - 1) & 1 != 0)
+            .then(|| base_pc.wrapping_add(u64::from(block.ops[i - 1].offset))),
+        insn_exec: block.insn_exec >> i & 1 != 0,
+        hypercall: block.hypercalls >> i & 1 != 0,
+    };
+    hooks.instruction(&mut RiscvCpu::new(hart, bus), point)
 }
 
-/// A trap inside an instrumented block: `cpu_restore_state`, then the exception.
+/// A trap inside an instrumented block: [`Hooks::trap_in_block`] decides what is taken.
 #[cold]
 #[inline(never)]
 fn hooked_trap(
     hart: &mut Hart,
     bus: &mut Bus,
-    instr: &mut Instrumentation,
+    hooks: &mut Hooks,
     block: &Block,
     base_pc: u64,
     trap: Trap,
@@ -1237,21 +1100,22 @@ fn hooked_trap(
 ) {
     hart.pc = pc;
     let info = block.info(base_pc);
-    hooks::fire_block(hart, bus, instr, CallbackKind::CpuRestoreState, &info);
-    hooks::take_exception(hart, bus, instr, trap, pc);
+    let decision = hooks.trap_in_block(&mut RiscvCpu::new(hart, bus), &info, trap.cause, pc);
+    if let Some((cause, epc)) = decision {
+        hart.take_trap(Trap::new(cause, trap.tval), epc);
+    }
 }
 
 /// `satp` changed: `asid_changed`, whose callbacks may refuse the change.
 #[cold]
 #[inline(never)]
-fn satp_changed(hart: &mut Hart, bus: &mut Bus, instr: &mut Instrumentation, old: u64, pc: u64) {
-    // The callbacks run before the change, as in PANDA: they see the old `satp`.
+fn satp_changed(hart: &mut Hart, bus: &mut Bus, hooks: &mut Hooks, old: u64, pc: u64) {
+    // The callbacks run before the change, as in PANDA: they see the old `satp`, and the pc
+    // of the instruction that changes it.
     let new = std::mem::replace(&mut hart.satp, old);
     let saved_pc = hart.pc;
     hart.pc = pc;
-    let mut refused = false;
-    fire!(instr, hart, bus, AsidChanged, |cb, cpu| refused |=
-        cb(cpu, old, new));
+    let refused = hooks.asid_changed(&mut RiscvCpu::new(hart, bus), old, new);
     hart.pc = saved_pc;
     if !refused {
         hart.satp = new;
@@ -1259,13 +1123,14 @@ fn satp_changed(hart: &mut Hart, bus: &mut Bus, instr: &mut Instrumentation, old
 }
 
 /// A cold-path instruction with memory callbacks around its access (floating-point loads
-/// and stores, atomics). The callbacks see the data the instruction read or wrote.
+/// and stores, atomics), through [`Hooks::around_access`]. The callbacks see the data the
+/// instruction read or wrote.
 #[cold]
 #[inline(never)]
 fn hooked_cold(
     hart: &mut Hart,
     bus: &mut Bus,
-    instr: &mut Instrumentation,
+    hooks: &mut Hooks,
     op: &Op,
     pc: u64,
 ) -> Result<Flow, MemStop> {
@@ -1285,97 +1150,31 @@ fn hooked_cold(
         Kind::Amo => (address, if op.imm == 1 { 8 } else { 4 }, true, true),
         _ => return hart.execute_cold(bus, op, pc),
     };
-    let n = size as usize;
     hart.pc = pc;
     let access = if writes { Access::Write } else { Access::Read };
     let paddr = hooks::tlb_physical(hart, bus, vaddr, size, access)
         .or_else(|| hooks::debug_translate(hart, bus, vaddr));
-    let memory = |bus: &Bus| match paddr {
-        Some(paddr) if bus.ram.contains(paddr, size) => bus.read_ram(paddr, size),
-        _ => 0,
-    };
     // The value a store or AMO is about to write: the source register (for an AMO, its
     // operand; the result is only known afterwards).
     let source = match op.kind {
         Kind::Fsw | Kind::Fsd => hart.f[op.rs2 as usize & 31],
         _ => hart.x[op.rs2 as usize & 63],
     };
-    let source = source.to_le_bytes();
-    if reads {
-        fire!(instr, hart, bus, VirtMemBeforeRead, |cb, cpu| cb(
-            cpu, pc, vaddr, n
-        ));
-        if let Some(paddr) = paddr {
-            fire!(instr, hart, bus, PhysMemBeforeRead, |cb, cpu| cb(
-                cpu, pc, paddr, n
-            ));
-        }
-    }
-    if writes {
-        fire!(instr, hart, bus, VirtMemBeforeWrite, |cb, cpu| cb(
-            cpu,
-            pc,
-            vaddr,
-            n,
-            &source[..n]
-        ));
-        if let Some(paddr) = paddr {
-            fire!(instr, hart, bus, PhysMemBeforeWrite, |cb, cpu| cb(
-                cpu,
-                pc,
-                paddr,
-                n,
-                &source[..n]
-            ));
-        }
-    }
-    let before = memory(bus);
-    let result = hart.execute_cold(bus, op, pc);
-    if matches!(result, Err(MemStop::Trap(_))) {
-        return result;
-    }
-    if reads {
-        let data = before.to_le_bytes();
-        fire!(instr, hart, bus, VirtMemAfterRead, |cb, cpu| cb(
-            cpu,
-            pc,
-            vaddr,
-            n,
-            &data[..n]
-        ));
-        if let Some(paddr) = paddr {
-            fire!(instr, hart, bus, PhysMemAfterRead, |cb, cpu| cb(
-                cpu,
-                pc,
-                paddr,
-                n,
-                &data[..n]
-            ));
-        }
-    }
-    // A store-conditional that failed wrote nothing.
-    let wrote =
-        writes && !(matches!(op.kind, Kind::ScW | Kind::ScD) && hart.x[op.rd as usize & 63] != 0);
-    if wrote {
-        let data = memory(bus).to_le_bytes();
-        fire!(instr, hart, bus, VirtMemAfterWrite, |cb, cpu| cb(
-            cpu,
-            pc,
-            vaddr,
-            n,
-            &data[..n]
-        ));
-        if let Some(paddr) = paddr {
-            fire!(instr, hart, bus, PhysMemAfterWrite, |cb, cpu| cb(
-                cpu,
-                pc,
-                paddr,
-                n,
-                &data[..n]
-            ));
-        }
-    }
-    result
+    let access = memory::Access {
+        pc,
+        vaddr,
+        size,
+        reads,
+        writes,
+        source: source.to_le_bytes(),
+    };
+    hooks.around_access(&mut RiscvCpu::new(hart, bus), access, paddr, |cpu| {
+        let result = cpu.hart.execute_cold(cpu.bus, op, pc);
+        // A store-conditional that failed wrote nothing.
+        let failed_sc =
+            matches!(op.kind, Kind::ScW | Kind::ScD) && cpu.hart.x[op.rd as usize & 63] != 0;
+        (result, !failed_sc)
+    })
 }
 
 impl Hart {

@@ -9,7 +9,8 @@ use pandare_core::{Exit, Machine};
 
 use crate::decode::{self, Kind, Op, ZERO_SINK};
 use crate::disasm::{disassemble, instruction_length};
-use crate::{compressed, VirtConfig, VirtMachine};
+use crate::virt::Virt;
+use crate::{compressed, VirtConfig};
 
 /// Address the instruction stream of [`decode_words`] is disassembled at (branch targets
 /// are absolute, so the pc matters).
@@ -243,7 +244,7 @@ fn run_once(data: &[u8], slices: u32, budget: u64) -> BareMetalRun {
         ram_bytes: BARE_METAL_RAM,
         ..VirtConfig::default()
     };
-    let Ok(mut machine) = VirtMachine::new_bare_metal(config, data) else {
+    let Ok(mut machine) = Virt::new_bare_metal(config, data) else {
         return BareMetalRun {
             exit: None,
             instructions: 0,

@@ -1,11 +1,12 @@
-//! The RISC-V side of PANDA's callbacks: the [`GuestCpu`] view handed to callbacks, the
-//! hypercall encoding, and the instrumented memory accesses. The firing points themselves
-//! are in `execute.rs` (blocks, instructions, traps, `satp`) and `virt/mod.rs` (machine
-//! level); `docs/callbacks.md` lists them all.
+//! The RISC-V side of PANDA's callbacks: the [`GuestCpu`] view handed to callbacks (with
+//! what the arch-neutral firing protocol in `pandare_core::execution` needs of it: stop
+//! requests, modified code, the TLB and the slow-path loads and stores), and the hypercall
+//! encoding. What fires when is decided in `pandare_core::execution`; `execute.rs` calls it
+//! at its firing points, and `docs/callbacks.md` lists them all.
 
-use pandare_core::instrument::{
-    BlockInfo, Callback, CallbackKind, GuestCpu, InstrumentError, Instrumentation,
-};
+use pandare_core::execution::memory::DataAccess;
+use pandare_core::execution::{CpuView, Hooks};
+use pandare_core::instrument::{GuestCpu, InstrumentError};
 
 use crate::hart::{Hart, Privilege, Trap};
 use crate::mmu::{self, Access, MemStop, PAGE_SIZE};
@@ -216,71 +217,114 @@ impl GuestCpu for RiscvCpu<'_> {
     }
 }
 
-/// Calls every enabled callback of one kind with a fresh view of the CPU:
-/// `fire!(instr, hart, bus, Kind, |callback, cpu| expression)`.
-macro_rules! fire {
-    ($instr:expr, $hart:expr, $bus:expr, $kind:ident, |$cb:ident, $cpu:ident| $body:expr) => {{
-        let instr: &mut pandare_core::instrument::Instrumentation = $instr;
-        if instr.has(pandare_core::instrument::CallbackKind::$kind) {
-            let mut view = $crate::hooks::RiscvCpu::new($hart, $bus);
-            for callback in instr.enabled(pandare_core::instrument::CallbackKind::$kind) {
-                if let pandare_core::instrument::Callback::$kind($cb) = callback {
-                    let $cpu: &mut dyn pandare_core::instrument::GuestCpu = &mut view;
-                    $body;
-                }
-            }
-            if view.stop {
-                instr.request_stop();
-            }
-        }
-    }};
-}
-pub(crate) use fire;
+impl CpuView for RiscvCpu<'_> {
+    #[inline]
+    fn take_stop(&mut self) -> bool {
+        std::mem::take(&mut self.stop)
+    }
 
-/// Fires `before_handle_exception` and takes the exception it leaves, if any.
-pub(crate) fn take_exception(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    trap: Trap,
-    pc: u64,
-) {
-    let original = trap.cause as i32;
-    let mut index = original;
-    fire!(instr, hart, bus, BeforeHandleException, |callback, cpu| {
-        let answer = callback(cpu, original);
-        if index == original && answer != original {
-            index = answer;
-        }
-    });
-    if index >= 0 {
-        // The callbacks may have moved the pc; the trap is taken where the hart is now
-        // only when they did not (then `pc` is the faulting instruction).
-        let epc = if hart.pc == pc { pc } else { hart.pc };
-        hart.take_trap(Trap::new(index as u64, trap.tval), epc);
+    #[inline]
+    fn code_modified(&self) -> bool {
+        !self.hart.modified_code_pages.is_empty()
     }
 }
 
-/// Fires `before_handle_interrupt`: the interrupt to take, or `None` when cancelled.
-pub(crate) fn filter_interrupt(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    cause: u64,
-) -> Option<u64> {
-    let original = cause as i32;
-    let mut index = original;
-    fire!(instr, hart, bus, BeforeHandleInterrupt, |callback, cpu| {
-        let answer = callback(cpu, original);
-        if index == original && answer != original {
-            index = answer;
-        }
-    });
-    (index >= 0).then_some(index as u64)
+fn access_of(write: bool) -> Access {
+    if write {
+        Access::Write
+    } else {
+        Access::Read
+    }
 }
 
-fn bytes_of(value: u64, size: u64) -> ([u8; 8], usize) {
-    (value.to_le_bytes(), size as usize)
+impl DataAccess for RiscvCpu<'_> {
+    type Stop = MemStop;
+
+    fn tlb_physical(&self, vaddr: u64, size: u64, write: bool) -> Option<u64> {
+        tlb_physical(self.hart, self.bus, vaddr, size, access_of(write))
+    }
+
+    fn translate(&mut self, vaddr: u64, write: bool) -> Result<u64, MemStop> {
+        self.hart
+            .translate(self.bus, vaddr, access_of(write))
+            .map_err(MemStop::Trap)
+    }
+
+    fn load(&mut self, hit: Option<u64>, vaddr: u64, size: u64) -> Result<u64, MemStop> {
+        match hit {
+            Some(paddr) => Ok(self.bus.read_ram(paddr, size)),
+            None => self.hart.load_slow(self.bus, vaddr, size),
+        }
+    }
+
+    fn store(
+        &mut self,
+        hit: Option<u64>,
+        vaddr: u64,
+        size: u64,
+        value: u64,
+    ) -> Result<(), MemStop> {
+        // A write-TLB hit is a RAM page without translated code, as on the fast path; but a
+        // callback may have made it code since (then the slow path sees the mark).
+        match hit {
+            Some(paddr) if !self.bus.is_code_page(paddr & !(PAGE_SIZE - 1)) => {
+                self.bus.write_ram(paddr, size, value);
+                Ok(())
+            }
+            _ => self.hart.store_slow(self.bus, vaddr, size, value),
+        }
+    }
+
+    fn is_ram(&self, paddr: u64, size: u64) -> bool {
+        self.bus.ram.contains(paddr, size)
+    }
+
+    fn peek(&self, paddr: u64, size: u64) -> u64 {
+        if self.bus.ram.contains(paddr, size) {
+            self.bus.read_ram(paddr, size)
+        } else {
+            0
+        }
+    }
+
+    fn device_value(stop: &mut MemStop) -> Option<&mut u64> {
+        match stop {
+            MemStop::Device(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    fn device_answer(value: u64) -> MemStop {
+        MemStop::Device(value)
+    }
+
+    fn is_access_fault(stop: &MemStop, write: bool) -> bool {
+        let cause = if write {
+            Trap::STORE_ACCESS
+        } else {
+            Trap::LOAD_ACCESS
+        };
+        matches!(stop, MemStop::Trap(trap) if trap.cause == cause)
+    }
+
+    fn is_trap(stop: &MemStop) -> bool {
+        matches!(stop, MemStop::Trap(_))
+    }
+}
+
+/// Takes an exception through `before_handle_exception`: the trap the callbacks leave,
+/// if any, where they leave it.
+pub(crate) fn take_exception(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    hooks: &mut Hooks,
+    trap: Trap,
+    pc: u64,
+) {
+    let decision = hooks.exception(&mut RiscvCpu::new(hart, bus), trap.cause, pc);
+    if let Some((cause, epc)) = decision {
+        hart.take_trap(Trap::new(cause, trap.tval), epc);
+    }
 }
 
 /// The physical address of a data access the way the executor would find it: from the
@@ -303,196 +347,6 @@ pub(crate) fn tlb_physical(
         let host = vaddr.wrapping_add(entry.addend);
         host - bus.ram_host_address(crate::virt::RAM_BASE) + crate::virt::RAM_BASE
     })
-}
-
-/// A load with memory callbacks around it. It takes the same path as the uninstrumented
-/// executor (TLB hit or slow path), so instrumentation never changes what the guest sees.
-pub(crate) fn hooked_load(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    pc: u64,
-    vaddr: u64,
-    size: u64,
-) -> Result<u64, MemStop> {
-    let n = size as usize;
-    fire!(instr, hart, bus, VirtMemBeforeRead, |cb, cpu| cb(
-        cpu, pc, vaddr, n
-    ));
-    let hit = tlb_physical(hart, bus, vaddr, size, Access::Read);
-    let paddr = match hit {
-        Some(paddr) => paddr,
-        None => hart
-            .translate(bus, vaddr, Access::Read)
-            .map_err(MemStop::Trap)?,
-    };
-    fire!(instr, hart, bus, PhysMemBeforeRead, |cb, cpu| cb(
-        cpu, pc, paddr, n
-    ));
-    let mut result = match hit {
-        Some(paddr) => Ok(bus.read_ram(paddr, size)),
-        None => hart.load_slow(bus, vaddr, size),
-    };
-    let in_ram = bus.ram.contains(paddr, size);
-    match &mut result {
-        Err(MemStop::Device(value)) => {
-            fire!(instr, hart, bus, MmioAfterRead, |cb, cpu| cb(
-                cpu, paddr, vaddr, n, value
-            ));
-        }
-        Err(MemStop::Trap(trap)) if trap.cause == Trap::LOAD_ACCESS && !in_ram => {
-            let mut answer = None;
-            fire!(instr, hart, bus, UnassignedIoRead, |cb, cpu| {
-                let mut value = 0;
-                if answer.is_none() && cb(cpu, pc, paddr, n, &mut value) {
-                    answer = Some(value);
-                }
-            });
-            if let Some(value) = answer {
-                result = Err(MemStop::Device(value));
-            }
-        }
-        _ => {}
-    }
-    let value = match result {
-        Ok(value) | Err(MemStop::Device(value)) => value,
-        Err(_) => return result,
-    };
-    let (data, len) = bytes_of(value, size);
-    fire!(instr, hart, bus, VirtMemAfterRead, |cb, cpu| cb(
-        cpu,
-        pc,
-        vaddr,
-        n,
-        &data[..len]
-    ));
-    fire!(instr, hart, bus, PhysMemAfterRead, |cb, cpu| cb(
-        cpu,
-        pc,
-        paddr,
-        n,
-        &data[..len]
-    ));
-    result
-}
-
-/// A store with memory callbacks around it.
-pub(crate) fn hooked_store(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    pc: u64,
-    vaddr: u64,
-    size: u64,
-    value: u64,
-) -> Result<(), MemStop> {
-    let n = size as usize;
-    let mut value = value;
-    let (data, len) = bytes_of(value, size);
-    fire!(instr, hart, bus, VirtMemBeforeWrite, |cb, cpu| cb(
-        cpu,
-        pc,
-        vaddr,
-        n,
-        &data[..len]
-    ));
-    let hit = tlb_physical(hart, bus, vaddr, size, Access::Write);
-    let paddr = match hit {
-        Some(paddr) => paddr,
-        None => hart
-            .translate(bus, vaddr, Access::Write)
-            .map_err(MemStop::Trap)?,
-    };
-    fire!(instr, hart, bus, PhysMemBeforeWrite, |cb, cpu| cb(
-        cpu,
-        pc,
-        paddr,
-        n,
-        &data[..len]
-    ));
-    let in_ram = bus.ram.contains(paddr, size);
-    if !in_ram {
-        fire!(instr, hart, bus, MmioBeforeWrite, |cb, cpu| cb(
-            cpu, paddr, vaddr, n, &mut value
-        ));
-    }
-    // A write-TLB hit is a RAM page without translated code, as on the fast path; but a
-    // callback may have made it code since (then the slow path sees the mark).
-    let mut result = match hit {
-        Some(paddr) if !bus.is_code_page(paddr & !(PAGE_SIZE - 1)) => {
-            bus.write_ram(paddr, size, value);
-            Ok(())
-        }
-        _ => hart.store_slow(bus, vaddr, size, value),
-    };
-    if let Err(MemStop::Trap(trap)) = result {
-        if trap.cause == Trap::STORE_ACCESS && !in_ram {
-            let mut handled = false;
-            fire!(instr, hart, bus, UnassignedIoWrite, |cb, cpu| {
-                handled |= cb(cpu, pc, paddr, n, value);
-            });
-            if handled {
-                result = Ok(());
-            }
-        }
-    }
-    if let Err(MemStop::Trap(_)) = result {
-        return result;
-    }
-    let (data, len) = bytes_of(value, size);
-    fire!(instr, hart, bus, VirtMemAfterWrite, |cb, cpu| cb(
-        cpu,
-        pc,
-        vaddr,
-        n,
-        &data[..len]
-    ));
-    fire!(instr, hart, bus, PhysMemAfterWrite, |cb, cpu| cb(
-        cpu,
-        pc,
-        paddr,
-        n,
-        &data[..len]
-    ));
-    result
-}
-
-/// Fires a block-level callback kind that takes `(cpu, block)`.
-#[inline]
-pub(crate) fn fire_block(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    kind: CallbackKind,
-    info: &BlockInfo,
-) {
-    if instr.has(kind) {
-        fire_block_callbacks(hart, bus, instr, kind, info);
-    }
-}
-
-#[inline]
-fn fire_block_callbacks(
-    hart: &mut Hart,
-    bus: &mut Bus,
-    instr: &mut Instrumentation,
-    kind: CallbackKind,
-    info: &BlockInfo,
-) {
-    let mut view = RiscvCpu::new(hart, bus);
-    for callback in instr.enabled(kind) {
-        match callback {
-            Callback::BeforeBlockExec(f)
-            | Callback::StartBlockExec(f)
-            | Callback::EndBlockExec(f)
-            | Callback::AfterBlockTranslate(f)
-            | Callback::CpuRestoreState(f) => f(&mut view, info),
-            _ => {}
-        }
-    }
-    if view.stop {
-        instr.request_stop();
-    }
 }
 
 #[cfg(test)]

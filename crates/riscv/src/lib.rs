@@ -22,4 +22,4 @@ pub mod virt;
 
 pub use abi::{Riscv64Abi, ABI, DESCRIPTION};
 pub use hart::{Hart, Privilege, Trap};
-pub use virt::{Firmware, VirtConfig, VirtError, VirtMachine};
+pub use virt::{Firmware, Virt, VirtConfig, VirtError, VirtMachine};

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use pandare_core::{Machine, Snapshot};
-use pandare_riscv::{VirtConfig, VirtMachine};
+use pandare_riscv::{Virt, VirtConfig, VirtMachine};
 use pandare_test_support::conformance::{self, ConformanceTarget, GuestProgram, Program};
 
 const RAM: u64 = 512 << 20;
@@ -159,7 +159,7 @@ impl ConformanceTarget for Riscv64 {
     }
 
     fn bare_metal(&self, program: &GuestProgram) -> VirtMachine {
-        VirtMachine::new_bare_metal(config(), &program.image).unwrap()
+        Virt::new_bare_metal(config(), &program.image).unwrap()
     }
 
     fn guest_at_prompt(&self) -> Result<VirtMachine, String> {
@@ -172,13 +172,13 @@ impl ConformanceTarget for Riscv64 {
                 command_line: image.append.clone(),
                 ..config()
             };
-            let mut machine = VirtMachine::new_linux(config, &kernel, Some(&initrd)).unwrap();
+            let mut machine = Virt::new_linux(config, &kernel, Some(&initrd)).unwrap();
             Some(conformance::boot_to_prompt(&mut machine))
         });
         let snapshot = snapshot
             .as_ref()
             .ok_or("the riscv64 image is not cached; build it with `panda image build riscv64`")?;
-        let mut machine = VirtMachine::new_blank(config()).unwrap();
+        let mut machine = Virt::new_blank(config()).unwrap();
         machine.load_snapshot(snapshot).unwrap();
         Ok(machine)
     }

@@ -4,7 +4,7 @@
 //!
 //! The programs are assembled at test time with Debian's `riscv64-linux-gnu` binutils and
 //! linked at 0x80000000 (`tests/programs/link.ld`); the ELF goes to QEMU (`-bios none
-//! -kernel`), the raw binary to [`VirtMachine::new_bare_metal`]. When the outputs differ,
+//! -kernel`), the raw binary to [`Virt::new_bare_metal`]. When the outputs differ,
 //! QEMU runs again with a per-instruction log and pandare is stepped one instruction at a
 //! time beside it, and the test reports the first instruction after which the two
 //! disagree (pc, integer and FP registers, the CSRs QEMU logs), with its disassembly.
@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pandare_core::{Exit, Machine, ShutdownKind};
-use pandare_riscv::{disasm, Privilege, VirtConfig, VirtMachine};
+use pandare_riscv::{disasm, Privilege, Virt, VirtConfig, VirtMachine};
 
 const RAM_BASE: u64 = 0x8000_0000;
 const RAM_BYTES: u64 = 128 << 20;
@@ -299,7 +299,7 @@ fn run_qemu(
 }
 
 fn new_machine(program: &Program) -> VirtMachine {
-    VirtMachine::new_bare_metal(
+    Virt::new_bare_metal(
         VirtConfig {
             ram_bytes: RAM_BYTES,
             ..Default::default()

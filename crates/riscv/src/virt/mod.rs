@@ -1,4 +1,5 @@
-//! The RISC-V "virt" platform: memory map, devices, SBI, boot, and the [`Machine`] impl.
+//! The RISC-V "virt" platform: memory map, devices, SBI, boot, and the [`Board`] the
+//! arch-neutral [`Shell`] turns into a [`pandare_core::Machine`] ([`VirtMachine`]).
 //!
 //! The memory map follows QEMU's `virt` board so guests and device trees look familiar:
 //!
@@ -17,14 +18,17 @@ pub mod plic;
 pub mod sbi;
 mod state;
 
-use pandare_core::instrument::{Callback, CallbackKind, Instrumentation};
+use pandare_core::board::{SerialAddresses, SerialEvent, SliceExit};
+use pandare_core::execution::CpuView;
+use pandare_core::instrument::Instrumentation;
 use pandare_core::{
-    Exit, Fnv64, Machine, MmioDevice, Ram, SerialEvent, ShutdownKind, Snapshot, SnapshotError,
+    Board, Exit, Fnv64, MmioDevice, Ram, RamImage, Shell, ShutdownKind, SnapshotError,
 };
 use pandare_devices::{MmioBus, Uart16550, Uart16550Config};
 
 use crate::execute::{Cpu, HartExit};
 use crate::hart::{irq, Hart, Privilege};
+use crate::hooks::RiscvCpu;
 use crate::mmu::PAGE_SIZE;
 
 /// Start of RAM.
@@ -291,19 +295,21 @@ impl Bus {
     }
 }
 
-/// A whole RISC-V virt machine: one hart and its bus.
+/// The RISC-V virt board: one hart and its bus. [`VirtMachine`] wraps it in the
+/// arch-neutral [`Shell`], which runs it and fires PANDA's callbacks.
 #[derive(Debug)]
-pub struct VirtMachine {
+pub struct Virt {
     /// The CPU.
     pub cpu: Cpu,
     /// RAM and devices.
     pub bus: Bus,
     config: VirtConfig,
-    /// Set once the guest has asked to stop or crashed; later runs return it again.
-    stopped: Option<Exit>,
-    /// PANDA's callbacks (see `docs/callbacks.md`).
-    pub instrumentation: Instrumentation,
 }
+
+/// A whole RISC-V virt machine: the [`Virt`] board in the arch-neutral [`Shell`]. It
+/// dereferences to the board (`machine.cpu`, `machine.bus`); its callbacks are
+/// `machine.instrumentation`.
+pub type VirtMachine = Shell<Virt>;
 
 fn check_memory(bytes: u64) -> Result<(), VirtError> {
     if !(16 << 20..=64 << 30).contains(&bytes) || !bytes.is_multiple_of(1 << 20) {
@@ -354,7 +360,11 @@ fn align_up(value: u64, alignment: u64) -> u64 {
     value.div_ceil(alignment) * alignment
 }
 
-impl VirtMachine {
+impl Virt {
+    fn machine(cpu: Cpu, bus: Bus, config: VirtConfig) -> VirtMachine {
+        Shell::new(Virt { cpu, bus, config })
+    }
+
     /// Builds a machine that boots a Linux `Image` in S-mode, with the emulator as SBI
     /// firmware.
     pub fn new_linux(
@@ -423,13 +433,7 @@ impl VirtMachine {
         hart.x[10] = 0;
         hart.x[11] = dtb_address;
         hart.set_privilege(Privilege::Supervisor);
-        Ok(VirtMachine {
-            cpu: Cpu::new(hart),
-            bus,
-            config,
-            stopped: None,
-            instrumentation: Instrumentation::default(),
-        })
+        Ok(Virt::machine(Cpu::new(hart), bus, config))
     }
 
     /// Builds a machine that runs a raw bare-metal program loaded at the start of RAM,
@@ -450,28 +454,20 @@ impl VirtMachine {
         let mut bus = Bus::new(config.ram_bytes);
         bus.ram.write_bytes(RAM_BASE, program);
         let hart = Hart::new(RAM_BASE, config.time_divisor);
-        Ok(VirtMachine {
-            cpu: Cpu::new(hart),
-            bus,
-            config,
-            stopped: None,
-            instrumentation: Instrumentation::default(),
-        })
+        Ok(Virt::machine(Cpu::new(hart), bus, config))
     }
 
     /// Builds a machine with empty RAM and a hart in reset state, to be filled by
-    /// [`Machine::load_snapshot`] (replays rebuild their machine this way: the recording's
+    /// [`pandare_core::Machine::load_snapshot`] (replays rebuild their machine this way: the recording's
     /// snapshot holds everything, the kernel included).
     pub fn new_blank(config: VirtConfig) -> Result<VirtMachine, VirtError> {
         check_memory(config.ram_bytes)?;
         let hart = Hart::new(RAM_BASE, config.time_divisor);
-        Ok(VirtMachine {
-            cpu: Cpu::new(hart),
-            bus: Bus::new(config.ram_bytes),
+        Ok(Virt::machine(
+            Cpu::new(hart),
+            Bus::new(config.ram_bytes),
             config,
-            stopped: None,
-            instrumentation: Instrumentation::default(),
-        })
+        ))
     }
 
     /// The configuration the machine was built with.
@@ -493,70 +489,6 @@ impl VirtMachine {
         [machine, supervisor]
     }
 
-    /// `after_machine_init` (first run only), `top_loop` and `main_loop_wait`, at the start
-    /// of a run slice.
-    #[cold]
-    fn machine_level_hooks(&mut self, first_run: bool) {
-        let instr = &mut self.instrumentation;
-        instr.apply_pending();
-        let (hart, bus) = (&mut self.cpu.hart, &mut self.bus);
-        if first_run {
-            crate::hooks::fire!(instr, hart, bus, AfterMachineInit, |cb, cpu| cb(cpu));
-        }
-        crate::hooks::fire!(instr, hart, bus, TopLoop, |cb, cpu| cb(cpu));
-        if instr.has(CallbackKind::MainLoopWait) {
-            for callback in instr.enabled(CallbackKind::MainLoopWait) {
-                if let Callback::MainLoopWait(f) = callback {
-                    f();
-                }
-            }
-        }
-    }
-
-    /// The replay-time serial callbacks for what the UART did since they last fired: right
-    /// after the access that caused it (a device access ends the executor's slice), or
-    /// after recorded input was queued. The FIFO address they get is the UART's base, the
-    /// port address its data register's.
-    #[cold]
-    fn fire_serial_events(&mut self) {
-        use crate::hooks::fire;
-        let events = self.bus.uart.take_events();
-        let instr = &mut self.instrumentation;
-        let (hart, bus) = (&mut self.cpu.hart, &mut self.bus);
-        const FIFO: u64 = UART_BASE;
-        const DATA_REGISTER: u64 = UART_BASE;
-        for event in events {
-            match event {
-                SerialEvent::Receive(value) => {
-                    fire!(instr, hart, bus, ReplaySerialReceive, |cb, cpu| cb(
-                        cpu, FIFO, value
-                    ));
-                }
-                SerialEvent::Read(value) => {
-                    fire!(instr, hart, bus, ReplaySerialRead, |cb, cpu| cb(
-                        cpu,
-                        FIFO,
-                        DATA_REGISTER,
-                        value
-                    ));
-                }
-                SerialEvent::Write(value) => {
-                    fire!(instr, hart, bus, ReplaySerialWrite, |cb, cpu| cb(
-                        cpu,
-                        FIFO,
-                        DATA_REGISTER,
-                        value
-                    ));
-                }
-                SerialEvent::Send(value) => {
-                    fire!(instr, hart, bus, ReplaySerialSend, |cb, cpu| cb(
-                        cpu, FIFO, value
-                    ));
-                }
-            }
-        }
-    }
-
     /// Brings every interrupt line up to date with device and timer state.
     fn sync_interrupts(&mut self) {
         let now = self.cpu.hart.clock.now();
@@ -575,89 +507,25 @@ impl VirtMachine {
     }
 }
 
-impl Machine for VirtMachine {
-    fn run(&mut self, budget: u64) -> Exit {
-        if let Some(exit) = self.stopped {
-            return exit;
-        }
-        let end = self.now().saturating_add(budget);
-        let first_run = self.instrumentation.take_machine_init();
-        if self.instrumentation.active() {
-            self.machine_level_hooks(first_run);
-        }
-        loop {
-            self.sync_interrupts();
-            let now = self.now();
-            if now >= end {
-                return Exit::BudgetExhausted;
-            }
-            let slice_end = match self.next_event() {
-                Some(event) if event > now => event.min(end),
-                _ => end,
-            };
-            let instrumentation = &mut self.instrumentation;
-            let serial_events = instrumentation.wants_serial_events();
-            self.bus.uart.collect_events(serial_events);
-            let exit = self
-                .cpu
-                .run_with(&mut self.bus, instrumentation, slice_end - now);
-            if serial_events {
-                self.fire_serial_events();
-            }
-            match exit {
-                HartExit::Budget | HartExit::Device => {}
-                // `Instrumentation::take_stopped` tells the caller why the slice ended.
-                HartExit::Stopped => return Exit::BudgetExhausted,
-                HartExit::Wfi => {
-                    self.sync_interrupts();
-                    if !self.cpu.hart.wants_wakeup() {
-                        return Exit::Idle;
-                    }
-                }
-                HartExit::SupervisorCall => match sbi::handle(&mut self.cpu.hart, &mut self.bus) {
-                    sbi::Outcome::Shutdown(kind) => self.bus.shutdown = Some(kind),
-                    sbi::Outcome::FlushTranslations => self.cpu.hart.sfence_vma(None),
-                    sbi::Outcome::TimerChanged | sbi::Outcome::Continue => {}
-                },
-                HartExit::MachineTrap { cause, pc, tval } => {
-                    let exit = Exit::UnhandledTrap {
-                        cause,
-                        pc,
-                        value: tval,
-                    };
-                    self.stopped = Some(exit);
-                    return exit;
-                }
-            }
-            if let Some(kind) = self.bus.shutdown {
-                if self.instrumentation.has(CallbackKind::PreShutdown) {
-                    for callback in self.instrumentation.enabled(CallbackKind::PreShutdown) {
-                        if let Callback::PreShutdown(f) = callback {
-                            f();
-                        }
-                    }
-                }
-                let exit = Exit::Shutdown(kind);
-                self.stopped = Some(exit);
-                return exit;
-            }
-            // A stop asked for in the slice's last block ends the run here.
-            if self.instrumentation.take_stop() {
-                return Exit::BudgetExhausted;
-            }
-        }
+impl Board for Virt {
+    fn architecture(&self) -> &'static str {
+        ARCHITECTURE
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.config.ram_bytes
     }
 
     fn now(&self) -> u64 {
         self.cpu.hart.clock.now()
     }
 
-    fn instrumentation(&mut self) -> &mut Instrumentation {
-        &mut self.instrumentation
-    }
-
     fn instruction_count(&self) -> u64 {
         self.cpu.hart.clock.retired
+    }
+
+    fn pc(&self) -> u64 {
+        self.cpu.hart.pc
     }
 
     fn next_event(&self) -> Option<u64> {
@@ -669,34 +537,69 @@ impl Machine for VirtMachine {
             .min()
     }
 
-    fn skip_to(&mut self, time: u64) {
-        let limit = self.next_event().unwrap_or(time);
-        self.cpu.hart.clock.skip_to(time.min(limit));
+    fn idle_to(&mut self, time: u64) {
+        self.cpu.hart.clock.skip_to(time);
+    }
+
+    fn sync_interrupts(&mut self) {
+        Virt::sync_interrupts(self);
+    }
+
+    fn wants_wakeup(&self) -> bool {
+        self.cpu.hart.wants_wakeup()
+    }
+
+    fn run_cpu(&mut self, instr: &mut Instrumentation, budget: u64) -> SliceExit {
+        match self.cpu.run_with(&mut self.bus, instr, budget) {
+            HartExit::Budget | HartExit::Device => SliceExit::Continue,
+            HartExit::Stopped => SliceExit::Stopped,
+            HartExit::Wfi => SliceExit::WaitForInterrupt,
+            HartExit::SupervisorCall => {
+                match sbi::handle(&mut self.cpu.hart, &mut self.bus) {
+                    sbi::Outcome::Shutdown(kind) => self.bus.shutdown = Some(kind),
+                    sbi::Outcome::FlushTranslations => self.cpu.hart.sfence_vma(None),
+                    sbi::Outcome::TimerChanged | sbi::Outcome::Continue => {}
+                }
+                SliceExit::Continue
+            }
+            HartExit::MachineTrap { cause, pc, tval } => SliceExit::Halt(Exit::UnhandledTrap {
+                cause,
+                pc,
+                value: tval,
+            }),
+        }
+    }
+
+    fn shutdown_requested(&self) -> Option<ShutdownKind> {
+        self.bus.shutdown
+    }
+
+    fn with_cpu<R>(&mut self, f: impl FnOnce(&mut dyn CpuView) -> R) -> R {
+        f(&mut RiscvCpu::new(&mut self.cpu.hart, &mut self.bus))
+    }
+
+    fn collect_serial_events(&mut self, collect: bool) {
+        self.bus.uart.collect_events(collect);
+    }
+
+    fn take_serial_events(&mut self) -> Vec<SerialEvent> {
+        self.bus.uart.take_events()
+    }
+
+    fn serial_addresses(&self) -> SerialAddresses {
+        // The 16550's FIFOs are reached through its data register at its base.
+        SerialAddresses {
+            fifo: UART_BASE,
+            data_register: UART_BASE,
+        }
     }
 
     fn console_input(&mut self, bytes: &[u8]) {
-        let serial_events = self.instrumentation.wants_serial_events();
-        self.bus.uart.collect_events(serial_events);
         self.bus.uart.input(bytes);
-        if serial_events {
-            self.fire_serial_events();
-        }
     }
 
     fn take_console_output(&mut self) -> Vec<u8> {
         self.bus.uart.take_output()
-    }
-
-    fn architecture(&self) -> &'static str {
-        ARCHITECTURE
-    }
-
-    fn memory_bytes(&self) -> u64 {
-        self.config.ram_bytes
-    }
-
-    fn pc(&self) -> u64 {
-        self.cpu.hart.pc
     }
 
     fn state_hash(&self) -> u64 {
@@ -717,67 +620,27 @@ impl Machine for VirtMachine {
         hash.finish()
     }
 
-    fn with_cpu(&mut self, f: &mut dyn FnMut(&mut dyn pandare_core::instrument::GuestCpu)) {
-        // Between slices: no callback fires, and a stop asked for here means nothing.
-        f(&mut crate::hooks::RiscvCpu::new(
-            &mut self.cpu.hart,
-            &mut self.bus,
-        ));
-    }
-
-    fn save_snapshot(&mut self) -> Snapshot {
+    fn save(&mut self, stopped: Option<Exit>) -> (Vec<u8>, RamImage) {
         let ram = self.bus.ram.capture();
         // Dirty marks were cleared: writes must take the slow path again to set them.
         self.cpu.hart.flush_tlb();
-        Snapshot {
-            architecture: ARCHITECTURE.to_string(),
-            memory_bytes: self.config.ram_bytes,
-            state: self.save_state(),
-            ram,
-        }
+        (self.save_state(stopped), ram)
     }
 
-    fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
-        if self.instrumentation.has(CallbackKind::BeforeLoadvm) {
-            for callback in self.instrumentation.enabled(CallbackKind::BeforeLoadvm) {
-                if let Callback::BeforeLoadvm(f) = callback {
-                    f();
-                }
-            }
-        }
-        if snapshot.architecture != ARCHITECTURE {
-            return Err(SnapshotError::WrongArchitecture {
-                expected: ARCHITECTURE.to_string(),
-                found: snapshot.architecture.clone(),
-            });
-        }
-        if snapshot.memory_bytes != self.config.ram_bytes
-            || snapshot.ram.page_count() as u64 * PAGE_SIZE != self.config.ram_bytes
-        {
-            return Err(SnapshotError::WrongMemorySize {
-                expected: self.config.ram_bytes >> 20,
-                found: snapshot.memory_bytes >> 20,
-            });
-        }
+    fn restore(&mut self, state: &[u8], ram: &RamImage) -> Result<Option<Exit>, SnapshotError> {
         // Validate and apply the state first: it can fail, RAM restore (sizes checked) cannot.
-        self.restore_state(&snapshot.state)
+        let stopped = self
+            .restore_state(state)
             .map_err(SnapshotError::InvalidState)?;
         let changed = self
             .bus
             .ram
-            .restore(&snapshot.ram)
+            .restore(ram)
             .map_err(|e| SnapshotError::InvalidState(e.to_string()))?;
         self.cpu.forget_code_pages(&mut self.bus, &changed);
         self.cpu.hart.flush_tlb();
         let _ = self.bus.uart.take_output();
-        crate::hooks::fire!(
-            &mut self.instrumentation,
-            &mut self.cpu.hart,
-            &mut self.bus,
-            AfterLoadvm,
-            |cb, cpu| cb(cpu)
-        );
-        Ok(())
+        Ok(stopped)
     }
 }
 
@@ -787,6 +650,7 @@ pub const ARCHITECTURE: &str = "riscv64";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pandare_core::Machine;
 
     fn program(words: &[u32]) -> Vec<u8> {
         words.iter().flat_map(|w| w.to_le_bytes()).collect()
@@ -809,12 +673,67 @@ mod tests {
             ram_bytes: 16 << 20,
             ..VirtConfig::default()
         };
-        let mut machine = VirtMachine::new_bare_metal(config, &image).unwrap();
+        let mut machine = Virt::new_bare_metal(config, &image).unwrap();
         machine.cpu.hart.clock.idle = 1_000_000; // time is well past 0
         machine.run(8);
         let x = &machine.cpu.hart.x;
         assert!((1 << 40..(1 << 40) + 10).contains(&x[10]), "{:#x}", x[10]);
         assert!(x[11] < 10, "{:#x}", x[11]);
+    }
+
+    #[test]
+    fn the_machine_is_send_and_its_cpu_is_readable_between_runs_without_run_callbacks() {
+        fn assert_send<T: Send>(_: &T) {}
+        use pandare_core::instrument::Callback;
+        use std::sync::{Arc, Mutex};
+
+        // li a0, 5; addi a0, a0, 1; j .
+        let image = program(&[0x0050_0513, 0x0015_0513, 0x0000_006f]);
+        let config = VirtConfig {
+            ram_bytes: 16 << 20,
+            ..VirtConfig::default()
+        };
+        let mut machine = Virt::new_bare_metal(config, &image).unwrap();
+        assert_send(&machine);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for (name, callback) in [
+            ("init", {
+                let log = Arc::clone(&log);
+                Callback::AfterMachineInit(Box::new(move |cpu| {
+                    log.lock().unwrap().push(("init", cpu.instruction_count()));
+                }))
+            }),
+            ("top", {
+                let log = Arc::clone(&log);
+                Callback::TopLoop(Box::new(move |cpu| {
+                    log.lock().unwrap().push(("top", cpu.instruction_count()));
+                }))
+            }),
+            ("wait", {
+                let log = Arc::clone(&log);
+                Callback::MainLoopWait(Box::new(move || log.lock().unwrap().push(("wait", 0))))
+            }),
+        ] {
+            machine.instrumentation.register(name, callback).unwrap();
+        }
+        // Reading the CPU first: machine init fires once, before anything ran, and nothing else.
+        let a0 = machine.with_cpu(|cpu| cpu.register("a0").unwrap());
+        assert_eq!(a0, 0);
+        assert_eq!(*log.lock().unwrap(), [("init", 0)]);
+        machine.run(2);
+        let a0 = machine.with_cpu(|cpu| {
+            cpu.set_register("a1", 7).unwrap();
+            cpu.register("a0").unwrap()
+        });
+        assert_eq!(a0, 6);
+        assert_eq!(machine.cpu.hart.reg(11), 7);
+        assert_eq!(*log.lock().unwrap(), [("init", 0), ("top", 0), ("wait", 0)]);
+        // A stop asked for through the view ends the next run before its first block.
+        machine.with_cpu(|cpu| cpu.request_stop());
+        let before = machine.instruction_count();
+        assert_eq!(machine.run(100), Exit::BudgetExhausted);
+        assert!(machine.instrumentation.take_stopped());
+        assert_eq!(machine.instruction_count(), before);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{clint::Clint, plic::Plic, VirtMachine, UART_CONFIG};
+use super::{clint::Clint, plic::Plic, Virt, UART_CONFIG};
 use crate::hart::{Hart, Privilege};
 use pandare_core::{Exit, ShutdownKind, VirtualClock};
 use pandare_devices::{Uart16550, Uart16550State};
@@ -220,9 +220,9 @@ fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), String> {
     Ok(())
 }
 
-impl VirtMachine {
-    /// Serializes everything but RAM.
-    pub(crate) fn save_state(&self) -> Vec<u8> {
+impl Virt {
+    /// Serializes everything but RAM, and the shell's sticky exit `stopped`.
+    pub(crate) fn save_state(&self, stopped: Option<Exit>) -> Vec<u8> {
         let state = MachineState {
             version: STATE_VERSION,
             hart: save_hart(&self.cpu.hart),
@@ -234,7 +234,7 @@ impl VirtMachine {
             },
             uart: self.bus.uart.save(),
             shutdown: self.bus.shutdown.map(ShutdownState::from),
-            stopped: self.stopped.map(|exit| match exit {
+            stopped: stopped.map(|exit| match exit {
                 Exit::UnhandledTrap { cause, pc, value } => {
                     StoppedState::UnhandledTrap { cause, pc, value }
                 }
@@ -248,9 +248,9 @@ impl VirtMachine {
         serde_json::to_vec(&state).expect("plain data always serializes")
     }
 
-    /// Validates and applies state from [`Self::save_state`]; leaves the machine unchanged
-    /// on error.
-    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Validates and applies state from [`Self::save_state`], and returns the sticky exit it
+    /// held; leaves the machine unchanged on error.
+    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<Option<Exit>, String> {
         let state: MachineState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if state.version != STATE_VERSION {
             return Err(format!(
@@ -273,19 +273,18 @@ impl VirtMachine {
         };
         self.bus.uart = uart;
         self.bus.shutdown = state.shutdown.map(ShutdownKind::from);
-        self.stopped = state.stopped.map(|stopped| match stopped {
+        Ok(state.stopped.map(|stopped| match stopped {
             StoppedState::Shutdown(kind) => Exit::Shutdown(kind.into()),
             StoppedState::UnhandledTrap { cause, pc, value } => {
                 Exit::UnhandledTrap { cause, pc, value }
             }
-        });
-        Ok(())
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::virt::{VirtConfig, VirtMachine};
+    use crate::virt::{Virt, VirtConfig, VirtMachine};
 
     fn machine_with_input() -> VirtMachine {
         let config = VirtConfig {
@@ -293,14 +292,14 @@ mod tests {
             ..VirtConfig::default()
         };
         // `j .`
-        let mut machine = VirtMachine::new_bare_metal(config, &[0x6f, 0, 0, 0]).unwrap();
+        let mut machine = Virt::new_bare_metal(config, &[0x6f, 0, 0, 0]).unwrap();
         machine.bus.uart.input(b"hi");
         machine
     }
 
     #[test]
     fn the_uart_part_keeps_the_serialized_form_older_snapshots_hold() {
-        let text = String::from_utf8(machine_with_input().save_state()).unwrap();
+        let text = String::from_utf8(machine_with_input().save_state(None)).unwrap();
         let uart = r#""uart":{"registers":[12,0,0,1,3,97,8,176,0],"fifo":[104,105],"pending_input":[],"level":false}"#;
         assert!(text.contains(uart), "{text}");
     }
@@ -308,18 +307,18 @@ mod tests {
     #[test]
     fn a_corrupt_uart_state_is_refused_and_changes_nothing() {
         let mut machine = machine_with_input();
-        let good = machine.save_state();
+        let good = machine.save_state(None);
         let text = String::from_utf8(good.clone()).unwrap();
         // The FIFO emptied but the line status still says data is ready.
         let corrupt = text.replace(r#""fifo":[104,105]"#, r#""fifo":[]"#);
         assert_ne!(corrupt, text);
         machine.bus.uart.input(b"!");
-        let before = machine.save_state();
+        let before = machine.save_state(None);
         let error = machine.restore_state(corrupt.as_bytes()).unwrap_err();
         assert!(error.contains("data-ready"), "{error}");
-        assert_eq!(machine.save_state(), before);
+        assert_eq!(machine.save_state(None), before);
         machine.restore_state(&good).unwrap();
-        assert_eq!(machine.save_state(), good);
+        assert_eq!(machine.save_state(None), good);
         assert_eq!(machine.bus.uart.input_backlog(), 2);
     }
 }
