@@ -5,9 +5,9 @@
 //! return values mean, and when a stop, a cancelled exception or a moved pc takes effect.
 //! The executor calls in at its firing points through a [`Hooks`] handle (a narrow view of
 //! the registry, not the user-facing [`Instrumentation`] API), handing over a view of its
-//! CPU ([`CpuView`]); everything is generic over the architecture's types, so it compiles
-//! to the same code as if written inside the executor, and nothing here runs unless a
-//! callback is enabled.
+//! CPU ([`CpuView`]); everything is generic over the architecture's types (monomorphized,
+//! and inlined where it sits on a loop's path, no `dyn` until a callback is called), and
+//! nothing here runs unless a callback is enabled: the uninstrumented loop calls none of it.
 //!
 //! - [`run`]: one run of the executor: `after_cpu_exec_enter`, the choice between the
 //!   uninstrumented loop, the block-start loop and the instrumented loop, queued registry
