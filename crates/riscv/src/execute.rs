@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 
 use pandare_core::execution::block::{
-    self as protocol, BlockExecutor, BlockOutcome, InstructionPoint,
+    self as protocol, BlockExecutor, BlockFacts, BlockOutcome, InstructionPoint,
 };
 use pandare_core::execution::memory;
 use pandare_core::execution::{self, Executor, Hooks, TranslatedCode};
@@ -412,12 +412,14 @@ impl Cpu {
     /// [`Cpu::run_with`].)
     pub fn run(&mut self, bus: &mut Bus, budget: u64) -> HartExit {
         let mut instr = Instrumentation::default();
-        self.run_loop::<false, false>(bus, &mut Hooks::new(&mut instr), budget)
+        self.run_loop::<false, false>(bus, Hooks::new(&mut instr), budget)
     }
 
     /// Runs for at most `budget` instructions, firing the callbacks `instr` has enabled, as
     /// [`execution::run`] decides. With nothing enabled this is [`Cpu::run`]: the
     /// instrumented loop is chosen once per call, not per block.
+    // Not inline: the executor's code stays compiled once, here.
+    #[inline(never)]
     pub fn run_with(
         &mut self,
         bus: &mut Bus,
@@ -617,14 +619,14 @@ impl BlockExecutor for Exec<'_> {
     }
 
     #[inline]
-    fn len(&self, block: u32) -> usize {
-        self.cpu.blocks.get(block).ops.len()
-    }
-
-    #[inline]
-    fn translated_at(&self, block: u32) -> (u64, bool) {
+    fn facts(&self, block: u32) -> BlockFacts {
         let block = self.cpu.blocks.get(block);
-        (block.vpc, block.hooked)
+        BlockFacts {
+            len: block.ops.len(),
+            size: block.byte_len,
+            translated_at: block.vpc,
+            hooked: block.hooked,
+        }
     }
 
     fn count_before(&self, block: u32, pc: u64, address: u64) -> usize {

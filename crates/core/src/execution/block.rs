@@ -42,6 +42,20 @@ pub trait BlockOutcome {
     fn trapped(&self) -> bool;
 }
 
+/// A decoded block's shape, as [`run_block`] needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockFacts {
+    /// Number of instructions.
+    pub len: usize,
+    /// Size of its code in bytes.
+    pub size: u64,
+    /// The virtual address it was translated at. (Translation ends a block before a hooked
+    /// address, which is only right for that virtual address.)
+    pub translated_at: u64,
+    /// Whether a hook was registered at `translated_at` when it was translated.
+    pub hooked: bool,
+}
+
 /// An executor seen from one block at a time: the block cache and the CPU.
 pub trait BlockExecutor: TranslatedCode {
     /// Names a decoded block while it stays cached.
@@ -59,12 +73,8 @@ pub trait BlockExecutor: TranslatedCode {
     /// The block's first `count` instructions (all of them when `count` is at least its
     /// length), about to run at virtual address `pc`.
     fn info(&self, block: Self::Index, pc: u64, count: usize) -> BlockInfo;
-    /// Number of instructions in the block.
-    fn len(&self, block: Self::Index) -> usize;
-    /// The virtual address the block was translated at, and whether a hook was registered
-    /// there then. (Translation ends a block before a hooked address, which is only right
-    /// for that virtual address.)
-    fn translated_at(&self, block: Self::Index) -> (u64, bool);
+    /// What the protocol needs to know of a block before it runs (one lookup per block).
+    fn facts(&self, block: Self::Index) -> BlockFacts;
     /// How many of the block's instructions lie before virtual address `address` when it
     /// runs at `pc`.
     fn count_before(&self, block: Self::Index, pc: u64, address: u64) -> usize;
@@ -104,11 +114,11 @@ pub fn run_block<E: BlockExecutor>(
             None => return E::End::cancelled(),
         }
     }
-    let mut count = executor.len(block);
+    let facts = executor.facts(block);
+    let mut count = facts.len;
     let mut hooked = false;
-    let (translated_at, translated_hooked) = executor.translated_at(block);
-    if mask & ADDRESS_HOOKS != 0 && (translated_at != pc || translated_hooked) {
-        if translated_at != pc {
+    if mask & ADDRESS_HOOKS != 0 && (facts.translated_at != pc || facts.hooked) {
+        if facts.translated_at != pc {
             executor.relocate(block, pc, hooks);
         }
         match address_hooks(executor, hooks, block, pc) {
@@ -150,7 +160,7 @@ fn invalidate_opt<E: BlockExecutor>(
     let info = executor.info(block, pc, usize::MAX);
     let mut invalidate = false;
     fire!(
-        hooks.instr,
+        &mut hooks.instr,
         &mut executor.view(),
         BeforeBlockExecInvalidateOpt,
         |callback, view| {
@@ -178,13 +188,14 @@ fn address_hooks<E: BlockExecutor>(
     block: E::Index,
     pc: u64,
 ) -> Option<(usize, bool)> {
-    let mut count = executor.len(block);
-    let (translated_at, translated_hooked) = executor.translated_at(block);
-    let hooked = if translated_at == pc {
-        translated_hooked
+    // After `relocate`: the block may count as translated at `pc` now.
+    let facts = executor.facts(block);
+    let mut count = facts.len;
+    let hooked = if facts.translated_at == pc {
+        facts.hooked
     } else {
         // Translated at another virtual address: split it here as translation would have.
-        let end = pc.saturating_add(executor.info(block, pc, usize::MAX).size);
+        let end = pc.saturating_add(facts.size);
         if let Some(inside) = hooks.first_hook_in(pc.saturating_add(1), end) {
             count = executor.count_before(block, pc, inside);
         }
@@ -239,9 +250,14 @@ fn before_block<E: BlockExecutor>(
     if block_start(hooks, &mut view, &info, pc) {
         return true;
     }
-    fire!(hooks.instr, &mut view, AfterBlockExec, |callback, view| {
-        callback(view, &info, EXIT_EARLY);
-    });
+    fire!(
+        &mut hooks.instr,
+        &mut view,
+        AfterBlockExec,
+        |callback, view| {
+            callback(view, &info, EXIT_EARLY);
+        }
+    );
     false
 }
 
@@ -268,9 +284,14 @@ fn after_block<E: BlockExecutor>(
         EXIT_EARLY
     };
     let mut view = executor.view();
-    fire!(hooks.instr, &mut view, AfterBlockExec, |callback, view| {
-        callback(view, &info, code);
-    });
+    fire!(
+        &mut hooks.instr,
+        &mut view,
+        AfterBlockExec,
+        |callback, view| {
+            callback(view, &info, code);
+        }
+    );
     hooks.fire_block(&mut view, CallbackKind::EndBlockExec, &info);
     if hooked && hooks.mask() & HOOKS_AT_END != 0 {
         hooks
@@ -293,27 +314,33 @@ pub struct InstructionPoint {
     pub hypercall: bool,
 }
 
-impl Hooks<'_> {
+impl Hooks {
     /// The instruction-level callbacks before an instruction runs (the view's pc and count
     /// are at it): `after_insn_exec` for the previous one, then `insn_exec` and
     /// `guest_hypercall`. Returns where to continue when a callback moved the pc or changed
-    /// code, which ends the block before the instruction runs.
-    #[inline(never)]
+    /// code, which ends the block before the instruction runs. (Inline: the executor calls
+    /// it from a function of its own, out of its loop.)
+    #[inline]
     pub fn instruction<C: CpuView>(&mut self, cpu: &mut C, point: InstructionPoint) -> Option<u64> {
         let pc = cpu.pc();
         if let Some(previous) = point.after_previous {
             self.after_instruction(cpu, previous);
         }
         if point.insn_exec {
-            fire!(self.instr, &mut *cpu, InsnExec, |callback, view| callback(
-                view, pc
-            ));
+            fire!(&mut self.instr, &mut *cpu, InsnExec, |callback, view| {
+                callback(view, pc);
+            });
         }
         if point.hypercall {
             // The instruction does nothing either way, so "handled" changes nothing.
-            fire!(self.instr, &mut *cpu, GuestHypercall, |callback, view| {
-                callback(view);
-            });
+            fire!(
+                &mut self.instr,
+                &mut *cpu,
+                GuestHypercall,
+                |callback, view| {
+                    callback(view);
+                }
+            );
         }
         (cpu.pc() != pc || cpu.code_modified()).then(|| cpu.pc())
     }
@@ -336,9 +363,14 @@ impl Hooks<'_> {
     /// `before_block_translate` for a block about to be translated at `pc`.
     #[cold]
     pub fn before_translate<C: CpuView>(&mut self, cpu: &mut C, pc: u64) {
-        fire!(self.instr, cpu, BeforeBlockTranslate, |callback, view| {
-            callback(view, pc);
-        });
+        fire!(
+            &mut self.instr,
+            cpu,
+            BeforeBlockTranslate,
+            |callback, view| {
+                callback(view, pc);
+            }
+        );
     }
 
     /// `insn_translate` and `after_insn_translate` for an instruction of a block being
@@ -346,12 +378,17 @@ impl Hooks<'_> {
     #[cold]
     pub fn select_instruction<C: CpuView>(&mut self, cpu: &mut C, pc: u64) -> (bool, bool) {
         let mut insn_exec = false;
-        fire!(self.instr, &mut *cpu, InsnTranslate, |callback, view| {
-            insn_exec |= callback(view, pc);
-        });
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            InsnTranslate,
+            |callback, view| {
+                insn_exec |= callback(view, pc);
+            }
+        );
         let mut after_insn_exec = false;
         fire!(
-            self.instr,
+            &mut self.instr,
             &mut *cpu,
             AfterInsnTranslate,
             |callback, view| {

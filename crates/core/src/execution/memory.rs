@@ -53,7 +53,7 @@ fn bytes_of(value: u64, size: u64) -> ([u8; 8], usize) {
     (value.to_le_bytes(), size as usize)
 }
 
-impl Hooks<'_> {
+impl Hooks {
     /// A load of `size` bytes at `vaddr` by the instruction at `pc`, with the memory
     /// callbacks around it.
     pub fn load<C: DataAccess>(
@@ -64,27 +64,33 @@ impl Hooks<'_> {
         size: u64,
     ) -> Result<u64, C::Stop> {
         let n = size as usize;
-        fire!(self.instr, &mut *cpu, VirtMemBeforeRead, |cb, view| cb(
-            view, pc, vaddr, n
-        ));
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            VirtMemBeforeRead,
+            |cb, view| cb(view, pc, vaddr, n)
+        );
         let hit = cpu.tlb_physical(vaddr, size, false);
         let paddr = match hit {
             Some(paddr) => paddr,
             None => cpu.translate(vaddr, false)?,
         };
-        fire!(self.instr, &mut *cpu, PhysMemBeforeRead, |cb, view| cb(
-            view, pc, paddr, n
-        ));
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            PhysMemBeforeRead,
+            |cb, view| cb(view, pc, paddr, n)
+        );
         let mut result = cpu.load(hit, vaddr, size);
         let in_ram = cpu.is_ram(paddr, size);
         if let Err(stop) = &mut result {
             if let Some(value) = C::device_value(stop) {
-                fire!(self.instr, &mut *cpu, MmioAfterRead, |cb, view| cb(
+                fire!(&mut self.instr, &mut *cpu, MmioAfterRead, |cb, view| cb(
                     view, paddr, vaddr, n, value
                 ));
             } else if C::is_access_fault(stop, false) && !in_ram {
                 let mut answer = None;
-                fire!(self.instr, &mut *cpu, UnassignedIoRead, |cb, view| {
+                fire!(&mut self.instr, &mut *cpu, UnassignedIoRead, |cb, view| {
                     let mut value = 0;
                     if answer.is_none() && cb(view, pc, paddr, n, &mut value) {
                         answer = Some(value);
@@ -103,14 +109,14 @@ impl Hooks<'_> {
             },
         };
         let (data, len) = bytes_of(value, size);
-        fire!(self.instr, &mut *cpu, VirtMemAfterRead, |cb, view| cb(
+        fire!(&mut self.instr, &mut *cpu, VirtMemAfterRead, |cb, view| cb(
             view,
             pc,
             vaddr,
             n,
             &data[..len]
         ));
-        fire!(self.instr, &mut *cpu, PhysMemAfterRead, |cb, view| cb(
+        fire!(&mut self.instr, &mut *cpu, PhysMemAfterRead, |cb, view| cb(
             view,
             pc,
             paddr,
@@ -133,28 +139,26 @@ impl Hooks<'_> {
         let n = size as usize;
         let mut value = value;
         let (data, len) = bytes_of(value, size);
-        fire!(self.instr, &mut *cpu, VirtMemBeforeWrite, |cb, view| cb(
-            view,
-            pc,
-            vaddr,
-            n,
-            &data[..len]
-        ));
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            VirtMemBeforeWrite,
+            |cb, view| cb(view, pc, vaddr, n, &data[..len])
+        );
         let hit = cpu.tlb_physical(vaddr, size, true);
         let paddr = match hit {
             Some(paddr) => paddr,
             None => cpu.translate(vaddr, true)?,
         };
-        fire!(self.instr, &mut *cpu, PhysMemBeforeWrite, |cb, view| cb(
-            view,
-            pc,
-            paddr,
-            n,
-            &data[..len]
-        ));
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            PhysMemBeforeWrite,
+            |cb, view| cb(view, pc, paddr, n, &data[..len])
+        );
         let in_ram = cpu.is_ram(paddr, size);
         if !in_ram {
-            fire!(self.instr, &mut *cpu, MmioBeforeWrite, |cb, view| cb(
+            fire!(&mut self.instr, &mut *cpu, MmioBeforeWrite, |cb, view| cb(
                 view, paddr, vaddr, n, &mut value
             ));
         }
@@ -162,7 +166,7 @@ impl Hooks<'_> {
         if let Err(stop) = &result {
             if C::is_access_fault(stop, true) && !in_ram {
                 let mut handled = false;
-                fire!(self.instr, &mut *cpu, UnassignedIoWrite, |cb, view| {
+                fire!(&mut self.instr, &mut *cpu, UnassignedIoWrite, |cb, view| {
                     handled |= cb(view, pc, paddr, n, value);
                 });
                 if handled {
@@ -174,20 +178,18 @@ impl Hooks<'_> {
             return result;
         }
         let (data, len) = bytes_of(value, size);
-        fire!(self.instr, &mut *cpu, VirtMemAfterWrite, |cb, view| cb(
-            view,
-            pc,
-            vaddr,
-            n,
-            &data[..len]
-        ));
-        fire!(self.instr, &mut *cpu, PhysMemAfterWrite, |cb, view| cb(
-            view,
-            pc,
-            paddr,
-            n,
-            &data[..len]
-        ));
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            VirtMemAfterWrite,
+            |cb, view| cb(view, pc, vaddr, n, &data[..len])
+        );
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            PhysMemAfterWrite,
+            |cb, view| cb(view, pc, paddr, n, &data[..len])
+        );
         result
     }
 
@@ -214,31 +216,35 @@ impl Hooks<'_> {
         let n = size as usize;
         let memory = |cpu: &C| paddr.map_or(0, |paddr| cpu.peek(paddr, size));
         if reads {
-            fire!(self.instr, &mut *cpu, VirtMemBeforeRead, |cb, view| cb(
-                view, pc, vaddr, n
-            ));
+            fire!(
+                &mut self.instr,
+                &mut *cpu,
+                VirtMemBeforeRead,
+                |cb, view| cb(view, pc, vaddr, n)
+            );
             if let Some(paddr) = paddr {
-                fire!(self.instr, &mut *cpu, PhysMemBeforeRead, |cb, view| cb(
-                    view, pc, paddr, n
-                ));
+                fire!(
+                    &mut self.instr,
+                    &mut *cpu,
+                    PhysMemBeforeRead,
+                    |cb, view| cb(view, pc, paddr, n)
+                );
             }
         }
         if writes {
-            fire!(self.instr, &mut *cpu, VirtMemBeforeWrite, |cb, view| cb(
-                view,
-                pc,
-                vaddr,
-                n,
-                &source[..n]
-            ));
+            fire!(
+                &mut self.instr,
+                &mut *cpu,
+                VirtMemBeforeWrite,
+                |cb, view| cb(view, pc, vaddr, n, &source[..n])
+            );
             if let Some(paddr) = paddr {
-                fire!(self.instr, &mut *cpu, PhysMemBeforeWrite, |cb, view| cb(
-                    view,
-                    pc,
-                    paddr,
-                    n,
-                    &source[..n]
-                ));
+                fire!(
+                    &mut self.instr,
+                    &mut *cpu,
+                    PhysMemBeforeWrite,
+                    |cb, view| cb(view, pc, paddr, n, &source[..n])
+                );
             }
         }
         let before = memory(cpu);
@@ -248,7 +254,7 @@ impl Hooks<'_> {
         }
         if reads {
             let data = before.to_le_bytes();
-            fire!(self.instr, &mut *cpu, VirtMemAfterRead, |cb, view| cb(
+            fire!(&mut self.instr, &mut *cpu, VirtMemAfterRead, |cb, view| cb(
                 view,
                 pc,
                 vaddr,
@@ -256,7 +262,7 @@ impl Hooks<'_> {
                 &data[..n]
             ));
             if let Some(paddr) = paddr {
-                fire!(self.instr, &mut *cpu, PhysMemAfterRead, |cb, view| cb(
+                fire!(&mut self.instr, &mut *cpu, PhysMemAfterRead, |cb, view| cb(
                     view,
                     pc,
                     paddr,
@@ -267,21 +273,19 @@ impl Hooks<'_> {
         }
         if writes && wrote {
             let data = memory(cpu).to_le_bytes();
-            fire!(self.instr, &mut *cpu, VirtMemAfterWrite, |cb, view| cb(
-                view,
-                pc,
-                vaddr,
-                n,
-                &data[..n]
-            ));
+            fire!(
+                &mut self.instr,
+                &mut *cpu,
+                VirtMemAfterWrite,
+                |cb, view| cb(view, pc, vaddr, n, &data[..n])
+            );
             if let Some(paddr) = paddr {
-                fire!(self.instr, &mut *cpu, PhysMemAfterWrite, |cb, view| cb(
-                    view,
-                    pc,
-                    paddr,
-                    n,
-                    &data[..n]
-                ));
+                fire!(
+                    &mut self.instr,
+                    &mut *cpu,
+                    PhysMemAfterWrite,
+                    |cb, view| cb(view, pc, paddr, n, &data[..n])
+                );
             }
         }
         result

@@ -5,9 +5,9 @@
 //! return values mean, and when a stop, a cancelled exception or a moved pc takes effect.
 //! The executor calls in at its firing points through a [`Hooks`] handle (a narrow view of
 //! the registry, not the user-facing [`Instrumentation`] API), handing over a view of its
-//! CPU ([`CpuView`]); everything is generic over the architecture's types, so it compiles
-//! to the same code as if written inside the executor, and nothing here runs unless a
-//! callback is enabled.
+//! CPU ([`CpuView`]); everything is generic over the architecture's types (monomorphized,
+//! and inlined where it sits on a loop's path, no `dyn` until a callback is called), and
+//! nothing here runs unless a callback is enabled: the uninstrumented loop calls none of it.
 //!
 //! - [`run`]: one run of the executor: `after_cpu_exec_enter`, the choice between the
 //!   uninstrumented loop, the block-start loop and the instrumented loop, queued registry
@@ -73,17 +73,23 @@ pub trait TranslatedCode {
 }
 
 /// The executor's handle on the callback registry: the tests and firing points an executor
-/// needs, and nothing of the user-facing registration API.
+/// needs, and nothing of the user-facing registration API. It is the registry itself seen
+/// through a narrower type (`&mut Hooks` is a `&mut Instrumentation`), so using it costs
+/// exactly what using the registry directly would.
 #[derive(Debug)]
-pub struct Hooks<'a> {
-    instr: &'a mut Instrumentation,
+#[repr(transparent)]
+pub struct Hooks {
+    instr: Instrumentation,
 }
 
-impl<'a> Hooks<'a> {
-    /// The handle for one run of the executor.
+impl Hooks {
+    /// The executor's view of `instr`.
     #[inline]
-    pub fn new(instr: &'a mut Instrumentation) -> Hooks<'a> {
-        Hooks { instr }
+    pub fn new(instr: &mut Instrumentation) -> &mut Hooks {
+        // SAFETY: `Hooks` is `repr(transparent)` over `Instrumentation`, so both have the
+        // same layout and alignment; the result borrows `instr` exclusively for as long as
+        // `instr` was borrowed, exactly like the reference it is made from.
+        unsafe { &mut *(instr as *mut Instrumentation).cast::<Hooks>() }
     }
 
     /// The enabled kinds, one bit per [`CallbackKind::bit`] (with
@@ -159,7 +165,7 @@ impl<'a> Hooks<'a> {
         let original = cause as i32;
         let mut index = original;
         fire!(
-            self.instr,
+            &mut self.instr,
             &mut *cpu,
             BeforeHandleException,
             |callback, view| {
@@ -182,12 +188,17 @@ impl<'a> Hooks<'a> {
     pub fn interrupt<C: CpuView>(&mut self, cpu: &mut C, cause: u64) -> Option<u64> {
         let original = cause as i32;
         let mut index = original;
-        fire!(self.instr, cpu, BeforeHandleInterrupt, |callback, view| {
-            let answer = callback(view, original);
-            if index == original && answer != original {
-                index = answer;
+        fire!(
+            &mut self.instr,
+            cpu,
+            BeforeHandleInterrupt,
+            |callback, view| {
+                let answer = callback(view, original);
+                if index == original && answer != original {
+                    index = answer;
+                }
             }
-        });
+        );
         (index >= 0).then_some(index as u64)
     }
 
@@ -195,16 +206,18 @@ impl<'a> Hooks<'a> {
     /// still show `old`): true when a callback refused the change.
     pub fn asid_changed<C: CpuView>(&mut self, cpu: &mut C, old: u64, new: u64) -> bool {
         let mut refused = false;
-        fire!(self.instr, cpu, AsidChanged, |callback, view| refused |=
-            callback(view, old, new));
+        fire!(&mut self.instr, cpu, AsidChanged, |callback, view| {
+            refused |= callback(view, old, new);
+        });
         refused
     }
 
     /// `after_insn_exec` for the instruction at `pc`, which just retired.
+    #[inline]
     pub fn after_instruction<C: CpuView>(&mut self, cpu: &mut C, pc: u64) {
-        fire!(self.instr, cpu, AfterInsnExec, |callback, view| callback(
-            view, pc
-        ));
+        fire!(&mut self.instr, cpu, AfterInsnExec, |callback, view| {
+            callback(view, pc);
+        });
     }
 
     /// Fires a kind whose callbacks take the CPU and a block.
@@ -260,7 +273,7 @@ pub trait Executor: TranslatedCode {
 /// With nothing enabled (or queued) this is the uninstrumented loop, chosen once per call.
 pub fn run<E: Executor>(executor: &mut E, instr: &mut Instrumentation, budget: u64) -> E::Exit {
     if !instr.active() {
-        return executor.run_plain(&mut Hooks::new(instr), budget);
+        return executor.run_plain(Hooks::new(instr), budget);
     }
     instr.apply_pending();
     let start = executor.retired();
@@ -271,16 +284,16 @@ pub fn run<E: Executor>(executor: &mut E, instr: &mut Instrumentation, budget: u
         |callback, view| { callback(view) }
     );
     let end = start + budget;
-    let mut hooks = Hooks::new(instr);
+    let hooks = Hooks::new(instr);
     let exit = loop {
         let left = end - executor.retired();
         if !hooks.instr.only_block_start() {
-            break executor.run_instrumented(&mut hooks, left);
+            break executor.run_instrumented(hooks, left);
         }
         // Only block-start callbacks: the uninstrumented loop firing them at each block. It
         // returns at the first block boundary where the registry needs attention, which is
         // taken here before the loop is chosen again.
-        if let Some(exit) = executor.run_block_start(&mut hooks, left) {
+        if let Some(exit) = executor.run_block_start(hooks, left) {
             break exit;
         }
         if hooks.attend(executor) {
@@ -289,7 +302,7 @@ pub fn run<E: Executor>(executor: &mut E, instr: &mut Instrumentation, budget: u
     };
     let ran = executor.retired() != start;
     fire!(
-        hooks.instr,
+        &mut hooks.instr,
         &mut executor.view(),
         BeforeCpuExecExit,
         |callback, view| { callback(view, ran) }

@@ -549,6 +549,9 @@ impl Board for Virt {
         self.cpu.hart.wants_wakeup()
     }
 
+    // Not inline: the shell is generic, so it is compiled in the crate that uses the
+    // machine; the executor behind this call stays compiled once, in this crate.
+    #[inline(never)]
     fn run_cpu(&mut self, instr: &mut Instrumentation, budget: u64) -> SliceExit {
         match self.cpu.run_with(&mut self.bus, instr, budget) {
             HartExit::Budget | HartExit::Device => SliceExit::Continue,
