@@ -11,9 +11,8 @@
 //! [`GuestCpu::register`]/[`GuestCpu::set_register`], which accept every name and alias the
 //! table lists.
 //!
-//! The helpers on `dyn GuestAbi` ([`argument`](GuestAbi::argument),
-//! [`return_value`](GuestAbi::return_value), [`syscall_number`](GuestAbi::syscall_number),
-//! [`dump`](GuestAbi::dump)...) are written once here from the tables.
+//! The helpers on `dyn GuestAbi` (`argument`, `return_value`, `syscall_number`, `dump`...)
+//! are written once here from the tables.
 
 use crate::instrument::{GuestCpu, InstrumentError};
 
