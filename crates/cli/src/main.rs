@@ -13,7 +13,7 @@ use pandare::console::UNITS_PER_SECOND;
 use pandare::monitor::Session;
 use pandare::replay;
 use pandare::store::SnapshotStore;
-use pandare::{Architecture, Console, Machine, MachineConfig, ShutdownKind};
+use pandare::{Architecture, Console, Machine, MachineConfig, ShutdownKind, SnapshotError};
 use pandare_plugins::Plugins;
 
 /// pandare: a whole-system emulator for dynamic analysis.
@@ -537,17 +537,32 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let mut console = match &start_from {
-        Some(name) => {
-            let snapshot = store
-                .load(name)
-                .with_context(|| format!("loading snapshot '{name}'"))?;
-            let mut machine = config.build_blank()?;
-            machine
-                .load_snapshot(&snapshot)
-                .with_context(|| format!("loading snapshot '{name}'"))?;
-            Console::new(machine, prompt)
+    let mut restored = None;
+    if let Some(name) = &start_from {
+        let snapshot = store
+            .load(name)
+            .with_context(|| format!("loading snapshot '{name}'"))?;
+        let mut machine = config.build_blank()?;
+        match machine.load_snapshot(&snapshot) {
+            Ok(()) => restored = Some(machine),
+            // A generic image's root snapshot from another pandare is made again.
+            Err(SnapshotError::StateVersion { .. })
+                if name == ROOT_SNAPSHOT && args.guest.generic.is_some() =>
+            {
+                eprintln!(
+                    "panda: the image's root snapshot was made by another version of pandare; \
+                     booting to make it again"
+                );
+                store.delete(ROOT_SNAPSHOT)?;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("loading snapshot '{name}'"));
+            }
         }
+    }
+    let booting = restored.is_none();
+    let mut console = match restored {
+        Some(machine) => Console::new(machine, prompt),
         None => Console::new(config.build()?, prompt),
     };
     let plugins = Arc::new(Mutex::new(args.plugins.load(console.machine())?));
@@ -574,7 +589,7 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 let _ = stderr.write_all(bytes);
             }));
         }
-        if start_from.is_none() {
+        if booting {
             console
                 .wait_for_prompt(120 * UNITS_PER_SECOND)
                 .context("booting the guest")?;

@@ -27,7 +27,7 @@ use pandare::console::{echo_length, strip_terminal_codes, UNITS_PER_SECOND};
 use pandare::monitor::Session;
 use pandare::replay;
 use pandare::store::SnapshotStore;
-use pandare::{Console, Exit, Machine, MachineConfig};
+use pandare::{Console, Exit, Machine, MachineConfig, SnapshotError};
 use pandare_core::instrument::{
     AddressHook, BlockInfo, Callback, CallbackKind, Controller, GuestCpu, HookFn, HookPoint,
     InstrumentError, Instrumentation,
@@ -576,10 +576,22 @@ fn revert(engine: &mut Engine, name: &str) -> Result<(), Fail> {
         .store
         .load(name)
         .map_err(|error| Fail::Value(error.to_string()))?;
-    engine
-        .console()
-        .load_snapshot(&snapshot)
-        .map_err(|error| Fail::Value(error.to_string()))
+    match engine.console().load_snapshot(&snapshot) {
+        // A generic image's root snapshot from another pandare is made again.
+        Err(SnapshotError::StateVersion { .. })
+            if name == ROOT_SNAPSHOT && engine.generic.is_some() =>
+        {
+            make_root(engine)?;
+            let snapshot = engine
+                .session
+                .store
+                .load(name)
+                .map_err(|error| Fail::Value(error.to_string()))?;
+            engine.console().load_snapshot(&snapshot)
+        }
+        result => result,
+    }
+    .map_err(|error| Fail::Value(error.to_string()))
 }
 
 /// Boots a fresh machine to the prompt and saves it as `root`.
