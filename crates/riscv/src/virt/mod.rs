@@ -702,6 +702,10 @@ impl Machine for VirtMachine {
             hart.stvec,
             hart.sepc
         );
+        text += &format!(
+            "mcounteren {:016x}  scounteren {:016x}  mcountinhibit {:016x}\n",
+            hart.mcounteren, hart.scounteren, hart.mcountinhibit
+        );
         text
     }
 
