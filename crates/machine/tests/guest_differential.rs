@@ -62,7 +62,7 @@ const COMMANDS: &[&str] = &[
     "cat <<'EOF'\n$HOME $((1+1))\nEOF",
     "sleep 0.1 & jobs; wait; echo waited",
     "sleep 0.1 & fg",
-    "sleep 5 & kill %1; wait; echo status $?",
+    "sleep 1 & kill %1; wait; echo status $?",
     "(exit 3); echo $?; ! true; echo $?",
     "f() { echo $# \"$@\"; return 4; }; f a 'b c' d; echo $?",
     "for i in 1 2 3; do case $i in 1) echo one;; 2) echo two;; *) echo other $i;; esac; done",
