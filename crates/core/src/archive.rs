@@ -132,7 +132,15 @@ impl Archive {
             source,
         };
         let mut file = File::open(path).map_err(io_error)?;
-        let actual_length = file.metadata().map_err(io_error)?.len();
+        let metadata = file.metadata().map_err(io_error)?;
+        if !metadata.is_file() {
+            return Err(SnapshotError::BadFile {
+                path: shown.clone(),
+                problem: "it is not a regular file (a device, pipe or directory); give a file"
+                    .to_string(),
+            });
+        }
+        let actual_length = metadata.len();
         // Check the header before reading the rest, so a wrong or huge file is refused
         // without reading it.
         let mut header = Vec::with_capacity(FIXED_HEADER_BYTES);
@@ -154,7 +162,10 @@ impl Archive {
             ))
         })?;
         bytes.extend_from_slice(&header);
-        file.read_to_end(&mut bytes).map_err(io_error)?;
+        // Bounded by the length checked above, even if the file grows meanwhile.
+        file.take(actual_length.saturating_sub(header.len() as u64))
+            .read_to_end(&mut bytes)
+            .map_err(io_error)?;
         Archive::from_bytes(&bytes, expected_kind, &shown)
     }
 
@@ -1081,5 +1092,18 @@ mod tests {
         );
         assert_eq!(fs::read(&file).unwrap(), b"not a directory");
         fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn devices_and_directories_are_refused_without_reading_them() {
+        for path in ["/dev/zero", "/dev/urandom", "/"] {
+            let result = read_snapshot(Path::new(path));
+            match result {
+                Err(SnapshotError::BadFile { problem, .. }) => {
+                    assert!(problem.contains("not a regular file"), "{path}: {problem}")
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod files;
 pub mod instrument;
 pub mod machine;
 pub mod memory;
