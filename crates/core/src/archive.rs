@@ -229,6 +229,20 @@ impl Archive {
     }
 }
 
+/// Rewrites the length field and the checksum of archive bytes after they were changed,
+/// so that a fuzzer's mutations reach the checks behind the checksum. Bytes too short to
+/// hold both are left as they are.
+pub fn reseal(bytes: &mut [u8]) {
+    if bytes.len() < FIXED_HEADER_BYTES + CHECKSUM_BYTES {
+        return;
+    }
+    let length = bytes.len() as u64;
+    bytes[12..20].copy_from_slice(&length.to_le_bytes());
+    let body = bytes.len() - CHECKSUM_BYTES;
+    let checksum = crc32fast::hash(&bytes[..body]);
+    bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+}
+
 /// Appends a length byte and the string; longer strings are cut to 255 bytes (and the
 /// reader then refuses the file, or finds another name: names must be short).
 fn push_short_string(out: &mut Vec<u8>, text: &str) {

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod fuzzing;
 pub mod monitor;
 pub mod replay;
 pub mod store;
