@@ -47,6 +47,15 @@ pub enum SnapshotError {
         /// The version this build reads.
         expected: u32,
     },
+    /// The file is not a pandare archive of the kind expected, is damaged, or is of an
+    /// unsupported format version.
+    #[error("{path}: {problem}")]
+    Archive {
+        /// The file.
+        path: String,
+        /// What is wrong with it, and what to do.
+        problem: crate::archive::ArchiveError,
+    },
     /// The file is not a pandare snapshot, is damaged, or is of an unsupported version.
     #[error("{path}: {problem}")]
     BadFile {
