@@ -38,6 +38,11 @@ pub fn tool(name: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{name} not found; run scripts/install-test-tools.sh"))
 }
 
+/// Whether QEMU and its OpenSBI firmware are installed.
+pub fn qemu_installed() -> bool {
+    tool("qemu-system-riscv64").is_ok() && Path::new(QEMU_OPENSBI).is_file()
+}
+
 fn run_tool(command: &mut Command) -> Result<(), String> {
     let output = command
         .output()
