@@ -85,6 +85,26 @@ fn a_missing_initrd() {
 }
 
 #[test]
+fn a_device_as_kernel_or_initrd_is_refused_without_reading_it() {
+    // Read whole, /dev/zero would exhaust the host's memory.
+    quick_failure(
+        run_kernel("/dev/zero".as_ref()),
+        &["kernel", "/dev/zero", "not a regular file"],
+    );
+    let mut command = run_kernel("/bin/ls".as_ref());
+    command.args(["--initrd", "/dev/zero"]);
+    quick_failure(command, &["initrd", "/dev/zero", "not a regular file"]);
+}
+
+#[test]
+fn a_kernel_larger_than_the_guest_memory_is_not_read() {
+    let image = generic_image();
+    let mut command = run_kernel(&image.kernel);
+    command.args(["--mem", "16"]);
+    quick_failure(command, &["kernel", "larger than", "--mem"]);
+}
+
+#[test]
 fn a_kernel_truncated_inside_its_header() {
     let image = generic_image();
     let kernel = std::fs::read(&image.kernel).expect("read the image's kernel");

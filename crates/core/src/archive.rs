@@ -132,7 +132,15 @@ impl Archive {
             source,
         };
         let mut file = File::open(path).map_err(io_error)?;
-        let actual_length = file.metadata().map_err(io_error)?.len();
+        let metadata = file.metadata().map_err(io_error)?;
+        let bad = |problem| SnapshotError::Archive {
+            path: shown.clone(),
+            problem,
+        };
+        if !metadata.is_file() {
+            return Err(bad(ArchiveError::NotAFile));
+        }
+        let actual_length = metadata.len();
         // Check the header before reading the rest, so a wrong or huge file is refused
         // without reading it.
         let mut header = Vec::with_capacity(FIXED_HEADER_BYTES);
@@ -140,21 +148,18 @@ impl Archive {
             .take(FIXED_HEADER_BYTES as u64)
             .read_to_end(&mut header)
             .map_err(io_error)?;
-        let bad = |problem| SnapshotError::BadFile {
-            path: shown.clone(),
-            problem,
-        };
         check_header(&header, actual_length, expected_kind).map_err(bad)?;
-        let length = usize::try_from(actual_length)
-            .map_err(|_| bad("the file is too large for this host".to_string()))?;
+        let length =
+            usize::try_from(actual_length).map_err(|_| bad(ArchiveError::TooLargeForHost))?;
         let mut bytes = Vec::new();
-        bytes.try_reserve_exact(length).map_err(|_| {
-            bad(format!(
-                "there is not enough memory to read its {length} bytes"
-            ))
-        })?;
+        bytes
+            .try_reserve_exact(length)
+            .map_err(|_| bad(ArchiveError::NoMemory(length)))?;
         bytes.extend_from_slice(&header);
-        file.read_to_end(&mut bytes).map_err(io_error)?;
+        // Bounded by the length checked above, even if the file grows meanwhile.
+        file.take(actual_length.saturating_sub(header.len() as u64))
+            .read_to_end(&mut bytes)
+            .map_err(io_error)?;
         Archive::from_bytes(&bytes, expected_kind, &shown)
     }
 
@@ -211,11 +216,25 @@ impl Archive {
         expected_kind: &str,
         path_for_messages: &str,
     ) -> Result<Archive, SnapshotError> {
-        parse(bytes, expected_kind).map_err(|problem| SnapshotError::BadFile {
+        parse(bytes, expected_kind).map_err(|problem| SnapshotError::Archive {
             path: path_for_messages.to_string(),
             problem,
         })
     }
+}
+
+/// Rewrites the length field and the checksum of archive bytes after they were changed,
+/// so that a fuzzer's mutations reach the checks behind the checksum. Bytes too short to
+/// hold both are left as they are.
+pub fn reseal(bytes: &mut [u8]) {
+    if bytes.len() < FIXED_HEADER_BYTES + CHECKSUM_BYTES {
+        return;
+    }
+    let length = bytes.len() as u64;
+    bytes[12..20].copy_from_slice(&length.to_le_bytes());
+    let body = bytes.len() - CHECKSUM_BYTES;
+    let checksum = crc32fast::hash(&bytes[..body]);
+    bytes[body..].copy_from_slice(&checksum.to_le_bytes());
 }
 
 /// Appends a length byte and the string; longer strings are cut to 255 bytes (and the
@@ -235,43 +254,256 @@ fn remedy(kind: &str) -> &'static str {
     }
 }
 
+/// What is wrong with an archive's bytes or with the snapshot inside it. Each message says
+/// what to do; `remedy` is "take the snapshot again", "record it again" or the like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    /// A device, pipe or directory.
+    #[error("it is not a regular file (a device, pipe or directory); give a file")]
+    NotAFile,
+    /// Larger than this host can address.
+    #[error("the file is too large for this host")]
+    TooLargeForHost,
+    /// Not enough memory to read it.
+    #[error("there is not enough memory to read its {0} bytes")]
+    NoMemory(usize),
+    /// Wrong magic.
+    #[error("not a pandare {expected} (bad magic)")]
+    BadMagic {
+        /// The kind expected.
+        expected: String,
+    },
+    /// Shorter than the fixed header.
+    #[error("the file is truncated (expected at least {FIXED_HEADER_BYTES} bytes, found {found}); it cannot be used — {remedy}")]
+    ShortHeader {
+        /// The file's length.
+        found: u64,
+        /// What to do.
+        remedy: &'static str,
+    },
+    /// Another format version.
+    #[error("made by format {major}.{minor}, this build reads format {FORMAT_MAJOR}.{FORMAT_MINOR} and older {FORMAT_MAJOR}.x: {}", if *.newer { format!("use a newer pandare, or {remedy} with this build") } else { format!("{remedy} with this build") })]
+    Version {
+        /// Major version found.
+        major: u16,
+        /// Minor version found.
+        minor: u16,
+        /// Whether it is newer than this build's.
+        newer: bool,
+        /// What to do.
+        remedy: &'static str,
+    },
+    /// Shorter than its header says.
+    #[error("the file is truncated (expected {declared} bytes, found {found}); it cannot be used — {remedy}")]
+    Truncated {
+        /// Length in the header.
+        declared: u64,
+        /// The file's length.
+        found: u64,
+        /// What to do.
+        remedy: &'static str,
+    },
+    /// Longer than its header says.
+    #[error("the file has {found} bytes but its header says {declared}: it is damaged — {remedy}")]
+    LengthMismatch {
+        /// Length in the header.
+        declared: u64,
+        /// The file's length.
+        found: u64,
+        /// What to do.
+        remedy: &'static str,
+    },
+    /// A field runs past the end.
+    #[error("the {0} runs past the end of its data: the file is damaged")]
+    PastEnd(&'static str),
+    /// A name is not UTF-8.
+    #[error("the {0} is not UTF-8: the file is damaged")]
+    NotUtf8(&'static str),
+    /// No room for the checksum.
+    #[error("the file is too short to hold a checksum: it is damaged — {0}")]
+    NoChecksum(&'static str),
+    /// The checksum does not match.
+    #[error("checksum mismatch: the file is damaged — {0}")]
+    Checksum(&'static str),
+    /// Another kind of archive.
+    #[error("it is a pandare {}, not a {expected}; give it where a {} is expected", .found.escape_debug(), .found.escape_debug())]
+    WrongKind {
+        /// The kind found.
+        found: String,
+        /// The kind expected.
+        expected: String,
+    },
+    /// Too many sections.
+    #[error("it declares {0} sections, more than the {MAX_SECTIONS} allowed: it is damaged")]
+    TooManySections(u32),
+    /// An empty or repeated section name.
+    #[error("the section table has an empty or repeated name ({0:?}): the file is damaged")]
+    BadSectionName(String),
+    /// An unknown compression.
+    #[error("section {name:?} uses compression {codec}, which this build does not know: use a newer pandare")]
+    UnknownCodec {
+        /// The section.
+        name: String,
+        /// The codec number.
+        codec: u8,
+    },
+    /// A section larger than allowed.
+    #[error("section {name:?} declares {size} bytes, more than the {cap} allowed: the file is damaged or not from pandare")]
+    SectionTooLarge {
+        /// The section.
+        name: String,
+        /// Its declared size.
+        size: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// Stored sizes that differ.
+    #[error("section {name:?} is stored uncompressed but its sizes differ ({stored} and {size}): the file is damaged")]
+    StoredSizes {
+        /// The section.
+        name: String,
+        /// Stored length.
+        stored: u64,
+        /// Decoded length.
+        size: u64,
+    },
+    /// A section past the end of the file.
+    #[error("section {name:?} declares {stored} bytes but only {remaining} remain in the file: it is damaged")]
+    SectionPastEnd {
+        /// The section.
+        name: String,
+        /// Its stored length.
+        stored: u64,
+        /// What remains.
+        remaining: usize,
+    },
+    /// The section sizes do not cover the data exactly.
+    #[error(
+        "the section sizes do not add up to the {0} bytes after the table: the file is damaged"
+    )]
+    SizesDoNotAddUp(usize),
+    /// A section that does not decompress to its size.
+    #[error("section {name:?} {problem}: the file is damaged — {remedy}")]
+    Decompress {
+        /// The section.
+        name: String,
+        /// What happened.
+        problem: DecompressProblem,
+        /// What to do.
+        remedy: &'static str,
+    },
+    /// The snapshot in the archive is inconsistent.
+    #[error("the snapshot inside is invalid ({0}); take the snapshot again")]
+    Snapshot(SnapshotProblem),
+}
+
+/// Why a compressed section could not be decompressed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecompressProblem {
+    /// zstd refused the data.
+    #[error("cannot be decompressed ({0})")]
+    Corrupt(String),
+    /// The declared size cannot be allocated.
+    #[error("needs {0} bytes, more memory than there is")]
+    NoMemory(u64),
+    /// The data decompresses to another size than declared.
+    #[error("decompresses to {found}{} bytes, not the {size} its table says", if *.found as u64 > *.size { " or more" } else { "" })]
+    WrongSize {
+        /// Bytes produced (at most one past `size`).
+        found: usize,
+        /// The declared size.
+        size: u64,
+    },
+}
+
+/// What is inconsistent in a snapshot's sections.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotProblem {
+    /// A section is missing.
+    #[error("the {0} section is missing")]
+    MissingSection(&'static str),
+    /// A section is too short.
+    #[error("the {0} runs past the end of its data")]
+    PastEnd(&'static str),
+    /// The architecture name is unusable.
+    #[error("the architecture name is empty, too long or not UTF-8")]
+    Architecture,
+    /// The memory size is not whole pages within bounds.
+    #[error("the memory size {0} is not a whole number of pages up to {MAX_MEMORY_BYTES}")]
+    MemorySize(u64),
+    /// The page count does not match the memory size.
+    #[error("the RAM section has {pages} pages but the memory size is {memory_bytes} bytes")]
+    PageCount {
+        /// Pages in the RAM section.
+        pages: u64,
+        /// The memory size.
+        memory_bytes: u64,
+    },
+    /// The page count does not fit the host.
+    #[error("{0} pages do not fit this host")]
+    HostPages(u64),
+    /// The RAM section is not whole pages.
+    #[error("the RAM section does not hold whole pages")]
+    PartialPage,
+    /// Not enough host memory.
+    #[error("there is not enough memory for {0} pages")]
+    NoMemory(usize),
+    /// A page index out of order.
+    #[error("page {index} is out of order, repeated or beyond the {pages} pages")]
+    PageOrder {
+        /// The index.
+        index: u64,
+        /// The page count.
+        pages: usize,
+    },
+}
+
 /// Checks magic, version and length: everything that can be checked from the first
 /// [`FIXED_HEADER_BYTES`] bytes and the file's length. `header` may be shorter.
-fn check_header(header: &[u8], actual_length: u64, expected_kind: &str) -> Result<(), String> {
+fn check_header(
+    header: &[u8],
+    actual_length: u64,
+    expected_kind: &str,
+) -> Result<(), ArchiveError> {
     let remedy = remedy(expected_kind);
     let magic_seen = header.len().min(MAGIC.len());
     if header[..magic_seen] != MAGIC[..magic_seen] {
-        return Err(format!("not a pandare {expected_kind} (bad magic)"));
+        return Err(ArchiveError::BadMagic {
+            expected: expected_kind.to_string(),
+        });
     }
     if header.len() < FIXED_HEADER_BYTES {
-        return Err(format!(
-            "the file is truncated (expected at least {FIXED_HEADER_BYTES} bytes, found {actual_length}); it cannot be used — {remedy}"
-        ));
+        return Err(ArchiveError::ShortHeader {
+            found: actual_length,
+            remedy,
+        });
     }
     let major = u16::from_le_bytes([header[8], header[9]]);
     let minor = u16::from_le_bytes([header[10], header[11]]);
     if major != FORMAT_MAJOR || minor > FORMAT_MINOR {
-        let advice = if major > FORMAT_MAJOR || (major == FORMAT_MAJOR && minor > FORMAT_MINOR) {
-            format!("use a newer pandare, or {remedy} with this build")
-        } else {
-            format!("{remedy} with this build")
-        };
-        return Err(format!(
-            "made by format {major}.{minor}, this build reads format {FORMAT_MAJOR}.{FORMAT_MINOR} and older {FORMAT_MAJOR}.x: {advice}"
-        ));
+        return Err(ArchiveError::Version {
+            major,
+            minor,
+            newer: major > FORMAT_MAJOR || (major == FORMAT_MAJOR && minor > FORMAT_MINOR),
+            remedy,
+        });
     }
     let mut length = [0u8; 8];
     length.copy_from_slice(&header[12..20]);
     let declared = u64::from_le_bytes(length);
     if declared > actual_length {
-        return Err(format!(
-            "the file is truncated (expected {declared} bytes, found {actual_length}); it cannot be used — {remedy}"
-        ));
+        return Err(ArchiveError::Truncated {
+            declared,
+            found: actual_length,
+            remedy,
+        });
     }
     if declared < actual_length {
-        return Err(format!(
-            "the file has {actual_length} bytes but its header says {declared}: it is damaged — {remedy}"
-        ));
+        return Err(ArchiveError::LengthMismatch {
+            declared,
+            found: actual_length,
+            remedy,
+        });
     }
     Ok(())
 }
@@ -283,39 +515,36 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, count: usize, what: &str) -> Result<&'a [u8], String> {
+    fn take(&mut self, count: usize, what: &'static str) -> Result<&'a [u8], ArchiveError> {
         let end = self
             .position
             .checked_add(count)
             .filter(|&end| end <= self.bytes.len())
-            .ok_or_else(|| {
-                format!("the {what} runs past the end of its data: the file is damaged")
-            })?;
+            .ok_or(ArchiveError::PastEnd(what))?;
         let taken = &self.bytes[self.position..end];
         self.position = end;
         Ok(taken)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, String> {
+    fn u8(&mut self, what: &'static str) -> Result<u8, ArchiveError> {
         Ok(self.take(1, what)?[0])
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    fn u32(&mut self, what: &'static str) -> Result<u32, ArchiveError> {
         let mut bytes = [0u8; 4];
         bytes.copy_from_slice(self.take(4, what)?);
         Ok(u32::from_le_bytes(bytes))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
+    fn u64(&mut self, what: &'static str) -> Result<u64, ArchiveError> {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_le_bytes(bytes))
     }
 
-    fn short_string(&mut self, what: &str) -> Result<&'a str, String> {
+    fn short_string(&mut self, what: &'static str) -> Result<&'a str, ArchiveError> {
         let length = usize::from(self.u8(what)?);
-        std::str::from_utf8(self.take(length, what)?)
-            .map_err(|_| format!("the {what} is not UTF-8: the file is damaged"))
+        std::str::from_utf8(self.take(length, what)?).map_err(|_| ArchiveError::NotUtf8(what))
     }
 
     fn remaining(&self) -> usize {
@@ -331,22 +560,16 @@ struct Entry<'a> {
     size: u64,
 }
 
-fn parse(bytes: &[u8], expected_kind: &str) -> Result<Archive, String> {
+fn parse(bytes: &[u8], expected_kind: &str) -> Result<Archive, ArchiveError> {
     check_header(bytes, bytes.len() as u64, expected_kind)?;
     if bytes.len() < FIXED_HEADER_BYTES + CHECKSUM_BYTES {
-        return Err(format!(
-            "the file is too short to hold a checksum: it is damaged — {}",
-            remedy(expected_kind)
-        ));
+        return Err(ArchiveError::NoChecksum(remedy(expected_kind)));
     }
     let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
     let mut stored_checksum = [0u8; 4];
     stored_checksum.copy_from_slice(checksum);
     if crc32fast::hash(body) != u32::from_le_bytes(stored_checksum) {
-        return Err(format!(
-            "checksum mismatch: the file is damaged — {}",
-            remedy(expected_kind)
-        ));
+        return Err(ArchiveError::Checksum(remedy(expected_kind)));
     }
 
     let mut cursor = Cursor {
@@ -355,32 +578,29 @@ fn parse(bytes: &[u8], expected_kind: &str) -> Result<Archive, String> {
     };
     let kind = cursor.short_string("kind")?;
     if kind != expected_kind {
-        return Err(format!(
-            "it is a pandare {}, not a {expected_kind}; give it where a {0} is expected",
-            kind.escape_debug()
-        ));
+        return Err(ArchiveError::WrongKind {
+            found: kind.to_string(),
+            expected: expected_kind.to_string(),
+        });
     }
     let count = cursor.u32("section count")?;
     if count > MAX_SECTIONS {
-        return Err(format!(
-            "it declares {count} sections, more than the {MAX_SECTIONS} allowed: it is damaged"
-        ));
+        return Err(ArchiveError::TooManySections(count));
     }
     let mut entries: Vec<Entry<'_>> = Vec::new();
     for _ in 0..count {
         let name = cursor.short_string("section name")?;
         if name.is_empty() || entries.iter().any(|entry| entry.name == name) {
-            return Err(format!(
-                "the section table has an empty or repeated name ({name:?}): the file is damaged"
-            ));
+            return Err(ArchiveError::BadSectionName(name.to_string()));
         }
         let codec = match cursor.u8("section table")? {
             0 => Codec::Stored,
             1 => Codec::Zstd,
             other => {
-                return Err(format!(
-                    "section {name:?} uses compression {other}, which this build does not know: use a newer pandare"
-                ))
+                return Err(ArchiveError::UnknownCodec {
+                    name: name.to_string(),
+                    codec: other,
+                })
             }
         };
         let stored = cursor.u64("section table")?;
@@ -391,24 +611,27 @@ fn parse(bytes: &[u8], expected_kind: &str) -> Result<Archive, String> {
             MAX_SECTION_BYTES
         };
         if size > cap {
-            return Err(format!(
-                "section {name:?} declares {size} bytes, more than the {cap} allowed: the file is damaged or not from pandare"
-            ));
+            return Err(ArchiveError::SectionTooLarge {
+                name: name.to_string(),
+                size,
+                cap,
+            });
         }
         if codec == Codec::Stored && stored != size {
-            return Err(format!(
-                "section {name:?} is stored uncompressed but its sizes differ ({stored} and {size}): the file is damaged"
-            ));
+            return Err(ArchiveError::StoredSizes {
+                name: name.to_string(),
+                stored,
+                size,
+            });
         }
         // Bounded by the file: no section may claim more than what follows the table.
         let stored = usize::try_from(stored)
             .ok()
             .filter(|&stored| stored <= cursor.remaining())
-            .ok_or_else(|| {
-                format!(
-                    "section {name:?} declares {stored} bytes but only {} remain in the file: it is damaged",
-                    cursor.remaining()
-                )
+            .ok_or_else(|| ArchiveError::SectionPastEnd {
+                name: name.to_string(),
+                stored,
+                remaining: cursor.remaining(),
             })?;
         entries.push(Entry {
             name,
@@ -421,10 +644,7 @@ fn parse(bytes: &[u8], expected_kind: &str) -> Result<Archive, String> {
         .iter()
         .try_fold(0usize, |sum, entry| sum.checked_add(entry.stored));
     if data_bytes != Some(cursor.remaining()) {
-        return Err(format!(
-            "the section sizes do not add up to the {} bytes after the table: the file is damaged",
-            cursor.remaining()
-        ));
+        return Err(ArchiveError::SizesDoNotAddUp(cursor.remaining()));
     }
 
     let mut sections = Vec::with_capacity(entries.len());
@@ -432,13 +652,13 @@ fn parse(bytes: &[u8], expected_kind: &str) -> Result<Archive, String> {
         let data = cursor.take(entry.stored, "section data")?;
         let bytes = match entry.codec {
             Codec::Stored => data.to_vec(),
-            Codec::Zstd => decompress(data, entry.size).map_err(|problem| {
-                format!(
-                    "section {:?} {problem}: the file is damaged — {}",
-                    entry.name,
-                    remedy(expected_kind)
-                )
-            })?,
+            Codec::Zstd => {
+                decompress(data, entry.size).map_err(|problem| ArchiveError::Decompress {
+                    name: entry.name.to_string(),
+                    problem,
+                    remedy: remedy(expected_kind),
+                })?
+            }
         };
         sections.push((entry.name.to_string(), bytes));
     }
@@ -451,28 +671,23 @@ fn parse(bytes: &[u8], expected_kind: &str) -> Result<Archive, String> {
 /// Decompresses zstd `data` that should give exactly `size` bytes. Memory grows with what
 /// the data really decompresses to, never past `size` plus a little, so a section that lies
 /// about its size costs no more than its real contents.
-fn decompress(data: &[u8], size: u64) -> Result<Vec<u8>, String> {
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(data)
-        .map_err(|error| format!("cannot be decompressed ({error})"))?;
+fn decompress(data: &[u8], size: u64) -> Result<Vec<u8>, DecompressProblem> {
+    let corrupt = |error: std::io::Error| DecompressProblem::Corrupt(error.to_string());
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(corrupt)?;
     let mut out = Vec::new();
     // Guest RAM rarely compresses more than 16:1; past that, grow as the data arrives.
     let first_guess = size.min((data.len() as u64).saturating_mul(16));
     out.try_reserve_exact(usize::try_from(first_guess).unwrap_or(usize::MAX))
-        .map_err(|_| format!("needs {size} bytes, more memory than there is"))?;
+        .map_err(|_| DecompressProblem::NoMemory(size))?;
     (&mut decoder)
         .take(size.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|error| format!("cannot be decompressed ({error})"))?;
+        .map_err(corrupt)?;
     if out.len() as u64 != size {
-        return Err(format!(
-            "decompresses to {}{} bytes, not the {size} its table says",
-            out.len(),
-            if out.len() as u64 > size {
-                " or more"
-            } else {
-                ""
-            }
-        ));
+        return Err(DecompressProblem::WrongSize {
+            found: out.len(),
+            size,
+        });
     }
     Ok(out)
 }
@@ -577,15 +792,16 @@ pub fn snapshot_into(archive: &mut Archive, snapshot: &Snapshot) {
 /// size is whole pages, at most [`MAX_MEMORY_BYTES`], and matches the page count; page indices
 /// are below the page count and strictly increasing (so none repeats).
 pub fn snapshot_from_archive(archive: &Archive) -> Result<Snapshot, SnapshotError> {
-    decode_snapshot(archive).map_err(SnapshotError::InvalidState)
+    decode_snapshot(archive).map_err(|problem| SnapshotError::InvalidState(problem.to_string()))
 }
 
-fn decode_snapshot(archive: &Archive) -> Result<Snapshot, String> {
-    let section = |name: &str| {
+fn decode_snapshot(archive: &Archive) -> Result<Snapshot, SnapshotProblem> {
+    let section = |name: &'static str| {
         archive
             .section(name)
-            .ok_or_else(|| format!("the {name} section is missing"))
+            .ok_or(SnapshotProblem::MissingSection(name))
     };
+    let past_end = |what| move |_| SnapshotProblem::PastEnd(what);
     let meta = section(META_SECTION)?;
     let state = section(STATE_SECTION)?;
     let ram = section(RAM_SECTION)?;
@@ -594,47 +810,51 @@ fn decode_snapshot(archive: &Archive) -> Result<Snapshot, String> {
         bytes: meta,
         position: 0,
     };
-    let memory_bytes = cursor.u64("meta section")?;
+    let memory_bytes = cursor
+        .u64("meta section")
+        .map_err(past_end("meta section"))?;
     let architecture = std::str::from_utf8(&meta[cursor.position..])
         .ok()
         .filter(|name| !name.is_empty() && name.len() <= MAX_ARCHITECTURE_BYTES)
-        .ok_or("the architecture name is empty, too long or not UTF-8")?;
+        .ok_or(SnapshotProblem::Architecture)?;
     if memory_bytes > MAX_MEMORY_BYTES || !memory_bytes.is_multiple_of(PAGE_SIZE_U64) {
-        return Err(format!(
-            "the memory size {memory_bytes} is not a whole number of pages up to {MAX_MEMORY_BYTES}"
-        ));
+        return Err(SnapshotProblem::MemorySize(memory_bytes));
     }
 
     let mut cursor = Cursor {
         bytes: ram,
         position: 0,
     };
-    let page_count = cursor.u64("RAM section")?;
+    let page_count = cursor.u64("RAM section").map_err(past_end("RAM section"))?;
     if page_count.checked_mul(PAGE_SIZE_U64) != Some(memory_bytes) {
-        return Err(format!(
-            "the RAM section has {page_count} pages but the memory size is {memory_bytes} bytes"
-        ));
+        return Err(SnapshotProblem::PageCount {
+            pages: page_count,
+            memory_bytes,
+        });
     }
-    let page_count = usize::try_from(page_count)
-        .map_err(|_| format!("{page_count} pages do not fit this host"))?;
+    let page_count =
+        usize::try_from(page_count).map_err(|_| SnapshotProblem::HostPages(page_count))?;
     if !cursor.remaining().is_multiple_of(8 + PAGE_SIZE) {
-        return Err("the RAM section does not hold whole pages".to_string());
+        return Err(SnapshotProblem::PartialPage);
     }
     let mut pages: Vec<Option<Arc<Page>>> = Vec::new();
     pages
         .try_reserve_exact(page_count)
-        .map_err(|_| format!("there is not enough memory for {page_count} pages"))?;
+        .map_err(|_| SnapshotProblem::NoMemory(page_count))?;
     pages.resize(page_count, None);
     let mut next_allowed = 0u64;
     while cursor.remaining() > 0 {
-        let index = cursor.u64("RAM section")?;
-        let contents = cursor.take(PAGE_SIZE, "RAM section")?;
+        let index = cursor.u64("RAM section").map_err(past_end("RAM section"))?;
+        let contents = cursor
+            .take(PAGE_SIZE, "RAM section")
+            .map_err(past_end("RAM section"))?;
         let slot = usize::try_from(index)
             .ok()
             .filter(|_| index >= next_allowed)
             .and_then(|slot| pages.get_mut(slot))
-            .ok_or_else(|| {
-                format!("page {index} is out of order, repeated or beyond the {page_count} pages")
+            .ok_or(SnapshotProblem::PageOrder {
+                index,
+                pages: page_count,
             })?;
         next_allowed = index + 1;
         // Keep the in-memory rule that an all-zero page is not stored.
@@ -662,12 +882,9 @@ pub fn write_snapshot(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotEr
 /// Reads and validates the snapshot archive at `path`.
 pub fn read_snapshot(path: &Path) -> Result<Snapshot, SnapshotError> {
     let archive = Archive::read(path, SNAPSHOT_KIND)?;
-    decode_snapshot(&archive).map_err(|problem| SnapshotError::BadFile {
+    decode_snapshot(&archive).map_err(|problem| SnapshotError::Archive {
         path: path.display().to_string(),
-        problem: format!(
-            "the snapshot inside is invalid ({problem}); {}",
-            remedy(SNAPSHOT_KIND)
-        ),
+        problem: ArchiveError::Snapshot(problem),
     })
 }
 
@@ -782,8 +999,8 @@ mod tests {
 
     fn problem(result: Result<Archive, SnapshotError>) -> String {
         match result {
-            Err(SnapshotError::BadFile { problem, .. }) => problem,
-            other => panic!("expected a BadFile error, got {other:?}"),
+            Err(SnapshotError::Archive { problem, .. }) => problem.to_string(),
+            other => panic!("expected an Archive error, got {other:?}"),
         }
     }
 
@@ -1081,5 +1298,19 @@ mod tests {
         );
         assert_eq!(fs::read(&file).unwrap(), b"not a directory");
         fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn devices_and_directories_are_refused_without_reading_them() {
+        for path in ["/dev/zero", "/dev/urandom", "/"] {
+            let result = read_snapshot(Path::new(path));
+            match result {
+                Err(SnapshotError::Archive {
+                    problem: ArchiveError::NotAFile,
+                    ..
+                }) => {}
+                other => panic!("{path}: {other:?}"),
+            }
+        }
     }
 }

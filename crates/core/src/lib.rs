@@ -13,6 +13,7 @@ pub mod abi;
 pub mod archive;
 pub mod board;
 pub mod execution;
+pub mod files;
 pub mod instrument;
 pub mod machine;
 pub mod memory;

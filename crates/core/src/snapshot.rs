@@ -38,6 +38,24 @@ pub enum SnapshotError {
     /// The serialized state is malformed or inconsistent.
     #[error("the snapshot's machine state is invalid: {0}")]
     InvalidState(String),
+    /// Made by a pandare whose machine state this build does not read (a generic
+    /// image's `root` snapshot is then made again).
+    #[error("the snapshot was made by another version of pandare (machine state version {found}; this build reads version {expected}); boot the guest afresh and take the snapshot again")]
+    StateVersion {
+        /// The version in the snapshot.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// The file is not a pandare archive of the kind expected, is damaged, or is of an
+    /// unsupported format version.
+    #[error("{path}: {problem}")]
+    Archive {
+        /// The file.
+        path: String,
+        /// What is wrong with it, and what to do.
+        problem: crate::archive::ArchiveError,
+    },
     /// The file is not a pandare snapshot, is damaged, or is of an unsupported version.
     #[error("{path}: {problem}")]
     BadFile {

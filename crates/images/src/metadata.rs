@@ -100,19 +100,37 @@ impl Metadata {
     }
 }
 
+/// A metadata file is a few hundred bytes: a regular file past this is not one.
+const METADATA_LIMIT: u64 = 1 << 20;
+
+/// Reads a small regular text file, refusing devices, pipes and anything past
+/// [`METADATA_LIMIT`] instead of reading them whole.
+fn read_small_text(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() || metadata.len() > METADATA_LIMIT {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            "not a regular file of at most 1 MiB",
+        ));
+    }
+    let mut text = String::new();
+    file.take(METADATA_LIMIT).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Loads the image in `dir` if it is valid for `name`: `image.json` parses, its format
 /// version is [`FORMAT_VERSION`], its name matches, and the kernel and initrd exist with
 /// the recorded sizes. Otherwise returns why not (checksums are recorded but, to keep this
 /// check instant, not recomputed).
 pub(crate) fn load_valid(dir: &Path, name: &str) -> Result<(GenericImage, Metadata), String> {
     let path = dir.join(METADATA_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{} does not exist", path.display()))
-        }
-        Err(e) => return Err(format!("cannot read {} ({e})", path.display())),
-    };
+    if !path.exists() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let text =
+        read_small_text(&path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
     let meta = Metadata::from_json(&text)?;
     if meta.name != name {
         return Err(format!(

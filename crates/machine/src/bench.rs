@@ -10,14 +10,14 @@ use crate::config::{BuildError, MachineConfig};
 use crate::console::{Console, ConsoleError, UNITS_PER_SECOND};
 
 /// Figures from one boot.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct BootReport {
     /// Guest instructions retired until the prompt.
     pub instructions: u64,
     /// Wall time until the prompt (machine build included).
     pub seconds: f64,
     /// QEMU's wall time to the prompt, or why it could not be measured.
-    pub qemu: Result<f64, String>,
+    pub qemu: Result<f64, QemuError>,
 }
 
 impl BootReport {
@@ -36,9 +36,39 @@ pub enum BenchError {
     /// The guest did not reach the prompt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
-    /// A snapshot, recording or replay step failed.
-    #[error("{0}")]
-    Replay(String),
+    /// A snapshot could not be taken, loaded, written or read.
+    #[error(transparent)]
+    Snapshot(#[from] pandare_core::SnapshotError),
+    /// The replay failed.
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayError),
+}
+
+/// Why QEMU's boot time could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    /// Not measured on request.
+    #[error("skipped (--no-qemu)")]
+    Skipped,
+    /// The prompt pattern does not compile.
+    #[error(transparent)]
+    Prompt(#[from] BuildError),
+    /// QEMU could not be started.
+    #[error("{binary} not available ({source}); install {package}")]
+    Start {
+        /// The QEMU binary.
+        binary: &'static str,
+        /// The package that installs it.
+        package: &'static str,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// QEMU gave no output pipe.
+    #[error("no stdout from QEMU")]
+    NoOutput,
+    /// The prompt did not appear in time.
+    #[error("QEMU did not reach the prompt within {0} s")]
+    Timeout(u64),
 }
 
 /// Boots `config` to the prompt under pandare, then (unless `with_qemu` is false) under
@@ -54,7 +84,7 @@ pub fn boot(config: &MachineConfig, with_qemu: bool) -> Result<BootReport, Bench
     let qemu = if with_qemu {
         qemu_boot(config)
     } else {
-        Err("skipped (--no-qemu)".to_string())
+        Err(QemuError::Skipped)
     };
     Ok(BootReport {
         instructions,
@@ -65,8 +95,9 @@ pub fn boot(config: &MachineConfig, with_qemu: bool) -> Result<BootReport, Bench
 
 /// Wall time for QEMU to boot the same kernel and initrd to the prompt, on the machine the
 /// architecture's description names.
-pub fn qemu_boot(config: &MachineConfig) -> Result<f64, String> {
-    let prompt = config.prompt_regex().map_err(|e| e.to_string())?;
+pub fn qemu_boot(config: &MachineConfig) -> Result<f64, QemuError> {
+    const LIMIT_SECONDS: u64 = 120;
+    let prompt = config.prompt_regex()?;
     let qemu = config.architecture.description().qemu;
     let mut command = Command::new(qemu.binary);
     command
@@ -84,13 +115,12 @@ pub fn qemu_boot(config: &MachineConfig) -> Result<f64, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| {
-            format!(
-                "{} not available ({e}); install {}",
-                qemu.binary, qemu.package
-            )
+        .map_err(|source| QemuError::Start {
+            binary: qemu.binary,
+            package: qemu.package,
+            source,
         })?;
-    let mut stdout = child.stdout.take().ok_or("no stdout from QEMU")?;
+    let mut stdout = child.stdout.take().ok_or(QemuError::NoOutput)?;
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut seen = Vec::new();
@@ -106,9 +136,9 @@ pub fn qemu_boot(config: &MachineConfig) -> Result<f64, String> {
             }
         }
     });
-    let result = match receiver.recv_timeout(Duration::from_secs(120)) {
+    let result = match receiver.recv_timeout(Duration::from_secs(LIMIT_SECONDS)) {
         Ok(()) => Ok(start.elapsed().as_secs_f64()),
-        Err(_) => Err("QEMU did not reach the prompt within 120 s".to_string()),
+        Err(_) => Err(QemuError::Timeout(LIMIT_SECONDS)),
     };
     let _ = child.kill();
     let _ = child.wait();
@@ -162,9 +192,7 @@ pub fn record_replay(config: &MachineConfig) -> Result<ReplayReport, BenchError>
     let live_seconds = timer.elapsed().as_secs_f64();
     let instructions = console.machine().instruction_count() - before;
 
-    console
-        .load_snapshot(&start)
-        .map_err(|e| BenchError::Replay(e.to_string()))?;
+    console.load_snapshot(&start)?;
     let timer = Instant::now();
     console.start_recording();
     run_workload(&mut console)?;
@@ -175,8 +203,7 @@ pub fn record_replay(config: &MachineConfig) -> Result<ReplayReport, BenchError>
 
     let mut machine = config.build_blank()?;
     let timer = Instant::now();
-    let report = crate::replay::replay(&recording, machine.as_mut(), &mut |_| {})
-        .map_err(|e| BenchError::Replay(e.to_string()))?;
+    let report = crate::replay::replay(&recording, machine.as_mut(), &mut |_| {})?;
     let replay_seconds = timer.elapsed().as_secs_f64();
     Ok(ReplayReport {
         instructions,
@@ -217,22 +244,19 @@ pub fn snapshots(config: &MachineConfig) -> Result<SnapshotReport, BenchError> {
     for _ in 0..REVERTS {
         console.run_command("echo x > /tmp/x", 60 * UNITS_PER_SECOND)?;
         let timer = Instant::now();
-        console
-            .load_snapshot(&snapshot)
-            .map_err(|e| BenchError::Replay(e.to_string()))?;
+        console.load_snapshot(&snapshot)?;
         revert_seconds += timer.elapsed().as_secs_f64();
     }
     let path = std::env::temp_dir().join(format!("pandare-bench-{}.snapshot", std::process::id()));
     let timer = Instant::now();
-    pandare_core::archive::write_snapshot(&path, &snapshot)
-        .map_err(|e| BenchError::Replay(e.to_string()))?;
+    pandare_core::archive::write_snapshot(&path, &snapshot)?;
     let write_seconds = timer.elapsed().as_secs_f64();
     let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let timer = Instant::now();
     let read = pandare_core::archive::read_snapshot(&path);
     let read_seconds = timer.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&path);
-    read.map_err(|e| BenchError::Replay(e.to_string()))?;
+    read?;
     Ok(SnapshotReport {
         memory_mib: config.memory_mib,
         revert_seconds: revert_seconds / f64::from(REVERTS),

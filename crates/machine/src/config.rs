@@ -1,6 +1,6 @@
 //! What machine to build, and building it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pandare_core::{ArchDescription, Machine};
 use pandare_riscv::{Virt, VirtConfig};
@@ -50,16 +50,9 @@ impl Architecture {
 /// Errors building a machine.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// A file could not be read.
-    #[error("cannot read the {what} {path}: {source}")]
-    Read {
-        /// Which file.
-        what: &'static str,
-        /// Its path.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// A file could not be read, is not a regular file, or is larger than the guest's RAM.
+    #[error(transparent)]
+    Read(#[from] pandare_core::files::ReadError),
     /// The generic image could not be had.
     #[error(transparent)]
     Image(#[from] pandare_images::ImageError),
@@ -152,6 +145,11 @@ impl MachineConfig {
 
     /// Builds the machine, ready to run from its first instruction.
     pub fn build(&self) -> Result<Box<dyn Machine>, BuildError> {
+        // Both must fit in the guest's RAM: nothing larger is worth reading.
+        let limit = self.memory_mib.saturating_mul(1 << 20);
+        let read = |what, path| {
+            pandare_core::files::read_limited(what, path, limit, "; give more memory with --mem")
+        };
         let kernel = read("kernel", &self.kernel)?;
         let initrd = match &self.initrd {
             Some(path) => Some(read("initrd", path)?),
@@ -191,12 +189,4 @@ impl MachineConfig {
             error,
         })
     }
-}
-
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
-    std::fs::read(path).map_err(|source| BuildError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
 }

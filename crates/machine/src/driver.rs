@@ -144,13 +144,25 @@ pub fn start(
     };
     let snapshot = store.load(name)?;
     let mut machine = config.build_blank()?;
-    machine
-        .load_snapshot(&snapshot)
-        .map_err(|source| DriverError::Load {
+    match machine.load_snapshot(&snapshot) {
+        Ok(()) => Ok((Console::new(machine, prompt), Some(name.to_string()))),
+        // A generic image's root snapshot made by another version of pandare is made again
+        // (by booting), rather than refused: users never made it themselves.
+        Err(SnapshotError::StateVersion { .. })
+            if start == Start::RootOrBoot && name == ROOT_SNAPSHOT =>
+        {
+            eprintln!(
+                "panda: the image's root snapshot was made by another version of pandare; \
+                 booting to make it again"
+            );
+            store.delete(ROOT_SNAPSHOT)?;
+            Ok((Console::new(config.build()?, prompt), None))
+        }
+        Err(source) => Err(DriverError::Load {
             name: name.to_string(),
             source,
-        })?;
-    Ok((Console::new(machine, prompt), Some(name.to_string())))
+        }),
+    }
 }
 
 /// Boots a fresh machine of `config` to its prompt and saves it in `store` as
@@ -177,16 +189,24 @@ pub fn revert(
     generic: bool,
     name: &str,
 ) -> Result<(), DriverError> {
-    if name == ROOT_SNAPSHOT && generic && !store.exists(name) {
+    let root = name == ROOT_SNAPSHOT && generic;
+    if root && !store.exists(name) {
         make_root(config, store)?;
     }
     let snapshot = store.load(name)?;
-    console
-        .load_snapshot(&snapshot)
-        .map_err(|source| DriverError::Load {
-            name: name.to_string(),
-            source,
-        })
+    match console.load_snapshot(&snapshot) {
+        // A generic image's root snapshot made by another version of pandare is made again.
+        Err(SnapshotError::StateVersion { .. }) if root => {
+            make_root(config, store)?;
+            let snapshot = store.load(name)?;
+            console.load_snapshot(&snapshot)
+        }
+        result => result,
+    }
+    .map_err(|source| DriverError::Load {
+        name: name.to_string(),
+        source,
+    })
 }
 
 /// How an idle guest's clock moves on.

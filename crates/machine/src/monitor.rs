@@ -83,7 +83,9 @@ impl Session {
     }
 
     /// Finishes the running recording and writes it; returns its path.
-    pub fn end_record(&mut self) -> Result<Option<std::path::PathBuf>, String> {
+    pub fn end_record(
+        &mut self,
+    ) -> Result<Option<std::path::PathBuf>, pandare_core::SnapshotError> {
         let Some(name) = self.recording.take() else {
             return Ok(None);
         };
@@ -91,7 +93,7 @@ impl Session {
             return Ok(None);
         };
         let path = recording_path(&name);
-        replay::write_recording(&path, &recording).map_err(|e| e.to_string())?;
+        replay::write_recording(&path, &recording)?;
         Ok(Some(path))
     }
 

@@ -406,7 +406,8 @@ impl<'r> Replayer<'r> {
 
 /// File name extension of recordings.
 pub const EXTENSION: &str = "recording";
-const ARCHIVE_KIND: &str = "recording";
+/// The archive kind of recording files.
+pub const ARCHIVE_KIND: &str = "recording";
 const LOG_SECTION: &str = "log";
 /// Bumped when the log layout changes incompatibly.
 const LOG_VERSION: u32 = 1;
@@ -454,12 +455,17 @@ pub fn write_recording(path: &Path, recording: &Recording) -> Result<(), Snapsho
 
 /// Reads a recording written by [`write_recording`], validating it.
 pub fn read_recording(path: &Path) -> Result<Recording, SnapshotError> {
-    let shown = path.display().to_string();
+    let archive = Archive::read(path, ARCHIVE_KIND)?;
+    recording_from_archive(&archive, &path.display().to_string())
+}
+
+/// A recording from an archive already read and checked, validating it; `shown` names the
+/// file in errors.
+pub fn recording_from_archive(archive: &Archive, shown: &str) -> Result<Recording, SnapshotError> {
     let bad = |problem: String| SnapshotError::BadFile {
-        path: shown.clone(),
+        path: shown.to_string(),
         problem,
     };
-    let archive = Archive::read(path, ARCHIVE_KIND)?;
     let log_bytes = archive
         .section(LOG_SECTION)
         .ok_or_else(|| bad("the recording has no log section; it is damaged".to_string()))?;
@@ -480,7 +486,7 @@ pub fn read_recording(path: &Path) -> Result<Recording, SnapshotError> {
             "the recording's log is out of order or incomplete".to_string()
         ));
     }
-    let start = archive::snapshot_from_archive(&archive)?;
+    let start = archive::snapshot_from_archive(archive)?;
     if start.architecture != log.architecture || start.memory_bytes != log.memory_mib << 20 {
         return Err(bad(
             "the log and the snapshot describe different machines".to_string()

@@ -53,6 +53,14 @@ pub enum PluginError {
         /// The plugins that exist.
         available: String,
     },
+    /// A file an argument names could not be read.
+    #[error("plugin {plugin}: {source}")]
+    File {
+        /// The plugin.
+        plugin: &'static str,
+        /// Why.
+        source: pandare_core::files::ReadError,
+    },
     /// A `-panda` specification that cannot be read.
     #[error("cannot read the plugin specification {spec:?}: {why}")]
     Malformed {

@@ -88,12 +88,13 @@ pub(crate) fn write_atomic(
     file.commit()
 }
 
-/// Reads a text file an argument names.
+/// The largest file a plugin argument may name: far more than any list of addresses or
+/// symbols needs, far less than what would exhaust the host.
+pub(crate) const ARGUMENT_FILE_LIMIT: u64 = 64 << 20;
+
+/// Reads a text file an argument names (a regular file of at most
+/// [`ARGUMENT_FILE_LIMIT`] bytes).
 pub(crate) fn read_text(plugin: &'static str, path: &Path) -> Result<String, PluginError> {
-    std::fs::read_to_string(path).map_err(|source| PluginError::Io {
-        plugin,
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    })
+    pandare_core::files::read_text_limited("argument file", path, ARGUMENT_FILE_LIMIT, "")
+        .map_err(|source| PluginError::File { plugin, source })
 }

@@ -226,7 +226,7 @@ pub(crate) fn start_job(engine: &mut Engine, job: Job, slot: &Arc<Slot>) -> Opti
         Job::EndRecord => match engine.session.end_record() {
             Ok(Some(path)) => Ok(Box::new(path.display().to_string())),
             Ok(None) => Err(Fail::Runtime("no recording is running".into())),
-            Err(error) => Err(Fail::Runtime(error)),
+            Err(error) => Err(Fail::Runtime(error.to_string())),
         },
         Job::Access(access) => with_cpu(engine.console().machine(), access),
     };

@@ -39,7 +39,7 @@ const PC_INDEX: usize = 32;
 
 /// The register table: `x0`–`x31` by ABI name (RISC-V psABI, "Integer Register Convention"),
 /// the pc, then the CSRs readable by name (numbers from the privileged specification).
-static REGISTERS: [RegisterInfo; 48] = [
+static REGISTERS: [RegisterInfo; 51] = [
     general("zero", &["x0"], 0),
     general("ra", &["x1"], 1),
     general("sp", &["x2"], 2),
@@ -88,6 +88,9 @@ static REGISTERS: [RegisterInfo; 48] = [
     system("stval", csr::STVAL),
     system("sip", csr::SIP),
     system("satp", csr::SATP),
+    system("scounteren", csr::SCOUNTEREN),
+    system("mcounteren", csr::MCOUNTEREN),
+    system("mcountinhibit", csr::MCOUNTINHIBIT),
     system("mstatus", csr::MSTATUS),
     system("mtvec", csr::MTVEC),
     system("mscratch", csr::MSCRATCH),

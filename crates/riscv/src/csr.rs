@@ -3,7 +3,7 @@
 //! A CSR's privilege is bits 9:8 of its number and bits 11:10 == 0b11 mark it read-only
 //! (privileged spec 2.1). Unimplemented CSRs raise illegal-instruction.
 
-use crate::hart::{irq, mstatus, Hart, Privilege, Trap};
+use crate::hart::{counter, irq, mstatus, Hart, Privilege, Trap};
 
 #[allow(missing_docs)]
 pub mod number {
@@ -122,9 +122,11 @@ impl Hart {
                     return Err(illegal);
                 }
                 match csr {
-                    CYCLE => self.clock.retired.wrapping_add(self.cycle_offset),
+                    CYCLE => self.counter(counter::CYCLE),
                     TIME => self.time().wrapping_add(self.mtime_offset),
-                    INSTRET => self.clock.retired.wrapping_add(self.instret_offset),
+                    INSTRET => self.counter(counter::INSTRET),
+                    // Zihpm: the programmable counters are not implemented, so they
+                    // read as zero where the counter-enable bits allow them.
                     _ => 0,
                 }
             }
@@ -163,8 +165,8 @@ impl Hart {
             PMPCFG0 => self.pmpcfg[0],
             PMPCFG2 => self.pmpcfg[1],
             PMPADDR0..=PMPADDR15 => self.pmpaddr[usize::from(csr - PMPADDR0)],
-            MCYCLE => self.clock.retired.wrapping_add(self.cycle_offset),
-            MINSTRET => self.clock.retired.wrapping_add(self.instret_offset),
+            MCYCLE => self.counter(counter::CYCLE),
+            MINSTRET => self.counter(counter::INSTRET),
             MHPMCOUNTER3..=MHPMCOUNTER31 | MHPMEVENT3..=MHPMEVENT31 => 0,
             _ => return Err(illegal),
         };
@@ -233,7 +235,7 @@ impl Hart {
             MTVEC => self.mtvec = legal_tvec(value, self.mtvec),
             MCOUNTEREN => self.mcounteren = value & 0xffff_ffff,
             MENVCFG => self.menvcfg = 0,
-            MCOUNTINHIBIT => self.mcountinhibit = value & 0xffff_fffd,
+            MCOUNTINHIBIT => self.set_mcountinhibit(value),
             MSCRATCH => self.mscratch = value,
             MEPC => self.mepc = value & !1,
             MCAUSE => self.mcause = value,
@@ -251,10 +253,18 @@ impl Hart {
             PMPADDR0..=PMPADDR15 => {
                 self.pmpaddr[usize::from(csr - PMPADDR0)] = value & ((1 << 54) - 1);
             }
-            MCYCLE => self.cycle_offset = value.wrapping_sub(self.clock.retired),
+            // This instruction's cycle still counts after the write.
+            MCYCLE => self.set_counter(counter::CYCLE, value),
             MINSTRET => {
-                // The write takes the place of this instruction's own increment.
-                self.instret_offset = value.wrapping_sub(self.clock.retired + 1);
+                // The write takes the place of this instruction's own increment, which a
+                // running counter adds when the instruction retires.
+                let stopped = self.mcountinhibit >> counter::INSTRET & 1 != 0;
+                let value = if stopped {
+                    value
+                } else {
+                    value.wrapping_sub(1)
+                };
+                self.set_counter(counter::INSTRET, value);
             }
             MHPMCOUNTER3..=MHPMCOUNTER31 | MHPMEVENT3..=MHPMEVENT31 => {}
             _ => return Err(illegal),
@@ -339,6 +349,66 @@ mod tests {
         assert_ne!(status & mstatus::SUM, 0);
         assert_eq!(status & mstatus::MIE, 0);
         assert_ne!(status & mstatus::SD, 0, "FS dirty implies SD");
+    }
+
+    #[test]
+    fn stopped_counters_keep_their_value_and_restart_from_it() {
+        let mut hart = hart_in(Privilege::Machine);
+        hart.clock.retired = 100;
+        hart.clock.idle = 50;
+        // mcycle counts virtual time (instructions and idle time), minstret instructions.
+        assert_eq!(hart.read_csr(MCYCLE, 0).unwrap(), 150);
+        assert_eq!(hart.read_csr(MINSTRET, 0).unwrap(), 100);
+        hart.write_csr(MCOUNTINHIBIT, 0b101, 0).unwrap();
+        hart.clock.retired += 1000;
+        assert_eq!(hart.read_csr(CYCLE, 0).unwrap(), 150);
+        assert_eq!(hart.read_csr(INSTRET, 0).unwrap(), 100);
+        // A write to a stopped counter is what it reads; restarted, it counts on.
+        hart.write_csr(MINSTRET, 7, 0).unwrap();
+        assert_eq!(hart.read_csr(MINSTRET, 0).unwrap(), 7);
+        hart.write_csr(MCOUNTINHIBIT, 0, 0).unwrap();
+        hart.clock.retired += 3;
+        assert_eq!(hart.read_csr(MCYCLE, 0).unwrap(), 153);
+        assert_eq!(hart.read_csr(MINSTRET, 0).unwrap(), 10);
+    }
+
+    #[test]
+    fn time_cannot_be_stopped() {
+        let mut hart = hart_in(Privilege::Machine);
+        hart.write_csr(MCOUNTINHIBIT, !0, 0).unwrap();
+        assert_eq!(hart.read_csr(MCOUNTINHIBIT, 0).unwrap(), 0xffff_fffd);
+        hart.clock.retired = 1000;
+        assert_eq!(hart.read_csr(TIME, 0).unwrap(), 10);
+    }
+
+    #[test]
+    fn a_running_minstret_write_replaces_the_writing_instructions_increment() {
+        let mut hart = hart_in(Privilege::Machine);
+        hart.clock.retired = 40;
+        hart.write_csr(MINSTRET, 500, 0).unwrap();
+        hart.clock.retired += 1; // the csrw retires
+        assert_eq!(hart.read_csr(MINSTRET, 0).unwrap(), 500);
+        hart.write_csr(MCYCLE, 500, 0).unwrap();
+        hart.clock.retired += 1;
+        assert_eq!(hart.read_csr(MCYCLE, 0).unwrap(), 501);
+    }
+
+    #[test]
+    fn programmable_counters_read_zero_where_counteren_allows_them() {
+        let mut hart = hart_in(Privilege::Supervisor);
+        assert!(hart.read_csr(HPMCOUNTER3, 0).is_err());
+        hart.mcounteren = 0xffff_ffff;
+        hart.scounteren = 0x2;
+        assert_eq!(hart.read_csr(HPMCOUNTER3, 0).unwrap(), 0);
+        assert_eq!(hart.read_csr(HPMCOUNTER31, 0).unwrap(), 0);
+        hart.set_privilege(Privilege::User);
+        assert!(hart.read_csr(HPMCOUNTER3, 0).is_err());
+        assert!(hart.read_csr(CYCLE, 0).is_err());
+        assert!(hart.read_csr(TIME, 0).is_ok());
+        hart.scounteren = 1 << 3;
+        assert_eq!(hart.read_csr(HPMCOUNTER3, 0).unwrap(), 0);
+        // Machine counters stay out of reach below M-mode.
+        assert!(hart.read_csr(MCYCLE, 0).is_err());
     }
 
     #[test]

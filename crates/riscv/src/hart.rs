@@ -114,6 +114,17 @@ pub mod irq {
     pub const PRIORITY: [u64; 6] = [MEI, MSI, MTI, SEI, SSI, STI];
 }
 
+/// The counters of `mcountinhibit`, `mcounteren` and `scounteren`: bit `n` is
+/// `hpmcounter`/`cycle`/`time`/`instret` number `n`, CSR `0xc00 + n`.
+#[allow(missing_docs)]
+pub mod counter {
+    pub const CYCLE: u32 = 0;
+    pub const TIME: u32 = 1;
+    pub const INSTRET: u32 = 2;
+    /// `mcountinhibit` bits that exist: every counter but `time`.
+    pub const INHIBITABLE: u64 = 0xffff_fffd;
+}
+
 /// Number of TLB sets: user, supervisor, supervisor with SUM, machine.
 pub(crate) const TLB_SETS: usize = 4;
 
@@ -159,12 +170,15 @@ pub struct Hart {
     pub(crate) scounteren: u64,
     pub(crate) menvcfg: u64,
     pub(crate) senvcfg: u64,
+    /// Which counters are stopped ([`counter`] bits; `time` cannot be).
     pub(crate) mcountinhibit: u64,
     pub(crate) pmpcfg: [u64; 2],
     pub(crate) pmpaddr: [u64; 16],
-    /// `mcycle`/`minstret` are the retired count plus these offsets (set by CSR writes).
-    pub(crate) cycle_offset: u64,
-    pub(crate) instret_offset: u64,
+    /// `mcycle` and `minstret`, as [`Hart::counter`] reads them: while a counter runs,
+    /// its value minus its source (virtual time for `mcycle`, retired instructions for
+    /// `minstret`); while `mcountinhibit` stops it, the value itself.
+    pub(crate) cycle_base: u64,
+    pub(crate) instret_base: u64,
     /// Reservation set by LR (physical address), cleared by SC and traps.
     pub(crate) reservation: Option<u64>,
     /// Virtual time units per `time` tick.
@@ -236,8 +250,8 @@ impl Hart {
             mcountinhibit: 0,
             pmpcfg: [0; 2],
             pmpaddr: [0; 16],
-            cycle_offset: 0,
-            instret_offset: 0,
+            cycle_base: 0,
+            instret_base: 0,
             reservation: None,
             time_divisor: time_divisor.max(1),
             mtime_offset: 0,
@@ -312,6 +326,64 @@ impl Hart {
     /// Virtual time units per `time` tick.
     pub fn time_divisor(&self) -> u64 {
         self.time_divisor
+    }
+
+    /// What a counter counts: virtual time for `mcycle` (one unit per instruction, plus
+    /// the time skipped while idle: the cycles of a 1 GHz hart that retires one
+    /// instruction per cycle), retired instructions for `minstret`.
+    fn counter_source(&self, index: u32) -> u64 {
+        if index == counter::CYCLE {
+            self.clock.now()
+        } else {
+            self.clock.retired
+        }
+    }
+
+    fn counter_base(&mut self, index: u32) -> &mut u64 {
+        if index == counter::CYCLE {
+            &mut self.cycle_base
+        } else {
+            &mut self.instret_base
+        }
+    }
+
+    pub(crate) fn counter_stopped(&self, index: u32) -> bool {
+        self.mcountinhibit >> index & 1 != 0
+    }
+
+    /// `mcycle` ([`counter::CYCLE`]) or `minstret` ([`counter::INSTRET`]) now: the
+    /// instructions before this point have counted, the current one has not.
+    pub fn counter(&self, index: u32) -> u64 {
+        let base = if index == counter::CYCLE {
+            self.cycle_base
+        } else {
+            self.instret_base
+        };
+        if self.counter_stopped(index) {
+            base
+        } else {
+            base.wrapping_add(self.counter_source(index))
+        }
+    }
+
+    /// Sets `mcycle` or `minstret` so that it reads `value` now.
+    pub(crate) fn set_counter(&mut self, index: u32, value: u64) {
+        let base = if self.counter_stopped(index) {
+            value
+        } else {
+            value.wrapping_sub(self.counter_source(index))
+        };
+        *self.counter_base(index) = base;
+    }
+
+    /// Writes `mcountinhibit` (WARL: `time` cannot be stopped): a stopped counter keeps
+    /// its value, a restarted one counts on from it.
+    pub(crate) fn set_mcountinhibit(&mut self, value: u64) {
+        let values = [counter::CYCLE, counter::INSTRET].map(|index| self.counter(index));
+        self.mcountinhibit = value & counter::INHIBITABLE;
+        for (index, value) in [counter::CYCLE, counter::INSTRET].into_iter().zip(values) {
+            self.set_counter(index, value);
+        }
     }
 
     /// Whether the hart is in a state where FP instructions are enabled.

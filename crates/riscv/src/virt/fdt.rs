@@ -2,8 +2,28 @@
 
 use super::{VirtConfig, CLINT_BASE, PLIC_BASE, RAM_BASE, TEST_BASE, UART_BASE, UART_IRQ};
 
-/// ISA string advertised in `riscv,isa`.
-pub const ISA_STRING: &str = "rv64imafdc_zicntr_zicsr_zifencei";
+/// ISA string advertised in `riscv,isa`: what the hart implements, as QEMU's `rv64`
+/// CPU with the same extensions switched off advertises it (Linux lists these in
+/// `/proc/cpuinfo`). The hints of Zihintntl and Zihintpause execute as no-ops, Zihpm's
+/// programmable counters read as zero, and Svvptc holds because the TLB never keeps a
+/// translation that failed.
+pub const ISA_STRING: &str = "rv64imafdc_zicntr_zicsr_zifencei_zihintntl_zihintpause_zihpm_svvptc";
+/// The same, one extension per entry (`riscv,isa-extensions`).
+pub const ISA_EXTENSIONS: &[&str] = &[
+    "i",
+    "m",
+    "a",
+    "f",
+    "d",
+    "c",
+    "zicntr",
+    "zicsr",
+    "zifencei",
+    "zihintntl",
+    "zihintpause",
+    "zihpm",
+    "svvptc",
+];
 /// `timebase-frequency`: ticks of `time` per second.
 pub const TIMEBASE_HZ: u32 = 10_000_000;
 
@@ -44,10 +64,9 @@ pub fn build(config: &VirtConfig, initrd: Option<(u64, u64)>) -> Result<Vec<u8>,
     fdt.property_string("compatible", "riscv")?;
     fdt.property_string("riscv,isa", ISA_STRING)?;
     fdt.property_string("riscv,isa-base", "rv64i")?;
-    let extensions = ["i", "m", "a", "f", "d", "c", "zicntr", "zicsr", "zifencei"];
     fdt.property_string_list(
         "riscv,isa-extensions",
-        extensions.iter().map(|s| s.to_string()).collect(),
+        ISA_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
     )?;
     fdt.property_string("mmu-type", "riscv,sv48")?;
     let intc = fdt.begin_node("interrupt-controller")?;
@@ -115,4 +134,35 @@ pub fn build(config: &VirtConfig, initrd: Option<(u64, u64)>) -> Result<Vec<u8>,
     fdt.end_node(soc)?;
     fdt.end_node(root)?;
     fdt.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_isa_string_and_the_extension_list_agree() {
+        let (base, rest) = ISA_STRING.split_at(4);
+        assert_eq!(base, "rv64");
+        let mut from_string: Vec<String> = rest
+            .split('_')
+            .next()
+            .unwrap()
+            .chars()
+            .map(String::from)
+            .collect();
+        from_string.extend(rest.split('_').skip(1).map(String::from));
+        assert_eq!(from_string, ISA_EXTENSIONS);
+    }
+
+    #[test]
+    fn hints_of_the_advertised_extensions_decode_as_no_ops() {
+        use crate::decode::{decode, Kind};
+        // pause (fence w, 0), ntl.all (add x0, x0, x5), c.ntl.all (c.add x0, x5).
+        assert_eq!(decode(0x0100_000f).kind, Kind::Fence);
+        let ntl = decode(0x0050_0033);
+        assert_eq!((ntl.kind, ntl.rd), (Kind::Add, crate::decode::ZERO_SINK));
+        let expanded = crate::compressed::expand(0x9016).expect("c.ntl.all is a HINT");
+        assert_eq!(decode(expanded).rd, crate::decode::ZERO_SINK);
+    }
 }

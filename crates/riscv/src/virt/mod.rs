@@ -426,10 +426,14 @@ impl Virt {
         let mut hart = Hart::new(kernel_start, config.time_divisor);
         hart.sbi = true;
         // What an SBI firmware leaves behind: everything delegable handed to S-mode,
-        // counters readable, entry in S-mode with a0 = hart id and a1 = device tree.
+        // entry in S-mode with a0 = hart id and a1 = device tree, and OpenSBI's counter
+        // setup: every counter readable from S-mode, cycle, time and instret from U-mode
+        // until the kernel says otherwise, the programmable counters stopped.
         hart.medeleg = 0xb1ff;
         hart.mideleg = irq::SUPERVISOR;
-        hart.mcounteren = 7;
+        hart.mcounteren = 0xffff_ffff;
+        hart.scounteren = 7;
+        hart.set_mcountinhibit(0xffff_fff8);
         hart.x[10] = 0;
         hart.x[11] = dtb_address;
         hart.set_privilege(Privilege::Supervisor);
@@ -632,9 +636,12 @@ impl Board for Virt {
 
     fn restore(&mut self, state: &[u8], ram: &RamImage) -> Result<Option<Exit>, SnapshotError> {
         // Validate and apply the state first: it can fail, RAM restore (sizes checked) cannot.
-        let stopped = self
-            .restore_state(state)
-            .map_err(SnapshotError::InvalidState)?;
+        let stopped = self.restore_state(state).map_err(|error| match error {
+            state::StateError::Version { found, expected } => {
+                SnapshotError::StateVersion { found, expected }
+            }
+            other => SnapshotError::InvalidState(other.to_string()),
+        })?;
         let changed = self
             .bus
             .ram

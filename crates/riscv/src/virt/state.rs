@@ -6,12 +6,48 @@
 use serde::{Deserialize, Serialize};
 
 use super::{clint::Clint, plic::Plic, Virt, UART_CONFIG};
-use crate::hart::{Hart, Privilege};
+use crate::hart::{counter, Hart, Privilege};
 use pandare_core::{Exit, ShutdownKind, VirtualClock};
 use pandare_devices::{Uart16550, Uart16550State};
 
-/// Bumped when the state layout changes incompatibly.
-pub const STATE_VERSION: u32 = 1;
+/// Why a machine state was refused; the machine is left unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Not the JSON this module writes.
+    #[error("it cannot be decoded: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// Written by a build with another state layout.
+    #[error("it is machine state version {found}, and this build reads version {expected}")]
+    Version {
+        /// The state's version.
+        found: u32,
+        /// [`STATE_VERSION`].
+        expected: u32,
+    },
+    /// A hart field holds a value the hart cannot have.
+    #[error("its {0} is out of range")]
+    OutOfRange(&'static str),
+    /// A device's state is inconsistent.
+    #[error("its {device} state is inconsistent: {problem}")]
+    Device {
+        /// Which device.
+        device: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The version alone, read before the rest so that a state of another layout is reported
+/// as such rather than as a missing field.
+#[derive(Deserialize)]
+struct Versioned {
+    version: u32,
+}
+
+/// Bumped when the state layout or meaning changes incompatibly. Version 2: the counters
+/// stop under `mcountinhibit` (`cycle_base`/`instret_base` replace offsets), and the SBI
+/// has the PMU extension, so a kernel booted under version 1 set up no counter access.
+pub const STATE_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 struct HartState {
@@ -44,8 +80,8 @@ struct HartState {
     mcountinhibit: u64,
     pmpcfg: Vec<u64>,
     pmpaddr: Vec<u64>,
-    cycle_offset: u64,
-    instret_offset: u64,
+    cycle_base: u64,
+    instret_base: u64,
     reservation: Option<u64>,
     time_divisor: u64,
     stimecmp: u64,
@@ -148,8 +184,8 @@ fn save_hart(hart: &Hart) -> HartState {
         mcountinhibit: hart.mcountinhibit,
         pmpcfg: hart.pmpcfg.to_vec(),
         pmpaddr: hart.pmpaddr.to_vec(),
-        cycle_offset: hart.cycle_offset,
-        instret_offset: hart.instret_offset,
+        cycle_base: hart.cycle_base,
+        instret_base: hart.instret_base,
         reservation: hart.reservation,
         time_divisor: hart.time_divisor,
         stimecmp: hart.stimecmp,
@@ -158,15 +194,15 @@ fn save_hart(hart: &Hart) -> HartState {
     }
 }
 
-fn check(condition: bool, what: &str) -> Result<(), String> {
+fn check(condition: bool, what: &'static str) -> Result<(), StateError> {
     if condition {
         Ok(())
     } else {
-        Err(what.to_string())
+        Err(StateError::OutOfRange(what))
     }
 }
 
-fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), String> {
+fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), StateError> {
     check(state.x.len() == 32, "integer register count")?;
     check(state.f.len() == 32, "FP register count")?;
     check(
@@ -177,6 +213,12 @@ fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), String> {
     check(matches!(state.privilege, 0 | 1 | 3), "privilege level")?;
     check(state.frm < 8 && state.fflags < 32, "fcsr")?;
     check(matches!(state.satp >> 60, 0 | 8 | 9), "satp mode")?;
+    check(
+        state.mcounteren >> 32 == 0
+            && state.scounteren >> 32 == 0
+            && state.mcountinhibit & !counter::INHIBITABLE == 0,
+        "counter enables",
+    )?;
     hart.x[..32].copy_from_slice(&state.x);
     hart.x[0] = 0;
     hart.f.copy_from_slice(&state.f);
@@ -208,8 +250,8 @@ fn restore_hart(hart: &mut Hart, state: &HartState) -> Result<(), String> {
     hart.mcountinhibit = state.mcountinhibit;
     hart.pmpcfg.copy_from_slice(&state.pmpcfg);
     hart.pmpaddr.copy_from_slice(&state.pmpaddr);
-    hart.cycle_offset = state.cycle_offset;
-    hart.instret_offset = state.instret_offset;
+    hart.cycle_base = state.cycle_base;
+    hart.instret_base = state.instret_base;
     hart.reservation = state.reservation;
     hart.time_divisor = state.time_divisor;
     hart.stimecmp = state.stimecmp;
@@ -250,16 +292,20 @@ impl Virt {
 
     /// Validates and applies state from [`Self::save_state`], and returns the sticky exit it
     /// held; leaves the machine unchanged on error.
-    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<Option<Exit>, String> {
-        let state: MachineState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if state.version != STATE_VERSION {
-            return Err(format!(
-                "state version {} (this build reads {STATE_VERSION})",
-                state.version
-            ));
+    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<Option<Exit>, StateError> {
+        let Versioned { version } = serde_json::from_slice(bytes)?;
+        if version != STATE_VERSION {
+            return Err(StateError::Version {
+                found: version,
+                expected: STATE_VERSION,
+            });
         }
-        let uart = Uart16550::restore(UART_CONFIG, &state.uart).map_err(|e| e.to_string())?;
-        let plic = Plic::restore(&state.plic)?;
+        let state: MachineState = serde_json::from_slice(bytes)?;
+        let device = |device| move |problem| StateError::Device { device, problem };
+        let uart = Uart16550::restore(UART_CONFIG, &state.uart)
+            .map_err(|error| error.to_string())
+            .map_err(device("UART"))?;
+        let plic = Plic::restore(&state.plic).map_err(device("PLIC"))?;
         let mut hart = Hart::new(0, 1);
         restore_hart(&mut hart, &state.hart)?;
         let old = std::mem::replace(&mut self.cpu.hart, hart);
@@ -314,11 +360,87 @@ mod tests {
         assert_ne!(corrupt, text);
         machine.bus.uart.input(b"!");
         let before = machine.save_state(None);
-        let error = machine.restore_state(corrupt.as_bytes()).unwrap_err();
+        let error = machine
+            .restore_state(corrupt.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("data-ready"), "{error}");
         assert_eq!(machine.save_state(None), before);
         machine.restore_state(&good).unwrap();
         assert_eq!(machine.save_state(None), good);
         assert_eq!(machine.bus.uart.input_backlog(), 2);
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+    use crate::virt::{VirtConfig, VirtMachine};
+
+    fn machine() -> VirtMachine {
+        let config = VirtConfig {
+            ram_bytes: 16 << 20,
+            ..VirtConfig::default()
+        };
+        Virt::new_bare_metal(config, &[0x6f, 0, 0, 0]).unwrap()
+    }
+
+    #[test]
+    fn stopped_and_running_counters_survive_a_save_and_restore() {
+        let mut machine = machine();
+        let hart = &mut machine.cpu.hart;
+        hart.clock.retired = 1000;
+        hart.set_counter(counter::CYCLE, 77);
+        hart.set_mcountinhibit(1 << counter::INSTRET);
+        hart.clock.retired = 2000;
+        let saved = machine.save_state(None);
+        let mut other = self::machine();
+        other.restore_state(&saved).unwrap();
+        let hart = &mut other.cpu.hart;
+        assert_eq!(hart.counter(counter::CYCLE), 1077);
+        assert_eq!(hart.counter(counter::INSTRET), 1000);
+        hart.clock.retired += 5;
+        assert_eq!(hart.counter(counter::CYCLE), 1082);
+        assert_eq!(hart.counter(counter::INSTRET), 1000);
+    }
+
+    #[test]
+    fn a_state_of_another_version_is_refused_as_such() {
+        let mut machine = machine();
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&machine.save_state(None)).unwrap();
+        // Version 1 had offsets where version 2 has bases.
+        state["version"] = 1.into();
+        let hart = state["hart"].as_object_mut().unwrap();
+        hart.remove("cycle_base");
+        hart.insert("cycle_offset".into(), 0.into());
+        let error = machine
+            .restore_state(&serde_json::to_vec(&state).unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StateError::Version {
+                    found: 1,
+                    expected: STATE_VERSION
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn counter_enables_beyond_32_bits_are_refused() {
+        let mut machine = machine();
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&machine.save_state(None)).unwrap();
+        state["hart"]["mcountinhibit"] = 2.into();
+        let error = machine
+            .restore_state(&serde_json::to_vec(&state).unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(error, StateError::OutOfRange("counter enables")),
+            "{error}"
+        );
     }
 }
