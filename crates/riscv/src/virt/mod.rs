@@ -726,10 +726,10 @@ mod tests {
         ] {
             machine.instrumentation.register(name, callback).unwrap();
         }
-        // Reading the CPU first: machine init fires once, before anything ran, and nothing else.
+        // Reading the CPU first fires nothing: machine init stays due for the first run.
         let a0 = machine.with_cpu(|cpu| cpu.register("a0").unwrap());
         assert_eq!(a0, 0);
-        assert_eq!(*log.lock().unwrap(), [("init", 0)]);
+        assert!(log.lock().unwrap().is_empty());
         machine.run(2);
         let a0 = machine.with_cpu(|cpu| {
             cpu.set_register("a1", 7).unwrap();
