@@ -148,16 +148,6 @@ impl<B: Board> Shell<B> {
         result
     }
 
-    /// `after_machine_init`, exactly once in the machine's life, at its first run.
-    fn machine_init(&mut self) {
-        if self.instrumentation.take_machine_init() {
-            self.instrumentation.apply_pending();
-            if self.instrumentation.has(CallbackKind::AfterMachineInit) {
-                self.fire_cpu(CallbackKind::AfterMachineInit);
-            }
-        }
-    }
-
     /// Fires a kind whose callbacks take only the CPU.
     fn fire_cpu(&mut self, kind: CallbackKind) {
         let instr = &mut self.instrumentation;
