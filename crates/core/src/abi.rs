@@ -182,6 +182,42 @@ pub trait GuestAbi: Send + Sync + std::fmt::Debug {
     fn asid_register(&self) -> &'static str;
     /// Whether `address` lies in the kernel's half of the address space under Linux.
     fn is_kernel_address(&self, address: u64) -> bool;
+    /// What Linux introspection needs to know of this architecture (`None` when it has
+    /// no Linux guests).
+    fn linux(&self) -> Option<&'static dyn LinuxAbi>;
+}
+
+/// Kernel symbols and per-CPU variables, as a kernel profile knows them: what
+/// [`LinuxAbi::current_task`] may need to find `current`.
+pub trait KernelSymbols {
+    /// The address of a kernel symbol (kallsyms).
+    fn symbol(&self, name: &str) -> Option<u64>;
+    /// The offset of a per-CPU variable in a CPU's per-CPU area.
+    fn per_cpu_variable(&self, name: &str) -> Option<u64>;
+}
+
+/// The architecture facts of Linux introspection: how a system call is entered and
+/// returned from, and where the running task is found. The OS introspection crate is
+/// written once over these; an architecture plugs in by implementing them.
+pub trait LinuxAbi: Send + Sync + std::fmt::Debug {
+    /// The exception index `before_handle_exception` reports for a system call made from
+    /// user mode (riscv64: 8, environment call from U-mode), with the pc at the system
+    /// call instruction.
+    fn syscall_exception(&self) -> i32;
+    /// Where a system call made by the instruction at `pc` returns to (the next
+    /// instruction), read at its entry.
+    fn syscall_return_address(&self, cpu: &dyn GuestCpu, pc: u64) -> u64;
+    /// The prefix of the system call wrappers' symbols that `sys_call_table` points at
+    /// (`__riscv_sys_`, `__x64_sys_`).
+    fn syscall_symbol_prefix(&self) -> &'static str;
+    /// The address of the running `task_struct` (Linux's `current`), read from the CPU
+    /// (and, where the architecture keeps it in per-CPU memory, from the kernel's memory
+    /// through `kernel`), valid in user and kernel mode. `None` when the CPU's state does
+    /// not name one (before the kernel set it up).
+    fn current_task(&self, cpu: &mut dyn GuestCpu, kernel: &dyn KernelSymbols) -> Option<u64>;
+    /// The physical address of the top-level page table that an [`GuestCpu::asid`] value
+    /// designates (riscv64: `satp`'s PPN × 4096), to compare with a process's `mm->pgd`.
+    fn page_table_of_asid(&self, asid: u64) -> u64;
 }
 
 impl dyn GuestAbi {

@@ -20,7 +20,10 @@ pub mod memory;
 pub mod snapshot;
 pub mod time;
 
-pub use abi::{ArchDescription, Convention, Endianness, GuestAbi, RegisterClass, RegisterInfo};
+pub use abi::{
+    ArchDescription, Convention, Endianness, GuestAbi, KernelSymbols, LinuxAbi, RegisterClass,
+    RegisterInfo,
+};
 pub use board::{Board, Shell};
 pub use machine::{Exit, Fnv64, Machine, ShutdownKind};
 pub use memory::{

@@ -139,6 +139,12 @@ pub enum PluginError {
         /// The name.
         name: String,
     },
+    /// An OS-introspecting plugin has no kernel profile.
+    #[error("no kernel profile for OS introspection: {why}")]
+    NoKernelProfile {
+        /// Why.
+        why: String,
+    },
     /// The callback registry refused a registration.
     #[error(transparent)]
     Instrument(#[from] InstrumentError),
@@ -254,7 +260,36 @@ pub struct LoadContext<'a> {
     plugin: &'static str,
     target: Target<'a>,
     ppp: &'a Ppp,
+    kernel: &'a KernelSource,
     names: Vec<String>,
+}
+
+/// Where the plugins' kernel profile comes from: derived from the kernel image the
+/// machine booted (once, when a plugin first asks), or given (a recording's).
+#[derive(Debug, Default)]
+pub struct KernelSource {
+    image: Option<std::path::PathBuf>,
+    profile: std::sync::OnceLock<Result<std::sync::Arc<pandare_osi::Profile>, String>>,
+}
+
+impl KernelSource {
+    /// The profile, derived on the first call.
+    pub fn profile(&self) -> Result<std::sync::Arc<pandare_osi::Profile>, PluginError> {
+        self.profile
+            .get_or_init(|| {
+                let image = self.image.as_ref().ok_or_else(|| {
+                    "the machine was not given a kernel image to derive a profile from".to_string()
+                })?;
+                let bytes = std::fs::read(image).map_err(|error| {
+                    format!("cannot read the kernel {}: {error}", image.display())
+                })?;
+                pandare_osi::Profile::derive(&bytes)
+                    .map(std::sync::Arc::new)
+                    .map_err(|error| format!("kernel {}: {error}", image.display()))
+            })
+            .clone()
+            .map_err(|why| PluginError::NoKernelProfile { why })
+    }
 }
 
 impl std::fmt::Debug for LoadContext<'_> {
@@ -284,6 +319,11 @@ impl LoadContext<'_> {
     pub fn plugin(&self) -> &'static str {
         self.plugin
     }
+
+    /// The guest kernel's profile, for plugins that introspect the OS.
+    pub fn kernel_profile(&self) -> Result<std::sync::Arc<pandare_osi::Profile>, PluginError> {
+        self.kernel.profile()
+    }
 }
 
 struct Loaded {
@@ -297,6 +337,7 @@ pub struct Plugins {
     available: Vec<PluginInfo>,
     loaded: Vec<Loaded>,
     ppp: Ppp,
+    kernel: KernelSource,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -320,7 +361,32 @@ impl Plugins {
             available: BUILTIN.to_vec(),
             loaded: Vec::new(),
             ppp: Ppp::default(),
+            kernel: KernelSource::default(),
         }
+    }
+
+    /// Says which kernel image the machine booted: OS-introspecting plugins derive their
+    /// profile from it when they first need it.
+    pub fn set_kernel_image(&mut self, image: impl Into<std::path::PathBuf>) {
+        self.kernel = KernelSource {
+            image: Some(image.into()),
+            profile: std::sync::OnceLock::new(),
+        };
+    }
+
+    /// Gives the kernel profile directly (a recording's).
+    pub fn set_kernel_profile(&mut self, profile: std::sync::Arc<pandare_osi::Profile>) {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(Ok(profile));
+        self.kernel = KernelSource {
+            image: None,
+            profile: cell,
+        };
+    }
+
+    /// The kernel profile, derived on first use.
+    pub fn kernel_profile(&self) -> Result<std::sync::Arc<pandare_osi::Profile>, PluginError> {
+        self.kernel.profile()
     }
 
     /// Offers one's own plugin (replacing a plugin of the same name).
@@ -400,6 +466,7 @@ impl Plugins {
             plugin: info.name,
             target: Target::Now(&mut scratch),
             ppp: &ppp,
+            kernel: &self.kernel,
             names: Vec::new(),
         };
         (info.create)(&args, &mut context).map(drop)
@@ -424,6 +491,7 @@ impl Plugins {
             plugin: info.name,
             target: target.into(),
             ppp: &self.ppp,
+            kernel: &self.kernel,
             names: Vec::new(),
         };
         match (info.create)(&args, &mut context) {

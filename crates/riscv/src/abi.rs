@@ -4,9 +4,10 @@
 //! board. Everything outside this crate learns these facts from here.
 
 use pandare_core::abi::{
-    ArchDescription, CallingConvention, Convention, Endianness, GuestAbi, QemuCommand,
-    RegisterClass, RegisterInfo,
+    ArchDescription, CallingConvention, Convention, Endianness, GuestAbi, KernelSymbols, LinuxAbi,
+    QemuCommand, RegisterClass, RegisterInfo,
 };
+use pandare_core::instrument::GuestCpu;
 
 use crate::csr::number as csr;
 
@@ -194,6 +195,53 @@ impl GuestAbi for Riscv64Abi {
     /// Linux on RV64 maps the kernel in the upper half of every Sv39/Sv48/Sv57 space.
     fn is_kernel_address(&self, address: u64) -> bool {
         address >> 63 == 1
+    }
+
+    fn linux(&self) -> Option<&'static dyn LinuxAbi> {
+        Some(&LINUX)
+    }
+}
+
+/// Linux's facts on RV64.
+#[derive(Debug)]
+pub struct Riscv64Linux;
+
+/// The one instance.
+pub static LINUX: Riscv64Linux = Riscv64Linux;
+
+/// `scause` of an environment call from U-mode.
+const ECALL_FROM_USER: i32 = 8;
+
+impl LinuxAbi for Riscv64Linux {
+    fn syscall_exception(&self) -> i32 {
+        ECALL_FROM_USER
+    }
+
+    /// `ecall` has no compressed form: the return is 4 bytes on.
+    fn syscall_return_address(&self, _cpu: &dyn GuestCpu, pc: u64) -> u64 {
+        pc.wrapping_add(4)
+    }
+
+    fn syscall_symbol_prefix(&self) -> &'static str {
+        "__riscv_sys_"
+    }
+
+    /// In kernel mode `tp` holds `current`; in user mode the kernel parks it in `sscratch`
+    /// (its trap entry swaps the two, and kernel-mode traps run with `sscratch` = 0). So
+    /// `current` is `sscratch` when that is non-zero, else `tp`: right in every window,
+    /// including the instructions of the entry and exit paths around the swap.
+    fn current_task(&self, cpu: &mut dyn GuestCpu, _kernel: &dyn KernelSymbols) -> Option<u64> {
+        let scratch = cpu.register("sscratch").ok()?;
+        let task = if scratch != 0 {
+            scratch
+        } else {
+            cpu.register("tp").ok()?
+        };
+        ABI.is_kernel_address(task).then_some(task)
+    }
+
+    fn page_table_of_asid(&self, asid: u64) -> u64 {
+        (asid & ((1 << 44) - 1)) << 12
     }
 }
 
