@@ -159,3 +159,56 @@ impl Kernel {
         Ok(comm[..end].to_vec())
     }
 }
+
+/// A process as PANDA's OSI reports it (`OsiProc`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Process {
+    /// Address of its (group leader's) `task_struct` (PANDA's `taskd`).
+    pub task: u64,
+    /// Its address space, as [`GuestCpu::asid`] reports it while it runs (0 for kernel
+    /// threads, which have no `mm`).
+    pub asid: u64,
+    /// Physical address of its top-level page table (`mm->pgd`), 0 for kernel threads.
+    pub page_table: u64,
+    /// Process id (`tgid`).
+    pub pid: u32,
+    /// Parent's process id (`real_parent->tgid`).
+    pub ppid: u32,
+    /// Name (`comm`, at most 15 bytes).
+    pub name: Vec<u8>,
+    /// Pages mapped (`mm->total_vm`), 0 for kernel threads.
+    pub pages: u64,
+    /// Start time in nanoseconds since boot (`start_time`).
+    pub create_time: u64,
+}
+
+/// A thread (`OsiThread`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Thread {
+    /// Its process id (`tgid`).
+    pub pid: u32,
+    /// Its thread id (`pid`).
+    pub tid: u32,
+    /// Address of its `task_struct`.
+    pub task: u64,
+}
+
+/// A memory mapping of a process (`OsiModule`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Mapping {
+    /// Address of its `vm_area_struct` (PANDA's `modd`).
+    pub area: u64,
+    /// First address.
+    pub base: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// Full path of the mapped file, or the special name (`[heap]`, `[stack]`, `[vdso]`)
+    /// as `/proc/PID/maps` shows it; `None` for anonymous memory.
+    pub file: Option<String>,
+    /// The file's last path component (or the special name).
+    pub name: Option<String>,
+    /// Offset in the file, in bytes (`vm_pgoff` × page size).
+    pub offset: u64,
+    /// `vm_flags`.
+    pub flags: u64,
+}
