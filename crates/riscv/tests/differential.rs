@@ -30,6 +30,7 @@ use pandare_riscv::{disasm, Privilege, Virt, VirtConfig, VirtMachine};
 // QEMU's CPU reduced to what pandare implements (see FACTS.md): the architecture
 // description's, which the boot benchmark uses too.
 use pandare_riscv::abi::QEMU_CPU;
+use pandare_test_support::run_tool;
 
 const RAM_BASE: u64 = 0x8000_0000;
 const RAM_BYTES: u64 = 128 << 20;
@@ -72,18 +73,8 @@ struct Tools {
     objcopy: PathBuf,
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 fn tools() -> Result<Tools, String> {
-    let find = |name: &str| {
-        find_in_path(name)
-            .ok_or_else(|| format!("{name} not found; run scripts/install-test-tools.sh"))
-    };
+    let find = pandare_test_support::tool;
     Ok(Tools {
         qemu: find(pandare_riscv::DESCRIPTION.qemu.binary)?,
         assembler: find("riscv64-linux-gnu-as")?,
@@ -103,22 +94,6 @@ struct Program {
     qemu_cpu: String,
     /// Known QEMU deviations from the spec: (QEMU's text, the specified text).
     qemu_fixes: Vec<(String, String)>,
-}
-
-fn run_tool(command: &mut Command) -> Result<(), String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{command:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
 }
 
 /// The values of the `# key: value` header lines.

@@ -6,6 +6,8 @@
 //!   guest) and expanding [`conformance_tests!`] in one of its test files.
 //! - [`unavailable`]: the rule for a test that cannot run because a tool or an image is
 //!   missing: a visible `SKIP` line, or a failure when `CI=true`.
+//! - [`tool`] and [`run_tool`]: finding the host tools tests compare against (QEMU,
+//!   binutils) and running them with their output in the error.
 //!
 //! Nothing here knows an ISA; only pandare-core's user-facing API is used
 //! ([`pandare_core::Machine`], [`pandare_core::instrument`]).
@@ -22,4 +24,30 @@ pub fn unavailable(reason: &str) {
     }
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
+}
+
+/// The host tool `name`, found on `PATH`; the error says how to install the test tools.
+pub fn tool(name: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| format!("{name} not found; run scripts/install-test-tools.sh"))
+}
+
+/// Runs a host tool; a failure carries its exit status and output.
+pub fn run_tool(command: &mut std::process::Command) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|error| format!("cannot run {command:?}: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
 }

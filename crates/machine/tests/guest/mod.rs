@@ -18,43 +18,13 @@ use std::time::{Duration, Instant};
 use pandare::console::{strip_terminal_codes, UNITS_PER_SECOND};
 use pandare::{Console, MachineConfig};
 use pandare_riscv::abi::{QEMU_CPU, QEMU_OPENSBI};
+pub use pandare_test_support::unavailable;
+use pandare_test_support::{run_tool, tool};
 use regex::bytes::Regex;
-
-/// Reports a missing prerequisite: fails under `CI=true`, otherwise prints `SKIP:` (to
-/// the terminal, past libtest's capture) and lets the caller return.
-pub fn unavailable(reason: &str) {
-    if std::env::var("CI").is_ok_and(|value| value == "true") {
-        panic!("{reason} (CI=true: guest tests must run)");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
-}
-
-/// `name` on the PATH.
-pub fn tool(name: &str) -> Result<PathBuf, String> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| format!("{name} not found; run scripts/install-test-tools.sh"))
-}
 
 /// Whether QEMU and its OpenSBI firmware are installed.
 pub fn qemu_installed() -> bool {
     tool("qemu-system-riscv64").is_ok() && Path::new(QEMU_OPENSBI).is_file()
-}
-
-fn run_tool(command: &mut Command) -> Result<(), String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
 }
 
 /// The programs of `programs/*.S`, assembled and linked as static executables:
