@@ -12,8 +12,16 @@
 //! limits.
 #![warn(missing_docs)]
 
+mod btf;
+mod kallsyms;
 pub mod kernel;
+mod kernel_image;
 pub mod profile;
+mod serialize;
+mod syscall_table;
 
 pub use kernel::{Kernel, WalkError};
-pub use profile::{ArgumentKind, Profile, ProfileError, SyscallArgument, SyscallInfo};
+pub use profile::{
+    Architecture, ArgumentKind, EnumeratorInfo, MemberInfo, Profile, ProfileError, Symbol,
+    SyscallArgument, SyscallInfo, TypeInfo, TypeKind,
+};
