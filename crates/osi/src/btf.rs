@@ -514,19 +514,38 @@ impl Btf {
 
     /// Finds member `name` of composite `id`, looking into anonymous struct and union
     /// members as C does. Returns the member's type and its bit offset from `id`'s start.
-    pub(crate) fn find_member(&self, id: u32, name: &str, depth: usize) -> Option<(u32, u64)> {
+    pub(crate) fn find_member(&self, id: u32, name: &str) -> Option<(u32, u64)> {
+        // Bounds the search of a malformed blob whose anonymous members contain
+        // themselves (which would otherwise branch exponentially).
+        let mut budget = 1usize << 16;
+        self.find_member_within(id, name, 0, &mut budget)
+    }
+
+    fn find_member_within(
+        &self,
+        id: u32,
+        name: &str,
+        depth: usize,
+        budget: &mut usize,
+    ) -> Option<(u32, u64)> {
         if depth > MAX_CHAIN {
             return None;
         }
         for m in self.members(id) {
+            *budget = budget.checked_sub(1)?;
             let member_name = self.name(m.name_off);
             if member_name == name {
                 return Some((m.type_id, m.bit_offset));
             }
             if member_name.is_empty() {
-                let inner = self.resolve(m.type_id)?;
-                if let Some((t, off)) = self.find_member(inner, name, depth + 1) {
+                let Some(inner) = self.resolve(m.type_id) else {
+                    continue;
+                };
+                if let Some((t, off)) = self.find_member_within(inner, name, depth + 1, budget) {
                     return Some((t, m.bit_offset + off));
+                }
+                if *budget == 0 {
+                    return None;
                 }
             }
         }
@@ -546,7 +565,7 @@ impl Btf {
             if name.is_empty() {
                 return None;
             }
-            let (member_type, member_bits) = self.find_member(current, name, 0)?;
+            let (member_type, member_bits) = self.find_member(current, name)?;
             bits = bits.checked_add(member_bits)?;
             current = self.resolve(member_type)?;
             let mut rest = indices;
@@ -765,18 +784,20 @@ fn str_at(strings: &str, off: u32) -> &str {
 }
 
 /// Finds the BTF blob in `bytes`: the magic followed by a header whose sections fit.
-pub(crate) fn find_blob(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
-    let mut from = 0;
-    while let Some(at) = memmem(&bytes[from..], &BTF_MAGIC) {
-        let start = from + at;
-        if let Ok(len) = blob_len(&bytes[start..]) {
-            if len > 24 {
-                return Some(start..start + len);
+/// `Ok(None)` when there is no magic at all; an error when every magic found starts a
+/// header that does not fit (a truncated image).
+pub(crate) fn find_blob(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, ProfileError> {
+    let mut first_error = None;
+    for start in memchr::memmem::find_iter(bytes, &BTF_MAGIC) {
+        match blob_len(&bytes[start..]) {
+            Ok(len) if len > 24 => return Ok(Some(start..start + len)),
+            Ok(_) => {}
+            Err(error) => {
+                first_error.get_or_insert(error);
             }
         }
-        from = start + 1;
     }
-    None
+    first_error.map_or(Ok(None), Err)
 }
 
 /// The first position of `needle` in `haystack`.
@@ -877,5 +898,34 @@ mod tests {
         assert_eq!(btf.resolve(1), None);
         assert_eq!(btf.size_of(1), None);
         assert_eq!(btf.find_composite("t"), None);
+    }
+
+    #[test]
+    fn every_single_byte_corruption_is_an_error_or_a_valid_blob() {
+        let sample = sample();
+        for at in 0..sample.len() {
+            for value in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut bytes = sample.clone();
+                bytes[at] = value;
+                if let Ok(btf) = Btf::parse(bytes) {
+                    for id in 0..=btf.type_count() as u32 + 1 {
+                        let _ = btf.type_info(id);
+                        let _ = btf.size_of(id);
+                        let _ = btf.offset_of(id, "f_path.dentry");
+                        let _ = btf.offset_of(id, "a[3]");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn self_containing_anonymous_members_end() {
+        let strings = b"\0s\0x\0".to_vec();
+        let mut t = Vec::new();
+        record(&mut t, 1, 4, 3, false, 8); // 1: struct s { struct s; struct s; int x?; }
+        words(&mut t, &[0, 1, 0, 0, 1, 0, 0, 1, 0]);
+        let btf = Btf::parse(blob(&t, &strings)).expect("valid references");
+        assert_eq!(btf.offset_of(1, "x"), None);
     }
 }

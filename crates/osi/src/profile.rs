@@ -119,7 +119,7 @@ impl Profile {
     /// `CONFIG_FTRACE_SYSCALLS`'s metadata when the kernel has it.
     pub fn derive(image: &[u8]) -> Result<Profile, ProfileError> {
         let mut image = KernelImage::open(image)?;
-        let btf_range = image.btf().ok_or(ProfileError::NoBtf)?;
+        let btf_range = image.btf()?.ok_or(ProfileError::NoBtf)?;
         let btf = Btf::parse(image.bytes()[btf_range].to_vec())?;
         let symbols = SymbolTable::new(crate::kallsyms::decode(image.bytes())?);
         if image.bytes().starts_with(b"\x7fELF") {
@@ -175,6 +175,12 @@ impl Profile {
         let profile = Profile::derive(&bytes)?;
         write_atomically(&dir, &path, &profile.to_bytes())?;
         Ok(profile)
+    }
+
+    /// [`Profile::load_or_derive`] with pandare's cache directory (`$PANDARE_CACHE_DIR`,
+    /// else `~/.cache/pandare`, as for the guest images).
+    pub fn load_or_derive_cached(image: &Path) -> Result<Profile, ProfileError> {
+        Profile::load_or_derive(image, &pandare_images::cache_root())
     }
 
     /// The architecture of the kernel the profile was derived from.

@@ -7,6 +7,15 @@ use std::sync::OnceLock;
 use pandare_osi::{ArgumentKind, Profile, ProfileError, TypeKind};
 use pandare_test_support::unavailable;
 
+/// The riscv64 kernel's path, or `None` (after reporting why) when the image is absent.
+fn kernel_path() -> Option<std::path::PathBuf> {
+    let image = pandare_images::cached("riscv64");
+    if image.is_none() {
+        unavailable("the riscv64 generic image is not built: run `panda image build riscv64`");
+    }
+    image.map(|image| image.kernel)
+}
+
 /// The riscv64 kernel's bytes, or `None` (after reporting why) when the image is absent.
 fn kernel() -> Option<&'static [u8]> {
     static KERNEL: OnceLock<Option<Vec<u8>>> = OnceLock::new();
@@ -343,4 +352,41 @@ fn riscv_profile_survives_serialization() {
     assert_eq!(q.type_by_name("task_struct"), p.type_by_name("task_struct"));
     assert!(q.syscall_has_prototype(56));
     assert_eq!(q.to_bytes(), bytes, "serialization is deterministic");
+}
+
+/// A fresh directory under the target directory, for cache tests.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pandare-osi-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+#[test]
+fn riscv_profile_is_cached_per_kernel_hash() {
+    let Some(kernel) = kernel_path() else { return };
+    let cache = scratch_dir("cache");
+    let first = Profile::load_or_derive(&kernel, &cache).expect("derived");
+    let files: Vec<_> = std::fs::read_dir(cache.join("profiles"))
+        .expect("the cache directory exists")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file, no temporary left: {files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(".profile") && name.len() == 64 + 8, "{name}");
+    let saved = std::fs::read(&files[0]).unwrap();
+    assert_eq!(saved, first.to_bytes());
+
+    // A second load reads the file (a damaged one is replaced by a fresh derivation).
+    let second = Profile::load_or_derive(&kernel, &cache).expect("loaded");
+    assert_eq!(second.symbols(), first.symbols());
+    std::fs::write(&files[0], &saved[..saved.len() / 2]).unwrap();
+    let third = Profile::load_or_derive(&kernel, &cache).expect("derived again");
+    assert_eq!(third.syscalls(), first.syscalls());
+    assert_eq!(
+        std::fs::read(&files[0]).unwrap(),
+        saved,
+        "the damaged file was replaced"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
 }
