@@ -47,8 +47,8 @@ pub(crate) struct SymbolTable {
     /// Name → index of the preferred symbol of that name (a global one if any, else the
     /// first).
     by_name: FxHashMap<String, u32>,
-    /// Indices sorted by name, for prefix queries.
-    sorted_by_name: Vec<u32>,
+    /// Indices sorted by name, for prefix queries (made on the first such query).
+    sorted_by_name: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl SymbolTable {
@@ -70,18 +70,24 @@ impl SymbolTable {
                 }
             }
         }
-        let mut sorted_by_name: Vec<u32> = (0..symbols.len() as u32).collect();
-        sorted_by_name.sort_unstable_by(|&a, &b| {
-            symbols[a as usize]
-                .name
-                .cmp(&symbols[b as usize].name)
-                .then(a.cmp(&b))
-        });
         SymbolTable {
             symbols,
             by_name,
-            sorted_by_name,
+            sorted_by_name: std::sync::OnceLock::new(),
         }
+    }
+
+    fn sorted_by_name(&self) -> &[u32] {
+        self.sorted_by_name.get_or_init(|| {
+            let mut sorted: Vec<u32> = (0..self.symbols.len() as u32).collect();
+            sorted.sort_unstable_by(|&a, &b| {
+                self.symbols[a as usize]
+                    .name
+                    .cmp(&self.symbols[b as usize].name)
+                    .then(a.cmp(&b))
+            });
+            sorted
+        })
     }
 
     pub(crate) fn all(&self) -> &[Symbol] {
@@ -95,8 +101,9 @@ impl SymbolTable {
     /// Symbols whose names start with `prefix`, in name order.
     pub(crate) fn with_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = &'a Symbol> {
         let name = |i: &u32| self.symbols[*i as usize].name.as_str();
-        let start = self.sorted_by_name.partition_point(|i| name(i) < prefix);
-        let rest = &self.sorted_by_name[start..];
+        let sorted = self.sorted_by_name();
+        let start = sorted.partition_point(|i| name(i) < prefix);
+        let rest = &sorted[start..];
         let len = rest.partition_point(|i| name(i).starts_with(prefix));
         rest[..len].iter().map(|&i| &self.symbols[i as usize])
     }
