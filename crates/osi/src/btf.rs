@@ -111,6 +111,20 @@ pub struct MemberInfo {
     pub bit_size: Option<u32>,
 }
 
+/// A field reached from a type by a member name or a dotted path, with its offset from
+/// the start of that type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FieldInfo {
+    /// Its byte offset (the byte holding its first bit).
+    pub offset: u64,
+    /// Its offset in bits.
+    pub bit_offset: u64,
+    /// Its width in bits when it is a bitfield.
+    pub bit_size: Option<u32>,
+    /// Its type's id (as declared: typedefs and qualifiers not resolved).
+    pub type_id: u32,
+}
+
 /// One enumerator of an enum.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EnumeratorInfo {
@@ -514,7 +528,7 @@ impl Btf {
 
     /// Finds member `name` of composite `id`, looking into anonymous struct and union
     /// members as C does. Returns the member's type and its bit offset from `id`'s start.
-    pub(crate) fn find_member(&self, id: u32, name: &str) -> Option<(u32, u64)> {
+    pub(crate) fn find_member(&self, id: u32, name: &str) -> Option<(u32, u64, u32)> {
         // Bounds the search of a malformed blob whose anonymous members contain
         // themselves (which would otherwise branch exponentially).
         let mut budget = 1usize << 16;
@@ -527,7 +541,7 @@ impl Btf {
         name: &str,
         depth: usize,
         budget: &mut usize,
-    ) -> Option<(u32, u64)> {
+    ) -> Option<(u32, u64, u32)> {
         if depth > MAX_CHAIN {
             return None;
         }
@@ -535,14 +549,16 @@ impl Btf {
             *budget = budget.checked_sub(1)?;
             let member_name = self.name(m.name_off);
             if member_name == name {
-                return Some((m.type_id, m.bit_offset));
+                return Some((m.type_id, m.bit_offset, m.bit_size));
             }
             if member_name.is_empty() {
                 let Some(inner) = self.resolve(m.type_id) else {
                     continue;
                 };
-                if let Some((t, off)) = self.find_member_within(inner, name, depth + 1, budget) {
-                    return Some((t, m.bit_offset + off));
+                if let Some((t, off, size)) =
+                    self.find_member_within(inner, name, depth + 1, budget)
+                {
+                    return Some((t, m.bit_offset + off, size));
                 }
                 if *budget == 0 {
                     return None;
@@ -555,8 +571,18 @@ impl Btf {
     /// The byte offset of the dotted `path` in composite `id`: members (through
     /// anonymous ones) and array elements (`mem[0]`).
     pub(crate) fn offset_of(&self, id: u32, path: &str) -> Option<u64> {
+        self.field(id, path).map(|f| f.bit_offset / 8)
+    }
+
+    /// The field the dotted `path` names in composite `id` (see [`Btf::offset_of`]).
+    pub(crate) fn field(&self, id: u32, path: &str) -> Option<FieldInfo> {
         let mut current = self.resolve(id)?;
-        let mut bits: u64 = 0;
+        let mut field = FieldInfo {
+            offset: 0,
+            bit_offset: 0,
+            bit_size: None,
+            type_id: id,
+        };
         for segment in path.split('.') {
             let (name, indices) = match segment.find('[') {
                 Some(open) => (&segment[..open], &segment[open..]),
@@ -565,8 +591,10 @@ impl Btf {
             if name.is_empty() {
                 return None;
             }
-            let (member_type, member_bits) = self.find_member(current, name)?;
-            bits = bits.checked_add(member_bits)?;
+            let (member_type, member_bits, bit_size) = self.find_member(current, name)?;
+            field.bit_offset = field.bit_offset.checked_add(member_bits)?;
+            field.bit_size = (bit_size != 0).then_some(bit_size);
+            field.type_id = member_type;
             current = self.resolve(member_type)?;
             let mut rest = indices;
             while !rest.is_empty() {
@@ -583,11 +611,15 @@ impl Btf {
                 }
                 let element = self.word(x);
                 let size = self.size_of(element)?;
-                bits = bits.checked_add(index.checked_mul(size)?.checked_mul(8)?)?;
+                field.bit_offset = field
+                    .bit_offset
+                    .checked_add(index.checked_mul(size)?.checked_mul(8)?)?;
+                field.type_id = element;
                 current = self.resolve(element)?;
             }
         }
-        Some(bits / 8)
+        field.offset = field.bit_offset / 8;
+        Some(field)
     }
 
     /// The variables of the data section named `section`, with their offsets.

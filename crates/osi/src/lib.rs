@@ -22,8 +22,8 @@ mod syscall_table;
 
 pub use kernel::{Kernel, WalkError};
 pub use profile::{
-    Architecture, ArgumentKind, EnumeratorInfo, MemberInfo, Profile, ProfileError, Symbol,
-    SyscallArgument, SyscallInfo, TypeInfo, TypeKind,
+    Architecture, ArgumentKind, EnumeratorInfo, FieldInfo, MemberInfo, Profile, ProfileError,
+    Symbol, SyscallArgument, SyscallInfo, TypeInfo, TypeKind,
 };
 
 /// Entry points for fuzzing the parsers with arbitrary bytes (tests and fuzz targets);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::btf::Btf;
-pub use crate::btf::{EnumeratorInfo, MemberInfo, TypeInfo, TypeKind};
+pub use crate::btf::{EnumeratorInfo, FieldInfo, MemberInfo, TypeInfo, TypeKind};
 pub use crate::kallsyms::Symbol;
 use crate::kallsyms::SymbolTable;
 pub use crate::kernel_image::Architecture;
@@ -309,6 +309,33 @@ impl Profile {
     /// [`MemberInfo::type_id`] name them); 0 is `void`.
     pub fn type_by_id(&self, id: u32) -> Option<TypeInfo> {
         self.btf.as_ref()?.type_info(id)
+    }
+
+    /// The field `path` names in the type with id `type_id` (a struct or union, or a
+    /// typedef of one): a member name, looked up through anonymous members as C does, or
+    /// a dotted path with array indices as for [`Profile::offset`]. This is one step of
+    /// typed navigation: `task_struct` → `mm` → (pointer target) `mm_struct` → `mm_mt`.
+    pub fn field_of(&self, type_id: u32, path: &str) -> Option<FieldInfo> {
+        self.btf.as_ref()?.field(type_id, path)
+    }
+
+    /// The field `path` names in `struct structure` (see [`Profile::field_of`]).
+    pub fn field(&self, structure: &str, path: &str) -> Result<FieldInfo, ProfileError> {
+        let btf = self
+            .btf
+            .as_ref()
+            .ok_or_else(|| ProfileError::MissingField {
+                structure: structure.to_string(),
+                field: path.to_string(),
+            })?;
+        let id = btf
+            .find_composite(structure)
+            .ok_or_else(|| ProfileError::MissingType(format!("struct {structure}")))?;
+        btf.field(id, path)
+            .ok_or_else(|| ProfileError::MissingField {
+                structure: structure.to_string(),
+                field: path.to_string(),
+            })
     }
 
     /// The type `id` stands for after typedefs, `const`, `volatile`, `restrict` and

@@ -390,3 +390,40 @@ fn riscv_profile_is_cached_per_kernel_hash() {
     );
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn riscv_kernel_typed_navigation_by_field() {
+    let Some(p) = profile() else { return };
+    // task->mm->mm_mt, one field at a time, as cosi navigates.
+    let task = p.type_by_name("task_struct").expect("task_struct").id;
+    let mm = p.field_of(task, "mm").expect("task_struct.mm");
+    assert_eq!(mm.offset, p.offset("task_struct", "mm").unwrap());
+    let pointer = p.resolve_type(mm.type_id).expect("a pointer");
+    assert_eq!(pointer.kind, TypeKind::Pointer);
+    let mm_struct = pointer.target.expect("pointee");
+    let mm_mt = p.field_of(mm_struct, "mm_mt").expect("mm_struct.mm_mt");
+    assert_eq!(mm_mt.offset, 64);
+    assert_eq!(
+        p.resolve_type(mm_mt.type_id).map(|t| t.name),
+        Some("maple_tree".to_string())
+    );
+    // Through an anonymous union inside d_name.
+    let len = p.field("dentry", "d_name.len").expect("d_name.len");
+    assert_eq!(len.offset, p.offset("dentry", "d_name").unwrap() + 4);
+    assert_eq!(p.resolve_type(len.type_id).and_then(|t| t.size), Some(4));
+    // A bitfield keeps its width.
+    let info = p.type_by_name("task_struct").unwrap();
+    let bitfield = info
+        .members
+        .iter()
+        .find(|m| m.bit_size.is_some())
+        .expect("a bitfield");
+    let field = p
+        .field_of(task, &bitfield.name)
+        .expect("the bitfield by name");
+    assert_eq!(
+        (field.bit_offset, field.bit_size),
+        (bitfield.bit_offset, bitfield.bit_size)
+    );
+    assert!(p.field_of(task, "no_such_field").is_none());
+}
