@@ -375,3 +375,179 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Symbol>, ProfileError> {
     }
     Ok(symbols)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel-like blob of kallsyms tables for `symbols` (names with their type
+    /// letter, already in address order), in the 6.4+ order or the older one. Each
+    /// character is its own token (token `c` is the string `c`), as for a kernel whose
+    /// names compress no further.
+    fn tables(symbols: &[(String, u32)], base: u64, new_order: bool) -> Vec<u8> {
+        let pad = |out: &mut Vec<u8>| {
+            while out.len() % 8 != 0 {
+                out.push(0);
+            }
+        };
+        let mut names = Vec::new();
+        let mut markers = Vec::new();
+        for (i, (name, _)) in symbols.iter().enumerate() {
+            if i % 256 == 0 {
+                markers.push(names.len() as u32);
+            }
+            let len = name.len();
+            if len >= 0x80 {
+                names.push((len & 0x7f) as u8 | 0x80);
+                names.push((len >> 7) as u8);
+            } else {
+                names.push(len as u8);
+            }
+            names.extend_from_slice(name.as_bytes());
+        }
+        let mut tokens = Vec::new();
+        let mut index = Vec::new();
+        for i in 0..256u32 {
+            index.push(tokens.len() as u16);
+            if i == 0 {
+                tokens.extend_from_slice(b"zz");
+            } else {
+                tokens.push(i as u8);
+            }
+            tokens.push(0);
+        }
+        let mut out = vec![0xaa; 64]; // unrelated data before
+        pad(&mut out);
+        let offsets = |out: &mut Vec<u8>| {
+            for (_, off) in symbols {
+                out.extend_from_slice(&off.to_le_bytes());
+            }
+            pad(out);
+            out.extend_from_slice(&base.to_le_bytes());
+        };
+        if !new_order {
+            offsets(&mut out);
+        }
+        out.extend_from_slice(&(symbols.len() as u64).to_le_bytes());
+        out.extend_from_slice(&names);
+        pad(&mut out);
+        for m in &markers {
+            out.extend_from_slice(&m.to_le_bytes());
+        }
+        pad(&mut out);
+        if !new_order {
+            // seqs_of_names (6.2+): three bytes per symbol.
+            out.extend(std::iter::repeat_n(0u8, 3 * symbols.len()));
+            pad(&mut out);
+        }
+        out.extend_from_slice(&tokens);
+        pad(&mut out);
+        for i in &index {
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        pad(&mut out);
+        if new_order {
+            offsets(&mut out);
+        }
+        out.extend_from_slice(&[0x55; 64]);
+        out
+    }
+
+    fn sample_symbols() -> Vec<(String, u32)> {
+        (0..600u32)
+            .map(|i| {
+                let name = if i == 300 {
+                    format!("T{}", "long_name_".repeat(20))
+                } else {
+                    format!("tsym_{i}")
+                };
+                (name, 0x1000 + 16 * i)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_table_orders_decode_to_the_same_symbols() {
+        let base = 0xffff_ffff_8000_0000;
+        for new_order in [true, false] {
+            let symbols = decode(&tables(&sample_symbols(), base, new_order)).expect("decodes");
+            assert_eq!(symbols.len(), 600, "new order: {new_order}");
+            assert_eq!(symbols[0].name, "sym_0");
+            assert_eq!(symbols[0].kind, 't');
+            assert_eq!(symbols[0].address, base + 0x1000);
+            assert_eq!(
+                symbols[300].name,
+                "long_name_".repeat(20),
+                "a two-byte length"
+            );
+            assert_eq!(symbols[300].kind, 'T');
+            assert_eq!(symbols[599].address, base + 0x1000 + 16 * 599);
+        }
+    }
+
+    #[test]
+    fn absolute_per_cpu_offsets_are_told_from_relative_ones() {
+        let base = 0xffff_ffff_8100_0000;
+        // Most symbols relative (negative: base - 1 - off), a few per-CPU (absolute).
+        let mut symbols = sample_symbols();
+        for (i, (_, off)) in symbols.iter_mut().enumerate() {
+            *off = if i < 10 {
+                0x40 * i as u32
+            } else {
+                (-(0x1000 + 16 * i as i32) - 1) as u32
+            };
+        }
+        let decoded = decode(&tables(&symbols, base, false)).expect("decodes");
+        assert_eq!(decoded[3].address, 0xc0, "absolute per-CPU offset");
+        assert_eq!(decoded[20].address, base + 0x1000 + 16 * 20);
+    }
+
+    #[test]
+    fn a_table_without_matching_markers_is_malformed() {
+        let mut blob = tables(&sample_symbols(), 0xffff_ffff_8000_0000, true);
+        // The count says one more symbol than there are names before the markers.
+        let at = 64;
+        blob[at..at + 8].copy_from_slice(&601u64.to_le_bytes());
+        assert!(matches!(decode(&blob), Err(ProfileError::Malformed(_))));
+        assert!(matches!(
+            decode(&[0u8; 4096]),
+            Err(ProfileError::NoKallsyms)
+        ));
+    }
+
+    #[test]
+    fn lookups_by_name_prefix_and_address() {
+        let table = SymbolTable::new(vec![
+            Symbol {
+                name: "b".into(),
+                address: 0x20,
+                kind: 't',
+            },
+            Symbol {
+                name: "a.isra.0".into(),
+                address: 0x10,
+                kind: 't',
+            },
+            Symbol {
+                name: "b".into(),
+                address: 0x30,
+                kind: 'T',
+            },
+            Symbol {
+                name: "c".into(),
+                address: 0x30,
+                kind: 't',
+            },
+        ]);
+        assert_eq!(
+            table.get("b").map(|s| s.address),
+            Some(0x30),
+            "the global one"
+        );
+        assert_eq!(table.with_prefix("a.").count(), 1);
+        assert_eq!(table.at(0x30).len(), 2);
+        assert_eq!(table.containing(0x35).map(|s| s.name.as_str()), Some("b"));
+        assert_eq!(table.containing(0x5), None);
+        assert_eq!(table.next_address_after(0x20), Some(0x30));
+    }
+}
