@@ -386,7 +386,7 @@ mod tests {
     /// names compress no further.
     fn tables(symbols: &[(String, u32)], base: u64, new_order: bool) -> Vec<u8> {
         let pad = |out: &mut Vec<u8>| {
-            while out.len() % 8 != 0 {
+            while !out.len().is_multiple_of(8) {
                 out.push(0);
             }
         };
