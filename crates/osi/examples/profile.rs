@@ -78,6 +78,16 @@ fn main() -> anyhow::Result<()> {
                 loads[loads.len() / 2],
                 loads[loads.len() - 1]
             );
+            let queries = 100_000;
+            let start = Instant::now();
+            for _ in 0..queries {
+                std::hint::black_box(profile.offset("task_struct", "comm")?);
+                std::hint::black_box(profile.offset("dentry", "d_name.len")?);
+            }
+            println!(
+                "offset query: {:.0} ns (task_struct.comm, dentry.d_name.len)",
+                start.elapsed().as_secs_f64() * 1e9 / (2 * queries) as f64
+            );
             // The whole cached path: read the kernel, hash it, read and check the profile.
             let cache =
                 std::env::temp_dir().join(format!("pandare-profile-bench-{}", std::process::id()));

@@ -246,11 +246,11 @@ impl Profile {
     /// members as C does (`d_name.len` inside `d_name`'s anonymous union), and may index
     /// arrays (`mem[0].base`).
     pub fn offset(&self, structure: &str, field: &str) -> Result<u64, ProfileError> {
-        if let Some(&offset) = self
-            .offsets
-            .get(&(structure.to_string(), field.to_string()))
-        {
-            return Ok(offset);
+        if !self.offsets.is_empty() {
+            let key = (structure.to_string(), field.to_string());
+            if let Some(&offset) = self.offsets.get(&key) {
+                return Ok(offset);
+            }
         }
         let btf = self
             .btf
