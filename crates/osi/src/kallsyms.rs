@@ -24,6 +24,8 @@ use crate::profile::ProfileError;
 
 /// More symbols than any kernel has; bounds the decoding of a garbage count.
 const MAX_SYMBOLS: u32 = 4_000_000;
+/// The most name bytes walked over all attempts to find the count.
+const MAX_DECODE_WORK: usize = 256 << 20;
 /// The farthest before the token table the count is searched for: the names of the
 /// largest kernels take a few MiB.
 const MAX_NAMES_BYTES: usize = 32 << 20;
@@ -233,7 +235,13 @@ struct Names {
 
 /// Decodes `count` names starting at `start`, checking the markers that follow (every
 /// 256th name's offset).
-fn decode_names(bytes: &[u8], start: usize, count: u32, limit: usize) -> Option<Names> {
+fn decode_names(
+    bytes: &[u8],
+    start: usize,
+    count: u32,
+    limit: usize,
+    budget: &mut usize,
+) -> Option<Names> {
     let mut ranges = Vec::with_capacity(count.min(1 << 20) as usize);
     let mut marks = Vec::with_capacity((count as usize).div_ceil(256));
     let mut at = start;
@@ -256,6 +264,7 @@ fn decode_names(bytes: &[u8], start: usize, count: u32, limit: usize) -> Option<
         if at > limit {
             return None;
         }
+        *budget = budget.checked_sub(header + len)?;
         ranges.push((u32::try_from(data).ok()?, u32::try_from(len).ok()?));
     }
     // kallsyms_markers: the offset of names 0, 256, 512, ... from the first.
@@ -285,7 +294,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Symbol>, ProfileError> {
     let lowest = tokens.table.saturating_sub(MAX_NAMES_BYTES);
     let mut candidate = tokens.table & !7;
     let mut found = None;
-    while candidate >= lowest + 8 {
+    // Real kernels need one attempt (the first small count below the token table is
+    // kallsyms_num_syms); the budget bounds the work a crafted image can cause.
+    let mut budget = MAX_DECODE_WORK;
+    while candidate >= lowest + 8 && budget > 0 {
         candidate -= 8;
         let Some(value) = u64_at(bytes, candidate) else {
             continue;
@@ -298,7 +310,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Symbol>, ProfileError> {
         if candidate + 8 + 2 * count as usize > tokens.table {
             continue;
         }
-        if let Some(names) = decode_names(bytes, candidate + 8, count, tokens.table) {
+        if let Some(names) = decode_names(bytes, candidate + 8, count, tokens.table, &mut budget) {
             found = Some((candidate, count, names));
             break;
         }
