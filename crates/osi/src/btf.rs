@@ -832,11 +832,6 @@ pub(crate) fn find_blob(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, 
     first_error.map_or(Ok(None), Err)
 }
 
-/// The first position of `needle` in `haystack`.
-pub(crate) fn memmem(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,6 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::btf::memmem;
 use crate::profile::ProfileError;
 
 /// More symbols than any kernel has; bounds the decoding of a garbage count.
@@ -180,10 +179,9 @@ struct Tokens {
 /// table's start, and a token index matching the table right after it.
 fn find_tokens(bytes: &[u8]) -> Option<Tokens> {
     const DIGITS: &[u8] = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00";
-    let mut from = 0;
-    while let Some(hit) = memmem(&bytes[from..], DIGITS) {
-        let digits = from + hit;
-        from = digits + 1;
+    // Real kernels have one or two such runs; each candidate costs up to 64 KiB of
+    // scanning, so a crafted image full of them is cut short.
+    for digits in memchr::memmem::find_iter(bytes, DIGITS).take(4096) {
         // Walk back over 0x30 tokens: each ends with the NUL before the next.
         let mut start = digits;
         let mut ok = true;
