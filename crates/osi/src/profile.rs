@@ -471,12 +471,16 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Profile
         move |error| ProfileError::Io { what, path, error }
     };
     std::fs::create_dir_all(dir).map_err(io("cannot create the profile cache", dir))?;
+    // Unique per process and per call: threads deriving the same kernel at once each
+    // write their own file, and the last rename wins with identical bytes.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("profile"),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;

@@ -427,3 +427,30 @@ fn riscv_kernel_typed_navigation_by_field() {
     );
     assert!(p.field_of(task, "no_such_field").is_none());
 }
+
+#[test]
+fn concurrent_derivations_of_one_kernel_share_the_cache_safely() {
+    let Some(kernel) = kernel_path() else { return };
+    let cache = scratch_dir("concurrent");
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| Profile::load_or_derive(&kernel, &cache)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    for result in results {
+        assert_eq!(
+            result
+                .expect("every thread gets the profile")
+                .syscalls()
+                .len(),
+            317
+        );
+    }
+    let files = std::fs::read_dir(cache.join("profiles")).unwrap().count();
+    assert_eq!(files, 1, "one profile, no temporary left");
+    let _ = std::fs::remove_dir_all(&cache);
+}
