@@ -355,6 +355,19 @@ impl Profile {
         &self.syscalls
     }
 
+    /// System call `number`, if the kernel has it.
+    pub fn syscall(&self, number: u64) -> Option<&SyscallInfo> {
+        self.syscalls
+            .binary_search_by_key(&number, |s| s.number)
+            .ok()
+            .map(|i| &self.syscalls[i])
+    }
+
+    /// The system call named `name` (without prefix: `openat`).
+    pub fn syscall_named(&self, name: &str) -> Option<&SyscallInfo> {
+        self.syscalls.iter().find(|s| s.name == name)
+    }
+
     /// Whether system call `number`'s prototype came from the kernel's own metadata
     /// (else it has a name but no argument list).
     pub fn syscall_has_prototype(&self, number: u64) -> bool {
@@ -377,6 +390,8 @@ impl Profile {
                 kind: 'D',
             })
             .collect();
+        let mut syscalls = syscalls;
+        syscalls.sort_by_key(|s| s.number);
         let prototyped = syscalls.iter().map(|s| s.number).collect::<Vec<_>>();
         let mut prototyped = prototyped;
         prototyped.sort_unstable();
@@ -423,6 +438,8 @@ impl Profile {
     pub(crate) fn assemble(parts: OwnedParts) -> Profile {
         let mut prototyped = parts.prototyped;
         prototyped.sort_unstable();
+        let mut syscalls = parts.syscalls;
+        syscalls.sort_by_key(|s| s.number);
         Profile {
             arch: parts.arch,
             symbols: Arc::new(SymbolTable::new(parts.symbols)),
@@ -430,7 +447,7 @@ impl Profile {
             btf: parts.btf.map(Arc::new),
             offsets: parts.offsets,
             sizes: parts.sizes,
-            syscalls: parts.syscalls,
+            syscalls,
             prototyped,
         }
     }

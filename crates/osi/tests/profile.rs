@@ -294,6 +294,9 @@ fn riscv_kernel_system_calls() {
 
     let openat = by_name("openat");
     assert_eq!(openat.number, 56);
+    assert_eq!(p.syscall(56), Some(openat));
+    assert_eq!(p.syscall_named("openat"), Some(openat));
+    assert_eq!(p.syscall(1000), None);
     let described: Vec<(&str, &str, ArgumentKind)> = openat
         .arguments
         .iter()
