@@ -812,7 +812,9 @@ pub(crate) struct RawMember {
 /// boundary; the section ends with NUL).
 fn str_at(strings: &str, off: u32) -> &str {
     let rest = strings.get(off as usize..).unwrap_or("");
-    rest.split('\0').next().unwrap_or("")
+    // NUL is ASCII, so the byte position is a character boundary.
+    let end = memchr::memchr(0, rest.as_bytes()).unwrap_or(rest.len());
+    rest.get(..end).unwrap_or("")
 }
 
 /// Finds the BTF blob in `bytes`: the magic followed by a header whose sections fit.
