@@ -280,6 +280,7 @@ pub struct LoadContext<'a> {
     ppp: &'a Ppp,
     kernel: &'a KernelSource,
     names: Vec<String>,
+    loaded: Vec<&'static str>,
 }
 
 /// Where the plugins' kernel profile comes from: derived from the kernel image the
@@ -344,6 +345,11 @@ impl LoadContext<'_> {
     /// The manager's PPP lists, for the plugin to run its PPP callbacks from its callbacks.
     pub fn ppp(&self) -> Ppp {
         self.ppp.clone()
+    }
+
+    /// Whether plugin `name` is loaded already (for plugins known under two names).
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.loaded.contains(&name)
     }
 
     /// The plugin's name.
@@ -499,6 +505,7 @@ impl Plugins {
             ppp: &ppp,
             kernel: &self.kernel,
             names: Vec::new(),
+            loaded: self.loaded(),
         };
         (info.create)(&args, &mut context).map(drop)
     }
@@ -524,6 +531,7 @@ impl Plugins {
             ppp: &self.ppp,
             kernel: &self.kernel,
             names: Vec::new(),
+            loaded: self.loaded(),
         };
         match (info.create)(&args, &mut context) {
             Ok(plugin) => {

@@ -95,20 +95,18 @@ impl Shared {
             .map_err(WalkError::Inconsistent)
     }
 
-    /// Runs `on_task_change` if `task` is not the task seen last.
-    fn observe(&self, cpu: &mut dyn GuestCpu, task: u64, ppp: &Ppp, plugin: &str) {
+    /// Runs `on_task_change` (registered under either name of the plugin) if `task` is
+    /// not the task seen last.
+    fn observe(&self, cpu: &mut dyn GuestCpu, task: u64, ppp: &Ppp) {
         let previous = self.last_task.swap(task, Ordering::Relaxed);
         if previous == task {
             return;
         }
         self.changes.fetch_add(1, Ordering::Relaxed);
-        if ppp.has(plugin, "on_task_change") {
-            ppp.run(
-                plugin,
-                "on_task_change",
-                cpu,
-                &TaskChange { task, previous },
-            );
+        for name in [INFO.name, LINUX_INFO.name] {
+            if ppp.has(name, "on_task_change") {
+                ppp.run(name, "on_task_change", cpu, &TaskChange { task, previous });
+            }
         }
     }
 }
@@ -218,6 +216,8 @@ enum Method {
     /// The symbol and its address.
     Hook(String, u64),
     Blocks,
+    /// Nothing: the plugin is loaded under its other name, which does the work.
+    Alias(&'static str),
 }
 
 struct Osi {
@@ -258,6 +258,20 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
     });
     let errors: Arc<Mutex<Option<String>>> = Arc::default();
     let plugin = context.plugin();
+    let other = if plugin == INFO.name {
+        LINUX_INFO.name
+    } else {
+        INFO.name
+    };
+    if context.is_loaded(other) {
+        // PyPANDA scripts load both `osi` and `osi_linux`: the second is the first again.
+        return Ok(Box::new(Osi {
+            name: plugin,
+            shared,
+            method: Method::Alias(other),
+            errors,
+        }));
+    }
     let ppp = context.ppp();
     let state = Arc::clone(&shared);
     let failed = Arc::clone(&errors);
@@ -279,18 +293,19 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
                 },
                 Box::new(move |cpu, _| {
                     if let Some(task) = current(cpu) {
-                        state.observe(cpu, task, &ppp, plugin);
+                        state.observe(cpu, task, &ppp);
                     }
                 }),
             )?;
         }
+        Method::Alias(_) => {}
         Method::Blocks => {
             let state = Arc::clone(&shared);
             context.register(
                 "task_change",
                 Callback::StartBlockExec(Box::new(move |cpu, _| {
                     if let Some(task) = current(cpu) {
-                        state.observe(cpu, task, &ppp, plugin);
+                        state.observe(cpu, task, &ppp);
                     }
                 })),
             )?;
@@ -309,6 +324,12 @@ impl Plugin for Osi {
         let how = match &self.method {
             Method::Hook(symbol, address) => format!("hook on {symbol} at {address:#x}"),
             Method::Blocks => "current task compared at every block start".to_string(),
+            Method::Alias(other) => {
+                return Ok(format!(
+                    "{}: loaded as an alias of {other}, which watched the tasks",
+                    self.name
+                ))
+            }
         };
         let mut report = format!(
             "{}: {} task changes seen ({how})",

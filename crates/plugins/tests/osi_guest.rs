@@ -369,6 +369,22 @@ fn the_current_process_has_the_cpus_asid_and_task_changes_are_never_missed() {
             },
         )
         .unwrap();
+    // PyPANDA scripts load osi_linux too: an alias, whose PPP name gets the same events.
+    plugins
+        .load(console.machine().instrumentation(), "osi_linux", [])
+        .unwrap();
+    let aliased = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = Arc::clone(&aliased);
+    plugins
+        .register_ppp(
+            "osi_linux",
+            "on_task_change",
+            "count",
+            move |_, _: &TaskChange| {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
+        .unwrap();
     // At every user-mode block: the task on_task_change announced last is current, and
     // the current process's asid is the CPU's.
     #[derive(Default)]
@@ -432,6 +448,15 @@ fn the_current_process_has_the_cpus_asid_and_task_changes_are_never_missed() {
         .windows(2)
         .all(|pair| pair[1].previous == pair[0].task));
     assert_eq!(api.task_changes(), changes.len() as u64);
+    assert_eq!(
+        aliased.load(std::sync::atomic::Ordering::Relaxed),
+        changes.len() as u64
+    );
+    let reports = plugins
+        .unload_all(console.machine().instrumentation())
+        .unwrap();
+    assert!(reports[0].contains("alias of osi"), "{reports:?}");
+    assert!(reports[1].contains("finish_task_switch"), "{reports:?}");
 }
 
 #[test]
