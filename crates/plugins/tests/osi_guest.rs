@@ -496,3 +496,48 @@ fn without_a_kernel_profile_the_plugin_does_not_load() {
         .to_string();
     assert!(error.contains("no kernel profile"), "{error}");
 }
+
+#[test]
+fn walks_from_garbage_task_pointers_end_without_a_panic_or_a_hang() {
+    let (mut console, _plugins, api) = guest();
+    let started = std::time::Instant::now();
+    let (walks, errors) = at_once(&mut console, |cpu| {
+        let kernel = api.kernel(cpu).unwrap();
+        let init = kernel.profile().symbol("init_task").unwrap();
+        let mut walks = 0;
+        let mut errors = 0;
+        // Addresses through the kernel's data around init_task (other structures, the
+        // middle of task_structs), unmapped kernel addresses, user addresses, null.
+        let mut candidates: Vec<u64> = (1..400u64).map(|step| init + step * 0x1d8).collect();
+        candidates.extend([0, 8, 0x1_0000, 0xffff_ffff_ffff_f000, 0xffff_ffc0_dead_0000]);
+        for task in candidates {
+            let results = [
+                kernel
+                    .process_record(cpu, task)
+                    .err()
+                    .map(|e| e.to_string()),
+                kernel.threads(cpu, task).err().map(|e| e.to_string()),
+                kernel.mappings(cpu, task).err().map(|e| e.to_string()),
+                kernel.fds(cpu, task).err().map(|e| e.to_string()),
+                kernel.program_path(cpu, task).err().map(|e| e.to_string()),
+                kernel
+                    .mapping_by_address(cpu, task, 0x1_0000)
+                    .err()
+                    .map(|e| e.to_string()),
+            ];
+            walks += results.len();
+            errors += results.iter().filter(|result| result.is_some()).count();
+        }
+        (walks, errors)
+    });
+    eprintln!(
+        "{walks} walks from garbage, {errors} errors, in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        errors > walks / 2,
+        "garbage was accepted: {errors} errors of {walks}"
+    );
+    // The guest is unharmed.
+    assert_eq!(run(&mut console, "echo still here"), "still here\n");
+}
