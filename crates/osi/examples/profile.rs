@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p pandare-osi --example profile -- summary KERNEL
 //! cargo run --release -p pandare-osi --example profile -- bench KERNEL [RUNS]
+//! perf stat -r 10 target/release/examples/profile derive|cached KERNEL
 //! cargo run --release -p pandare-osi --example profile -- syscalls KERNEL
 //! cargo run --release -p pandare-osi --example profile -- offset KERNEL STRUCT FIELD
 //! cargo run --release -p pandare-osi --example profile -- fields KERNEL
@@ -17,7 +18,8 @@ use pandare_osi::Profile;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: profile summary|bench|syscalls|fields|offset KERNEL [RUNS | STRUCT FIELD]";
+    let usage =
+        "usage: profile summary|bench|derive|cached|syscalls|fields|offset KERNEL [RUNS | STRUCT FIELD]";
     let (command, path) = match (args.first(), args.get(1)) {
         (Some(c), Some(p)) => (c.as_str(), p.as_str()),
         _ => anyhow::bail!(usage),
@@ -106,6 +108,15 @@ fn main() -> anyhow::Result<()> {
                 cached[cached.len() / 2],
                 cached[cached.len() - 1]
             );
+        }
+        "derive" => {
+            // One derivation and nothing else, for `perf stat -r N` (CPU time is steadier
+            // than wall time on a loaded machine).
+            std::hint::black_box(Profile::derive(&image)?);
+        }
+        "cached" => {
+            // One load through the profile cache ($PANDARE_CACHE_DIR), as the plugins do.
+            std::hint::black_box(Profile::load_or_derive_cached(std::path::Path::new(path))?);
         }
         "syscalls" => {
             let profile = Profile::derive(&image)?;

@@ -547,11 +547,14 @@ impl Btf {
         }
         for m in self.members(id) {
             *budget = budget.checked_sub(1)?;
-            let member_name = self.name(m.name_off);
-            if member_name == name {
+            // Compared as bytes in place: no search for the name's end per member.
+            let at = m.name_off as usize;
+            let strings = self.strings.as_bytes();
+            let end = at + name.len();
+            if strings.get(at..end) == Some(name.as_bytes()) && strings.get(end) == Some(&0) {
                 return Some((m.type_id, m.bit_offset, m.bit_size));
             }
-            if member_name.is_empty() {
+            if strings.get(at) == Some(&0) {
                 let Some(inner) = self.resolve(m.type_id) else {
                     continue;
                 };
@@ -812,7 +815,9 @@ pub(crate) struct RawMember {
 /// boundary; the section ends with NUL).
 fn str_at(strings: &str, off: u32) -> &str {
     let rest = strings.get(off as usize..).unwrap_or("");
-    rest.split('\0').next().unwrap_or("")
+    // NUL is ASCII, so the byte position is a character boundary.
+    let end = memchr::memchr(0, rest.as_bytes()).unwrap_or(rest.len());
+    rest.get(..end).unwrap_or("")
 }
 
 /// Finds the BTF blob in `bytes`: the magic followed by a header whose sections fit.

@@ -45,35 +45,79 @@ pub struct Symbol {
 pub(crate) struct SymbolTable {
     /// In address order (stable: the kernel's order for equal addresses).
     symbols: Vec<Symbol>,
-    /// Name → index of the preferred symbol of that name (a global one if any, else the
-    /// first).
-    by_name: FxHashMap<String, u32>,
+    /// Name hash → index of the preferred symbol with a name of that hash (a global one
+    /// if any, else the first); symbols whose names share a hash but differ are chained
+    /// in `collisions`. Indices rather than names as keys keep one copy of each name.
+    by_hash: FxHashMap<u64, u32>,
+    /// Index → the next symbol whose name has the same hash (`END`: none).
+    collisions: Vec<u32>,
     /// Indices sorted by name, for prefix queries (made on the first such query).
     sorted_by_name: std::sync::OnceLock<Vec<u32>>,
+}
+
+/// The end of a collision chain.
+const END: u32 = u32::MAX;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to hash names by length only, so that chains of different names
+    /// with one hash are exercised.
+    static WEAK_HASH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    #[cfg(test)]
+    if WEAK_HASH.get() {
+        return name.len() as u64;
+    }
+    let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+    hasher.write(name.as_bytes());
+    hasher.finish()
 }
 
 impl SymbolTable {
     /// A table of `symbols` (any order).
     pub(crate) fn new(mut symbols: Vec<Symbol>) -> SymbolTable {
         symbols.sort_by_key(|s| s.address);
-        let mut by_name: FxHashMap<String, u32> = FxHashMap::default();
-        by_name.reserve(symbols.len());
+        let mut by_hash: FxHashMap<u64, u32> = FxHashMap::default();
+        by_hash.reserve(symbols.len());
+        let mut collisions = vec![END; symbols.len()];
         for (i, s) in symbols.iter().enumerate() {
-            match by_name.get_mut(s.name.as_str()) {
-                Some(prev) => {
-                    let previous_global = symbols[*prev as usize].kind.is_ascii_uppercase();
-                    if !previous_global && s.kind.is_ascii_uppercase() {
-                        *prev = i as u32;
+            let i = i as u32;
+            let head = by_hash.entry(name_hash(&s.name)).or_insert(i);
+            if *head == i {
+                continue;
+            }
+            // Walk the chain to a symbol of the same name, remembering the link to it.
+            let (mut previous_link, mut at) = (END, *head);
+            loop {
+                if symbols[at as usize].name == s.name {
+                    // A global symbol takes a local one's place in the chain.
+                    let kept_global = symbols[at as usize].kind.is_ascii_uppercase();
+                    if !kept_global && s.kind.is_ascii_uppercase() {
+                        collisions[i as usize] = collisions[at as usize];
+                        if previous_link == END {
+                            *head = i;
+                        } else {
+                            collisions[previous_link as usize] = i;
+                        }
                     }
+                    break;
                 }
-                None => {
-                    by_name.insert(s.name.clone(), i as u32);
+                match collisions[at as usize] {
+                    END => {
+                        collisions[at as usize] = i;
+                        break;
+                    }
+                    next => (previous_link, at) = (at, next),
                 }
             }
         }
         SymbolTable {
             symbols,
-            by_name,
+            by_hash,
+            collisions,
             sorted_by_name: std::sync::OnceLock::new(),
         }
     }
@@ -96,7 +140,15 @@ impl SymbolTable {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Symbol> {
-        self.by_name.get(name).map(|&i| &self.symbols[i as usize])
+        let mut at = *self.by_hash.get(&name_hash(name))?;
+        while at != END {
+            let symbol = &self.symbols[at as usize];
+            if symbol.name == name {
+                return Some(symbol);
+            }
+            at = self.collisions[at as usize];
+        }
+        None
     }
 
     /// Symbols whose names start with `prefix`, in name order.
@@ -554,10 +606,46 @@ mod tests {
             Some(0x30),
             "the global one"
         );
+        assert_eq!(table.get("c").map(|s| s.address), Some(0x30));
+        assert_eq!(table.get("a.isra.0").map(|s| s.address), Some(0x10));
+        assert_eq!(table.get("a"), None);
         assert_eq!(table.with_prefix("a.").count(), 1);
         assert_eq!(table.at(0x30).len(), 2);
         assert_eq!(table.containing(0x35).map(|s| s.name.as_str()), Some("b"));
         assert_eq!(table.containing(0x5), None);
         assert_eq!(table.next_address_after(0x20), Some(0x30));
+    }
+
+    /// Every name finds its preferred symbol (the first global one, else the first),
+    /// also when different names share a hash.
+    #[test]
+    fn lookups_agree_with_a_plain_map_under_hash_collisions() {
+        let mut symbols = Vec::new();
+        for i in 0..2000u64 {
+            let name = format!("s{}", i % 700);
+            let kind = if i % 3 == 0 { 'T' } else { 't' };
+            symbols.push(Symbol {
+                name,
+                address: 0x1000 + i,
+                kind,
+            });
+        }
+        let mut expected: std::collections::HashMap<&str, &Symbol> = Default::default();
+        for s in &symbols {
+            let entry = expected.entry(s.name.as_str()).or_insert(s);
+            if !entry.kind.is_ascii_uppercase() && s.kind.is_ascii_uppercase() {
+                *entry = s;
+            }
+        }
+        for weak in [false, true] {
+            WEAK_HASH.set(weak);
+            let table = SymbolTable::new(symbols.clone());
+            for (name, symbol) in &expected {
+                assert_eq!(table.get(name), Some(*symbol), "{name}, weak hash: {weak}");
+            }
+            assert_eq!(table.get("s700"), None);
+            assert_eq!(table.get("nothing"), None);
+        }
+        WEAK_HASH.set(false);
     }
 }
