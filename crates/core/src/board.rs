@@ -401,6 +401,9 @@ mod tests {
         fn is_kernel_address(&self, _: u64) -> bool {
             false
         }
+        fn linux(&self) -> Option<&'static dyn crate::abi::LinuxAbi> {
+            None
+        }
     }
 
     /// A board whose CPU retires its budget in one go and powers off at a set count.

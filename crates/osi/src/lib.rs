@@ -13,14 +13,17 @@
 #![warn(missing_docs)]
 
 mod btf;
+mod files;
 mod kallsyms;
 pub mod kernel;
 mod kernel_image;
+mod mappings;
+mod processes;
 pub mod profile;
 mod serialize;
 mod syscall_table;
 
-pub use kernel::{Kernel, WalkError};
+pub use kernel::{Kernel, Mapping, Process, Thread, WalkError};
 pub use profile::{
     Architecture, ArgumentKind, EnumeratorInfo, FieldInfo, MemberInfo, Profile, ProfileError,
     Symbol, SyscallArgument, SyscallInfo, TypeInfo, TypeKind,

@@ -24,6 +24,7 @@ pub mod args;
 pub mod asid_instr_count;
 pub mod coverage;
 pub mod hypercaller;
+pub mod osi;
 mod output;
 pub mod pc_search;
 pub mod ppp;
@@ -198,6 +199,8 @@ pub const BUILTIN: &[PluginInfo] = &[
     asid_instr_count::INFO,
     coverage::INFO,
     hypercaller::INFO,
+    osi::INFO,
+    osi::LINUX_INFO,
     pc_search::INFO,
     stringsearch::INFO,
 ];
@@ -244,6 +247,21 @@ impl Target<'_> {
         }
     }
 
+    fn add_hook(
+        &mut self,
+        name: &str,
+        hook: pandare_core::instrument::AddressHook,
+        callback: pandare_core::instrument::HookFn,
+    ) -> Result<(), PluginError> {
+        match self {
+            Target::Now(instrumentation) => Ok(instrumentation.add_hook(name, hook, callback)?),
+            Target::Queued(controller) => {
+                controller.add_hook(name, hook, callback);
+                Ok(())
+            }
+        }
+    }
+
     fn delete(&mut self, name: &str) {
         // A front end may have deleted it by name already.
         match self {
@@ -262,6 +280,7 @@ pub struct LoadContext<'a> {
     ppp: &'a Ppp,
     kernel: &'a KernelSource,
     names: Vec<String>,
+    loaded: Vec<&'static str>,
 }
 
 /// Where the plugins' kernel profile comes from: derived from the kernel image the
@@ -307,9 +326,27 @@ impl LoadContext<'_> {
         Ok(())
     }
 
+    /// Adds an address hook as `PLUGIN:name`, removed when the plugin unloads.
+    pub fn add_hook(
+        &mut self,
+        name: &str,
+        hook: pandare_core::instrument::AddressHook,
+        callback: pandare_core::instrument::HookFn,
+    ) -> Result<(), PluginError> {
+        let full = format!("{}:{name}", self.plugin);
+        self.target.add_hook(&full, hook, callback)?;
+        self.names.push(full);
+        Ok(())
+    }
+
     /// The manager's PPP lists, for the plugin to run its PPP callbacks from its callbacks.
     pub fn ppp(&self) -> Ppp {
         self.ppp.clone()
+    }
+
+    /// Whether plugin `name` is loaded already (for plugins known under two names).
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.loaded.contains(&name)
     }
 
     /// The plugin's name.
@@ -465,6 +502,7 @@ impl Plugins {
             ppp: &ppp,
             kernel: &self.kernel,
             names: Vec::new(),
+            loaded: self.loaded(),
         };
         (info.create)(&args, &mut context).map(drop)
     }
@@ -490,6 +528,7 @@ impl Plugins {
             ppp: &self.ppp,
             kernel: &self.kernel,
             names: Vec::new(),
+            loaded: self.loaded(),
         };
         match (info.create)(&args, &mut context) {
             Ok(plugin) => {
