@@ -384,6 +384,17 @@ impl Plugins {
         };
     }
 
+    /// Says there is no kernel profile to be had, and why (a recording made without
+    /// one): OS-introspecting plugins then fail to load with `why`.
+    pub fn set_kernel_unavailable(&mut self, why: impl Into<String>) {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(Err(why.into()));
+        self.kernel = KernelSource {
+            image: None,
+            profile: cell,
+        };
+    }
+
     /// The kernel profile, derived on first use.
     pub fn kernel_profile(&self) -> Result<std::sync::Arc<pandare_osi::Profile>, PluginError> {
         self.kernel.profile()

@@ -27,6 +27,7 @@ mod blocking;
 mod callbacks;
 mod core;
 mod cpu_state;
+mod osi;
 mod plugins;
 mod replay;
 mod shared;
@@ -37,6 +38,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     plugins::add_to(module)?;
+    osi::add_to(module)?;
     arch::add_to(module)?;
     module.add_class::<core::Core>()?;
     module.add_class::<cpu_state::CpuState>()?;
