@@ -218,6 +218,20 @@ pub trait LinuxAbi: Send + Sync + std::fmt::Debug {
     /// The physical address of the top-level page table that an [`GuestCpu::asid`] value
     /// designates (riscv64: `satp`'s PPN × 4096), to compare with a process's `mm->pgd`.
     fn page_table_of_asid(&self, asid: u64) -> u64;
+    /// The dotted field of `struct mm_struct` holding what, besides the page table, goes
+    /// into the [`GuestCpu::asid`] value while that address space runs (riscv64:
+    /// `context.id`, whose low bits are the hardware ASID), if anything does.
+    fn mm_context_field(&self) -> Option<&'static str> {
+        None
+    }
+    /// The [`GuestCpu::asid`] value while the address space whose top-level page table is
+    /// at physical address `page_table` runs, given the value of its
+    /// [`LinuxAbi::mm_context_field`] (0 when there is none). The default is the page
+    /// table's address.
+    fn asid_of_address_space(&self, cpu: &dyn GuestCpu, page_table: u64, context: u64) -> u64 {
+        let _ = (cpu, context);
+        page_table
+    }
 }
 
 impl dyn GuestAbi {

@@ -12,8 +12,11 @@
 //! limits.
 #![warn(missing_docs)]
 
+mod files;
 pub mod kernel;
+mod mappings;
+mod processes;
 pub mod profile;
 
-pub use kernel::{Kernel, WalkError};
+pub use kernel::{Kernel, Mapping, Process, Thread, WalkError};
 pub use profile::{ArgumentKind, Profile, ProfileError, SyscallArgument, SyscallInfo};

@@ -24,6 +24,7 @@ pub mod args;
 pub mod asid_instr_count;
 pub mod coverage;
 pub mod hypercaller;
+pub mod osi;
 mod output;
 pub mod pc_search;
 pub mod ppp;
@@ -198,6 +199,8 @@ pub const BUILTIN: &[PluginInfo] = &[
     asid_instr_count::INFO,
     coverage::INFO,
     hypercaller::INFO,
+    osi::INFO,
+    osi::LINUX_INFO,
     pc_search::INFO,
     stringsearch::INFO,
 ];
@@ -239,6 +242,21 @@ impl Target<'_> {
             Target::Now(instrumentation) => Ok(instrumentation.register(name, callback)?),
             Target::Queued(controller) => {
                 controller.register(name, callback);
+                Ok(())
+            }
+        }
+    }
+
+    fn add_hook(
+        &mut self,
+        name: &str,
+        hook: pandare_core::instrument::AddressHook,
+        callback: pandare_core::instrument::HookFn,
+    ) -> Result<(), PluginError> {
+        match self {
+            Target::Now(instrumentation) => Ok(instrumentation.add_hook(name, hook, callback)?),
+            Target::Queued(controller) => {
+                controller.add_hook(name, hook, callback);
                 Ok(())
             }
         }
@@ -306,6 +324,19 @@ impl LoadContext<'_> {
     pub fn register(&mut self, name: &str, callback: Callback) -> Result<(), PluginError> {
         let full = format!("{}:{name}", self.plugin);
         self.target.register(&full, callback)?;
+        self.names.push(full);
+        Ok(())
+    }
+
+    /// Adds an address hook as `PLUGIN:name`, removed when the plugin unloads.
+    pub fn add_hook(
+        &mut self,
+        name: &str,
+        hook: pandare_core::instrument::AddressHook,
+        callback: pandare_core::instrument::HookFn,
+    ) -> Result<(), PluginError> {
+        let full = format!("{}:{name}", self.plugin);
+        self.target.add_hook(&full, hook, callback)?;
         self.names.push(full);
         Ok(())
     }

@@ -243,6 +243,21 @@ impl LinuxAbi for Riscv64Linux {
     fn page_table_of_asid(&self, asid: u64) -> u64 {
         (asid & ((1 << 44) - 1)) << 12
     }
+
+    /// Linux keeps the ASID it gave an `mm` in the low bits of `mm->context.id` (above
+    /// them, the allocator's generation) and runs it with
+    /// `satp = mode | ASID << 44 | PPN(pgd)` (`arch/riscv/mm/context.c`).
+    fn mm_context_field(&self) -> Option<&'static str> {
+        Some("context.id")
+    }
+
+    /// `satp`'s mode (the same for every address space: the kernel picks it at boot) from
+    /// the CPU, the ASID from the `mm`'s context (masked to the 16 bits `satp` holds), and
+    /// the page table's PPN. Without an ASID allocator the kernel leaves the context 0, and
+    /// so does this.
+    fn asid_of_address_space(&self, cpu: &dyn GuestCpu, page_table: u64, context: u64) -> u64 {
+        (cpu.asid() & (0xf << 60)) | (context & 0xffff) << 44 | (page_table >> 12) & ((1 << 44) - 1)
+    }
 }
 
 /// QEMU CPU options that advertise the same ISA as pandare's hart.
