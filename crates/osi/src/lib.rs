@@ -12,11 +12,19 @@
 //! limits.
 #![warn(missing_docs)]
 
+mod btf;
 mod files;
+mod kallsyms;
 pub mod kernel;
+mod kernel_image;
 mod mappings;
 mod processes;
 pub mod profile;
+mod serialize;
+mod syscall_table;
 
 pub use kernel::{Kernel, Mapping, Process, Thread, WalkError};
-pub use profile::{ArgumentKind, Profile, ProfileError, SyscallArgument, SyscallInfo};
+pub use profile::{
+    Architecture, ArgumentKind, EnumeratorInfo, MemberInfo, Profile, ProfileError, Symbol,
+    SyscallArgument, SyscallInfo, TypeInfo, TypeKind,
+};
