@@ -26,6 +26,7 @@ mod arch;
 mod blocking;
 mod callbacks;
 mod core;
+mod cosi;
 mod cpu_state;
 mod osi;
 mod plugins;
@@ -39,6 +40,7 @@ use pyo3::prelude::*;
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     plugins::add_to(module)?;
     osi::add_to(module)?;
+    cosi::add_to(module)?;
     arch::add_to(module)?;
     module.add_class::<core::Core>()?;
     module.add_class::<cpu_state::CpuState>()?;

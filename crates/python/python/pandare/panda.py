@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 from . import _core
 from .arch import arch_for
+from .cosi import Cosi
 from .ffi import NULL, ffi
 from .osi import OsiLinuxPlugin, OsiPlugin, module_from, proc_from, thread_from
 
@@ -219,6 +220,7 @@ class Panda:
         self.pyplugins = PyPluginManager(self)
         self.plugins = _PluginFaces(self)
         self.ffi = ffi
+        self.cosi = Cosi(self)
         self._blocking_queue: list[Callable] = []
         self._async_queue: list[Callable] = []
         self._thread: Optional[threading.Thread] = None
