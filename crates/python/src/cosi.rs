@@ -7,8 +7,7 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::core::Core;
 use crate::cpu_state::CpuState;
-use crate::osi::profile;
-use crate::shared::Fail;
+use crate::osi::{profile, with_kernel};
 
 fn kind_name(kind: pandare_osi::TypeKind) -> (&'static str, Option<bool>, Option<u32>) {
     use pandare_osi::TypeKind as K;
@@ -116,12 +115,7 @@ pub(crate) fn cosi_current_task(
     core: &Core,
     cpu: &CpuState,
 ) -> PyResult<Option<u64>> {
-    let profile = profile(core)?;
-    cpu.access(py, move |cpu| {
-        let kernel = pandare_osi::Kernel::new(profile, cpu)
-            .map_err(|error| Fail::Value(error.to_string()))?;
-        Ok(kernel.current_task(cpu).ok())
-    })
+    Ok(with_kernel(py, core, cpu, |kernel, cpu| kernel.current_task(cpu))?.ok())
 }
 
 /// Adds the functions to the extension module.

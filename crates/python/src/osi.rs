@@ -28,16 +28,41 @@ pub(crate) fn profile(core: &Core) -> PyResult<Arc<Profile>> {
         .map_err(|error| PyValueError::new_err(error.to_string()))
 }
 
+/// The walks' view of the kernel (built once per profile), if built already, and the
+/// profile.
+fn cached_kernel(core: &Core) -> PyResult<(Arc<Profile>, Option<Arc<Kernel>>)> {
+    let state = lock(&core.shared.plugins);
+    let profile = state
+        .kernel_profile()
+        .map_err(|error| PyValueError::new_err(error.to_string()))?;
+    let kernel = match &state.walker {
+        Some((built_for, kernel)) if Arc::ptr_eq(built_for, &profile) => Some(Arc::clone(kernel)),
+        _ => None,
+    };
+    Ok((profile, kernel))
+}
+
 /// Runs `walk` over the kernel on `cpu`.
-fn with_kernel<R: Send + 'static>(
+pub(crate) fn with_kernel<R: Send + 'static>(
     py: Python<'_>,
     core: &Core,
     cpu: &CpuState,
     walk: impl FnOnce(&Kernel, &mut dyn GuestCpu) -> Result<R, WalkError> + Send + 'static,
 ) -> PyResult<Result<R, WalkError>> {
-    let profile = profile(core)?;
+    let (profile, kernel) = cached_kernel(core)?;
+    let shared = Arc::clone(&core.shared);
     cpu.access(py, move |cpu| {
-        let kernel = Kernel::new(profile, cpu).map_err(|error| Fail::Value(error.to_string()))?;
+        let kernel = match kernel {
+            Some(kernel) => kernel,
+            None => {
+                let kernel = Arc::new(
+                    Kernel::new(Arc::clone(&profile), cpu)
+                        .map_err(|error| Fail::Value(error.to_string()))?,
+                );
+                lock(&shared.plugins).walker = Some((profile, Arc::clone(&kernel)));
+                kernel
+            }
+        };
         Ok(walk(&kernel, cpu))
     })
 }

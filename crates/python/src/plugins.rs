@@ -31,6 +31,9 @@ pub(crate) struct PluginState {
     kernel: Option<std::path::PathBuf>,
     /// Whether a replay's profile replaced the live kernel's.
     replay_profile: bool,
+    /// The walks' view of the kernel for the current profile (building one resolves
+    /// every offset the walks use, too slow to do per call).
+    pub(crate) walker: Option<(Arc<pandare_osi::Profile>, Arc<pandare_osi::Kernel>)>,
 }
 
 impl PluginState {
@@ -43,6 +46,7 @@ impl PluginState {
             wanted: Vec::new(),
             kernel: Some(kernel.to_path_buf()),
             replay_profile: false,
+            walker: None,
         }
     }
 
