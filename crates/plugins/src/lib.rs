@@ -358,10 +358,7 @@ impl KernelSource {
                 let image = self.image.as_ref().ok_or_else(|| {
                     "the machine was not given a kernel image to derive a profile from".to_string()
                 })?;
-                let bytes = std::fs::read(image).map_err(|error| {
-                    format!("cannot read the kernel {}: {error}", image.display())
-                })?;
-                pandare_osi::Profile::derive(&bytes)
+                pandare_osi::Profile::load_or_derive_cached(image)
                     .map(std::sync::Arc::new)
                     .map_err(|error| format!("kernel {}: {error}", image.display()))
             })
