@@ -309,11 +309,11 @@ mod tests {
         let b = intern(&String::from("(cpu, pc, fd)"));
         assert!(std::ptr::eq(a, b));
         let ppp = Ppp::default();
-        ppp.declare(
-            "p",
-            vec![PppPoint::new::<Number>("on_x", "(cpu, number)")],
+        ppp.declare("p", vec![PppPoint::new::<Number>("on_x", "(cpu, number)")]);
+        assert_eq!(
+            ppp.declared("p", "on_x").unwrap().event_type,
+            TypeId::of::<Number>()
         );
-        assert_eq!(ppp.declared("p", "on_x").unwrap().event_type, TypeId::of::<Number>());
         assert!(ppp.declared("p", "on_y").is_none());
         assert_eq!(ppp.declared_count("p"), 1);
     }

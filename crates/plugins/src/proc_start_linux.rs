@@ -309,7 +309,10 @@ impl Plugin for ProcStart {
             "proc_start_linux: {} new programs reported{}",
             watch.programs,
             if watch.unreadable > 0 {
-                format!(", {} whose initial stack could not be read", watch.unreadable)
+                format!(
+                    ", {} whose initial stack could not be read",
+                    watch.unreadable
+                )
             } else {
                 String::new()
             }

@@ -231,8 +231,14 @@ pub fn ppp_points(profile: &Profile) -> Vec<PppPoint> {
             signature.push_str(&argument.name);
         }
         signature.push(')');
-        points.push(PppPoint::new::<Syscall>(enter_point(&info.name), &signature));
-        points.push(PppPoint::new::<Syscall>(return_point(&info.name), &signature));
+        points.push(PppPoint::new::<Syscall>(
+            enter_point(&info.name),
+            &signature,
+        ));
+        points.push(PppPoint::new::<Syscall>(
+            return_point(&info.name),
+            &signature,
+        ));
     }
     points
 }
@@ -446,8 +452,12 @@ impl Shared {
             None => self.ppp.run(NAME, "on_unknown_sys_enter", cpu, &numbered),
         }
         if self.ppp.has(NAME, "on_all_sys_enter2") {
-            self.ppp
-                .run(NAME, "on_all_sys_enter2", cpu, &DescribedSyscall(event.clone()));
+            self.ppp.run(
+                NAME,
+                "on_all_sys_enter2",
+                cpu,
+                &DescribedSyscall(event.clone()),
+            );
         }
         let flow = known.map_or(Flow::Returns, |known| known.flow);
         self.track(cpu, event, flow);
@@ -748,6 +758,9 @@ mod tests {
         let described = DescribedSyscall(event).values();
         assert_eq!(described[1], PppValue::U64(56));
         assert_eq!(described[2], PppValue::Bytes(b"openat".to_vec()));
-        assert_eq!(decode(ArgumentKind::Signed(64), u64::MAX), PppValue::I64(-1));
+        assert_eq!(
+            decode(ArgumentKind::Signed(64), u64::MAX),
+            PppValue::I64(-1)
+        );
     }
 }

@@ -214,7 +214,12 @@ impl Log {
         }
     }
 
-    fn enter(&mut self, cpu: &mut dyn GuestCpu, event: &Syscall, profile: &Arc<pandare_osi::Profile>) {
+    fn enter(
+        &mut self,
+        cpu: &mut dyn GuestCpu,
+        event: &Syscall,
+        profile: &Arc<pandare_osi::Profile>,
+    ) {
         if self.kernel.is_none() {
             self.kernel = Kernel::new(Arc::clone(profile), cpu).ok();
         }
@@ -236,9 +241,7 @@ impl Log {
                 .and_then(|info| info.arguments.get(index));
             let value = event.argument(index).unwrap_or(PppValue::U64(0));
             let string = match described.map(|argument| argument.kind) {
-                Some(ArgumentKind::String) => {
-                    read_string(cpu, event.raw[index], self.string_limit)
-                }
+                Some(ArgumentKind::String) => read_string(cpu, event.raw[index], self.string_limit),
                 _ => None,
             };
             arguments.push(Argument {
@@ -303,7 +306,10 @@ impl Plugin for Logger {
         }
         let mut text = String::new();
         if log.format == Format::Table {
-            text.push_str(&format!("{:>6} {:>6} {:<16} call\n", "pid", "tid", "process"));
+            text.push_str(&format!(
+                "{:>6} {:>6} {:<16} call\n",
+                "pid", "tid", "process"
+            ));
         }
         for line in log.lines.values() {
             text.push_str(line);
