@@ -111,6 +111,20 @@ pub struct MemberInfo {
     pub bit_size: Option<u32>,
 }
 
+/// A field reached from a type by a member name or a dotted path, with its offset from
+/// the start of that type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FieldInfo {
+    /// Its byte offset (the byte holding its first bit).
+    pub offset: u64,
+    /// Its offset in bits.
+    pub bit_offset: u64,
+    /// Its width in bits when it is a bitfield.
+    pub bit_size: Option<u32>,
+    /// Its type's id (as declared: typedefs and qualifiers not resolved).
+    pub type_id: u32,
+}
+
 /// One enumerator of an enum.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EnumeratorInfo {
@@ -514,19 +528,40 @@ impl Btf {
 
     /// Finds member `name` of composite `id`, looking into anonymous struct and union
     /// members as C does. Returns the member's type and its bit offset from `id`'s start.
-    pub(crate) fn find_member(&self, id: u32, name: &str, depth: usize) -> Option<(u32, u64)> {
+    pub(crate) fn find_member(&self, id: u32, name: &str) -> Option<(u32, u64, u32)> {
+        // Bounds the search of a malformed blob whose anonymous members contain
+        // themselves (which would otherwise branch exponentially).
+        let mut budget = 1usize << 16;
+        self.find_member_within(id, name, 0, &mut budget)
+    }
+
+    fn find_member_within(
+        &self,
+        id: u32,
+        name: &str,
+        depth: usize,
+        budget: &mut usize,
+    ) -> Option<(u32, u64, u32)> {
         if depth > MAX_CHAIN {
             return None;
         }
         for m in self.members(id) {
+            *budget = budget.checked_sub(1)?;
             let member_name = self.name(m.name_off);
             if member_name == name {
-                return Some((m.type_id, m.bit_offset));
+                return Some((m.type_id, m.bit_offset, m.bit_size));
             }
             if member_name.is_empty() {
-                let inner = self.resolve(m.type_id)?;
-                if let Some((t, off)) = self.find_member(inner, name, depth + 1) {
-                    return Some((t, m.bit_offset + off));
+                let Some(inner) = self.resolve(m.type_id) else {
+                    continue;
+                };
+                if let Some((t, off, size)) =
+                    self.find_member_within(inner, name, depth + 1, budget)
+                {
+                    return Some((t, m.bit_offset + off, size));
+                }
+                if *budget == 0 {
+                    return None;
                 }
             }
         }
@@ -536,8 +571,18 @@ impl Btf {
     /// The byte offset of the dotted `path` in composite `id`: members (through
     /// anonymous ones) and array elements (`mem[0]`).
     pub(crate) fn offset_of(&self, id: u32, path: &str) -> Option<u64> {
+        self.field(id, path).map(|f| f.bit_offset / 8)
+    }
+
+    /// The field the dotted `path` names in composite `id` (see [`Btf::offset_of`]).
+    pub(crate) fn field(&self, id: u32, path: &str) -> Option<FieldInfo> {
         let mut current = self.resolve(id)?;
-        let mut bits: u64 = 0;
+        let mut field = FieldInfo {
+            offset: 0,
+            bit_offset: 0,
+            bit_size: None,
+            type_id: id,
+        };
         for segment in path.split('.') {
             let (name, indices) = match segment.find('[') {
                 Some(open) => (&segment[..open], &segment[open..]),
@@ -546,8 +591,10 @@ impl Btf {
             if name.is_empty() {
                 return None;
             }
-            let (member_type, member_bits) = self.find_member(current, name, 0)?;
-            bits = bits.checked_add(member_bits)?;
+            let (member_type, member_bits, bit_size) = self.find_member(current, name)?;
+            field.bit_offset = field.bit_offset.checked_add(member_bits)?;
+            field.bit_size = (bit_size != 0).then_some(bit_size);
+            field.type_id = member_type;
             current = self.resolve(member_type)?;
             let mut rest = indices;
             while !rest.is_empty() {
@@ -564,11 +611,15 @@ impl Btf {
                 }
                 let element = self.word(x);
                 let size = self.size_of(element)?;
-                bits = bits.checked_add(index.checked_mul(size)?.checked_mul(8)?)?;
+                field.bit_offset = field
+                    .bit_offset
+                    .checked_add(index.checked_mul(size)?.checked_mul(8)?)?;
+                field.type_id = element;
                 current = self.resolve(element)?;
             }
         }
-        Some(bits / 8)
+        field.offset = field.bit_offset / 8;
+        Some(field)
     }
 
     /// The variables of the data section named `section`, with their offsets.
@@ -765,23 +816,20 @@ fn str_at(strings: &str, off: u32) -> &str {
 }
 
 /// Finds the BTF blob in `bytes`: the magic followed by a header whose sections fit.
-pub(crate) fn find_blob(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
-    let mut from = 0;
-    while let Some(at) = memmem(&bytes[from..], &BTF_MAGIC) {
-        let start = from + at;
-        if let Ok(len) = blob_len(&bytes[start..]) {
-            if len > 24 {
-                return Some(start..start + len);
+/// `Ok(None)` when there is no magic at all; an error when every magic found starts a
+/// header that does not fit (a truncated image).
+pub(crate) fn find_blob(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, ProfileError> {
+    let mut first_error = None;
+    for start in memchr::memmem::find_iter(bytes, &BTF_MAGIC) {
+        match blob_len(&bytes[start..]) {
+            Ok(len) if len > 24 => return Ok(Some(start..start + len)),
+            Ok(_) => {}
+            Err(error) => {
+                first_error.get_or_insert(error);
             }
         }
-        from = start + 1;
     }
-    None
-}
-
-/// The first position of `needle` in `haystack`.
-pub(crate) fn memmem(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
+    first_error.map_or(Ok(None), Err)
 }
 
 #[cfg(test)]
@@ -877,5 +925,34 @@ mod tests {
         assert_eq!(btf.resolve(1), None);
         assert_eq!(btf.size_of(1), None);
         assert_eq!(btf.find_composite("t"), None);
+    }
+
+    #[test]
+    fn every_single_byte_corruption_is_an_error_or_a_valid_blob() {
+        let sample = sample();
+        for at in 0..sample.len() {
+            for value in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut bytes = sample.clone();
+                bytes[at] = value;
+                if let Ok(btf) = Btf::parse(bytes) {
+                    for id in 0..=btf.type_count() as u32 + 1 {
+                        let _ = btf.type_info(id);
+                        let _ = btf.size_of(id);
+                        let _ = btf.offset_of(id, "f_path.dentry");
+                        let _ = btf.offset_of(id, "a[3]");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn self_containing_anonymous_members_end() {
+        let strings = b"\0s\0x\0".to_vec();
+        let mut t = Vec::new();
+        record(&mut t, 1, 4, 3, false, 8); // 1: struct s { struct s; struct s; int x?; }
+        words(&mut t, &[0, 1, 0, 0, 1, 0, 0, 1, 0]);
+        let btf = Btf::parse(blob(&t, &strings)).expect("valid references");
+        assert_eq!(btf.offset_of(1, "x"), None);
     }
 }

@@ -19,11 +19,12 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::btf::memmem;
 use crate::profile::ProfileError;
 
 /// More symbols than any kernel has; bounds the decoding of a garbage count.
 const MAX_SYMBOLS: u32 = 4_000_000;
+/// The most name bytes walked over all attempts to find the count.
+const MAX_DECODE_WORK: usize = 256 << 20;
 /// The farthest before the token table the count is searched for: the names of the
 /// largest kernels take a few MiB.
 const MAX_NAMES_BYTES: usize = 32 << 20;
@@ -47,8 +48,8 @@ pub(crate) struct SymbolTable {
     /// Name → index of the preferred symbol of that name (a global one if any, else the
     /// first).
     by_name: FxHashMap<String, u32>,
-    /// Indices sorted by name, for prefix queries.
-    sorted_by_name: Vec<u32>,
+    /// Indices sorted by name, for prefix queries (made on the first such query).
+    sorted_by_name: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl SymbolTable {
@@ -70,18 +71,24 @@ impl SymbolTable {
                 }
             }
         }
-        let mut sorted_by_name: Vec<u32> = (0..symbols.len() as u32).collect();
-        sorted_by_name.sort_unstable_by(|&a, &b| {
-            symbols[a as usize]
-                .name
-                .cmp(&symbols[b as usize].name)
-                .then(a.cmp(&b))
-        });
         SymbolTable {
             symbols,
             by_name,
-            sorted_by_name,
+            sorted_by_name: std::sync::OnceLock::new(),
         }
+    }
+
+    fn sorted_by_name(&self) -> &[u32] {
+        self.sorted_by_name.get_or_init(|| {
+            let mut sorted: Vec<u32> = (0..self.symbols.len() as u32).collect();
+            sorted.sort_unstable_by(|&a, &b| {
+                self.symbols[a as usize]
+                    .name
+                    .cmp(&self.symbols[b as usize].name)
+                    .then(a.cmp(&b))
+            });
+            sorted
+        })
     }
 
     pub(crate) fn all(&self) -> &[Symbol] {
@@ -95,8 +102,9 @@ impl SymbolTable {
     /// Symbols whose names start with `prefix`, in name order.
     pub(crate) fn with_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = &'a Symbol> {
         let name = |i: &u32| self.symbols[*i as usize].name.as_str();
-        let start = self.sorted_by_name.partition_point(|i| name(i) < prefix);
-        let rest = &self.sorted_by_name[start..];
+        let sorted = self.sorted_by_name();
+        let start = sorted.partition_point(|i| name(i) < prefix);
+        let rest = &sorted[start..];
         let len = rest.partition_point(|i| name(i).starts_with(prefix));
         rest[..len].iter().map(|&i| &self.symbols[i as usize])
     }
@@ -171,10 +179,9 @@ struct Tokens {
 /// table's start, and a token index matching the table right after it.
 fn find_tokens(bytes: &[u8]) -> Option<Tokens> {
     const DIGITS: &[u8] = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00";
-    let mut from = 0;
-    while let Some(hit) = memmem(&bytes[from..], DIGITS) {
-        let digits = from + hit;
-        from = digits + 1;
+    // Real kernels have one or two such runs; each candidate costs up to 64 KiB of
+    // scanning, so a crafted image full of them is cut short.
+    for digits in memchr::memmem::find_iter(bytes, DIGITS).take(4096) {
         // Walk back over 0x30 tokens: each ends with the NUL before the next.
         let mut start = digits;
         let mut ok = true;
@@ -226,7 +233,13 @@ struct Names {
 
 /// Decodes `count` names starting at `start`, checking the markers that follow (every
 /// 256th name's offset).
-fn decode_names(bytes: &[u8], start: usize, count: u32, limit: usize) -> Option<Names> {
+fn decode_names(
+    bytes: &[u8],
+    start: usize,
+    count: u32,
+    limit: usize,
+    budget: &mut usize,
+) -> Option<Names> {
     let mut ranges = Vec::with_capacity(count.min(1 << 20) as usize);
     let mut marks = Vec::with_capacity((count as usize).div_ceil(256));
     let mut at = start;
@@ -249,6 +262,7 @@ fn decode_names(bytes: &[u8], start: usize, count: u32, limit: usize) -> Option<
         if at > limit {
             return None;
         }
+        *budget = budget.checked_sub(header + len)?;
         ranges.push((u32::try_from(data).ok()?, u32::try_from(len).ok()?));
     }
     // kallsyms_markers: the offset of names 0, 256, 512, ... from the first.
@@ -278,7 +292,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Symbol>, ProfileError> {
     let lowest = tokens.table.saturating_sub(MAX_NAMES_BYTES);
     let mut candidate = tokens.table & !7;
     let mut found = None;
-    while candidate >= lowest + 8 {
+    // Real kernels need one attempt (the first small count below the token table is
+    // kallsyms_num_syms); the budget bounds the work a crafted image can cause.
+    let mut budget = MAX_DECODE_WORK;
+    while candidate >= lowest + 8 && budget > 0 {
         candidate -= 8;
         let Some(value) = u64_at(bytes, candidate) else {
             continue;
@@ -291,7 +308,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Symbol>, ProfileError> {
         if candidate + 8 + 2 * count as usize > tokens.table {
             continue;
         }
-        if let Some(names) = decode_names(bytes, candidate + 8, count, tokens.table) {
+        if let Some(names) = decode_names(bytes, candidate + 8, count, tokens.table, &mut budget) {
             found = Some((candidate, count, names));
             break;
         }
@@ -367,4 +384,180 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Symbol>, ProfileError> {
         });
     }
     Ok(symbols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel-like blob of kallsyms tables for `symbols` (names with their type
+    /// letter, already in address order), in the 6.4+ order or the older one. Each
+    /// character is its own token (token `c` is the string `c`), as for a kernel whose
+    /// names compress no further.
+    fn tables(symbols: &[(String, u32)], base: u64, new_order: bool) -> Vec<u8> {
+        let pad = |out: &mut Vec<u8>| {
+            while !out.len().is_multiple_of(8) {
+                out.push(0);
+            }
+        };
+        let mut names = Vec::new();
+        let mut markers = Vec::new();
+        for (i, (name, _)) in symbols.iter().enumerate() {
+            if i % 256 == 0 {
+                markers.push(names.len() as u32);
+            }
+            let len = name.len();
+            if len >= 0x80 {
+                names.push((len & 0x7f) as u8 | 0x80);
+                names.push((len >> 7) as u8);
+            } else {
+                names.push(len as u8);
+            }
+            names.extend_from_slice(name.as_bytes());
+        }
+        let mut tokens = Vec::new();
+        let mut index = Vec::new();
+        for i in 0..256u32 {
+            index.push(tokens.len() as u16);
+            if i == 0 {
+                tokens.extend_from_slice(b"zz");
+            } else {
+                tokens.push(i as u8);
+            }
+            tokens.push(0);
+        }
+        let mut out = vec![0xaa; 64]; // unrelated data before
+        pad(&mut out);
+        let offsets = |out: &mut Vec<u8>| {
+            for (_, off) in symbols {
+                out.extend_from_slice(&off.to_le_bytes());
+            }
+            pad(out);
+            out.extend_from_slice(&base.to_le_bytes());
+        };
+        if !new_order {
+            offsets(&mut out);
+        }
+        out.extend_from_slice(&(symbols.len() as u64).to_le_bytes());
+        out.extend_from_slice(&names);
+        pad(&mut out);
+        for m in &markers {
+            out.extend_from_slice(&m.to_le_bytes());
+        }
+        pad(&mut out);
+        if !new_order {
+            // seqs_of_names (6.2+): three bytes per symbol.
+            out.extend(std::iter::repeat_n(0u8, 3 * symbols.len()));
+            pad(&mut out);
+        }
+        out.extend_from_slice(&tokens);
+        pad(&mut out);
+        for i in &index {
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        pad(&mut out);
+        if new_order {
+            offsets(&mut out);
+        }
+        out.extend_from_slice(&[0x55; 64]);
+        out
+    }
+
+    fn sample_symbols() -> Vec<(String, u32)> {
+        (0..600u32)
+            .map(|i| {
+                let name = if i == 300 {
+                    format!("T{}", "long_name_".repeat(20))
+                } else {
+                    format!("tsym_{i}")
+                };
+                (name, 0x1000 + 16 * i)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_table_orders_decode_to_the_same_symbols() {
+        let base = 0xffff_ffff_8000_0000;
+        for new_order in [true, false] {
+            let symbols = decode(&tables(&sample_symbols(), base, new_order)).expect("decodes");
+            assert_eq!(symbols.len(), 600, "new order: {new_order}");
+            assert_eq!(symbols[0].name, "sym_0");
+            assert_eq!(symbols[0].kind, 't');
+            assert_eq!(symbols[0].address, base + 0x1000);
+            assert_eq!(
+                symbols[300].name,
+                "long_name_".repeat(20),
+                "a two-byte length"
+            );
+            assert_eq!(symbols[300].kind, 'T');
+            assert_eq!(symbols[599].address, base + 0x1000 + 16 * 599);
+        }
+    }
+
+    #[test]
+    fn absolute_per_cpu_offsets_are_told_from_relative_ones() {
+        let base = 0xffff_ffff_8100_0000;
+        // Most symbols relative (negative: base - 1 - off), a few per-CPU (absolute).
+        let mut symbols = sample_symbols();
+        for (i, (_, off)) in symbols.iter_mut().enumerate() {
+            *off = if i < 10 {
+                0x40 * i as u32
+            } else {
+                (-(0x1000 + 16 * i as i32) - 1) as u32
+            };
+        }
+        let decoded = decode(&tables(&symbols, base, false)).expect("decodes");
+        assert_eq!(decoded[3].address, 0xc0, "absolute per-CPU offset");
+        assert_eq!(decoded[20].address, base + 0x1000 + 16 * 20);
+    }
+
+    #[test]
+    fn a_table_without_matching_markers_is_malformed() {
+        let mut blob = tables(&sample_symbols(), 0xffff_ffff_8000_0000, true);
+        // The count says one more symbol than there are names before the markers.
+        let at = 64;
+        blob[at..at + 8].copy_from_slice(&601u64.to_le_bytes());
+        assert!(matches!(decode(&blob), Err(ProfileError::Malformed(_))));
+        assert!(matches!(
+            decode(&[0u8; 4096]),
+            Err(ProfileError::NoKallsyms)
+        ));
+    }
+
+    #[test]
+    fn lookups_by_name_prefix_and_address() {
+        let table = SymbolTable::new(vec![
+            Symbol {
+                name: "b".into(),
+                address: 0x20,
+                kind: 't',
+            },
+            Symbol {
+                name: "a.isra.0".into(),
+                address: 0x10,
+                kind: 't',
+            },
+            Symbol {
+                name: "b".into(),
+                address: 0x30,
+                kind: 'T',
+            },
+            Symbol {
+                name: "c".into(),
+                address: 0x30,
+                kind: 't',
+            },
+        ]);
+        assert_eq!(
+            table.get("b").map(|s| s.address),
+            Some(0x30),
+            "the global one"
+        );
+        assert_eq!(table.with_prefix("a.").count(), 1);
+        assert_eq!(table.at(0x30).len(), 2);
+        assert_eq!(table.containing(0x35).map(|s| s.name.as_str()), Some("b"));
+        assert_eq!(table.containing(0x5), None);
+        assert_eq!(table.next_address_after(0x20), Some(0x30));
+    }
 }

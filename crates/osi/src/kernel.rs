@@ -560,7 +560,8 @@ pub struct Mapping {
     pub file: Option<String>,
     /// The file's last path component (or the special name).
     pub name: Option<String>,
-    /// Offset in the file, in bytes (`vm_pgoff` × page size).
+    /// Offset in the file, in bytes (`vm_pgoff` × page size); 0 for anonymous memory, as
+    /// `/proc/PID/maps` shows it.
     pub offset: u64,
     /// `vm_flags`.
     pub flags: u64,

@@ -15,7 +15,7 @@ use std::ops::Range;
 use crate::profile::ProfileError;
 
 /// The largest decompressed kernel accepted (real ones are 30–80 MiB).
-const MAX_DECOMPRESSED: u64 = 1 << 30;
+const MAX_DECOMPRESSED: u64 = 512 << 20;
 
 /// The architectures whose kernels are recognised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,8 +164,11 @@ impl<'a> KernelImage<'a> {
 
         let mut segments = Vec::new();
         for i in 0..u64::from(phnum) {
-            let at = usize::try_from(phoff + i * u64::from(phentsize))
-                .map_err(|_| bad("program headers out of bounds"))?;
+            let at = i
+                .checked_mul(u64::from(phentsize))
+                .and_then(|o| o.checked_add(phoff))
+                .and_then(|at| usize::try_from(at).ok())
+                .ok_or_else(|| bad("program headers out of bounds"))?;
             let p_type = u32_at(b, at).ok_or_else(|| bad("program headers out of bounds"))?;
             if p_type != 1 {
                 continue;
@@ -182,8 +185,9 @@ impl<'a> KernelImage<'a> {
         let mut btf_section = None;
         if shnum > 0 && shoff != 0 {
             let header = |i: u64| -> Result<usize, ProfileError> {
-                usize::try_from(shoff + i * u64::from(shentsize))
-                    .ok()
+                i.checked_mul(u64::from(shentsize))
+                    .and_then(|o| o.checked_add(shoff))
+                    .and_then(|at| usize::try_from(at).ok())
                     .filter(|&at| at.checked_add(64).is_some_and(|end| end <= b.len()))
                     .ok_or_else(|| bad("section headers out of bounds"))
             };
@@ -224,12 +228,11 @@ impl<'a> KernelImage<'a> {
     }
 
     /// Where the BTF blob is: the ELF's `.BTF`, else wherever its magic is.
-    pub(crate) fn btf(&self) -> Option<Range<usize>> {
+    pub(crate) fn btf(&self) -> Result<Option<Range<usize>>, ProfileError> {
         if let Some(section) = &self.btf_section {
             let start = section.start;
-            if let Ok(len) = crate::btf::blob_len(&self.bytes[start..section.end]) {
-                return Some(start..start + len);
-            }
+            let len = crate::btf::blob_len(&self.bytes[start..section.end])?;
+            return Ok(Some(start..start + len));
         }
         crate::btf::find_blob(&self.bytes)
     }
@@ -244,11 +247,14 @@ impl<'a> KernelImage<'a> {
         let offset = if self.segments.is_empty() {
             va.checked_sub(self.flat_base?)?
         } else {
-            let s = self
-                .segments
-                .iter()
-                .find(|s| va >= s.va && va.checked_add(len).is_some_and(|e| e <= s.va + s.len))?;
-            s.file_offset + (va - s.va)
+            let s = self.segments.iter().find(|s| {
+                va >= s.va
+                    && va
+                        .checked_add(len)
+                        .zip(s.va.checked_add(s.len))
+                        .is_some_and(|(end, segment_end)| end <= segment_end)
+            })?;
+            s.file_offset.checked_add(va - s.va)?
         };
         let start = usize::try_from(offset).ok()?;
         let end = start.checked_add(usize::try_from(len).ok()?)?;
@@ -285,7 +291,7 @@ fn decompress_bzimage(bytes: &[u8]) -> Result<Vec<u8>, ProfileError> {
     };
     let payload_offset = u32_at(bytes, 0x248).ok_or_else(|| bad("truncated header"))? as usize;
     let payload_length = u32_at(bytes, 0x24c).ok_or_else(|| bad("truncated header"))? as usize;
-    let start = (setup_sects + 1) * 512 + payload_offset;
+    let start = (setup_sects + 1) * 512 + payload_offset; // ≤ 256·512 + 4 GiB: no overflow
     let payload = start
         .checked_add(payload_length)
         .and_then(|end| bytes.get(start..end))
@@ -294,7 +300,8 @@ fn decompress_bzimage(bytes: &[u8]) -> Result<Vec<u8>, ProfileError> {
     // The build appends the decompressed size (32-bit little-endian).
     let declared = u32_at(payload, payload.len() - 4).unwrap_or(0);
     let data = &payload[..payload.len() - 4];
-    let mut out = Vec::with_capacity((declared as usize).min(MAX_DECOMPRESSED as usize));
+    // The declared size is only a hint: capacity is capped, the output bounded.
+    let mut out = Vec::with_capacity((declared as usize).min(128 << 20));
     let result = if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         zstd::stream::read::Decoder::new(data)
             .and_then(|d| d.take(MAX_DECOMPRESSED).read_to_end(&mut out))

@@ -25,6 +25,36 @@ mod syscall_table;
 
 pub use kernel::{Kernel, Mapping, Process, Thread, WalkError};
 pub use profile::{
-    Architecture, ArgumentKind, EnumeratorInfo, MemberInfo, Profile, ProfileError, Symbol,
-    SyscallArgument, SyscallInfo, TypeInfo, TypeKind,
+    Architecture, ArgumentKind, EnumeratorInfo, FieldInfo, MemberInfo, Profile, ProfileError,
+    Symbol, SyscallArgument, SyscallInfo, TypeInfo, TypeKind,
 };
+
+/// Entry points for fuzzing the parsers with arbitrary bytes (tests and fuzz targets);
+/// not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `bytes` as a BTF blob and, if it parses, runs every kind of query on up to
+    /// `queries` of its types. Returns the number of types, or the error.
+    pub fn btf(bytes: &[u8], queries: usize) -> Result<usize, crate::ProfileError> {
+        let btf = crate::btf::Btf::parse(bytes.to_vec())?;
+        let count = btf.type_count();
+        let step = (count / queries.max(1)).max(1);
+        for id in (0..=count as u32 + 1).step_by(step) {
+            let info = btf.type_info(id);
+            let _ = btf.size_of(id);
+            let _ = btf.resolve(id);
+            let _ = btf.integer(id);
+            if let Some(info) = info {
+                if let Some(first) = info.members.first() {
+                    let _ = btf.offset_of(id, &first.name);
+                    let _ = btf.offset_of(id, &format!("{}[1].x", first.name));
+                }
+                if !info.name.is_empty() {
+                    let _ = btf.find_type(&info.name);
+                }
+            }
+        }
+        let _ = btf.section_variables(".data..percpu");
+        Ok(count)
+    }
+}

@@ -316,7 +316,12 @@ impl Kernel {
             size: end - start,
             file: path,
             name,
-            offset: pgoff.wrapping_mul(PAGE_SIZE),
+            // As /proc/PID/maps: an anonymous area's vm_pgoff is its address in pages.
+            offset: if file != 0 {
+                pgoff.wrapping_mul(PAGE_SIZE)
+            } else {
+                0
+            },
             flags,
         })
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::btf::Btf;
-pub use crate::btf::{EnumeratorInfo, MemberInfo, TypeInfo, TypeKind};
+pub use crate::btf::{EnumeratorInfo, FieldInfo, MemberInfo, TypeInfo, TypeKind};
 pub use crate::kallsyms::Symbol;
 use crate::kallsyms::SymbolTable;
 pub use crate::kernel_image::Architecture;
@@ -119,7 +119,7 @@ impl Profile {
     /// `CONFIG_FTRACE_SYSCALLS`'s metadata when the kernel has it.
     pub fn derive(image: &[u8]) -> Result<Profile, ProfileError> {
         let mut image = KernelImage::open(image)?;
-        let btf_range = image.btf().ok_or(ProfileError::NoBtf)?;
+        let btf_range = image.btf()?.ok_or(ProfileError::NoBtf)?;
         let btf = Btf::parse(image.bytes()[btf_range].to_vec())?;
         let symbols = SymbolTable::new(crate::kallsyms::decode(image.bytes())?);
         if image.bytes().starts_with(b"\x7fELF") {
@@ -175,6 +175,12 @@ impl Profile {
         let profile = Profile::derive(&bytes)?;
         write_atomically(&dir, &path, &profile.to_bytes())?;
         Ok(profile)
+    }
+
+    /// [`Profile::load_or_derive`] with pandare's cache directory (`$PANDARE_CACHE_DIR`,
+    /// else `~/.cache/pandare`, as for the guest images).
+    pub fn load_or_derive_cached(image: &Path) -> Result<Profile, ProfileError> {
+        Profile::load_or_derive(image, &pandare_images::cache_root())
     }
 
     /// The architecture of the kernel the profile was derived from.
@@ -240,11 +246,11 @@ impl Profile {
     /// members as C does (`d_name.len` inside `d_name`'s anonymous union), and may index
     /// arrays (`mem[0].base`).
     pub fn offset(&self, structure: &str, field: &str) -> Result<u64, ProfileError> {
-        if let Some(&offset) = self
-            .offsets
-            .get(&(structure.to_string(), field.to_string()))
-        {
-            return Ok(offset);
+        if !self.offsets.is_empty() {
+            let key = (structure.to_string(), field.to_string());
+            if let Some(&offset) = self.offsets.get(&key) {
+                return Ok(offset);
+            }
         }
         let btf = self
             .btf
@@ -305,6 +311,33 @@ impl Profile {
         self.btf.as_ref()?.type_info(id)
     }
 
+    /// The field `path` names in the type with id `type_id` (a struct or union, or a
+    /// typedef of one): a member name, looked up through anonymous members as C does, or
+    /// a dotted path with array indices as for [`Profile::offset`]. This is one step of
+    /// typed navigation: `task_struct` → `mm` → (pointer target) `mm_struct` → `mm_mt`.
+    pub fn field_of(&self, type_id: u32, path: &str) -> Option<FieldInfo> {
+        self.btf.as_ref()?.field(type_id, path)
+    }
+
+    /// The field `path` names in `struct structure` (see [`Profile::field_of`]).
+    pub fn field(&self, structure: &str, path: &str) -> Result<FieldInfo, ProfileError> {
+        let btf = self
+            .btf
+            .as_ref()
+            .ok_or_else(|| ProfileError::MissingField {
+                structure: structure.to_string(),
+                field: path.to_string(),
+            })?;
+        let id = btf
+            .find_composite(structure)
+            .ok_or_else(|| ProfileError::MissingType(format!("struct {structure}")))?;
+        btf.field(id, path)
+            .ok_or_else(|| ProfileError::MissingField {
+                structure: structure.to_string(),
+                field: path.to_string(),
+            })
+    }
+
     /// The type `id` stands for after typedefs, `const`, `volatile`, `restrict` and
     /// type tags (`None` for a loop or an unknown id).
     pub fn resolve_type(&self, id: u32) -> Option<TypeInfo> {
@@ -320,6 +353,19 @@ impl Profile {
     /// The system calls, by number.
     pub fn syscalls(&self) -> &[SyscallInfo] {
         &self.syscalls
+    }
+
+    /// System call `number`, if the kernel has it.
+    pub fn syscall(&self, number: u64) -> Option<&SyscallInfo> {
+        self.syscalls
+            .binary_search_by_key(&number, |s| s.number)
+            .ok()
+            .map(|i| &self.syscalls[i])
+    }
+
+    /// The system call named `name` (without prefix: `openat`).
+    pub fn syscall_named(&self, name: &str) -> Option<&SyscallInfo> {
+        self.syscalls.iter().find(|s| s.name == name)
     }
 
     /// Whether system call `number`'s prototype came from the kernel's own metadata
@@ -344,6 +390,8 @@ impl Profile {
                 kind: 'D',
             })
             .collect();
+        let mut syscalls = syscalls;
+        syscalls.sort_by_key(|s| s.number);
         let prototyped = syscalls.iter().map(|s| s.number).collect::<Vec<_>>();
         let mut prototyped = prototyped;
         prototyped.sort_unstable();
@@ -390,6 +438,8 @@ impl Profile {
     pub(crate) fn assemble(parts: OwnedParts) -> Profile {
         let mut prototyped = parts.prototyped;
         prototyped.sort_unstable();
+        let mut syscalls = parts.syscalls;
+        syscalls.sort_by_key(|s| s.number);
         Profile {
             arch: parts.arch,
             symbols: Arc::new(SymbolTable::new(parts.symbols)),
@@ -397,7 +447,7 @@ impl Profile {
             btf: parts.btf.map(Arc::new),
             offsets: parts.offsets,
             sizes: parts.sizes,
-            syscalls: parts.syscalls,
+            syscalls,
             prototyped,
         }
     }
@@ -438,12 +488,16 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Profile
         move |error| ProfileError::Io { what, path, error }
     };
     std::fs::create_dir_all(dir).map_err(io("cannot create the profile cache", dir))?;
+    // Unique per process and per call: threads deriving the same kernel at once each
+    // write their own file, and the last rename wins with identical bytes.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("profile"),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;

@@ -1,8 +1,8 @@
 //! A profile as bytes, for the profile cache and for recordings.
 //!
 //! Layout: the magic `pandare-profile\0` (16 bytes), the format version (u32 LE), the
-//! body's length before compression (u64 LE), then the body as one ZSTD frame with its
-//! content checksum. The body is little-endian: the architecture (u8: 0 none, 1 riscv64,
+//! body's length before compression (u64 LE), the SHA-256 of the compressed body (32
+//! bytes), then the body as one ZSTD frame (with its own content checksum). The body is little-endian: the architecture (u8: 0 none, 1 riscv64,
 //! 2 x86_64, 3 aarch64), the raw BTF blob (u32 length, 0 for none), the symbols, the
 //! per-CPU variables, the explicit offsets and sizes, the system calls and which of them
 //! have prototypes. Strings are u32 length + UTF-8. Every count is checked against the
@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+
+use sha2::Digest;
 
 use crate::btf::Btf;
 use crate::kernel_image::Architecture;
@@ -21,6 +23,8 @@ use crate::profile::{
 const MAGIC: &[u8; 16] = b"pandare-profile\0";
 /// Bumped whenever the body's layout changes; other versions are refused.
 const VERSION: u32 = 1;
+/// Magic, version, body length, SHA-256.
+const HEADER: usize = 16 + 4 + 8 + 32;
 /// Larger than any kernel's profile (BTF 5 MB, symbols 10 MB).
 const MAX_BODY: u64 = 512 << 20;
 
@@ -173,23 +177,26 @@ pub(crate) fn to_bytes(profile: &Profile) -> Vec<u8> {
     }
     let body = w.0;
 
-    let mut out = Vec::with_capacity(body.len() / 3);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    let mut encoder = zstd::stream::write::Encoder::new(&mut out, 3)
+    let mut compressed = Vec::with_capacity(body.len() / 3);
+    let mut encoder = zstd::stream::write::Encoder::new(&mut compressed, 3)
         .expect("a ZSTD encoder over a Vec cannot fail to start");
     encoder
         .include_checksum(true)
         .expect("the checksum flag is always accepted");
     std::io::Write::write_all(&mut encoder, &body).expect("writing to a Vec cannot fail");
     encoder.finish().expect("writing to a Vec cannot fail");
+    let mut out = Vec::with_capacity(HEADER + compressed.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sha2::Sha256::digest(&compressed));
+    out.extend_from_slice(&compressed);
     out
 }
 
 /// A profile from its bytes.
 pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Profile, ProfileError> {
-    if bytes.len() < 28 || &bytes[..16] != MAGIC {
+    if bytes.len() < HEADER || &bytes[..16] != MAGIC {
         return Err(bad("it is not a pandare kernel profile"));
     }
     let version = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
@@ -202,8 +209,14 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Profile, ProfileError> {
     if body_len > MAX_BODY {
         return Err(bad(format!("it claims a body of {body_len} bytes")));
     }
+    let compressed = &bytes[HEADER..];
+    if sha2::Sha256::digest(compressed)[..] != bytes[28..HEADER] {
+        return Err(bad(
+            "its checksum does not match (the file is damaged or truncated)",
+        ));
+    }
     let mut body = Vec::with_capacity(body_len as usize);
-    zstd::stream::read::Decoder::new(&bytes[28..])
+    zstd::stream::read::Decoder::new(compressed)
         .and_then(|d| d.take(body_len + 1).read_to_end(&mut body))
         .map_err(|e| bad(format!("its compressed body is damaged ({e})")))?;
     if body.len() as u64 != body_len {

@@ -105,8 +105,9 @@ pub(crate) fn read(
             continue;
         }
         let here = symbols.at(target);
-        if here.is_empty() {
-            // Not a function: past the table's end.
+        if !here.iter().any(|s| matches!(s.kind, 'T' | 't' | 'W' | 'w')) {
+            // Not a function: past the table's end (x86's table is followed by zeros,
+            // and address 0 is the absolute per-CPU symbol `fixed_percpu_data`).
             break;
         }
         let names = here

@@ -7,6 +7,15 @@ use std::sync::OnceLock;
 use pandare_osi::{ArgumentKind, Profile, ProfileError, TypeKind};
 use pandare_test_support::unavailable;
 
+/// The riscv64 kernel's path, or `None` (after reporting why) when the image is absent.
+fn kernel_path() -> Option<std::path::PathBuf> {
+    let image = pandare_images::cached("riscv64");
+    if image.is_none() {
+        unavailable("the riscv64 generic image is not built: run `panda image build riscv64`");
+    }
+    image.map(|image| image.kernel)
+}
+
 /// The riscv64 kernel's bytes, or `None` (after reporting why) when the image is absent.
 fn kernel() -> Option<&'static [u8]> {
     static KERNEL: OnceLock<Option<Vec<u8>>> = OnceLock::new();
@@ -285,6 +294,9 @@ fn riscv_kernel_system_calls() {
 
     let openat = by_name("openat");
     assert_eq!(openat.number, 56);
+    assert_eq!(p.syscall(56), Some(openat));
+    assert_eq!(p.syscall_named("openat"), Some(openat));
+    assert_eq!(p.syscall(1000), None);
     let described: Vec<(&str, &str, ArgumentKind)> = openat
         .arguments
         .iter()
@@ -343,4 +355,105 @@ fn riscv_profile_survives_serialization() {
     assert_eq!(q.type_by_name("task_struct"), p.type_by_name("task_struct"));
     assert!(q.syscall_has_prototype(56));
     assert_eq!(q.to_bytes(), bytes, "serialization is deterministic");
+}
+
+/// A fresh directory under the target directory, for cache tests.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pandare-osi-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+#[test]
+fn riscv_profile_is_cached_per_kernel_hash() {
+    let Some(kernel) = kernel_path() else { return };
+    let cache = scratch_dir("cache");
+    let first = Profile::load_or_derive(&kernel, &cache).expect("derived");
+    let files: Vec<_> = std::fs::read_dir(cache.join("profiles"))
+        .expect("the cache directory exists")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file, no temporary left: {files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(".profile") && name.len() == 64 + 8, "{name}");
+    let saved = std::fs::read(&files[0]).unwrap();
+    assert_eq!(saved, first.to_bytes());
+
+    // A second load reads the file (a damaged one is replaced by a fresh derivation).
+    let second = Profile::load_or_derive(&kernel, &cache).expect("loaded");
+    assert_eq!(second.symbols(), first.symbols());
+    std::fs::write(&files[0], &saved[..saved.len() / 2]).unwrap();
+    let third = Profile::load_or_derive(&kernel, &cache).expect("derived again");
+    assert_eq!(third.syscalls(), first.syscalls());
+    assert_eq!(
+        std::fs::read(&files[0]).unwrap(),
+        saved,
+        "the damaged file was replaced"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn riscv_kernel_typed_navigation_by_field() {
+    let Some(p) = profile() else { return };
+    // task->mm->mm_mt, one field at a time, as cosi navigates.
+    let task = p.type_by_name("task_struct").expect("task_struct").id;
+    let mm = p.field_of(task, "mm").expect("task_struct.mm");
+    assert_eq!(mm.offset, p.offset("task_struct", "mm").unwrap());
+    let pointer = p.resolve_type(mm.type_id).expect("a pointer");
+    assert_eq!(pointer.kind, TypeKind::Pointer);
+    let mm_struct = pointer.target.expect("pointee");
+    let mm_mt = p.field_of(mm_struct, "mm_mt").expect("mm_struct.mm_mt");
+    assert_eq!(mm_mt.offset, 64);
+    assert_eq!(
+        p.resolve_type(mm_mt.type_id).map(|t| t.name),
+        Some("maple_tree".to_string())
+    );
+    // Through an anonymous union inside d_name.
+    let len = p.field("dentry", "d_name.len").expect("d_name.len");
+    assert_eq!(len.offset, p.offset("dentry", "d_name").unwrap() + 4);
+    assert_eq!(p.resolve_type(len.type_id).and_then(|t| t.size), Some(4));
+    // A bitfield keeps its width.
+    let info = p.type_by_name("task_struct").unwrap();
+    let bitfield = info
+        .members
+        .iter()
+        .find(|m| m.bit_size.is_some())
+        .expect("a bitfield");
+    let field = p
+        .field_of(task, &bitfield.name)
+        .expect("the bitfield by name");
+    assert_eq!(
+        (field.bit_offset, field.bit_size),
+        (bitfield.bit_offset, bitfield.bit_size)
+    );
+    assert!(p.field_of(task, "no_such_field").is_none());
+}
+
+#[test]
+fn concurrent_derivations_of_one_kernel_share_the_cache_safely() {
+    let Some(kernel) = kernel_path() else { return };
+    let cache = scratch_dir("concurrent");
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| Profile::load_or_derive(&kernel, &cache)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    for result in results {
+        assert_eq!(
+            result
+                .expect("every thread gets the profile")
+                .syscalls()
+                .len(),
+            317
+        );
+    }
+    let files = std::fs::read_dir(cache.join("profiles")).unwrap().count();
+    assert_eq!(files, 1, "one profile, no temporary left");
+    let _ = std::fs::remove_dir_all(&cache);
 }

@@ -54,13 +54,8 @@ pub const LINUX_INFO: PluginInfo = PluginInfo {
     create,
 };
 
-/// The symbol names `finish_task_switch` is found under (the compiler may specialise it).
-pub const SWITCH_SYMBOLS: &[&str] = &[
-    "finish_task_switch",
-    "finish_task_switch.isra.0",
-    "finish_task_switch.constprop.0",
-    "finish_task_switch.part.0",
-];
+/// The kernel function every task switch ends in, with `current` the new task.
+pub const SWITCH_FUNCTION: &str = "finish_task_switch";
 
 /// The event of `on_task_change`: the task that now runs and the one before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,9 +213,10 @@ impl OsiApi {
 }
 
 /// How task changes are found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Method {
-    Hook(u64),
+    /// The symbol and its address.
+    Hook(String, u64),
     Blocks,
 }
 
@@ -233,15 +229,16 @@ struct Osi {
 
 fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>, PluginError> {
     let profile = context.kernel_profile()?;
-    let switch = SWITCH_SYMBOLS.iter().find_map(|name| profile.symbol(name));
+    let switch = profile
+        .symbol_or_variant(SWITCH_FUNCTION)
+        .map(|(name, address)| (name.to_string(), address));
     let method = match (args.string("task_change"), switch) {
-        (None | Some("hook"), Some(address)) => Method::Hook(address),
+        (None | Some("hook"), Some((symbol, address))) => Method::Hook(symbol, address),
         (Some("hook"), None) => {
             return Err(args.bad(
                 "task_change",
                 format!(
-                    "the kernel profile has no finish_task_switch symbol (looked for {}); use task_change=blocks",
-                    SWITCH_SYMBOLS.join(", ")
+                    "the kernel profile has no {SWITCH_FUNCTION} symbol (nor a compiler-made variant of it); use task_change=blocks"
                 ),
             ))
         }
@@ -271,8 +268,8 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
             None
         }
     };
-    match method {
-        Method::Hook(address) => {
+    match &method {
+        &Method::Hook(_, address) => {
             let state = Arc::clone(&shared);
             context.add_hook(
                 "task_switch",
@@ -309,8 +306,8 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
 
 impl Plugin for Osi {
     fn unload(&mut self) -> Result<String, PluginError> {
-        let how = match self.method {
-            Method::Hook(address) => format!("hook on finish_task_switch at {address:#x}"),
+        let how = match &self.method {
+            Method::Hook(symbol, address) => format!("hook on {symbol} at {address:#x}"),
             Method::Blocks => "current task compared at every block start".to_string(),
         };
         let mut report = format!(

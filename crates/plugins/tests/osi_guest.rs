@@ -214,14 +214,25 @@ fn processes_mappings_and_fds_equal_the_guests_proc() {
     loop {
         let guest_view = proc_processes(&mut console);
         let walked = at_once(&mut console, |cpu| api.processes(cpu).unwrap());
+        // `/proc/PID/comm` of a kernel thread is its full name, and a workqueue worker's
+        // has its current work appended (`kworker/0:1-events`); `comm` (PANDA's name) holds
+        // the first 15 bytes of the former, the worker's name without the latter.
         let ours: BTreeMap<u32, String> = walked
             .iter()
             .filter(|process| process.pid != 0)
             .map(|process| {
-                (
-                    process.pid,
-                    String::from_utf8_lossy(&process.name).into_owned(),
-                )
+                let name = String::from_utf8_lossy(&process.name).into_owned();
+                let shown = match guest_view.get(&process.pid) {
+                    Some(shown)
+                        if process.asid == 0
+                            && (name.len() == 15 && shown.starts_with(&name)
+                                || shown.starts_with(&format!("{name}-"))) =>
+                    {
+                        shown.clone()
+                    }
+                    _ => name,
+                };
+                (process.pid, shown)
             })
             .collect();
         if ours == guest_view || attempts == 2 {
@@ -271,6 +282,28 @@ fn processes_mappings_and_fds_equal_the_guests_proc() {
         .as_deref(),
         Some("/tmp/maps")
     );
+
+    // The program's maple tree has inner nodes: its root and the root's first child are
+    // maple_arange_64 nodes (type 3), so the tree has a height of 3 at least.
+    let kinds = at_once(&mut console, |cpu| {
+        let profile = api.profile();
+        let processes = api.processes(cpu).unwrap();
+        let task = processes.iter().find(|p| p.pid == pid).unwrap().task;
+        let word = |cpu: &mut dyn GuestCpu, address: u64| {
+            let mut bytes = [0u8; 8];
+            cpu.read_memory(address, &mut bytes).unwrap();
+            u64::from_le_bytes(bytes)
+        };
+        let mm = word(cpu, task + profile.offset("task_struct", "mm").unwrap());
+        let root = word(
+            cpu,
+            mm + profile.offset("mm_struct", "mm_mt").unwrap()
+                + profile.offset("maple_tree", "ma_root").unwrap(),
+        );
+        let child = word(cpu, (root & !0xff) + 80);
+        ((root >> 3) & 0xf, (child >> 3) & 0xf)
+    });
+    assert_eq!(kinds, (3, 3), "the maple tree is not 3 levels high");
 
     // A mapping by address: the program's file mapping at offset 2 pages.
     let (task, found) = at_once(&mut console, |cpu| {

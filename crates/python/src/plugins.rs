@@ -227,6 +227,7 @@ pub(crate) fn register_ppp(
                 for value in values {
                     arguments.push(match value {
                         PppValue::U64(number) => number.into_pyobject(py)?.into_any(),
+                        PppValue::I64(number) => number.into_pyobject(py)?.into_any(),
                         PppValue::Bool(flag) => flag.into_pyobject(py)?.to_owned().into_any(),
                         PppValue::Bytes(bytes) => PyBytes::new(py, bytes).into_any(),
                     });
