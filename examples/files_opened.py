@@ -15,7 +15,7 @@ opened = []
 def on_openat(cpu, pc, dfd, filename, flags, mode):
     if panda.get_process_name(cpu) != NAME:
         return
-    fd = panda.from_unsigned_guest(panda.arch.get_retval(cpu, convention="syscall"))
+    fd = panda.arch.get_retval(cpu, convention="syscall")
     asked = panda.read_str(cpu, filename)
     if fd >= 0:
         opened.append((asked, fd, panda.get_file_name(cpu, fd).decode()))
@@ -24,7 +24,7 @@ def on_openat(cpu, pc, dfd, filename, flags, mode):
 @panda.queue_blocking
 def drive():
     panda.revert_sync("root")
-    script = "cd /proc; read v < version; read h < sys/kernel/hostname; cat /proc/cpuinfo > /dev/null"
+    script = "cd /proc; read v < version; read h < sys/kernel/hostname; read s < self/status"
     panda.run_serial_cmd(f"printf '#!/bin/sh\\n%s\\n' '{script}' > /tmp/{NAME}; chmod +x /tmp/{NAME}")
     panda.run_serial_cmd(f"/tmp/{NAME}")
     panda.end_analysis()

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""strace of one program: the system calls the guest's `ls` makes (syscalls2's PPP
+"""strace of one program: the system calls a shell script makes (syscalls2's PPP
 callbacks, named and typed from the guest kernel itself), with their results, and
-nothing from any other process (procname of the running task, from OS introspection)."""
+nothing from any other process: the name of the running process comes from OS
+introspection (the `ls` the script starts is another process, so its calls are not
+shown; the script's clone and wait4 for it are)."""
 import sys
 
 from pandare import Panda
@@ -16,7 +18,7 @@ calls = []
 def on_return(cpu, pc, callno, name, *args):
     if panda.get_process_name(cpu) != NAME:
         return
-    result = panda.from_unsigned_guest(panda.arch.get_retval(cpu, convention="syscall"))
+    result = panda.arch.get_retval(cpu, convention="syscall")
     calls.append(f"{name.decode()}({', '.join(hex(a) for a in args)}) = {result}")
 
 
