@@ -201,6 +201,30 @@ def test_procname_never_fires_for_another_process(panda):
     assert switches >= 2, f"the loops did not interleave ({switches} switches)"
 
 
+def test_procname_on_a_hook(panda):
+    # A kernel function every process calls: the filtered hook fires for one program only.
+    read = panda.cosi.symbol_addr_from_name("ksys_read")
+    assert read
+    filtered, everyone = [], []
+
+    @panda.hook(read, procname="hookprog")
+    def only_mine(cpu, tb, hook):
+        filtered.append(panda.get_process_name(cpu))
+
+    @panda.hook(read)
+    def all_reads(cpu, tb, hook):
+        everyone.append(panda.get_process_name(cpu))
+
+    def job(p):
+        script(p, "hookprog", "read v < /proc/version; read w < /proc/cmdline")
+        p.run_serial_cmd("/tmp/hookprog")
+
+    drive(panda, job)
+    assert filtered and set(filtered) == {"hookprog"}
+    assert filtered.count("hookprog") == everyone.count("hookprog")
+    assert "sh" in everyone
+
+
 def test_procname_on_hook_and_errors(panda):
     with pytest.raises(ValueError, match="procname= is empty"):
         panda.register_callback("before_block_exec", lambda cpu, tb: None, procname="")
