@@ -262,3 +262,19 @@ def test_replay_gives_the_same_processes_as_live(panda, tmp_path):
     assert any(
         live[start:start + len(replayed)] == replayed for start in range(len(live))
     ), (live, replayed)
+
+
+def test_pypanda_osi_plugin_loading(panda, capfd):
+    # PyPANDA scripts load both, osi_linux with a kernelinfo file pandare does not need.
+    panda.load_plugin("osi")
+    panda.load_plugin("osi_linux", {"kconf_file": "/x.conf", "kconf_group": "debian"})
+    assert "ignoring kconf_file, kconf_group" in capfd.readouterr().err
+    names = []
+
+    @panda.ppp("osi", "on_task_change")
+    def changed(cpu):
+        names.append(panda.get_process_name(cpu))
+
+    drive(panda, lambda p: p.run_serial_cmd("sleep 0"))
+    panda.disable_ppp("changed")
+    assert "sleep" in names

@@ -771,19 +771,19 @@ class Panda:
         ``run_replay()`` unload every plugin when they return: plugins write their files
         and print their reports (stderr) then. An unknown plugin or argument raises
         ``ValueError`` saying what exists."""
-        if name == "osi_linux" and name not in self.list_plugins():
-            # PANDA's Linux provider of osi: here osi itself reads Linux, from the kernel's
-            # own BTF and kallsyms, so PANDA's kernelinfo arguments are not needed.
-            if args:
+        pairs = _plugin_args(args)
+        if name in ("osi", "osi_linux"):
+            # PANDA's osi_linux reads a kernelinfo file; here the profile comes from the
+            # kernel itself, so those arguments have nothing to say.
+            ignored = [key for key, _ in pairs if key in ("kconf_file", "kconf_group")]
+            if ignored:
                 print(
-                    "pandare: osi_linux needs no kernelinfo arguments (the profile comes "
-                    f"from the kernel itself); ignoring {sorted(dict(_plugin_args(args)))}",
+                    f"pandare: {name} needs no kernelinfo (the profile comes from the kernel "
+                    f"itself); ignoring {', '.join(ignored)}",
                     file=sys.stderr,
                 )
-            if "osi" not in _core.loaded_plugins(self._core):
-                _core.load_plugin(self._core, "osi", [])
-            return
-        _core.load_plugin(self._core, name, _plugin_args(args))
+                pairs = [(key, value) for key, value in pairs if key not in ignored]
+        _core.load_plugin(self._core, name, pairs)
 
     require = load_plugin
 
