@@ -38,10 +38,6 @@ pub const INFO: PluginInfo = PluginInfo {
             help: "asid-block (the default) or osi-block (process name, pid and tid, through OS introspection)",
         },
         ArgInfo {
-            name: "process_name",
-            help: "only blocks run while the process of this name runs (needs OS introspection)",
-        },
-        ArgInfo {
             name: "full",
             help: "true: a record every time a block runs, not only the first (default false)",
         },
@@ -56,6 +52,10 @@ pub const INFO: PluginInfo = PluginInfo {
         ArgInfo {
             name: "privilege",
             help: "only blocks run in `user` or `kernel` mode (default both)",
+        },
+        ArgInfo {
+            name: "process_name",
+            help: "only blocks run while the process of this name runs (needs OS introspection)",
         },
     ],
     ppp: &[],
