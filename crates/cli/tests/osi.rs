@@ -55,7 +55,11 @@ fn osi_block_coverage_live_and_replayed_from_the_recorded_profile() {
     );
     let live = osi_records(&live_csv);
     let program: Vec<&String> = live.iter().filter(|r| r.starts_with("covprog,")).collect();
-    assert!(!program.is_empty(), "no block of covprog in {} records", live.len());
+    assert!(
+        !program.is_empty(),
+        "no block of covprog in {} records",
+        live.len()
+    );
     for record in &program {
         let fields: Vec<&str> = record.split(',').collect();
         assert_eq!(fields.len(), 6, "{record}");
