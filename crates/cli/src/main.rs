@@ -164,19 +164,28 @@ impl PluginArgs {
     }
 
     /// Checks the plugins and their arguments before anything slow happens (an image
-    /// build, a boot).
-    fn check(&self) -> anyhow::Result<()> {
-        let plugins = Plugins::new();
+    /// build, a boot). `kernel`: the kernel image when it is known without building
+    /// anything; without it, a plugin that needs the kernel's profile is checked when it
+    /// loads.
+    fn check(&self, kernel: Option<PathBuf>) -> anyhow::Result<()> {
+        let mut plugins = Plugins::new();
+        let known = kernel.is_some();
+        if let Some(kernel) = kernel {
+            plugins.set_kernel_image(kernel);
+        }
         for spec in self.specs() {
             let (name, pairs) = pandare_plugins::parse_spec(spec)?;
-            plugins.check(&name, pairs)?;
+            match plugins.check(&name, pairs) {
+                Err(pandare_plugins::PluginError::NoKernelProfile { .. }) if !known => {}
+                result => result?,
+            }
         }
         Ok(())
     }
 
-    /// Loads the plugins into `machine`.
-    fn load(&self, machine: &mut dyn Machine) -> anyhow::Result<Plugins> {
-        let mut plugins = Plugins::new();
+    /// Loads the plugins into `machine`; `plugins` knows the guest's kernel (its image, or
+    /// a recording's profile).
+    fn load(&self, mut plugins: Plugins, machine: &mut dyn Machine) -> anyhow::Result<Plugins> {
         for spec in self.specs() {
             plugins
                 .load_spec(machine.instrumentation(), spec)
@@ -251,6 +260,14 @@ impl GuestArgs {
                 eprintln!("panda: {message}");
             }
         })?)
+    }
+
+    /// The kernel image, when it is known without building an image.
+    fn known_kernel(&self) -> Option<PathBuf> {
+        match &self.generic {
+            Some(name) => pandare_images::cached(name).map(|image| image.kernel),
+            None => self.kernel.clone(),
+        }
     }
 
     fn options(&self) -> GuestOptions {
@@ -393,13 +410,18 @@ fn list_plugins(name: Option<&str>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why a replay has no kernel profile when its recording carries none.
+const NO_RECORDED_PROFILE: &str = "the recording carries no kernel profile (it was made \
+     from a kernel without BTF or kallsyms, or by an older pandare): OS introspection is not \
+     available in its replay";
+
 fn replay(
     name: &str,
     verify: bool,
     show_console: bool,
     plugin_args: &PluginArgs,
 ) -> anyhow::Result<ExitCode> {
-    plugin_args.check()?;
+    plugin_args.check(None)?;
     let path = replay::recording_path(name);
     if !path.exists() {
         bail!(
@@ -423,7 +445,20 @@ fn replay(
         prompt: String::new(),
     };
     let mut machine = config.build_blank()?;
-    let mut plugins = plugin_args.load(machine.as_mut())?;
+    // OS introspection during a replay uses the profile the recording carries: a replay
+    // needs nothing but the recording.
+    let mut kernel = Plugins::new();
+    kernel.set_kernel_unavailable(NO_RECORDED_PROFILE);
+    if let Some(bytes) = &recording.kernel_profile {
+        let profile = pandare_osi::Profile::from_bytes(bytes).with_context(|| {
+            format!(
+                "the kernel profile in {} is damaged (record it again)",
+                path.display()
+            )
+        })?;
+        kernel.set_kernel_profile(Arc::new(profile));
+    }
+    let mut plugins = plugin_args.load(kernel, machine.as_mut())?;
     let started = std::time::Instant::now();
     let mut stdout = std::io::stdout();
     let report = replay::replay(&recording, machine.as_mut(), &mut |bytes| {
@@ -509,7 +544,7 @@ fn plugin_command(
 }
 
 fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    args.plugins.check()?;
+    args.plugins.check(args.guest.known_kernel())?;
     let config = args.guest.config()?;
     let mut store = SnapshotStore::for_guest(&config, args.guest.generic.as_deref());
     let start = match &args.loadvm {
@@ -518,9 +553,13 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         None => Start::Boot,
     };
     let (mut console, start_from) = driver::start(&config, &mut store, start)?;
-    let plugins = Arc::new(Mutex::new(args.plugins.load(console.machine())?));
+    // Plugins that introspect the OS derive the kernel's profile from the image booted.
+    let mut kernel = Plugins::new();
+    kernel.set_kernel_image(&config.kernel);
+    let plugins = Arc::new(Mutex::new(args.plugins.load(kernel, console.machine())?));
     let result = if args.commands.is_empty() {
         let mut session = Session::new(console, store, config.memory_mib, &config.append);
+        session.set_profile_source(profile_source(&plugins));
         let shared = Arc::clone(&plugins);
         session.add_commands(
             PLUGIN_COMMANDS_HELP,
@@ -552,6 +591,7 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let mut session = Session::new(console, store, config.memory_mib, &config.append);
+        session.set_profile_source(profile_source(&plugins));
         if let Some(name) = &args.record {
             session.begin_record(name);
         }
@@ -581,6 +621,22 @@ fn run_guest(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     result
+}
+
+/// What a recording carries for OS introspection: the kernel's profile (derived on first
+/// use, cached per kernel), or nothing when the kernel has none (no BTF or kallsyms).
+fn profile_source(plugins: &Arc<Mutex<Plugins>>) -> pandare::monitor::ProfileSource {
+    let plugins = Arc::clone(plugins);
+    Box::new(move || {
+        let plugins = plugins.lock().unwrap_or_else(|p| p.into_inner());
+        match plugins.kernel_profile() {
+            Ok(profile) => Some(profile.to_bytes()),
+            Err(error) => {
+                eprintln!("panda: the recording carries no kernel profile: {error}");
+                None
+            }
+        }
+    })
 }
 
 /// Boots to the prompt, runs each --cmd, prints its output, and powers off.

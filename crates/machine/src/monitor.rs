@@ -44,7 +44,15 @@ pub struct Session {
     recording: Option<String>,
     /// Added commands, with their help text.
     commands: Vec<(String, Commands)>,
+    /// Gives the kernel profile a recording carries (see [`Session::set_profile_source`]).
+    profile_source: Option<ProfileSource>,
+    /// The profile of the recording in progress.
+    recording_profile: Option<Vec<u8>>,
 }
+
+/// Gives the guest kernel's OS-introspection profile, serialized, when one can be had
+/// (asked once when a recording starts).
+pub type ProfileSource = Box<dyn FnMut() -> Option<Vec<u8>> + Send>;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,7 +75,15 @@ impl Session {
             append: append.to_string(),
             recording: None,
             commands: Vec::new(),
+            profile_source: None,
+            recording_profile: None,
         }
+    }
+
+    /// Says where the kernel profile comes from: each recording started from now on
+    /// carries what `source` returns when it starts.
+    pub fn set_profile_source(&mut self, source: ProfileSource) {
+        self.profile_source = Some(source);
     }
 
     /// Adds monitor commands: `commands` is offered every command line the monitor does
@@ -80,6 +96,7 @@ impl Session {
     pub fn begin_record(&mut self, name: &str) {
         self.console.start_recording();
         self.recording = Some(name.to_string());
+        self.recording_profile = self.profile_source.as_mut().and_then(|source| source());
     }
 
     /// Finishes the running recording and writes it; returns its path.
@@ -89,9 +106,11 @@ impl Session {
         let Some(name) = self.recording.take() else {
             return Ok(None);
         };
-        let Some(recording) = self.console.finish_recording(self.memory_mib, &self.append) else {
+        let Some(mut recording) = self.console.finish_recording(self.memory_mib, &self.append)
+        else {
             return Ok(None);
         };
+        recording.kernel_profile = self.recording_profile.take();
         let path = recording_path(&name);
         replay::write_recording(&path, &recording)?;
         Ok(Some(path))

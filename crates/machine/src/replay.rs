@@ -111,6 +111,10 @@ pub struct Recording {
     pub output_hash: u64,
     /// Bytes the guest printed during the recording.
     pub output_length: u64,
+    /// The guest kernel's OS-introspection profile (`pandare_osi::Profile::to_bytes`), when
+    /// one was available while recording: a replay elsewhere needs nothing else for OSI.
+    /// Opaque here; the front ends decode it.
+    pub kernel_profile: Option<Vec<u8>>,
 }
 
 impl Recording {
@@ -194,6 +198,7 @@ impl Recorder {
             events: self.events,
             output_hash: self.output.finish(),
             output_length: self.output_length,
+            kernel_profile: None,
         }
     }
 }
@@ -409,6 +414,8 @@ pub const EXTENSION: &str = "recording";
 /// The archive kind of recording files.
 pub const ARCHIVE_KIND: &str = "recording";
 const LOG_SECTION: &str = "log";
+/// The optional section holding the kernel profile (`Recording::kernel_profile`).
+pub const PROFILE_SECTION: &str = "profile";
 /// Bumped when the log layout changes incompatibly.
 const LOG_VERSION: u32 = 1;
 
@@ -450,6 +457,9 @@ pub fn write_recording(path: &Path, recording: &Recording) -> Result<(), Snapsho
         serde_json::to_vec(&log).expect("plain data always serializes"),
     );
     archive::snapshot_into(&mut archive, &recording.start);
+    if let Some(profile) = &recording.kernel_profile {
+        archive.push(PROFILE_SECTION, profile.clone());
+    }
     archive.write(path)
 }
 
@@ -500,5 +510,6 @@ pub fn recording_from_archive(archive: &Archive, shown: &str) -> Result<Recordin
         events: log.events,
         output_hash: log.output_hash,
         output_length: log.output_length,
+        kernel_profile: archive.section(PROFILE_SECTION).map(<[u8]>::to_vec),
     })
 }

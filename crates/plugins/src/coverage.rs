@@ -1,10 +1,15 @@
 //! `coverage`: the blocks executed, to a CSV file (PANDA's `coverage` plugin, `asid-block`
-//! mode).
+//! and `osi-block` modes).
 //!
-//! The file starts with the mode (`asid-block`), then a header line, then one record per
-//! block: `asid,pc,size,in_kernel` (the ASID as [`GuestCpu::asid`] reports it, hexadecimal;
-//! the block's virtual address; its size in bytes; 1 when it ran in kernel mode). By default
-//! a record is written the first time it occurs; `full=true` writes one per execution.
+//! The file starts with the mode, then a header line, then one record per block. In
+//! `asid-block` mode: `asid,pc,size,in_kernel` (the ASID as [`GuestCpu::asid`] reports it,
+//! hexadecimal; the block's virtual address; its size in bytes; 1 when it ran in kernel
+//! mode). In `osi-block` mode, PANDA's columns: `process name,process id,thread id,in
+//! kernel,block address,block size`, the name being the running task's (`comm`) in user
+//! mode and `(kernel)` in kernel mode, read through the kernel's profile (OS
+//! introspection); `process_name=` keeps only the blocks run while that process runs. By
+//! default a record is written the first time it occurs; `full=true` writes one per
+//! execution.
 //! The file is written under a temporary name and renamed when collection stops (unload or
 //! `plugin_cmd coverage_disable`).
 
@@ -13,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pandare_core::instrument::{BlockInfo, Callback, GuestCpu};
+use pandare_osi::Kernel;
 use rustc_hash::FxBuildHasher;
 
 use crate::output::AtomicFile;
@@ -21,7 +27,7 @@ use crate::{lock, ArgInfo, Args, LoadContext, Plugin, PluginError, PluginInfo};
 /// The plugin's description.
 pub const INFO: PluginInfo = PluginInfo {
     name: "coverage",
-    description: "executed blocks (asid, pc, size, kernel mode) to a CSV file",
+    description: "executed blocks (asid or process, pc, size, kernel mode) to a CSV file",
     arguments: &[
         ArgInfo {
             name: "filename",
@@ -29,8 +35,7 @@ pub const INFO: PluginInfo = PluginInfo {
         },
         ArgInfo {
             name: "mode",
-            help:
-                "asid-block (the default and only mode: osi-block and edge need OS introspection)",
+            help: "asid-block (the default) or osi-block (process name, pid and tid, through OS introspection)",
         },
         ArgInfo {
             name: "full",
@@ -48,6 +53,10 @@ pub const INFO: PluginInfo = PluginInfo {
             name: "privilege",
             help: "only blocks run in `user` or `kernel` mode (default both)",
         },
+        ArgInfo {
+            name: "process_name",
+            help: "only blocks run while the process of this name runs (needs OS introspection)",
+        },
     ],
     ppp: &[],
     create,
@@ -57,8 +66,74 @@ const MONITOR_HELP: &str = "\
 coverage_enable[=FILE]  start collecting coverage into FILE (default: the filename argument)
 coverage_disable        stop collecting and write the file";
 
+/// The first lines of an `osi-block` file: the mode, then PANDA's column names.
+const OSI_BLOCK_HEADER: &[u8] =
+    b"osi-block\nprocess name,process id,thread id,in kernel,block address,block size\n";
+
+/// What identifies a block's record in `osi-block` mode: (process name, pid, tid, in
+/// kernel, pc, size).
+type OsiKey = (Vec<u8>, u32, u32, bool, u64, u64);
+
+/// The running task, read through the kernel's profile.
+struct Osi {
+    kernel: Option<Kernel>,
+    profile: Arc<pandare_osi::Profile>,
+    comm: u64,
+    /// `(task, asid)` → name, for user mode (only `execve` or a task switch changes it).
+    cached: Option<(u64, u64, Vec<u8>)>,
+    /// `process_name=`, at most 15 bytes as the kernel keeps it.
+    only: Option<Vec<u8>>,
+    seen: HashSet<OsiKey, FxBuildHasher>,
+}
+
+impl Osi {
+    /// `(name, pid, tid)` of the running task; the name is `(kernel)` in kernel mode, as
+    /// PANDA writes it. `None` while no task can be read (early boot).
+    fn current(
+        &mut self,
+        cpu: &mut dyn GuestCpu,
+        in_kernel: bool,
+    ) -> Option<(Vec<u8>, u32, u32, Vec<u8>)> {
+        if self.kernel.is_none() {
+            self.kernel = Kernel::new(Arc::clone(&self.profile), &*cpu).ok();
+        }
+        let kernel = self.kernel.as_ref()?;
+        let task = kernel.current_task(cpu).ok()?;
+        let (tid, pid) = kernel.task_ids(cpu, task).ok()?;
+        let asid = cpu.asid();
+        let name = match &self.cached {
+            Some((cached_task, cached_asid, name))
+                if !in_kernel && *cached_task == task && *cached_asid == asid =>
+            {
+                name.clone()
+            }
+            _ => {
+                let mut comm = [0u8; 16];
+                cpu.read_memory(task.wrapping_add(self.comm), &mut comm)
+                    .ok()?;
+                let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+                let name = comm[..end].to_vec();
+                if !in_kernel {
+                    self.cached = Some((task, asid, name.clone()));
+                }
+                name
+            }
+        };
+        let shown = if in_kernel {
+            b"(kernel)".to_vec()
+        } else {
+            name.clone()
+        };
+        Some((shown, pid, tid, name))
+    }
+}
+
 struct State {
     default_file: PathBuf,
+    /// Set in `osi-block` mode and with `process_name=`.
+    osi: Option<Osi>,
+    /// `osi-block` mode.
+    osi_block: bool,
     full: bool,
     kernel: Option<bool>,
     range: Option<(u64, u64)>,
@@ -73,11 +148,18 @@ struct State {
 impl State {
     fn start(&mut self, path: PathBuf) -> Result<(), PluginError> {
         let mut file = AtomicFile::create(INFO.name, &path)?;
-        let header = file.write(b"asid-block\nasid,pc,size,in_kernel\n");
+        let header = if self.osi_block {
+            file.write(OSI_BLOCK_HEADER)
+        } else {
+            file.write(b"asid-block\nasid,pc,size,in_kernel\n")
+        };
         self.write_error = header.err();
         self.file = Some(file);
         self.records = 0;
         self.seen.clear();
+        if let Some(osi) = self.osi.as_mut() {
+            osi.seen.clear();
+        }
         Ok(())
     }
 
@@ -95,16 +177,46 @@ impl State {
         if self.kernel.is_some_and(|kernel| kernel != in_kernel) {
             return;
         }
-        let asid = cpu.asid();
-        if !self.full && !self.seen.insert((asid, block.pc, block.size, in_kernel)) {
-            return;
-        }
-        let line = format!(
-            "{asid:#x},{:#x},{},{}\n",
-            block.pc,
-            block.size,
-            u8::from(in_kernel)
-        );
+        let running = match self.osi.as_mut() {
+            Some(osi) => {
+                let Some((shown, pid, tid, name)) = osi.current(cpu, in_kernel) else {
+                    return;
+                };
+                if osi.only.as_ref().is_some_and(|only| *only != name) {
+                    return;
+                }
+                Some((osi, shown, pid, tid))
+            }
+            None => None,
+        };
+        let line = if let (true, Some((osi, shown, pid, tid))) = (self.osi_block, running) {
+            let key = (shown, pid, tid, in_kernel, block.pc, block.size);
+            if !self.full && osi.seen.contains(&key) {
+                return;
+            }
+            let line = format!(
+                "{},{pid},{tid},{},{:#x},{}\n",
+                String::from_utf8_lossy(&key.0),
+                u8::from(in_kernel),
+                block.pc,
+                block.size
+            );
+            if !self.full {
+                osi.seen.insert(key);
+            }
+            line
+        } else {
+            let asid = cpu.asid();
+            if !self.full && !self.seen.insert((asid, block.pc, block.size, in_kernel)) {
+                return;
+            }
+            format!(
+                "{asid:#x},{:#x},{},{}\n",
+                block.pc,
+                block.size,
+                u8::from(in_kernel)
+            )
+        };
         if let Err(error) = file.write(line.as_bytes()) {
             self.write_error.get_or_insert(error);
         }
@@ -168,22 +280,44 @@ struct Coverage {
 }
 
 fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>, PluginError> {
-    match args.string("mode").unwrap_or("asid-block") {
-        "asid-block" => {}
-        "osi-block" | "edge" => {
+    let osi_mode = match args.string("mode").unwrap_or("asid-block") {
+        "asid-block" => false,
+        "osi-block" => true,
+        "edge" => {
             return Err(args.bad(
                 "mode",
-                "osi-block and edge need OS introspection, which pandare does not have yet; \
-                 use mode=asid-block",
+                "edge mode is not available yet; use mode=asid-block or mode=osi-block",
             ))
         }
         other => {
             return Err(args.bad(
                 "mode",
-                format!("{other:?} is not a mode (asid-block, osi-block or edge)"),
+                format!("{other:?} is not a mode (asid-block or osi-block)"),
             ))
         }
-    }
+    };
+    let only = args.string("process_name").map(|name| {
+        let name = name.as_bytes();
+        name[..name.len().min(15)].to_vec()
+    });
+    let osi = if osi_mode || only.is_some() {
+        let profile = context.kernel_profile()?;
+        let comm = profile.offset("task_struct", "comm").map_err(|error| {
+            PluginError::NoKernelProfile {
+                why: error.to_string(),
+            }
+        })?;
+        Some(Osi {
+            kernel: None,
+            profile,
+            comm,
+            cached: None,
+            only,
+            seen: HashSet::default(),
+        })
+    } else {
+        None
+    };
     let kernel = match args.string("privilege") {
         None | Some("all") => None,
         Some("kernel") => Some(true),
@@ -208,6 +342,8 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
     };
     let mut state = State {
         default_file: PathBuf::from(args.string_or("filename", "coverage.csv")),
+        osi,
+        osi_block: osi_mode,
         full: args.bool_or("full", false)?,
         kernel,
         range,

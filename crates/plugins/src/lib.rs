@@ -23,14 +23,20 @@
 pub mod args;
 pub mod asid_instr_count;
 pub mod coverage;
+pub mod hooks2;
 pub mod hypercaller;
 pub mod osi;
 mod output;
 pub mod pc_search;
 pub mod ppp;
+pub mod proc_start_linux;
 pub mod stringsearch;
+pub mod syscalls2;
+pub mod syscalls_logger;
 
-use pandare_core::instrument::{Callback, Controller, GuestCpu, InstrumentError, Instrumentation};
+use pandare_core::instrument::{
+    AddressHook, Callback, Controller, GuestCpu, HookFn, InstrumentError, Instrumentation,
+};
 
 pub use args::{parse_spec, ArgInfo, Args};
 
@@ -41,7 +47,7 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
-pub use ppp::{Ppp, PppEvent, PppInfo, PppValue};
+pub use ppp::{Ppp, PppEvent, PppInfo, PppPoint, PppValue};
 
 /// Errors loading, unloading and using plugins.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +152,14 @@ pub enum PluginError {
         /// Why.
         why: String,
     },
+    /// A plugin another loaded plugin needs.
+    #[error("plugin {name} is needed by plugin {by}: unload {by} first")]
+    Required {
+        /// The plugin.
+        name: String,
+        /// The plugin that needs it.
+        by: String,
+    },
     /// The callback registry refused a registration.
     #[error(transparent)]
     Instrument(#[from] InstrumentError),
@@ -198,12 +212,37 @@ pub struct PluginInfo {
 pub const BUILTIN: &[PluginInfo] = &[
     asid_instr_count::INFO,
     coverage::INFO,
+    hooks2::INFO,
     hypercaller::INFO,
     osi::INFO,
     osi::LINUX_INFO,
     pc_search::INFO,
+    proc_start_linux::INFO,
     stringsearch::INFO,
+    syscalls2::INFO,
+    syscalls_logger::INFO,
 ];
+
+/// The plugins a plugin needs loaded before it (PANDA's `panda_require`): loading it loads
+/// them first (with no arguments) when they are not loaded yet, and they cannot be
+/// unloaded while it is.
+const REQUIRES: &[(&str, &[&str])] = &[
+    ("hooks2", &["syscalls2"]),
+    ("proc_start_linux", &["syscalls2"]),
+    ("syscalls_logger", &["syscalls2"]),
+];
+
+/// Plugins whose PPP callbacks depend on the guest's kernel and are declared from its
+/// profile: front ends may register on them before the plugin loads.
+type DeclareFn = fn(&pandare_osi::Profile) -> Vec<PppPoint>;
+const PPP_FROM_PROFILE: &[(&str, DeclareFn)] = &[("syscalls2", syscalls2::ppp_points)];
+
+fn requires(name: &str) -> &'static [&'static str] {
+    REQUIRES
+        .iter()
+        .find(|(plugin, _)| *plugin == name)
+        .map_or(&[], |(_, needed)| needed)
+}
 
 /// Where plugins register and remove their callbacks: a machine's registry directly, or
 /// through a [`Controller`] while the machine runs (the changes then take effect at the
@@ -281,6 +320,45 @@ pub struct LoadContext<'a> {
     kernel: &'a KernelSource,
     names: Vec<String>,
     loaded: Vec<&'static str>,
+    ppp_names: Vec<String>,
+    runtime: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Adds address hooks while the machine runs (through a [`Controller`], so they take
+/// effect at the next block boundary), under the plugin's name prefix; the manager removes
+/// them when the plugin unloads.
+#[derive(Clone)]
+pub struct RuntimeRegistry {
+    plugin: &'static str,
+    controller: Controller,
+    names: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for RuntimeRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeRegistry")
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeRegistry {
+    /// Adds `hook` as `PLUGIN:name` (the name must be new).
+    pub fn add_hook(&self, name: &str, hook: AddressHook, callback: HookFn) {
+        let full = format!("{}:{name}", self.plugin);
+        self.controller.add_hook(&full, hook, callback);
+        lock(&self.names).push(full);
+    }
+
+    /// Enables the plugin's callback or hook `PLUGIN:name`.
+    pub fn enable(&self, name: &str) {
+        self.controller.enable(&format!("{}:{name}", self.plugin));
+    }
+
+    /// Disables the plugin's callback or hook `PLUGIN:name`.
+    pub fn disable(&self, name: &str) {
+        self.controller.disable(&format!("{}:{name}", self.plugin));
+    }
 }
 
 /// Where the plugins' kernel profile comes from: derived from the kernel image the
@@ -358,11 +436,48 @@ impl LoadContext<'_> {
     pub fn kernel_profile(&self) -> Result<std::sync::Arc<pandare_osi::Profile>, PluginError> {
         self.kernel.profile()
     }
+
+    /// Declares the PPP callbacks the plugin runs that are known only now (from the
+    /// guest's kernel), besides its static [`PluginInfo::ppp`].
+    pub fn declare_ppp(&mut self, points: Vec<PppPoint>) {
+        self.ppp.declare(self.plugin, points);
+    }
+
+    /// Registers a typed closure on another plugin's PPP callback `point` (a plugin this one
+    /// requires), removed when this plugin unloads.
+    pub fn listen_ppp<E: PppEvent>(
+        &mut self,
+        plugin: &str,
+        point: &str,
+        callback: impl FnMut(&mut dyn GuestCpu, &E) + Send + 'static,
+    ) -> Result<(), PluginError> {
+        let name = format!("{}:{plugin}:{point}", self.plugin);
+        self.ppp
+            .add_typed(plugin, point, &name, callback)
+            .map_err(|ppp::DuplicatePppName(name)| PluginError::DuplicatePpp { name })?;
+        self.ppp_names.push(name);
+        Ok(())
+    }
+
+    /// A handle for adding hooks from the plugin's callbacks while the machine runs.
+    pub fn runtime(&mut self) -> RuntimeRegistry {
+        let controller = match &mut self.target {
+            Target::Now(instrumentation) => instrumentation.controller(),
+            Target::Queued(controller) => (*controller).clone(),
+        };
+        RuntimeRegistry {
+            plugin: self.plugin,
+            controller,
+            names: std::sync::Arc::clone(&self.runtime),
+        }
+    }
 }
 
 struct Loaded {
     name: &'static str,
     callbacks: Vec<String>,
+    ppp_names: Vec<String>,
+    runtime: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     plugin: Box<dyn Plugin>,
 }
 
@@ -412,6 +527,17 @@ impl Plugins {
     pub fn set_kernel_profile(&mut self, profile: std::sync::Arc<pandare_osi::Profile>) {
         let cell = std::sync::OnceLock::new();
         let _ = cell.set(Ok(profile));
+        self.kernel = KernelSource {
+            image: None,
+            profile: cell,
+        };
+    }
+
+    /// Says there is no kernel profile to be had, and why (a recording made without
+    /// one): OS-introspecting plugins then fail to load with `why`.
+    pub fn set_kernel_unavailable(&mut self, why: impl Into<String>) {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(Err(why.into()));
         self.kernel = KernelSource {
             image: None,
             profile: cell,
@@ -503,6 +629,8 @@ impl Plugins {
             kernel: &self.kernel,
             names: Vec::new(),
             loaded: self.loaded(),
+            ppp_names: Vec::new(),
+            runtime: std::sync::Arc::default(),
         };
         (info.create)(&args, &mut context).map(drop)
     }
@@ -522,19 +650,29 @@ impl Plugins {
             });
         }
         let args = Args::new(&info, arguments)?;
+        let mut target = target.into();
+        for needed in requires(info.name) {
+            if !self.is_loaded(needed) {
+                self.load(target.reborrow(), needed, Vec::new())?;
+            }
+        }
         let mut context = LoadContext {
             plugin: info.name,
-            target: target.into(),
+            target,
             ppp: &self.ppp,
             kernel: &self.kernel,
             names: Vec::new(),
             loaded: self.loaded(),
+            ppp_names: Vec::new(),
+            runtime: std::sync::Arc::default(),
         };
         match (info.create)(&args, &mut context) {
             Ok(plugin) => {
                 self.loaded.push(Loaded {
                     name: info.name,
                     callbacks: context.names,
+                    ppp_names: context.ppp_names,
+                    runtime: context.runtime,
                     plugin,
                 });
                 Ok(())
@@ -542,6 +680,12 @@ impl Plugins {
             Err(error) => {
                 for callback in &context.names {
                     context.target.delete(callback);
+                }
+                for callback in lock(&context.runtime).iter() {
+                    context.target.delete(callback);
+                }
+                for name in &context.ppp_names {
+                    self.ppp.remove(name);
                 }
                 Err(error)
             }
@@ -563,9 +707,25 @@ impl Plugins {
                 loaded: self.loaded_list(),
             });
         };
+        if let Some(user) = self
+            .loaded
+            .iter()
+            .find(|loaded| requires(loaded.name).contains(&name))
+        {
+            return Err(PluginError::Required {
+                name: name.to_string(),
+                by: user.name.to_string(),
+            });
+        }
         let mut loaded = self.loaded.remove(index);
         for callback in &loaded.callbacks {
             target.delete(callback);
+        }
+        for callback in lock(&loaded.runtime).iter() {
+            target.delete(callback);
+        }
+        for name in &loaded.ppp_names {
+            self.ppp.remove(name);
         }
         loaded.plugin.unload()
     }
@@ -602,27 +762,50 @@ impl Plugins {
         }
     }
 
-    fn ppp_info(&self, plugin: &str, name: &str) -> Result<(PluginInfo, PppInfo), PluginError> {
+    /// The PPP callback `name` of `plugin`: declared statically, declared by the loaded
+    /// plugin, or (for plugins that declare theirs from the kernel) from the profile.
+    fn ppp_info(&self, plugin: &str, name: &str) -> Result<(PluginInfo, PppPoint), PluginError> {
         let info = self.info(plugin)?;
-        let point = info
-            .ppp
+        if let Some(point) = info.ppp.iter().find(|point| point.name == name) {
+            return Ok((info, PppPoint::from(point)));
+        }
+        if let Some(point) = self.ppp.declared(info.name, name) {
+            return Ok((info, point));
+        }
+        let from_profile = PPP_FROM_PROFILE
             .iter()
-            .find(|point| point.name == name)
-            .copied()
-            .ok_or_else(|| PluginError::UnknownPpp {
-                plugin: plugin.to_string(),
-                name: name.to_string(),
-                available: if info.ppp.is_empty() {
-                    "none".to_string()
-                } else {
-                    info.ppp
-                        .iter()
-                        .map(|point| point.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            })?;
-        Ok((info, point))
+            .find(|(known, _)| *known == info.name)
+            .map(|(_, declare)| declare);
+        let mut declared = 0;
+        if let Some(declare) = from_profile {
+            if self.ppp.declared_count(info.name) == 0 {
+                let profile = self.kernel.profile()?;
+                let points = declare(&profile);
+                let found = points.iter().find(|point| point.name == name).cloned();
+                declared = points.len();
+                self.ppp.declare(info.name, points);
+                if let Some(point) = found {
+                    return Ok((info, point));
+                }
+            } else {
+                declared = self.ppp.declared_count(info.name);
+            }
+        }
+        let mut available: Vec<&str> = info.ppp.iter().map(|point| point.name).collect();
+        let more;
+        if declared > 0 {
+            more = format!("and {declared} declared from the guest's kernel");
+            available.push(&more);
+        }
+        Err(PluginError::UnknownPpp {
+            plugin: plugin.to_string(),
+            name: name.to_string(),
+            available: if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            },
+        })
     }
 
     /// Registers a typed closure as `callback_name` on `plugin`'s PPP callback `name`
@@ -635,15 +818,15 @@ impl Plugins {
         callback: impl FnMut(&mut dyn GuestCpu, &E) + Send + 'static,
     ) -> Result<(), PluginError> {
         let (info, point) = self.ppp_info(plugin, name)?;
-        if (point.event_type)() != std::any::TypeId::of::<E>() {
+        if point.event_type != std::any::TypeId::of::<E>() {
             return Err(PluginError::PppType {
                 plugin: info.name.to_string(),
-                name: point.name.to_string(),
+                name: point.name.clone(),
                 expected: point.event_type_name,
             });
         }
         self.ppp
-            .add(info.name, point.name, callback_name, ppp::typed(callback))
+            .add(info.name, &point.name, callback_name, ppp::typed(callback))
             .map_err(|ppp::DuplicatePppName(name)| PluginError::DuplicatePpp { name })
     }
 
@@ -658,7 +841,7 @@ impl Plugins {
     ) -> Result<&'static str, PluginError> {
         let (info, point) = self.ppp_info(plugin, name)?;
         self.ppp
-            .add(info.name, point.name, callback_name, ppp::plain(callback))
+            .add(info.name, &point.name, callback_name, ppp::plain(callback))
             .map_err(|ppp::DuplicatePppName(name)| PluginError::DuplicatePpp { name })?;
         Ok(point.signature)
     }

@@ -3,8 +3,11 @@
 //! reusable argument objects every call shares ([`CallContext`]), and putting the
 //! registered functions into a machine's registry ([`install`]).
 
+use std::cell::{Cell, OnceCell};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
+
+use pandare_osi::{Kernel, Profile};
 
 use pandare_core::instrument::{
     AddressHook, BlockInfo, Callback, CallbackKind, GuestCpu, HookFn, HookPoint, Instrumentation,
@@ -24,6 +27,111 @@ pub(crate) struct Spec {
     pub(crate) enabled: bool,
     pub(crate) forever: bool,
     pub(crate) hook: Option<HookFilter>,
+    /// PyPANDA's `procname=`: fire only while the process of this name runs.
+    pub(crate) procname: Option<Vec<u8>>,
+}
+
+/// Whether the running process is the one a `procname=` callback waits for. Checked in
+/// Rust before any Python runs: the running task is read from the CPU, and its name
+/// (`comm`) from kernel memory. In user mode the answer is kept for the (task, address
+/// space) pair, which only an `execve` (a new address space) or a task switch changes;
+/// in kernel mode the name is read each time (`execve` renames the task after switching
+/// address spaces).
+pub(crate) struct ProcFilter {
+    /// The name as the kernel keeps it: at most 15 bytes.
+    name: Vec<u8>,
+    profile: Arc<Profile>,
+    /// Built at the first call (it needs the CPU's architecture); `None` when the guest
+    /// has no Linux facts or the profile no `task_struct.comm`.
+    kernel: OnceCell<Option<(Kernel, u64)>>,
+    /// `(task, asid)` → matched, for user mode.
+    cached: Cell<Option<(u64, u64, bool)>>,
+}
+
+impl ProcFilter {
+    pub(crate) fn new(name: &[u8], profile: Arc<Profile>) -> ProcFilter {
+        ProcFilter {
+            name: name[..name.len().min(15)].to_vec(),
+            profile,
+            kernel: OnceCell::new(),
+            cached: Cell::new(None),
+        }
+    }
+
+    /// Whether the process named `self.name` runs on `cpu` now.
+    pub(crate) fn allows(&self, cpu: &mut dyn GuestCpu) -> bool {
+        let Some((kernel, comm)) = self
+            .kernel
+            .get_or_init(|| {
+                let kernel = Kernel::new(Arc::clone(&self.profile), &*cpu).ok()?;
+                let comm = self.profile.offset("task_struct", "comm").ok()?;
+                Some((kernel, comm))
+            })
+            .as_ref()
+        else {
+            return false;
+        };
+        let Ok(task) = kernel.current_task(cpu) else {
+            return false;
+        };
+        let user = !cpu.in_kernel_mode();
+        let asid = cpu.asid();
+        if user {
+            if let Some((cached_task, cached_asid, matched)) = self.cached.get() {
+                if cached_task == task && cached_asid == asid {
+                    return matched;
+                }
+            }
+        }
+        let mut name = [0u8; 16];
+        if cpu
+            .read_memory(task.wrapping_add(*comm), &mut name)
+            .is_err()
+        {
+            return false;
+        }
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        let matched = name[..end] == self.name[..];
+        if user {
+            self.cached.set(Some((task, asid, matched)));
+        }
+        matched
+    }
+}
+
+/// A callback's view of its run's [`CallContext`], with its `procname=` filter: `call`
+/// does nothing (and returns `None`, the "no opinion" answer) while another process runs.
+pub(crate) struct Gate {
+    ctx: Arc<CallContext>,
+    filter: Option<ProcFilter>,
+}
+
+impl std::ops::Deref for Gate {
+    type Target = CallContext;
+
+    fn deref(&self) -> &CallContext {
+        &self.ctx
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(ctx: Arc<CallContext>, filter: Option<ProcFilter>) -> Gate {
+        Gate { ctx, filter }
+    }
+
+    /// [`CallContext::call`], when the filter allows it.
+    pub(crate) fn call<R>(
+        &self,
+        cpu: &mut dyn GuestCpu,
+        f: impl FnOnce(Python<'_>, &Py<CpuState>, &Py<TranslationBlock>) -> PyResult<R>,
+    ) -> Option<R> {
+        if let Some(filter) = &self.filter {
+            if !filter.allows(cpu) {
+                return None;
+            }
+        }
+        self.ctx.call(cpu, f)
+    }
 }
 
 /// Which blocks a `@panda.hook` fires for.
@@ -163,7 +271,7 @@ pub(crate) fn make_hook(
     kind: CallbackKind,
     filter: HookFilter,
     f: Py<PyAny>,
-    ctx: Arc<CallContext>,
+    ctx: Gate,
 ) -> Result<(AddressHook, HookFn), String> {
     let point = HookPoint::from_kind(kind).map_err(|error| error.to_string())?;
     let hook = AddressHook {
@@ -179,24 +287,42 @@ pub(crate) fn make_hook(
     Ok((hook, callback))
 }
 
+/// The `procname=` filter for `procname` (none without one), or why it cannot be had (no
+/// kernel profile).
+pub(crate) fn proc_filter(
+    shared: &Shared,
+    procname: Option<&[u8]>,
+) -> PyResult<Option<ProcFilter>> {
+    let Some(name) = procname else {
+        return Ok(None);
+    };
+    let profile = lock(&shared.plugins).kernel_profile().map_err(|error| {
+        PyValueError::new_err(format!("procname= needs OS introspection: {error}"))
+    })?;
+    Ok(Some(ProcFilter::new(name, profile)))
+}
+
 /// Registers spec-like `(name, kind, hook, function)` in `instrumentation`: an address hook
-/// when `hook` is set, a callback otherwise.
+/// when `hook` is set, a callback otherwise; `procname` filters it to one process.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn register_in(
     instrumentation: &mut Instrumentation,
     name: &str,
     kind: CallbackKind,
     hook: Option<HookFilter>,
+    procname: Option<&[u8]>,
     f: Py<PyAny>,
     ctx: Arc<CallContext>,
 ) -> PyResult<()> {
+    let gate = Gate::new(Arc::clone(&ctx), proc_filter(&ctx.shared, procname)?);
     let result = match hook {
         Some(filter) => {
             let (hook, callback) =
-                make_hook(kind, filter, f, ctx).map_err(PyValueError::new_err)?;
+                make_hook(kind, filter, f, gate).map_err(PyValueError::new_err)?;
             instrumentation.add_hook(name, hook, callback)
         }
         None => {
-            let callback = make_callback(kind, f, ctx).map_err(PyValueError::new_err)?;
+            let callback = make_callback(kind, f, gate).map_err(PyValueError::new_err)?;
             instrumentation.register(name, callback)
         }
     };
@@ -208,9 +334,20 @@ pub(crate) fn register_in(
 pub(crate) fn make_callback(
     kind: CallbackKind,
     f: Py<PyAny>,
-    ctx: Arc<CallContext>,
+    ctx: Gate,
 ) -> Result<Callback, String> {
     use CallbackKind as K;
+    if ctx.filter.is_some()
+        && matches!(
+            kind,
+            K::BeforeLoadvm | K::MainLoopWait | K::PreShutdown | K::Monitor
+        )
+    {
+        return Err(format!(
+            "callback type {} has no CPU, so procname= cannot apply to it",
+            kind.name()
+        ));
+    }
     macro_rules! block_cb {
         ($variant:ident) => {
             Callback::$variant(Box::new(move |cpu, block| {
@@ -467,6 +604,7 @@ pub(crate) fn install(
             &spec.name,
             spec.kind,
             spec.hook,
+            spec.procname.as_deref(),
             spec.function.clone_ref(py),
             Arc::clone(&ctx),
         )?;

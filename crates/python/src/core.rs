@@ -18,7 +18,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::blocking::Job;
-use crate::callbacks::{install, make_callback, make_hook, CallContext, HookFilter, Spec};
+use crate::callbacks::{
+    install, make_callback, make_hook, proc_filter, CallContext, Gate, HookFilter, Spec,
+};
 use crate::cpu_state::CpuState;
 use crate::plugins;
 use crate::shared::{lock, Engine, Shared};
@@ -136,6 +138,9 @@ impl Core {
         let session = Session::new(console, store, config.memory_mib, &config.append);
         let architecture = config.architecture.name();
         let summary = config.clone();
+        // OS-introspecting plugins and `panda.get_*` derive the kernel's profile from the
+        // image booted.
+        let plugin_state = plugins::PluginState::for_kernel(&config.kernel);
         let shared = Arc::new(Shared {
             engine: Mutex::new(Some(Engine {
                 session,
@@ -159,8 +164,18 @@ impl Core {
             rr_base: AtomicU64::new(0),
             instructions: AtomicU64::new(0),
             replaying: AtomicBool::new(false),
-            plugins: Mutex::default(),
+            plugins: Mutex::new(plugin_state),
         });
+        // A recording carries the kernel's profile (derived when it starts, cached per
+        // kernel): a replay elsewhere needs nothing else for OS introspection.
+        let weak = Arc::downgrade(&shared);
+        if let Some(engine) = lock(&shared.engine).as_mut() {
+            engine.session.set_profile_source(Box::new(move || {
+                let shared = weak.upgrade()?;
+                let profile = lock(&shared.plugins).kernel_profile().ok()?;
+                Some(profile.to_bytes())
+            }));
+        }
         let blocking_cpu = Py::new(
             py,
             CpuState {
@@ -206,7 +221,25 @@ impl Core {
         let recording = py
             .detach(|| replay::read_recording(&path))
             .map_err(|error| PyValueError::new_err(error.to_string()))?;
+        let recorded = match &recording.kernel_profile {
+            Some(bytes) => match pandare_osi::Profile::from_bytes(bytes) {
+                Ok(profile) => Ok(Arc::new(profile)),
+                Err(error) => {
+                    return Err(PyValueError::new_err(format!(
+                        "the kernel profile in {} is damaged ({error}): record it again",
+                        path.display()
+                    )))
+                }
+            },
+            None => Err(
+                "the recording carries no kernel profile (it was made from a kernel \
+                 without BTF or kallsyms, or by an older pandare): OS introspection is not \
+                 available in its replay"
+                    .to_string(),
+            ),
+        };
         let engine = self.begin_run()?;
+        lock(&self.shared.plugins).use_recorded_profile(recorded);
         let mut config = engine.config.clone();
         config.memory_mib = recording.memory_mib;
         let mut machine = match config.build_blank() {
@@ -457,7 +490,7 @@ impl Core {
     }
 
     /// Registers (or replaces) Python callback `name`.
-    #[pyo3(signature = (kind, name, function, enabled=true, hook_address=None, hook_kernel=None, hook_asid=None))]
+    #[pyo3(signature = (kind, name, function, enabled=true, hook_address=None, hook_kernel=None, hook_asid=None, procname=None))]
     #[allow(clippy::too_many_arguments)]
     fn register_callback(
         &self,
@@ -469,9 +502,18 @@ impl Core {
         hook_address: Option<u64>,
         hook_kernel: Option<bool>,
         hook_asid: Option<u64>,
+        procname: Option<String>,
     ) -> PyResult<()> {
         let kind = Instrumentation::check_kind(kind)
             .map_err(|error| PyValueError::new_err(error.to_string()))?;
+        let procname = procname.map(String::into_bytes);
+        if procname.as_ref().is_some_and(Vec::is_empty) {
+            return Err(PyValueError::new_err(
+                "procname= is empty: give the process name (as `ps` shows it)",
+            ));
+        }
+        // Checked now, so a missing kernel profile is an error at registration.
+        let filter = proc_filter(&self.shared, procname.as_deref())?;
         let hook = hook_address.map(|address| HookFilter {
             address,
             kernel: hook_kernel,
@@ -481,14 +523,15 @@ impl Core {
         let controller = lock(&self.shared.controller).clone();
         if let (Some(ctx), Some(controller)) = (context, controller) {
             controller.delete(&name);
+            let gate = Gate::new(ctx, filter);
             match hook {
                 Some(filter) => {
-                    let (hook, callback) = make_hook(kind, filter, function.clone_ref(py), ctx)
+                    let (hook, callback) = make_hook(kind, filter, function.clone_ref(py), gate)
                         .map_err(PyValueError::new_err)?;
                     controller.add_hook(&name, hook, callback);
                 }
                 None => {
-                    let callback = make_callback(kind, function.clone_ref(py), ctx)
+                    let callback = make_callback(kind, function.clone_ref(py), gate)
                         .map_err(PyValueError::new_err)?;
                     controller.register(&name, callback);
                 }
@@ -498,7 +541,10 @@ impl Core {
             }
         } else {
             // Check now that the kind can be wrapped, so the error comes at registration.
-            let probe = CallContext::new(py, &self.shared, self.blocking_cpu.clone_ref(py))?;
+            let probe = Gate::new(
+                CallContext::new(py, &self.shared, self.blocking_cpu.clone_ref(py))?,
+                filter,
+            );
             let checked = match hook {
                 Some(filter) => make_hook(kind, filter, py.None(), probe).map(drop),
                 None => make_callback(kind, py.None(), probe).map(drop),
@@ -516,6 +562,7 @@ impl Core {
             enabled,
             forever: false,
             hook,
+            procname,
         });
         self.shared.note_callbacks(&callbacks);
         drop(callbacks);

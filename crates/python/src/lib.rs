@@ -26,7 +26,9 @@ mod arch;
 mod blocking;
 mod callbacks;
 mod core;
+mod cosi;
 mod cpu_state;
+mod osi;
 mod plugins;
 mod replay;
 mod shared;
@@ -37,6 +39,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     plugins::add_to(module)?;
+    osi::add_to(module)?;
+    cosi::add_to(module)?;
     arch::add_to(module)?;
     module.add_class::<core::Core>()?;
     module.add_class::<cpu_state::CpuState>()?;

@@ -23,9 +23,62 @@ use crate::shared::{lock, Shared};
 /// The plugins of one `Core`.
 #[derive(Default)]
 pub(crate) struct PluginState {
-    plugins: Plugins,
+    pub(crate) plugins: Plugins,
     /// Plugins asked for, with their arguments, in order: loaded into each run's machine.
     wanted: Vec<(String, Vec<(String, String)>)>,
+    /// The kernel image the live machine boots (what OS introspection derives its profile
+    /// from; a replay uses its recording's profile meanwhile).
+    kernel: Option<std::path::PathBuf>,
+    /// Whether a replay's profile replaced the live kernel's.
+    replay_profile: bool,
+    /// The walks' view of the kernel for the current profile (building one resolves
+    /// every offset the walks use, too slow to do per call).
+    pub(crate) walker: Option<(Arc<pandare_osi::Profile>, Arc<pandare_osi::Kernel>)>,
+}
+
+impl PluginState {
+    /// Plugins for a machine booting `kernel`.
+    pub(crate) fn for_kernel(kernel: &std::path::Path) -> PluginState {
+        let mut plugins = Plugins::new();
+        plugins.set_kernel_image(kernel);
+        PluginState {
+            plugins,
+            wanted: Vec::new(),
+            kernel: Some(kernel.to_path_buf()),
+            replay_profile: false,
+            walker: None,
+        }
+    }
+
+    /// Uses a recording's kernel profile during its replay (`Err`: why it has none).
+    pub(crate) fn use_recorded_profile(
+        &mut self,
+        profile: Result<Arc<pandare_osi::Profile>, String>,
+    ) {
+        self.replay_profile = true;
+        match profile {
+            Ok(profile) => self.plugins.set_kernel_profile(profile),
+            Err(why) => self.plugins.set_kernel_unavailable(why),
+        }
+    }
+
+    /// Back to the live machine's kernel after a replay (nothing to do after a live run).
+    pub(crate) fn use_live_kernel(&mut self) {
+        if !std::mem::take(&mut self.replay_profile) {
+            return;
+        }
+        match &self.kernel {
+            Some(kernel) => self.plugins.set_kernel_image(kernel.clone()),
+            None => self
+                .plugins
+                .set_kernel_unavailable("the machine was not given a kernel image"),
+        }
+    }
+
+    /// The kernel profile: derived from the live kernel (once), or a replay's.
+    pub(crate) fn kernel_profile(&self) -> Result<Arc<pandare_osi::Profile>, PluginError> {
+        self.plugins.kernel_profile()
+    }
 }
 
 fn value_error(error: PluginError) -> PyErr {
@@ -55,8 +108,9 @@ pub(crate) fn detach(shared: &Shared, instrumentation: &mut Instrumentation) -> 
     let reports = state
         .plugins
         .unload_all(instrumentation)
-        .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
-    for report in reports {
+        .map_err(|error| PyRuntimeError::new_err(error.to_string()));
+    state.use_live_kernel();
+    for report in reports? {
         eprintln!("{report}");
     }
     Ok(())
@@ -173,6 +227,7 @@ pub(crate) fn register_ppp(
                 for value in values {
                     arguments.push(match value {
                         PppValue::U64(number) => number.into_pyobject(py)?.into_any(),
+                        PppValue::I64(number) => number.into_pyobject(py)?.into_any(),
                         PppValue::Bool(flag) => flag.into_pyobject(py)?.to_owned().into_any(),
                         PppValue::Bytes(bytes) => PyBytes::new(py, bytes).into_any(),
                     });

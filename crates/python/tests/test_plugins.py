@@ -8,8 +8,8 @@ from pandare import _core
 
 
 def test_unknown_plugins_and_arguments_are_value_errors(panda):
-    with pytest.raises(ValueError, match=r'no plugin called "osi".*coverage.*stringsearch'):
-        panda.load_plugin("osi")
+    with pytest.raises(ValueError, match=r'no plugin called "nosuch".*coverage.*stringsearch'):
+        panda.load_plugin("nosuch")
     with pytest.raises(ValueError, match='no argument "file".*accepts filename'):
         panda.load_plugin("coverage", {"file": "x.csv"})
     with pytest.raises(ValueError, match="nothing to search for"):

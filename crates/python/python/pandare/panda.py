@@ -10,6 +10,9 @@ from typing import Any, Callable, Optional
 
 from . import _core
 from .arch import arch_for
+from .cosi import Cosi
+from .ffi import NULL, ffi
+from .osi import OsiLinuxPlugin, OsiPlugin, module_from, proc_from, thread_from
 
 # Every callback type, in PANDA's order.
 CALLBACK_KINDS = tuple(_core.Core.kinds())
@@ -54,6 +57,27 @@ def _plugin_args(args) -> list:
 
 class _Ppp:
     """``panda.ppp`` namespace placeholder: no plugin exports callbacks yet."""
+
+
+class _PluginFaces(dict):
+    """``panda.plugins``: ``panda.plugins['osi']`` and ``['osi_linux']`` give those
+    plugins' exported functions (``get_current_process(cpu)``, ...). Other plugins export
+    nothing to Python: use ``@panda.ppp`` for their callbacks."""
+
+    def __init__(self, panda):
+        super().__init__()
+        self._panda = panda
+
+    def __missing__(self, name):
+        faces = {"osi": OsiPlugin, "osi_linux": OsiLinuxPlugin}
+        if name not in faces:
+            raise KeyError(
+                f"plugin {name!r} exports no functions to Python here; "
+                "panda.plugins has 'osi' and 'osi_linux' (register PPP callbacks with @panda.ppp)"
+            )
+        face = faces[name](self._panda)
+        self[name] = face
+        return face
 
 
 class PyPluginManager:
@@ -194,7 +218,9 @@ class Panda:
         self.qcow = qcow
         self.catch_exceptions = catch_exceptions
         self.pyplugins = PyPluginManager(self)
-        self.plugins: dict[str, Any] = {}
+        self.plugins = _PluginFaces(self)
+        self.ffi = ffi
+        self.cosi = Cosi(self)
         self._blocking_queue: list[Callable] = []
         self._async_queue: list[Callable] = []
         self._thread: Optional[threading.Thread] = None
@@ -585,6 +611,70 @@ class Panda:
     def from_unsigned_guest(self, x: int) -> int:
         return x - (1 << self.bits) if x >> (self.bits - 1) else x
 
+    # ---------------------------------------------------------------- OS introspection
+    # PyPANDA's OSI calls. They read the guest kernel's structures through the profile
+    # derived from the booted kernel's BTF and kallsyms (a replay: the recording's), so
+    # no plugin needs loading; ``docs/osi.md`` says what each returns.
+
+    def get_current_process(self, cpu):
+        """The running process (``OsiProc``), or None when there is none yet."""
+        return proc_from(_core.osi_current_process(self._core, self._cpu(cpu)))
+
+    def get_processes(self, cpu):
+        """Every process (``OsiProc``; thread-group leaders, kernel threads included)."""
+        return [proc_from(r) for r in _core.osi_processes(self._core, self._cpu(cpu))]
+
+    def get_processes_dict(self, cpu):
+        """``{pid: {"name", "pid", "parent_pid", "create_time"}}`` of every process."""
+        procs = {}
+        for proc in self.get_processes(cpu):
+            procs[proc.pid] = {
+                "name": proc.name.decode("utf8", "ignore"),
+                "pid": proc.pid,
+                "parent_pid": proc.ppid,
+                "create_time": proc.create_time,
+            }
+        return procs
+
+    def get_process_name(self, cpu):
+        """The running process's name (str), or None."""
+        name = _core.osi_current_name(self._core, self._cpu(cpu))
+        return None if name is None else bytes(name).decode("utf8", "ignore")
+
+    def get_current_thread(self, cpu):
+        """The running thread (``OsiThread``: pid, tid), or None."""
+        return thread_from(_core.osi_current_thread(self._core, self._cpu(cpu)))
+
+    def get_threads(self, cpu, proc=None):
+        """The threads (``OsiThread``) of ``proc`` (an ``OsiProc``; default: current)."""
+        return self.plugins["osi"].get_threads(cpu, proc)
+
+    def get_mappings(self, cpu):
+        """The running process's memory mappings (``OsiModule``), by address."""
+        return [module_from(r) for r in _core.osi_mappings(self._core, self._cpu(cpu))]
+
+    def get_mapping_by_addr(self, cpu, addr):
+        """The running process's mapping containing ``addr`` (``OsiModule`` whose
+        ``file``/``name`` are str, or None for anonymous memory, as PyPANDA's), or None."""
+        record = _core.osi_mapping_by_address(self._core, self._cpu(cpu), addr)
+        if record is None:
+            return None
+        module = module_from(record)
+        for field in ("file", "name"):
+            value = getattr(module, field)
+            setattr(module, field, None if value is NULL else value.decode("utf8", "replace"))
+        return module
+
+    def get_file_name(self, cpu, fd):
+        """The path (bytes) of the running process's file descriptor ``fd``, or None."""
+        path = _core.osi_fd_path(self._core, self._cpu(cpu), int(fd))
+        return None if path is None else path.encode("utf-8", "surrogateescape")
+
+    def get_fds(self, cpu, proc=None):
+        """``{fd: path}`` of the open files of ``proc`` (default: the running process)."""
+        task = None if proc is None else proc.taskd
+        return dict(_core.osi_fds(self._core, self._cpu(cpu), task))
+
     # ---------------------------------------------------------------- callbacks
 
     def _decorator(self, kind: str):
@@ -600,22 +690,21 @@ class Panda:
         decorator.__name__ = "cb_" + kind
         decorator.__doc__ = (
             f"Decorator registering a {kind} callback: @panda.cb_{kind} or "
-            f"@panda.cb_{kind}(name=..., enabled=...)."
+            f"@panda.cb_{kind}(name=..., procname=..., enabled=...)."
         )
         return decorator
 
     def register_callback(self, callback, function, name=None, enabled=True, procname=None):
         """Registers ``function`` as a callback of type ``callback`` (a name such as
         ``"before_block_exec"``) under ``name`` (default: the function's name).
-        Re-registering a name replaces it."""
-        if procname is not None:
-            raise ValueError(
-                "procname= needs OS introspection (osi), which pandare does not have yet"
-            )
+        Re-registering a name replaces it. With ``procname``, it fires only while the
+        process of that name (its ``comm``, as ``ps`` shows it, at most 15 characters)
+        runs, in user or kernel mode; the test runs in Rust before any Python. This needs
+        the kernel's profile (see ``docs/osi.md``): without one, ``ValueError``."""
         kind = callback if isinstance(callback, str) else getattr(callback, "name", str(callback))
         if name is None:
             name = function.__name__
-        self._core.register_callback(kind, name, function, enabled)
+        self._core.register_callback(kind, name, function, enabled, procname=procname)
         return name
 
     def enable_callback(self, name: str) -> None:
@@ -644,11 +733,12 @@ class Panda:
     def enable_internal_callbacks(self) -> None:
         """pandare has no internal callbacks."""
 
-    def hook(self, addr, enabled=True, kernel=None, asid=None, cb_type="start_block_exec"):
+    def hook(self, addr, enabled=True, kernel=None, asid=None, cb_type="start_block_exec", procname=None):
         """Decorator: ``fn(cpu, tb, hook)`` runs each time execution reaches ``addr`` (an
         address or a list of them), also in the middle of a block: the engine starts a
         block there. ``kernel`` (True/False) and ``asid`` restrict it to one mode or address
-        space; ``cb_type`` is a block-level callback type (start/before: before the
+        space, ``procname`` to one process (by name, as ``register_callback``);
+        ``cb_type`` is a block-level callback type (start/before: before the
         instruction runs; after/end: after the block starting there). Python runs only for
         matching arrivals. Set ``hook.enabled`` to toggle it."""
         addresses = addr if isinstance(addr, (list, tuple)) else [addr]
@@ -665,7 +755,7 @@ class Panda:
                     return None
 
                 self._core.register_callback(
-                    cb_type, name, call, True, address, kernel, asid
+                    cb_type, name, call, True, address, kernel, asid, procname
                 )
             return fn
 
@@ -681,7 +771,19 @@ class Panda:
         ``run_replay()`` unload every plugin when they return: plugins write their files
         and print their reports (stderr) then. An unknown plugin or argument raises
         ``ValueError`` saying what exists."""
-        _core.load_plugin(self._core, name, _plugin_args(args))
+        pairs = _plugin_args(args)
+        if name in ("osi", "osi_linux"):
+            # PANDA's osi_linux reads a kernelinfo file; here the profile comes from the
+            # kernel itself, so those arguments have nothing to say.
+            ignored = [key for key, _ in pairs if key in ("kconf_file", "kconf_group")]
+            if ignored:
+                print(
+                    f"pandare: {name} needs no kernelinfo (the profile comes from the kernel "
+                    f"itself); ignoring {', '.join(ignored)}",
+                    file=sys.stderr,
+                )
+                pairs = [(key, value) for key, value in pairs if key not in ignored]
+        _core.load_plugin(self._core, name, pairs)
 
     require = load_plugin
 
