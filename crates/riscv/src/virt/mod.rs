@@ -183,7 +183,7 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
-    fn new(ram_bytes: u64) -> Bus {
+    pub(crate) fn new(ram_bytes: u64) -> Bus {
         Bus {
             ram: Ram::new(RAM_BASE, ram_bytes as usize),
             code_pages: vec![false; (ram_bytes / PAGE_SIZE) as usize],
