@@ -154,7 +154,14 @@ impl RiscvUser {
             free_frames: Vec::new(),
             ram_bytes,
         };
-        user.cpu.hart.satp = 8 << 60 | user.root >> 12;
+        let hart = &mut user.cpu.hart;
+        hart.satp = 8 << 60 | user.root >> 12;
+        // U-mode from the start (so the loader's writes go through the page tables), with
+        // the FPU on (FS = Initial), as Linux starts a program.
+        hart.mstatus &= !(mstatus::MPP | mstatus::FS);
+        hart.mstatus |= 1 << mstatus::FS_SHIFT;
+        hart.mret();
+        hart.sfence_vma(None);
         Ok(user)
     }
 
@@ -277,11 +284,7 @@ impl UserCpu for RiscvUser {
     fn enter_user(&mut self, pc: u64, sp: u64) {
         let hart = &mut self.cpu.hart;
         hart.set_reg(2, sp);
-        hart.mepc = pc;
-        // mret to U-mode with the FPU on (FS = Initial), as Linux starts a program.
-        hart.mstatus &= !(mstatus::MPP | mstatus::FS);
-        hart.mstatus |= 1 << mstatus::FS_SHIFT;
-        hart.mret();
+        hart.pc = pc;
         hart.sfence_vma(None);
     }
 

@@ -108,6 +108,8 @@ pub struct Elf {
     pub phnum: u16,
     /// `PT_PHDR`'s address, when the program has one.
     pub phdr_vaddr: Option<u64>,
+    /// `PT_INTERP`: the dynamic loader a dynamically linked program asks for.
+    pub interpreter: Option<String>,
     /// The loadable segments, in file order.
     pub segments: Vec<Segment>,
 }
@@ -239,6 +241,7 @@ impl Elf {
         }
         let mut segments = Vec::new();
         let mut phdr_vaddr = None;
+        let mut interpreter = None;
         for index in 0..u64::from(phnum) {
             let at = phoff
                 .checked_add(index * u64::from(phentsize))
@@ -287,13 +290,11 @@ impl Elf {
                 }
                 PT_INTERP => {
                     let bytes = r.bytes(offset, file_size, "the interpreter's name")?;
-                    let name = String::from_utf8_lossy(bytes)
-                        .trim_end_matches('\0')
-                        .to_string();
-                    return Err(ElfError::Dynamic {
-                        path: path.to_string(),
-                        interpreter: name,
-                    });
+                    interpreter = Some(
+                        String::from_utf8_lossy(bytes)
+                            .trim_end_matches('\0')
+                            .to_string(),
+                    );
                 }
                 PT_PHDR => phdr_vaddr = Some(vaddr),
                 _ => {}
@@ -314,6 +315,7 @@ impl Elf {
             phentsize,
             phnum,
             phdr_vaddr,
+            interpreter,
             segments,
         })
     }

@@ -132,6 +132,8 @@ pub struct Process {
     pub umask: u64,
     /// What `/proc/self/exe` names.
     pub exe_path: String,
+    /// The thread's name (`prctl(PR_GET_NAME)`): the program's file name, at most 15 bytes.
+    pub comm: Vec<u8>,
     /// Print each system call to stderr.
     pub trace_syscalls: bool,
     random_state: u64,
@@ -151,6 +153,10 @@ impl Process {
             clear_child_tid: 0,
             robust_list: 0,
             umask: 0o022,
+            comm: std::path::Path::new(&exe_path)
+                .file_name()
+                .map(|name| name.as_encoded_bytes().iter().copied().take(15).collect())
+                .unwrap_or_default(),
             exe_path,
             trace_syscalls: false,
             random_state: RANDOM_SEED,
@@ -264,6 +270,13 @@ impl Process {
         let arch = cpu.arch();
         let elf = Elf::parse(file, &program.path)?;
         check_machine(&elf, arch, &program.path)?;
+        if let Some(interpreter) = elf.interpreter {
+            return Err(ElfError::Dynamic {
+                path: program.path.clone(),
+                interpreter,
+            }
+            .into());
+        }
         let limit = arch.stack_top() - STACK_BYTES;
         let out_of_memory = || LoadError::OutOfMemory {
             path: program.path.clone(),
@@ -324,7 +337,11 @@ impl Process {
         memory
             .map(cpu, memory.stack_bottom, STACK_BYTES, Prot::RW)
             .map_err(|_| out_of_memory())?;
-        let mut process = Process::new(memory, io, program.path.clone());
+        // `/proc/self/exe` is absolute (glibc's static start-up asserts it).
+        let exe_path = std::path::absolute(&program.path)
+            .map(|path| path.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| program.path.clone());
+        let mut process = Process::new(memory, io, exe_path);
         let entry = base.wrapping_add(elf.entry);
         let phdr = elf.phdr_address().map_or(0, |a| base.wrapping_add(a));
         let sp = process

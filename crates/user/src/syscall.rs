@@ -49,6 +49,13 @@ pub enum Syscall {
     Getrlimit,
     Prlimit64,
     Umask,
+    Getcwd,
+    Prctl,
+    /// setuid, setgid, setreuid, setregid, setresuid, setresgid.
+    SetIds,
+    /// getresuid, getresgid.
+    GetResIds,
+    Getgroups,
     Getpid,
     Getppid,
     Getuid,
@@ -75,7 +82,7 @@ pub enum Syscall {
 /// what the layer does)`. Names of calls the layer does not implement are listed too, so
 /// that the error naming them is clear.
 pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
-    (17, "getcwd", None),
+    (17, "getcwd", Some(Syscall::Getcwd)),
     (23, "dup", None),
     (24, "dup3", None),
     (25, "fcntl", Some(Syscall::Fcntl)),
@@ -122,16 +129,26 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (134, "rt_sigaction", Some(Syscall::RtSigaction)),
     (135, "rt_sigprocmask", Some(Syscall::RtSigprocmask)),
     (139, "rt_sigreturn", None),
+    (143, "setregid", Some(Syscall::SetIds)),
+    (144, "setgid", Some(Syscall::SetIds)),
+    (145, "setreuid", Some(Syscall::SetIds)),
+    (146, "setuid", Some(Syscall::SetIds)),
+    (147, "setresuid", Some(Syscall::SetIds)),
+    (148, "getresuid", Some(Syscall::GetResIds)),
+    (149, "setresgid", Some(Syscall::SetIds)),
+    (150, "getresgid", Some(Syscall::GetResIds)),
     (153, "times", Some(Syscall::Times)),
     (154, "setpgid", None),
     (155, "getpgid", None),
     (157, "setsid", None),
+    (158, "getgroups", Some(Syscall::Getgroups)),
+    (159, "setgroups", None),
     (160, "uname", Some(Syscall::Uname)),
     (163, "getrlimit", Some(Syscall::Getrlimit)),
     (164, "setrlimit", None),
     (165, "getrusage", None),
     (166, "umask", Some(Syscall::Umask)),
-    (167, "prctl", None),
+    (167, "prctl", Some(Syscall::Prctl)),
     (169, "gettimeofday", Some(Syscall::Gettimeofday)),
     (172, "getpid", Some(Syscall::Getpid)),
     (173, "getppid", Some(Syscall::Getppid)),
@@ -530,6 +547,57 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             rlimit(cpu, p, a[1], a[2], a[3])
         }
         Syscall::Umask => Action::Return(std::mem::replace(&mut p.umask, a[0] & 0o777)),
+        Syscall::Prctl => {
+            const PR_SET_NAME: u64 = 15;
+            const PR_GET_NAME: u64 = 16;
+            match a[0] {
+                PR_SET_NAME => match p.read_string(cpu, a[1]) {
+                    Ok(name) => {
+                        p.comm = name.bytes().take(15).collect();
+                        Action::Return(0)
+                    }
+                    Err(()) => err(EFAULT),
+                },
+                PR_GET_NAME => {
+                    let mut bytes = p.comm.clone();
+                    bytes.resize(16, 0);
+                    match p.write_guest(cpu, a[1], &bytes) {
+                        Ok(()) => Action::Return(0),
+                        Err(()) => err(EFAULT),
+                    }
+                }
+                _ => err(EINVAL),
+            }
+        }
+        // The process may "change" to the ids it has (-1 leaves one as it is), as an
+        // unprivileged process may.
+        Syscall::SetIds => {
+            if a[..3].iter().all(|&id| id as u32 == UID as u32 || id as u32 == u32::MAX) {
+                Action::Return(0)
+            } else {
+                err(EPERM)
+            }
+        }
+        Syscall::GetResIds => {
+            for at in &a[..3] {
+                if p.write_guest(cpu, *at, &(UID as u32).to_le_bytes()).is_err() {
+                    return err(EFAULT);
+                }
+            }
+            Action::Return(0)
+        }
+        // No supplementary groups.
+        Syscall::Getgroups => Action::Return(0),
+        // No file system: the working directory is the root.
+        Syscall::Getcwd => {
+            if a[1] < 2 {
+                return err(34); // ERANGE
+            }
+            match p.write_guest(cpu, a[0], b"/\0") {
+                Ok(()) => Action::Return(2),
+                Err(()) => err(EFAULT),
+            }
+        }
         Syscall::Getpid | Syscall::Gettid => Action::Return(PID),
         Syscall::Getppid => Action::Return(PPID),
         Syscall::Getuid | Syscall::Geteuid | Syscall::Getgid | Syscall::Getegid => {
