@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 /// A file's bytes from an uncompressed newc cpio archive.
 fn cpio_file<'a>(archive: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let field = |at: usize, index: usize| {
-        let text = std::str::from_utf8(archive.get(at + 6 + index * 8..at + 14 + index * 8)?).ok()?;
+        let text =
+            std::str::from_utf8(archive.get(at + 6 + index * 8..at + 14 + index * 8)?).ok()?;
         usize::from_str_radix(text, 16).ok()
     };
     let mut at = 0usize;
@@ -37,7 +38,11 @@ fn busybox(dir: &TempDir) -> PathBuf {
 
 fn exec(args: &[&str], program: &Path, program_args: &[&str]) -> common::Run {
     let mut command = panda();
-    command.arg("exec").args(args).arg(program).args(program_args);
+    command
+        .arg("exec")
+        .args(args)
+        .arg(program)
+        .args(program_args);
     run(command, QUICK_LIMIT * 4)
 }
 
@@ -73,7 +78,11 @@ fn plugins_and_counts_work_in_user_mode() {
         &["echo", "hi"],
     );
     assert_eq!(first.stdout, "hi\n", "{}", first.stderr);
-    assert!(first.stderr.contains("asid_instr_count:"), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("asid_instr_count:"),
+        "{}",
+        first.stderr
+    );
     let count = |run: &common::Run| {
         run.stderr
             .lines()

@@ -130,9 +130,7 @@ impl<C: UserCpu> UserBoard<C> {
                 pc: fault.pc,
                 value: fault.address,
             },
-            Outcome::Killed { signal, .. } => {
-                Exit::Shutdown(ShutdownKind::Failure(128 + *signal))
-            }
+            Outcome::Killed { signal, .. } => Exit::Shutdown(ShutdownKind::Failure(128 + *signal)),
             Outcome::Error(_) => Exit::UnhandledTrap {
                 cause: u64::MAX,
                 pc: self.cpu.pc(),

@@ -84,7 +84,10 @@ impl Memory {
 
     /// Whether any page of the range is mapped.
     pub fn any_mapped(&self, start: u64, len: u64) -> bool {
-        self.pages.range(start..start.saturating_add(len)).next().is_some()
+        self.pages
+            .range(start..start.saturating_add(len))
+            .next()
+            .is_some()
     }
 
     /// How many pages of `[start, start + len)` are mapped (`None` for a range past the

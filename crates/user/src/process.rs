@@ -56,7 +56,9 @@ pub enum LoadError {
         arch: &'static str,
     },
     /// The program's segments lie where user space cannot hold them.
-    #[error("{path} has a segment at {address:#x}, outside the user address space (below {limit:#x})")]
+    #[error(
+        "{path} has a segment at {address:#x}, outside the user address space (below {limit:#x})"
+    )]
     BadAddress {
         /// The file.
         path: String,
@@ -403,23 +405,23 @@ impl Process {
         self.write_guest(cpu, random, &random_bytes)?;
         let uid = UID;
         let mut auxv = vec![
-            (3, phdr),                          // AT_PHDR
-            (4, u64::from(elf.phentsize)),      // AT_PHENT
-            (5, u64::from(elf.phnum)),          // AT_PHNUM
-            (6, PAGE_SIZE),                     // AT_PAGESZ
-            (7, 0),                             // AT_BASE: no interpreter
-            (8, 0),                             // AT_FLAGS
-            (9, entry),                         // AT_ENTRY
-            (11, uid),                          // AT_UID
-            (12, uid),                          // AT_EUID
-            (13, uid),                          // AT_GID
-            (14, uid),                          // AT_EGID
-            (16, arch.hwcap()),                 // AT_HWCAP
-            (17, 100),                          // AT_CLKTCK
-            (23, 0),                            // AT_SECURE
-            (25, random),                       // AT_RANDOM
-            (26, 0),                            // AT_HWCAP2
-            (31, execfn),                       // AT_EXECFN
+            (3, phdr),                     // AT_PHDR
+            (4, u64::from(elf.phentsize)), // AT_PHENT
+            (5, u64::from(elf.phnum)),     // AT_PHNUM
+            (6, PAGE_SIZE),                // AT_PAGESZ
+            (7, 0),                        // AT_BASE: no interpreter
+            (8, 0),                        // AT_FLAGS
+            (9, entry),                    // AT_ENTRY
+            (11, uid),                     // AT_UID
+            (12, uid),                     // AT_EUID
+            (13, uid),                     // AT_GID
+            (14, uid),                     // AT_EGID
+            (16, arch.hwcap()),            // AT_HWCAP
+            (17, 100),                     // AT_CLKTCK
+            (23, 0),                       // AT_SECURE
+            (25, random),                  // AT_RANDOM
+            (26, 0),                       // AT_HWCAP2
+            (31, execfn),                  // AT_EXECFN
         ];
         if platform != 0 {
             auxv.push((15, platform)); // AT_PLATFORM

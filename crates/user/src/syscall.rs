@@ -572,7 +572,10 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
         // The process may "change" to the ids it has (-1 leaves one as it is), as an
         // unprivileged process may.
         Syscall::SetIds => {
-            if a[..3].iter().all(|&id| id as u32 == UID as u32 || id as u32 == u32::MAX) {
+            if a[..3]
+                .iter()
+                .all(|&id| id as u32 == UID as u32 || id as u32 == u32::MAX)
+            {
                 Action::Return(0)
             } else {
                 err(EPERM)
@@ -580,7 +583,9 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
         }
         Syscall::GetResIds => {
             for at in &a[..3] {
-                if p.write_guest(cpu, *at, &(UID as u32).to_le_bytes()).is_err() {
+                if p.write_guest(cpu, *at, &(UID as u32).to_le_bytes())
+                    .is_err()
+                {
                     return err(EFAULT);
                 }
             }
@@ -667,9 +672,7 @@ fn clock_nanos(now: u64, clock: u64) -> u64 {
     const CLOCK_REALTIME_COARSE: u64 = 5;
     const CLOCK_TAI: u64 = 11;
     match clock {
-        CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_TAI => {
-            EPOCH_SECONDS * 1_000_000_000 + now
-        }
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_TAI => EPOCH_SECONDS * 1_000_000_000 + now,
         _ => now,
     }
 }
@@ -842,7 +845,9 @@ fn brk<C: UserCpu>(cpu: &mut C, p: &mut Process, requested: u64) -> Action {
     if new_end > old_end {
         // The heap must not run into a mapping.
         if memory.any_mapped(old_end, new_end - old_end)
-            || memory.map(cpu, old_end, new_end - old_end, Prot::RW).is_err()
+            || memory
+                .map(cpu, old_end, new_end - old_end, Prot::RW)
+                .is_err()
         {
             return Action::Return(memory.brk);
         }
@@ -874,7 +879,10 @@ fn mmap<C: UserCpu>(cpu: &mut C, p: &mut Process, a: [u64; 6]) -> Action {
     let len = page_ceil(len);
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     let start = if fixed {
-        if addr.checked_add(len).is_none_or(|end| end > cpu.arch().stack_top()) {
+        if addr
+            .checked_add(len)
+            .is_none_or(|end| end > cpu.arch().stack_top())
+        {
             return err(ENOMEM);
         }
         if flags & MAP_FIXED_NOREPLACE != 0 && p.memory.any_mapped(addr, len) {
@@ -884,7 +892,9 @@ fn mmap<C: UserCpu>(cpu: &mut C, p: &mut Process, a: [u64; 6]) -> Action {
     } else {
         // A hint is taken when the range is free, as Linux does.
         let hint_free = addr != 0
-            && addr.checked_add(len).is_some_and(|end| end <= p.memory.mmap_top)
+            && addr
+                .checked_add(len)
+                .is_some_and(|end| end <= p.memory.mmap_top)
             && addr >= page_ceil(p.memory.brk)
             && !p.memory.any_mapped(addr, len);
         if hint_free {
@@ -922,7 +932,9 @@ fn mremap<C: UserCpu>(cpu: &mut C, p: &mut Process, a: [u64; 6]) -> Action {
         return Action::Return(old);
     }
     let grow = new_len - old_len;
-    if old.checked_add(new_len).is_some_and(|end| end <= p.memory.mmap_top)
+    if old
+        .checked_add(new_len)
+        .is_some_and(|end| end <= p.memory.mmap_top)
         && !p.memory.any_mapped(old + old_len, grow)
     {
         return match p.memory.map(cpu, old + old_len, grow, prot) {

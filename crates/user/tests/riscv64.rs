@@ -138,10 +138,12 @@ fn run_qemu(path: &Path, args: &[&str], stdin: &[u8]) -> Option<Run> {
 
 /// Assembles and links `tests/programs/riscv64/NAME.S`; `None` without binutils.
 fn assemble(name: &str) -> Option<PathBuf> {
-    let (Ok(as_), Ok(ld)) = (
-        tool("riscv64-linux-gnu-as"),
-        tool("riscv64-linux-gnu-ld"),
-    ) else {
+    assemble_linked(name, &["-static"])
+}
+
+/// Assembles `NAME.S` and links it with `link_args`.
+fn assemble_linked(name: &str, link_args: &[&str]) -> Option<PathBuf> {
+    let (Ok(as_), Ok(ld)) = (tool("riscv64-linux-gnu-as"), tool("riscv64-linux-gnu-ld")) else {
         unavailable("riscv64-linux-gnu binutils not found; run scripts/install-test-tools.sh");
         return None;
     };
@@ -151,8 +153,12 @@ fn assemble(name: &str) -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user-programs");
     std::fs::create_dir_all(&dir).unwrap();
     // One copy per test thread: tests run at the same time.
-    let unique = format!("{name}-{}-{:?}", std::process::id(), std::thread::current().id())
-        .replace(['(', ')'], "");
+    let unique = format!(
+        "{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    )
+    .replace(['(', ')'], "");
     let object = dir.join(format!("{unique}.o"));
     let binary = dir.join(unique);
     run_tool(
@@ -166,7 +172,9 @@ fn assemble(name: &str) -> Option<PathBuf> {
     // No relaxation: the programs do not set up gp.
     run_tool(
         Command::new(ld)
-            .args(["--no-relax", "-static", "-o"])
+            .arg("--no-relax")
+            .args(link_args)
+            .arg("-o")
             .arg(&binary)
             .arg(&object),
     )
@@ -249,14 +257,26 @@ fn output_and_arguments_match_qemu() {
     };
     let ours = run_ours(&path, &["first", "second"], b"");
     assert_eq!(
-        ours.run.stdout,
-        "hello from riscv64 user mode\n3\nfirst",
+        ours.run.stdout, "hello from riscv64 user mode\n3\nfirst",
         "{:?}",
         ours.outcome
     );
     assert_eq!(ours.run.stderr, "this goes to stderr\n");
     assert_eq!(ours.run.status, 0);
     compare_with_qemu(&path, &["first", "second"], b"", &ours.run);
+}
+
+#[test]
+fn a_static_pie_runs_at_the_pie_base() {
+    let Some(path) = assemble_linked("hello", &["-pie", "--no-dynamic-linker"]) else {
+        return;
+    };
+    let file = std::fs::read(&path).unwrap();
+    let elf = pandare_user::Elf::parse(&file, "hello-pie").unwrap();
+    assert!(elf.position_independent);
+    let ours = run_ours(&path, &["pie"], b"");
+    assert_eq!(ours.run.stdout, "hello from riscv64 user mode\n2\npie");
+    compare_with_qemu(&path, &["pie"], b"", &ours.run);
 }
 
 #[test]
@@ -299,8 +319,7 @@ fn an_unimplemented_call_is_named() {
         return;
     };
     let ours = run_ours(&path, &[], b"");
-    let Outcome::Error(UserError::UnimplementedSyscall { number, name, .. }) = &ours.outcome
-    else {
+    let Outcome::Error(UserError::UnimplementedSyscall { number, name, .. }) = &ours.outcome else {
         panic!("{:?}", ours.outcome);
     };
     assert_eq!((*number, *name), (220, Some("clone")));
