@@ -1,6 +1,8 @@
 //! The process as a [`Board`]: the arch-neutral [`Shell`] runs it like any machine, so
 //! PANDA's callbacks, plugins and stops work as they do on a whole system.
 
+use std::io::Write as _;
+
 use pandare_core::board::{SerialAddresses, SerialEvent, SliceExit};
 use pandare_core::execution::CpuView;
 use pandare_core::instrument::Instrumentation;
@@ -159,8 +161,6 @@ pub fn run_to_end<C: UserCpu>(machine: &mut UserMachine<C>) -> Option<Outcome> {
         }
     }
 }
-
-use std::io::Write as _;
 
 impl<C: UserCpu> Board for UserBoard<C> {
     fn architecture(&self) -> &'static str {

@@ -21,7 +21,7 @@ pub mod syscall;
 pub use arch::{CpuExit, Fault, OutOfMemory, Prot, Stat, UserArch, UserCpu, PAGE_SIZE};
 pub use board::{run_to_end, Outcome, ProcessMachine, UserBoard, UserMachine};
 pub use elf::{Elf, ElfError};
-pub use process::{Io, LoadError, Process, Program, UserError};
+pub use process::{BadAddress, Io, LoadError, Process, Program, UserError};
 pub use syscall::Syscall;
 
 /// The system call `number` in a `(number, name, call)` table such as

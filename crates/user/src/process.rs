@@ -39,6 +39,10 @@ pub enum UserError {
     },
 }
 
+/// Guest memory the program could not access there (the kernel's `EFAULT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadAddress;
+
 /// Why a program could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -197,13 +201,13 @@ impl Process {
         cpu: &mut C,
         address: u64,
         len: u64,
-    ) -> Result<Vec<u8>, ()> {
+    ) -> Result<Vec<u8>, BadAddress> {
         if !self.memory.accessible(address, len, false) {
-            return Err(());
+            return Err(BadAddress);
         }
         let mut buffer = vec![0u8; len as usize];
         cpu.with_cpu(|view| view.read_memory(address, &mut buffer))
-            .map_err(drop)?;
+            .map_err(|_| BadAddress)?;
         Ok(buffer)
     }
 
@@ -213,16 +217,16 @@ impl Process {
         cpu: &mut C,
         address: u64,
         data: &[u8],
-    ) -> Result<(), ()> {
+    ) -> Result<(), BadAddress> {
         if !self.memory.accessible(address, data.len() as u64, true) {
-            return Err(());
+            return Err(BadAddress);
         }
         cpu.with_cpu(|view| view.write_memory(address, data))
-            .map_err(drop)
+            .map_err(|_| BadAddress)
     }
 
     /// Reads a NUL-terminated string (at most 4096 bytes, as `PATH_MAX`).
-    pub fn read_string<C: UserCpu>(&self, cpu: &mut C, address: u64) -> Result<String, ()> {
+    pub fn read_string<C: UserCpu>(&self, cpu: &mut C, address: u64) -> Result<String, BadAddress> {
         let mut bytes = Vec::new();
         let mut at = address;
         while bytes.len() < 4096 {
@@ -235,7 +239,7 @@ impl Process {
             bytes.extend_from_slice(&data);
             at += chunk;
         }
-        Err(())
+        Err(BadAddress)
     }
 
     /// Writes a `timespec`/`timeval` of `value` in units of `1/per_second` s.
@@ -252,7 +256,7 @@ impl Process {
         bytes.extend_from_slice(&(value % per_second).to_le_bytes()[..size]);
         match self.write_guest(cpu, address, &bytes) {
             Ok(()) => Action::Return(0),
-            Err(()) => Action::Return(errno::EFAULT.wrapping_neg()),
+            Err(BadAddress) => Action::Return(errno::EFAULT.wrapping_neg()),
         }
     }
 
@@ -362,7 +366,7 @@ impl Process {
         elf: &Elf,
         entry: u64,
         phdr: u64,
-    ) -> Result<u64, ()> {
+    ) -> Result<u64, BadAddress> {
         let arch = cpu.arch();
         let word = arch.pointer_bytes();
         let mut top = arch.stack_top();

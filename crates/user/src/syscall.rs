@@ -531,7 +531,7 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             }
             match p.write_guest(cpu, a[0], &bytes) {
                 Ok(()) => Action::Return(0),
-                Err(()) => err(EFAULT),
+                Err(_) => err(EFAULT),
             }
         }
         Syscall::Getrlimit => rlimit(cpu, p, a[0], 0, a[1]),
@@ -556,14 +556,14 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
                         p.comm = name.bytes().take(15).collect();
                         Action::Return(0)
                     }
-                    Err(()) => err(EFAULT),
+                    Err(_) => err(EFAULT),
                 },
                 PR_GET_NAME => {
                     let mut bytes = p.comm.clone();
                     bytes.resize(16, 0);
                     match p.write_guest(cpu, a[1], &bytes) {
                         Ok(()) => Action::Return(0),
-                        Err(()) => err(EFAULT),
+                        Err(_) => err(EFAULT),
                     }
                 }
                 _ => err(EINVAL),
@@ -600,7 +600,7 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             }
             match p.write_guest(cpu, a[0], b"/\0") {
                 Ok(()) => Action::Return(2),
-                Err(()) => err(EFAULT),
+                Err(_) => err(EFAULT),
             }
         }
         Syscall::Getpid | Syscall::Gettid => Action::Return(PID),
@@ -657,7 +657,7 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             let bytes = p.random_bytes(len as usize);
             match p.write_guest(cpu, a[0], &bytes) {
                 Ok(()) => Action::Return(len),
-                Err(()) => err(EFAULT),
+                Err(_) => err(EFAULT),
             }
         }
         Syscall::Rseq | Syscall::RiscvHwprobe => err(ENOSYS),
@@ -753,7 +753,7 @@ fn fstat<C: UserCpu>(cpu: &mut C, p: &mut Process, fd: u64, at: u64) -> Action {
     let bytes = cpu.arch().encode_stat(&stat);
     match p.write_guest(cpu, at, &bytes) {
         Ok(()) => Action::Return(0),
-        Err(()) => err(EFAULT),
+        Err(_) => err(EFAULT),
     }
 }
 
@@ -832,7 +832,7 @@ fn rlimit<C: UserCpu>(cpu: &mut C, p: &mut Process, resource: u64, _new: u64, ol
     bytes.extend_from_slice(&hard.to_le_bytes()[..size]);
     match p.write_guest(cpu, old, &bytes) {
         Ok(()) => Action::Return(0),
-        Err(()) => err(EFAULT),
+        Err(_) => err(EFAULT),
     }
 }
 
