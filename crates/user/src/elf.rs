@@ -243,9 +243,7 @@ impl Elf {
         let mut phdr_vaddr = None;
         let mut interpreter = None;
         for index in 0..u64::from(phnum) {
-            let at = phoff
-                .checked_add(index * u64::from(phentsize))
-                .unwrap_or(u64::MAX);
+            let at = phoff.saturating_add(index * u64::from(phentsize));
             r.bytes(at, u64::from(phentsize), "a program header")?;
             let p_type = r.u32(at)?;
             let (flags, offset, vaddr, file_size, mem_size) = if is_64 {

@@ -299,7 +299,7 @@ impl Process {
         let mut end = 0u64;
         for segment in &elf.segments {
             let start = base.wrapping_add(segment.vaddr);
-            let seg_end = start.checked_add(segment.mem_size).unwrap_or(u64::MAX);
+            let seg_end = start.saturating_add(segment.mem_size);
             if seg_end > limit || start < PAGE_SIZE {
                 return Err(LoadError::BadAddress {
                     path: program.path.clone(),

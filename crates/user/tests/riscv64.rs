@@ -337,8 +337,8 @@ fn bad_programs_are_refused_with_clear_errors() {
         let file = std::fs::read(path).unwrap();
         let cpu = RiscvUser::new(MEMORY).unwrap();
         UserBoard::load(cpu, &file, &program(path, &[]), Io::host())
-            .err()
-            .expect("refused")
+            .map(drop)
+            .expect_err("refused")
             .to_string()
     };
     let error = load(&script);
