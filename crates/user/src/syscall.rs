@@ -51,8 +51,9 @@ pub enum Syscall {
     Umask,
     Getcwd,
     Prctl,
-    /// setuid, setgid, setreuid, setregid, setresuid, setresgid.
-    SetIds,
+    /// setuid, setgid (1 id), setreuid, setregid (2), setresuid, setresgid (3).
+    SetIds(u8),
+    Sendfile,
     /// getresuid, getresgid.
     GetResIds,
     Getgroups,
@@ -103,7 +104,7 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (66, "writev", Some(Syscall::Writev)),
     (67, "pread64", None),
     (68, "pwrite64", None),
-    (71, "sendfile", None),
+    (71, "sendfile", Some(Syscall::Sendfile)),
     (72, "pselect6", None),
     (73, "ppoll", None),
     (78, "readlinkat", Some(Syscall::Readlinkat)),
@@ -129,13 +130,13 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (134, "rt_sigaction", Some(Syscall::RtSigaction)),
     (135, "rt_sigprocmask", Some(Syscall::RtSigprocmask)),
     (139, "rt_sigreturn", None),
-    (143, "setregid", Some(Syscall::SetIds)),
-    (144, "setgid", Some(Syscall::SetIds)),
-    (145, "setreuid", Some(Syscall::SetIds)),
-    (146, "setuid", Some(Syscall::SetIds)),
-    (147, "setresuid", Some(Syscall::SetIds)),
+    (143, "setregid", Some(Syscall::SetIds(2))),
+    (144, "setgid", Some(Syscall::SetIds(1))),
+    (145, "setreuid", Some(Syscall::SetIds(2))),
+    (146, "setuid", Some(Syscall::SetIds(1))),
+    (147, "setresuid", Some(Syscall::SetIds(3))),
     (148, "getresuid", Some(Syscall::GetResIds)),
-    (149, "setresgid", Some(Syscall::SetIds)),
+    (149, "setresgid", Some(Syscall::SetIds(3))),
     (150, "getresgid", Some(Syscall::GetResIds)),
     (153, "times", Some(Syscall::Times)),
     (154, "setpgid", None),
@@ -310,6 +311,35 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
                 }
             }
             Action::Return(total)
+        }
+        // From stdin to stdout or stderr, through a buffer (the offset must be the
+        // stream's own: stdin cannot seek).
+        Syscall::Sendfile => {
+            let (out, input, offset, count) = (a[0], a[1], a[2], a[3].min(1 << 20));
+            if !p.fd_open(input) || !p.fd_open(out) || input != 0 || out == 0 {
+                return err(EBADF);
+            }
+            if offset != 0 {
+                return err(ESPIPE);
+            }
+            let mut data = vec![0u8; count as usize];
+            let got = loop {
+                match p.io.stdin.read(&mut data) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => return err(5), // EIO
+                }
+            };
+            let stream = if out == 1 {
+                &mut p.io.stdout
+            } else {
+                &mut p.io.stderr
+            };
+            match stream.write_all(&data[..got]).and_then(|()| stream.flush()) {
+                Ok(()) => Action::Return(got as u64),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Action::Killed(13),
+                Err(_) => err(5),
+            }
         }
         // No files: only the standard streams exist.
         Syscall::Openat => {
@@ -571,8 +601,8 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
         }
         // The process may "change" to the ids it has (-1 leaves one as it is), as an
         // unprivileged process may.
-        Syscall::SetIds => {
-            if a[..3]
+        Syscall::SetIds(count) => {
+            if a[..usize::from(count)]
                 .iter()
                 .all(|&id| id as u32 == UID as u32 || id as u32 == u32::MAX)
             {

@@ -361,8 +361,12 @@ fn busybox_matches_qemu() {
         return;
     };
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    let cases: [(&[&str], &[u8], i32); 5] = [
+    let text = b"one\ntwo\nthree\n";
+    let cases: [(&[&str], &[u8], i32); 8] = [
         (&["echo", "hello"], b"", 0),
+        (&["cat"], text, 0),
+        (&["sort", "-r"], text, 0),
+        (&["md5sum"], &data, 0),
         (&["sh", "-c", "echo $((6*7))"], b"", 0),
         (&["sha256sum"], &data, 0),
         (&["true"], b"", 0),
