@@ -461,3 +461,54 @@ fn callbacks_fire_in_user_mode() {
         [(8, 64), (8, 64), (8, 64), (8, 93)]
     );
 }
+
+#[test]
+fn memory_callbacks_see_the_programs_stores() {
+    let Some(path) = assemble("hello") else {
+        return;
+    };
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let ours = run_ours_with(&path, &[], b"", |machine| {
+        let log = Arc::clone(&writes);
+        machine
+            .instrumentation
+            .register(
+                "writes",
+                Callback::VirtMemAfterWrite(Box::new(move |_cpu, _pc, address, _size, data| {
+                    log.lock().unwrap().push((address, data.to_vec()));
+                })),
+            )
+            .unwrap();
+    });
+    assert_eq!(ours.run.status, 0);
+    // The program stores argc's digit and a newline (two `sb`s); the syscall layer's own
+    // writes are the kernel's and fire nothing.
+    let writes = writes.lock().unwrap();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(writes[0].1, b"1");
+    assert_eq!(writes[1].1, b"\n");
+    assert_eq!(writes[1].0, writes[0].0 + 1);
+}
+
+#[test]
+fn damaged_programs_never_panic() {
+    let Some(path) = assemble("hello") else {
+        return;
+    };
+    let good = std::fs::read(&path).unwrap();
+    let try_load = |bytes: &[u8]| {
+        let cpu = RiscvUser::new(16 << 20).unwrap();
+        let _ = UserBoard::load(cpu, bytes, &program(&path, &[]), Io::host());
+    };
+    for len in (0..good.len()).step_by(7) {
+        try_load(&good[..len]);
+    }
+    // Every byte of the ELF header and program headers set to a few extreme values.
+    for index in 0..(64 + 56 * 3).min(good.len()) {
+        for value in [0u8, 0x7f, 0x80, 0xff] {
+            let mut bytes = good.clone();
+            bytes[index] = value;
+            try_load(&bytes);
+        }
+    }
+}
