@@ -512,3 +512,36 @@ fn damaged_programs_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_callback_can_stop_the_program() {
+    let Some(busybox) = busybox() else {
+        return;
+    };
+    let file = std::fs::read(&busybox).unwrap();
+    let cpu = RiscvUser::new(MEMORY).unwrap();
+    let io = Io {
+        stdin: Box::new(std::io::empty()),
+        stdout: Box::new(Sink::default()),
+        stderr: Box::new(Sink::default()),
+    };
+    let mut machine = UserBoard::load(cpu, &file, &program(&busybox, &["true"]), io).unwrap();
+    let blocks = Arc::new(Mutex::new(0u32));
+    let counter = Arc::clone(&blocks);
+    machine
+        .instrumentation
+        .register(
+            "stop",
+            Callback::BeforeBlockExec(Box::new(move |cpu, _| {
+                let mut count = counter.lock().unwrap();
+                *count += 1;
+                if *count == 100 {
+                    cpu.request_stop();
+                }
+            })),
+        )
+        .unwrap();
+    assert_eq!(run_to_end(&mut machine), None);
+    assert_eq!(*blocks.lock().unwrap(), 100);
+    assert!(machine.board.outcome().is_none());
+}
