@@ -138,9 +138,8 @@ impl RiscvUser {
     /// A hart with `ram_bytes` of RAM (a whole number of MiB, at least 16 MiB) for the
     /// program's pages and the page tables.
     pub fn new(ram_bytes: u64) -> Result<RiscvUser, crate::VirtError> {
-        if !(16 << 20..=64 << 30).contains(&ram_bytes) || !ram_bytes.is_multiple_of(1 << 20) {
-            return Err(crate::VirtError::BadMemorySize { bytes: ram_bytes });
-        }
+        // The virt board's checks: a usable size the host can provide.
+        crate::virt::check_memory(ram_bytes)?;
         let mut hart = Hart::new(RAM_BASE, DEFAULT_TIME_DIVISOR);
         // The emulator is the firmware and the kernel: traps stop the executor in M-mode.
         hart.sbi = true;
