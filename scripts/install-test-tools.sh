@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs, from Debian's packages: QEMU 10
 # (qemu-system-riscv64 from bookworm-backports) for differential tests and boot
-# comparisons, and riscv64 binutils to assemble the test programs.
+# comparisons, QEMU's user-mode emulator (qemu-riscv64, Debian's qemu-user) for
+# `panda exec`'s tests, and riscv64 binutils to assemble the test programs.
 # Idempotent and quiet: when everything is already there it only checks versions.
 set -euo pipefail
 
@@ -14,20 +15,24 @@ qemu_ok() {
         qemu-system-riscv64 --version 2>/dev/null |
         awk 'NR == 1 { split($4, v, "."); exit !(v[1] + 0 >= 10) }'
 }
+qemu_user_ok() {
+    command -v qemu-riscv64 >/dev/null 2>&1
+}
 binutils_ok() {
     command -v riscv64-linux-gnu-as >/dev/null 2>&1 &&
         command -v riscv64-linux-gnu-ld >/dev/null 2>&1 &&
         command -v riscv64-linux-gnu-objcopy >/dev/null 2>&1
 }
 
-if qemu_ok && binutils_ok; then
+if qemu_ok && qemu_user_ok && binutils_ok; then
     exit 0
 fi
 
 packages=()
 binutils_ok || packages+=(binutils-riscv64-linux-gnu)
-if ! qemu_ok; then
-    packages+=(qemu-system-misc)
+qemu_user_ok || packages+=(qemu-user)
+if ! qemu_ok || ! qemu_user_ok; then
+    qemu_ok || packages+=(qemu-system-misc)
     # Add bookworm-backports, reusing the mirror and keyring of the host's own Debian
     # suite (never a host name written here).
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -64,4 +69,5 @@ $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     -t bookworm-backports "${packages[@]}" >/dev/null
 qemu_ok || { say "QEMU 10 did not install; the differential tests will skip"; exit 1; }
+qemu_user_ok || { say "qemu-user did not install; the panda exec comparisons will skip"; exit 1; }
 binutils_ok || { say "riscv64 binutils did not install; the differential tests will skip"; exit 1; }

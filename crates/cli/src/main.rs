@@ -1,5 +1,6 @@
 //! `panda`: boot a guest, run commands in it, benchmark it, build its image.
 
+mod exec;
 mod terminal;
 
 use std::io::Write;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Boot a guest: an interactive console, or run commands with --cmd.
     Run(RunArgs),
+    /// Run a static Linux program in user mode on the emulated CPU (docs/exec.md).
+    Exec(exec::ExecArgs),
     /// Generic guest images.
     Image {
         #[command(subcommand)]
@@ -376,6 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => replay(&name, verify, console, &plugins),
         Command::Snapshot { command } => snapshot(command),
         Command::Plugins { name } => list_plugins(name.as_deref()),
+        Command::Exec(args) => exec::run(args),
     }
 }
 

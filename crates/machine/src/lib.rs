@@ -12,6 +12,7 @@ pub mod bench;
 pub mod config;
 pub mod console;
 pub mod driver;
+pub mod exec;
 pub mod fuzzing;
 pub mod monitor;
 pub mod replay;

@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod hart;
 mod hooks;
 mod mmu;
+pub mod user;
 pub mod virt;
 
 pub use abi::{Riscv64Abi, ABI, DESCRIPTION};

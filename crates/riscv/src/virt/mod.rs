@@ -183,7 +183,7 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
-    fn new(ram_bytes: u64) -> Bus {
+    pub(crate) fn new(ram_bytes: u64) -> Bus {
         Bus {
             ram: Ram::new(RAM_BASE, ram_bytes as usize),
             code_pages: vec![false; (ram_bytes / PAGE_SIZE) as usize],
@@ -311,7 +311,7 @@ pub struct Virt {
 /// `machine.instrumentation`.
 pub type VirtMachine = Shell<Virt>;
 
-fn check_memory(bytes: u64) -> Result<(), VirtError> {
+pub(crate) fn check_memory(bytes: u64) -> Result<(), VirtError> {
     if !(16 << 20..=64 << 30).contains(&bytes) || !bytes.is_multiple_of(1 << 20) {
         return Err(VirtError::BadMemorySize { bytes });
     }
