@@ -1,0 +1,394 @@
+//! SSE/SSE2 floating point: MXCSR, the XMM register file, and the scalar/packed single and
+//! double operations with x86's NaN rules, DAZ, FTZ and exact MXCSR flags.
+//!
+//! Every lane operation is a pure function `(mxcsr, operands) -> Lane` returning the result
+//! bits and the exception flags that lane raised. A caller runs the lanes of one instruction,
+//! ORs their flags and hands them to [`SseState::raise`], which sets MXCSR's sticky flags and
+//! says whether an unmasked exception must be delivered (#XM, or #UD when CR4.OSXMMEXCPT is
+//! clear); in that case the destination must be left unchanged.
+
+use crate::soft::{self, flag, Exact, Format, RoundCtl, Rounding, Value, F32, F64};
+
+/// MXCSR bit: denormals are zeros.
+pub const MXCSR_DAZ: u32 = 1 << 6;
+/// MXCSR bit: flush to zero.
+pub const MXCSR_FTZ: u32 = 1 << 15;
+/// MXCSR value after reset/FXRSTOR of a fresh image: all exceptions masked, round to nearest.
+pub const MXCSR_DEFAULT: u32 = 0x1f80;
+/// Writable MXCSR bits (the MXCSR_MASK the host reports in FXSAVE: DAZ supported).
+pub const MXCSR_MASK: u32 = 0xffff;
+
+/// The SSE register state: XMM0–XMM15 and MXCSR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SseState {
+    /// XMM registers (16 in 64-bit mode; 8 visible in 32-bit modes).
+    pub xmm: [u128; 16],
+    /// Control and status register.
+    pub mxcsr: u32,
+}
+
+impl Default for SseState {
+    fn default() -> Self {
+        Self {
+            xmm: [0; 16],
+            mxcsr: MXCSR_DEFAULT,
+        }
+    }
+}
+
+/// An unmasked SIMD floating-point exception: the CPU raises #XM (or #UD without
+/// CR4.OSXMMEXCPT) and leaves the destination unchanged. MXCSR's flags are already set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unmasked SIMD floating-point exception (flags {flags:#x})")]
+pub struct SimdException {
+    /// The flags raised by the instruction (MXCSR bits 0–5).
+    pub flags: u8,
+}
+
+/// Error of LDMXCSR/FXRSTOR: reserved MXCSR bits set; the CPU raises #GP(0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("MXCSR value {0:#x} sets reserved bits (outside MXCSR_MASK {MXCSR_MASK:#x}); the CPU raises #GP(0)")]
+pub struct ReservedMxcsr(pub u32);
+
+impl SseState {
+    /// Sets MXCSR's sticky flags from `flags`; `Err` when any of them is unmasked.
+    pub fn raise(&mut self, flags: u8) -> Result<(), SimdException> {
+        self.mxcsr |= flags as u32 & 0x3f;
+        let unmasked = flags as u32 & !(self.mxcsr >> 7) & 0x3f;
+        if unmasked != 0 {
+            Err(SimdException { flags })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// LDMXCSR.
+    pub fn ldmxcsr(&mut self, v: u32) -> Result<(), ReservedMxcsr> {
+        if v & !MXCSR_MASK != 0 {
+            return Err(ReservedMxcsr(v));
+        }
+        self.mxcsr = v;
+        Ok(())
+    }
+}
+
+/// One lane's result: the bits to store and the flags raised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lane<T> {
+    /// Result bits.
+    pub value: T,
+    /// MXCSR flags raised by this lane.
+    pub flags: u8,
+}
+
+/// A two-operand floating-point arithmetic operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FpOp {
+    /// ADDPS/ADDSS/ADDPD/ADDSD.
+    Add,
+    /// SUB*.
+    Sub,
+    /// MUL*.
+    Mul,
+    /// DIV*.
+    Div,
+    /// MIN* (returns the second operand when either is NaN or both are zero).
+    Min,
+    /// MAX*.
+    Max,
+}
+
+fn ctl(mx: u32) -> RoundCtl {
+    RoundCtl {
+        rc: Rounding::from_bits(mx >> 13),
+        ue_masked: mx & (1 << 11) != 0,
+        oe_masked: mx & (1 << 10) != 0,
+        ftz: mx & MXCSR_FTZ != 0,
+    }
+}
+
+fn masked(mx: u32, f: u8) -> bool {
+    (mx >> 7) as u8 & f == f
+}
+
+/// Unpacks a source operand under DAZ; sets DE for a denormal when DAZ is off.
+fn src(bits: u64, fmt: Format, mx: u32, flags: &mut u8) -> Value {
+    let (v, den) = soft::unpack_ieee(bits, fmt);
+    if den {
+        if mx & MXCSR_DAZ != 0 {
+            return Value::Zero { sign: v.sign() };
+        }
+        *flags |= flag::DE;
+    }
+    v
+}
+
+fn default_nan(fmt: Format) -> u64 {
+    soft::pack_ieee(soft::DEFAULT_NAN, fmt)
+}
+
+fn finish(e: Result<Exact, Value>, fmt: Format, mx: u32, flags: u8) -> (u64, u8) {
+    match e {
+        Err(v) => (soft::pack_ieee(v, fmt), flags),
+        Ok(x) => {
+            let (v, f) = soft::round(x, fmt, ctl(mx));
+            (soft::pack_ieee(v, fmt), flags | f)
+        }
+    }
+}
+
+/// One lane of a binary operation on single (`fmt = F32`) or double (`F64`) bit patterns.
+pub fn binop(op: FpOp, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<u64> {
+    let mut flags = 0;
+    let va = src(a, fmt, mx, &mut flags);
+    let vb = src(b, fmt, mx, &mut flags);
+    if matches!(op, FpOp::Min | FpOp::Max) {
+        if va.is_nan() || vb.is_nan() {
+            // MIN/MAX are signalling comparisons: any NaN is invalid.
+            return Lane {
+                value: b,
+                flags: flag::IE | (flags & !flag::DE),
+            };
+        }
+        let ord = soft::compare(va, vb);
+        let take_a = match op {
+            FpOp::Min => ord == std::cmp::Ordering::Less,
+            _ => ord == std::cmp::Ordering::Greater,
+        };
+        // The denormal source is returned as is (not flushed) even under DAZ.
+        return Lane {
+            value: if take_a { a } else { b },
+            flags,
+        };
+    }
+    if va.is_nan() || vb.is_nan() {
+        let ie = if va.is_snan() || vb.is_snan() {
+            flag::IE
+        } else {
+            0
+        };
+        let pick = if va.is_nan() { va } else { vb };
+        return Lane {
+            value: soft::pack_ieee(pick.quieted(), fmt),
+            flags: ie,
+        };
+    }
+    let invalid = Lane {
+        value: default_nan(fmt),
+        flags: flag::IE | flags,
+    };
+    let e = match op {
+        FpOp::Add | FpOp::Sub => {
+            let sub = op == FpOp::Sub;
+            match (va, vb) {
+                (Value::Inf { sign: x }, Value::Inf { sign: y }) => {
+                    if x != (y ^ sub) {
+                        return invalid;
+                    }
+                    Err(va)
+                }
+                (Value::Inf { .. }, _) => Err(va),
+                (_, Value::Inf { sign }) => Err(Value::Inf { sign: sign ^ sub }),
+                (Value::Zero { sign: x }, Value::Zero { sign: y }) => {
+                    let y = y ^ sub;
+                    let rd = Rounding::from_bits(mx >> 13) == Rounding::Down;
+                    Err(Value::Zero {
+                        sign: if x == y { x } else { rd },
+                    })
+                }
+                (Value::Zero { .. }, _) => {
+                    Ok(exact_of(if sub { vb.with_sign(!vb.sign()) } else { vb }))
+                }
+                (_, Value::Zero { .. }) => Ok(exact_of(va)),
+                _ => soft::add_exact(va, vb, sub, Rounding::from_bits(mx >> 13)),
+            }
+        }
+        FpOp::Mul => {
+            let s = va.sign() ^ vb.sign();
+            match (va, vb) {
+                (Value::Inf { .. }, Value::Zero { .. })
+                | (Value::Zero { .. }, Value::Inf { .. }) => return invalid,
+                (Value::Inf { .. }, _) | (_, Value::Inf { .. }) => Err(Value::Inf { sign: s }),
+                (Value::Zero { .. }, _) | (_, Value::Zero { .. }) => Err(Value::Zero { sign: s }),
+                _ => Ok(soft::mul_exact(va, vb)),
+            }
+        }
+        FpOp::Div => {
+            let s = va.sign() ^ vb.sign();
+            match (va, vb) {
+                (Value::Inf { .. }, Value::Inf { .. })
+                | (Value::Zero { .. }, Value::Zero { .. }) => return invalid,
+                (Value::Inf { .. }, _) => Err(Value::Inf { sign: s }),
+                (_, Value::Inf { .. }) => Err(Value::Zero { sign: s }),
+                (Value::Zero { .. }, _) => Err(Value::Zero { sign: s }),
+                (_, Value::Zero { .. }) => {
+                    flags |= flag::ZE;
+                    Err(Value::Inf { sign: s })
+                }
+                _ => Ok(soft::div_exact(va, vb)),
+            }
+        }
+        FpOp::Min | FpOp::Max => unreachable!("handled above"),
+    };
+    if !masked(mx, flags) {
+        return Lane { value: 0, flags };
+    }
+    let (value, flags) = finish(e, fmt, mx, flags);
+    Lane { value, flags }
+}
+
+/// An exact form of a finite value (for x + 0).
+fn exact_of(v: Value) -> Exact {
+    match v {
+        Value::Finite { sign, exp, sig } => Exact {
+            sign,
+            sig: sig as u128,
+            scale: exp - 63,
+            sticky: false,
+        },
+        _ => unreachable!("exact_of() is only called on finite values"),
+    }
+}
+
+/// One lane of SQRT.
+pub fn sqrt(a: u64, fmt: Format, mx: u32) -> Lane<u64> {
+    let mut flags = 0;
+    let va = src(a, fmt, mx, &mut flags);
+    let r = match va {
+        Value::NaN { .. } => {
+            let ie = if va.is_snan() { flag::IE } else { 0 };
+            return Lane {
+                value: soft::pack_ieee(va.quieted(), fmt),
+                flags: ie,
+            };
+        }
+        Value::Zero { .. } => Err(va),
+        Value::Inf { sign: false } => Err(va),
+        Value::Inf { sign: true } | Value::Finite { sign: true, .. } => {
+            return Lane {
+                value: default_nan(fmt),
+                flags: flag::IE | flags,
+            }
+        }
+        Value::Finite { .. } => Ok(soft::sqrt_exact(va)),
+    };
+    if !masked(mx, flags) {
+        return Lane { value: 0, flags };
+    }
+    let (value, flags) = finish(r, fmt, mx, flags);
+    Lane { value, flags }
+}
+
+/// CMPPS/CMPSS/CMPPD/CMPSD predicate (imm8 & 7).
+pub fn cmp(pred: u8, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<bool> {
+    let mut flags = 0;
+    let va = src(a, fmt, mx, &mut flags);
+    let vb = src(b, fmt, mx, &mut flags);
+    let unordered = va.is_nan() || vb.is_nan();
+    let signalling = matches!(pred & 7, 1 | 2 | 5 | 6);
+    if unordered {
+        let ie = va.is_snan() || vb.is_snan() || signalling;
+        let r = matches!(pred & 7, 3 | 4 | 5 | 6);
+        return Lane {
+            value: r,
+            flags: if ie { flag::IE } else { 0 },
+        };
+    }
+    use std::cmp::Ordering::*;
+    let o = soft::compare(va, vb);
+    let r = match pred & 7 {
+        0 => o == Equal,
+        1 => o == Less,
+        2 => o != Greater,
+        3 => false,
+        4 => o != Equal,
+        5 => o != Less,
+        6 => o == Greater,
+        _ => true,
+    };
+    Lane { value: r, flags }
+}
+
+/// COMISS/UCOMISS/COMISD/UCOMISD: the RFLAGS bits (ZF|PF|CF; OF, SF and AF cleared).
+pub fn comis(signalling: bool, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<u64> {
+    const CF: u64 = 1;
+    const PF: u64 = 4;
+    const ZF: u64 = 0x40;
+    let mut flags = 0;
+    let va = src(a, fmt, mx, &mut flags);
+    let vb = src(b, fmt, mx, &mut flags);
+    if va.is_nan() || vb.is_nan() {
+        let ie = va.is_snan() || vb.is_snan() || signalling;
+        return Lane {
+            value: ZF | PF | CF,
+            flags: if ie { flag::IE } else { 0 },
+        };
+    }
+    use std::cmp::Ordering::*;
+    let value = match soft::compare(va, vb) {
+        Less => CF,
+        Equal => ZF,
+        Greater => 0,
+    };
+    Lane { value, flags }
+}
+
+/// Float → float conversion (CVTSS2SD, CVTSD2SS, CVTPS2PD, CVTPD2PS).
+pub fn convert(a: u64, from: Format, to: Format, mx: u32) -> Lane<u64> {
+    let mut flags = 0;
+    let va = src(a, from, mx, &mut flags);
+    let r = match va {
+        Value::NaN { .. } => {
+            let ie = if va.is_snan() { flag::IE } else { 0 };
+            return Lane {
+                value: soft::pack_ieee(va.quieted(), to),
+                flags: ie | flags,
+            };
+        }
+        Value::Finite { .. } => Ok(exact_of(va)),
+        v => Err(v),
+    };
+    if !masked(mx, flags) {
+        return Lane { value: 0, flags };
+    }
+    let (value, flags) = finish(r, to, mx, flags);
+    Lane { value, flags }
+}
+
+/// Integer → float (CVTSI2SS/SD, CVTDQ2PS/PD).
+pub fn from_int(v: i64, to: Format, mx: u32) -> Lane<u64> {
+    let r = soft::from_int(v as i128).ok_or(Value::Zero { sign: false });
+    let (value, flags) = finish(r, to, mx, 0);
+    Lane { value, flags }
+}
+
+/// Float → integer of `bits` width (CVT[T]SS2SI, CVT[T]SD2SI, CVT[T]PS2DQ, CVT[T]PD2DQ).
+/// `truncate` selects the CVTT forms; out-of-range and NaN give the integer indefinite.
+pub fn to_int(a: u64, from: Format, bits: u32, truncate: bool, mx: u32) -> Lane<i64> {
+    let mut flags = 0;
+    let va = src(a, from, mx, &mut flags);
+    // Conversions to integer report only IE and PE.
+    let _ = flags;
+    let rc = if truncate {
+        Rounding::Zero
+    } else {
+        Rounding::from_bits(mx >> 13)
+    };
+    let min = -(1i128 << (bits - 1));
+    let max = (1i128 << (bits - 1)) - 1;
+    match soft::to_int(va, rc, min, max) {
+        Some((v, inexact)) => Lane {
+            value: v as i64,
+            flags: if inexact { flag::PE } else { 0 },
+        },
+        None => Lane {
+            value: min as i64,
+            flags: flag::IE,
+        },
+    }
+}
+
+/// Shorthand formats re-exported for callers.
+pub const SINGLE: Format = F32;
+/// Double format.
+pub const DOUBLE: Format = F64;
