@@ -146,7 +146,7 @@ pub fn binop(op: FpOp, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<u64> {
         if va.is_nan() || vb.is_nan() {
             // MIN/MAX are signalling comparisons: any NaN is invalid.
             return Lane {
-                value: b,
+                value: soft::pack_ieee(vb, fmt),
                 flags: flag::IE | (flags & !flag::DE),
             };
         }
@@ -155,9 +155,10 @@ pub fn binop(op: FpOp, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<u64> {
             FpOp::Min => ord == std::cmp::Ordering::Less,
             _ => ord == std::cmp::Ordering::Greater,
         };
-        // The denormal source is returned as is (not flushed) even under DAZ.
+        // Under DAZ the operand returned is the flushed zero.
+        let pick = if take_a { va } else { vb };
         return Lane {
-            value: if take_a { a } else { b },
+            value: soft::pack_ieee(pick, fmt),
             flags,
         };
     }
@@ -175,7 +176,7 @@ pub fn binop(op: FpOp, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<u64> {
     }
     let invalid = Lane {
         value: default_nan(fmt),
-        flags: flag::IE | flags,
+        flags: flag::IE,
     };
     let e = match op {
         FpOp::Add | FpOp::Sub => {
@@ -222,7 +223,8 @@ pub fn binop(op: FpOp, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<u64> {
                 (_, Value::Inf { .. }) => Err(Value::Zero { sign: s }),
                 (Value::Zero { .. }, _) => Err(Value::Zero { sign: s }),
                 (_, Value::Zero { .. }) => {
-                    flags |= flag::ZE;
+                    // Zero divide is reported alone: a denormal dividend's DE is not.
+                    flags = flag::ZE;
                     Err(Value::Inf { sign: s })
                 }
                 _ => Ok(soft::div_exact(va, vb)),
@@ -267,7 +269,7 @@ pub fn sqrt(a: u64, fmt: Format, mx: u32) -> Lane<u64> {
         Value::Inf { sign: true } | Value::Finite { sign: true, .. } => {
             return Lane {
                 value: default_nan(fmt),
-                flags: flag::IE | flags,
+                flags: flag::IE,
             }
         }
         Value::Finite { .. } => Ok(soft::sqrt_exact(va)),
