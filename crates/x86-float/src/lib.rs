@@ -3,3 +3,4 @@
 
 pub mod soft;
 pub mod sse;
+pub mod x87;

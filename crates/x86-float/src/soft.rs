@@ -20,6 +20,8 @@ pub mod flag {
     pub const UE: u8 = 0x10;
     /// Precision (inexact).
     pub const PE: u8 = 0x20;
+    /// Not an exception: the rounded result's magnitude is larger than the exact one (x87 C1).
+    pub const ROUNDED_UP: u8 = 0x80;
 }
 
 /// Rounding control, encoded as in the x87 control word's RC and MXCSR's RC fields.
@@ -348,7 +350,9 @@ pub fn round(x: Exact, fmt: Format, ctl: RoundCtl) -> (Value, u8) {
     };
     let (k, round_bit, st) = split(sig, x.sticky, 127 - (e - q));
     let inexact = round_bit || st;
+    let k0 = k;
     let mut k = round_int(k, round_bit, st, x.sign, ctl.rc);
+    let up = k != k0;
     let mut q = q;
     if k >> p != 0 {
         k >>= 1;
@@ -366,6 +370,9 @@ pub fn round(x: Exact, fmt: Format, ctl: RoundCtl) -> (Value, u8) {
     let mut flags = 0;
     if tiny && ctl.ue_masked && ctl.ftz {
         return (Value::Zero { sign: x.sign }, flag::UE | flag::PE);
+    }
+    if up {
+        flags |= flag::ROUNDED_UP;
     }
     if tiny && (inexact || !ctl.ue_masked) {
         flags |= flag::UE;
@@ -387,8 +394,9 @@ pub fn round(x: Exact, fmt: Format, ctl: RoundCtl) -> (Value, u8) {
             Rounding::Down => x.sign,
         };
         if to_inf {
-            return (Value::Inf { sign: x.sign }, flags);
+            return (Value::Inf { sign: x.sign }, flags | flag::ROUNDED_UP);
         }
+        flags &= !flag::ROUNDED_UP;
         let maxsig = (u64::MAX >> (64 - p)) << (64 - p);
         return (
             Value::Finite {

@@ -132,7 +132,7 @@ fn finish(e: Result<Exact, Value>, fmt: Format, mx: u32, flags: u8) -> (u64, u8)
         Err(v) => (soft::pack_ieee(v, fmt), flags),
         Ok(x) => {
             let (v, f) = soft::round(x, fmt, ctl(mx));
-            (soft::pack_ieee(v, fmt), flags | f)
+            (soft::pack_ieee(v, fmt), flags | (f & 0x3f))
         }
     }
 }
