@@ -510,7 +510,8 @@ impl X87State {
                 };
                 if f != 0 {
                     self.set_c1(false);
-                    if !self.raise(f) {
+                    // An unmasked denormal operand still loads; an unmasked SNaN does not.
+                    if !self.raise(f) && f == flag::IE {
                         return;
                     }
                 }
@@ -649,9 +650,12 @@ impl X87State {
                 }
                 let mut val = val;
                 let mut f = f & 0x3e;
-                if f & (flag::OE | flag::UE) != 0 && !self.masked(f & (flag::OE | flag::UE)) {
-                    // Unmasked overflow/underflow on a store to memory: nothing is stored.
-                    self.raise(f);
+                let ou = f & (flag::OE | flag::UE);
+                if ou != 0 && !self.masked(ou) {
+                    // Unmasked overflow/underflow on a store to memory: nothing is stored, and
+                    // only OE/UE is reported (no PE, C1 clear).
+                    self.set_c1(false);
+                    self.raise(ou);
                     return None;
                 }
                 if let Value::Finite { exp, .. } = val {
@@ -754,6 +758,46 @@ impl X87State {
         }
     }
 
+    /// Rounds an exact result for a register destination, applying x87's response to
+    /// unmasked overflow/underflow: the exponent is bias-adjusted by ∓24576; when even the
+    /// adjusted exponent is out of range (FSCALE can do that), the result is a signed infinity
+    /// (C1 set) or a signed zero, as the host does.
+    fn round_x87(&self, x: Exact, fmt: Format) -> (Value, u8) {
+        let ctl = self.ctl();
+        let (v, f) = soft::round(x, fmt, ctl);
+        match v {
+            Value::Finite { sign, exp, sig } if f & flag::OE != 0 && !ctl.oe_masked => {
+                if exp - 24576 > F80.emax {
+                    (Value::Inf { sign }, flag::OE | flag::PE | flag::ROUNDED_UP)
+                } else {
+                    (
+                        Value::Finite {
+                            sign,
+                            exp: exp - 24576,
+                            sig,
+                        },
+                        f,
+                    )
+                }
+            }
+            Value::Finite { sign, exp, sig } if exp < F80.emin && !ctl.ue_masked => {
+                if exp + 24576 < F80.emin {
+                    (Value::Zero { sign }, flag::UE | flag::PE)
+                } else {
+                    (
+                        Value::Finite {
+                            sign,
+                            exp: exp + 24576,
+                            sig,
+                        },
+                        f,
+                    )
+                }
+            }
+            v => (v, f),
+        }
+    }
+
     /// Writes a result to ST(dst) after rounding under PC/RC, with x87's bias-adjusted
     /// responses to unmasked overflow and underflow. Returns false when an unmasked exception
     /// suppressed the write.
@@ -772,28 +816,7 @@ impl X87State {
                     self.set_c1(false);
                     return false;
                 }
-                let (v, f) = soft::round(x, self.pc_format(), self.ctl());
-                let v = match v {
-                    Value::Finite { sign, exp, sig }
-                        if f & flag::OE != 0 && !self.masked(flag::OE) =>
-                    {
-                        Value::Finite {
-                            sign,
-                            exp: exp - 24576,
-                            sig,
-                        }
-                    }
-                    Value::Finite { sign, exp, sig }
-                        if exp < F80.emin && !self.masked(flag::UE) =>
-                    {
-                        Value::Finite {
-                            sign,
-                            exp: exp + 24576,
-                            sig,
-                        }
-                    }
-                    v => v,
-                };
+                let (v, f) = self.round_x87(x, self.pc_format());
                 self.set_c1(f & flag::ROUNDED_UP != 0);
                 self.raise(f);
                 self.set_st(dst, F80Bits::from_value(v));
@@ -1061,13 +1084,15 @@ impl X87State {
     // ---- compares ----
 
     /// FCOM/FCOMP/FCOMPP/FUCOM*/FICOM*/FTST: sets C3, C2, C0 (C1 cleared), popping `pops`
-    /// times.
+    /// times. An unmasked invalid operation still sets the condition codes ("unordered")
+    /// but suppresses the pops.
     pub fn fcom(&mut self, kind: CompareKind, src: Operand, pops: u8) {
-        if let Some((c3, c2, c0)) = self.compare(kind, src) {
-            self.set_cc(c3, c2, false, c0);
-        }
-        for _ in 0..pops {
-            self.pop();
+        let ((c3, c2, c0), raised) = self.compare(kind, src);
+        self.set_cc(c3, c2, false, c0);
+        if self.masked(raised) {
+            for _ in 0..pops {
+                self.pop();
+            }
         }
     }
 
@@ -1077,48 +1102,46 @@ impl X87State {
     }
 
     /// FCOMI/FCOMIP/FUCOMI/FUCOMIP: returns RFLAGS' ZF|PF|CF as they must be set (OF, SF
-    /// and AF cleared by the caller), or `None` when an unmasked invalid operation leaves
-    /// RFLAGS unchanged.
-    pub fn fcomi(&mut self, kind: CompareKind, i: u8, pop: bool) -> Option<u64> {
-        let r = self.compare(kind, Operand::St(i));
+    /// and AF cleared by the caller). As for FCOM, an unmasked invalid operation still sets
+    /// them but suppresses the pop.
+    pub fn fcomi(&mut self, kind: CompareKind, i: u8, pop: bool) -> u64 {
+        let ((c3, c2, c0), raised) = self.compare(kind, Operand::St(i));
         self.set_c1(false);
-        if pop {
+        if pop && self.masked(raised) {
             self.pop();
         }
-        r.map(|(c3, c2, c0)| (c3 as u64) << 6 | (c2 as u64) << 2 | c0 as u64)
+        (c3 as u64) << 6 | (c2 as u64) << 2 | c0 as u64
     }
 
-    /// Returns (C3, C2, C0), or None when an unmasked IE leaves them unchanged.
-    fn compare(&mut self, kind: CompareKind, src: Operand) -> Option<(bool, bool, bool)> {
+    /// Returns (C3, C2, C0) and the exceptions raised.
+    fn compare(&mut self, kind: CompareKind, src: Operand) -> ((bool, bool, bool), u8) {
         let a = self.fetch(Operand::St(0));
         let b = self.fetch(src);
         let (va, da, ca, vb, db, cb) = match (a, b) {
             (Fetched::Ok(va, da, ca), Fetched::Ok(vb, db, cb)) => (va, da, ca, vb, db, cb),
             _ => {
-                return if self.underflow() {
-                    Some((true, true, true))
-                } else {
-                    None
-                };
+                // The condition codes say "unordered" even when the exception is unmasked.
+                self.underflow();
+                return ((true, true, true), flag::IE);
             }
         };
         self.set_c1(false);
         let unsupported = ca == F80Class::Unsupported || cb == F80Class::Unsupported;
         if unsupported || va.is_nan() || vb.is_nan() {
             let ie = unsupported || va.is_snan() || vb.is_snan() || kind == CompareKind::Ordered;
-            if ie && !self.raise(flag::IE) {
-                return None;
+            if ie {
+                self.raise(flag::IE);
             }
-            return Some((true, true, true));
+            return ((true, true, true), if ie { flag::IE } else { 0 });
         }
-        if (da || db) && !self.raise(flag::DE) {
-            return None;
-        }
-        Some(match soft::compare(va, vb) {
+        let de = if da || db { flag::DE } else { 0 };
+        self.raise(de);
+        let cc = match soft::compare(va, vb) {
             std::cmp::Ordering::Greater => (false, false, false),
             std::cmp::Ordering::Less => (false, false, true),
             std::cmp::Ordering::Equal => (true, false, false),
-        })
+        };
+        (cc, de)
     }
 
     /// FXAM: classifies ST(0) into C3, C2, C0 and puts its sign in C1.
@@ -1202,24 +1225,7 @@ impl X87State {
             if de != 0 && !self.raise(de) {
                 return;
             }
-            let (v, f) = soft::round(x, F80, self.ctl());
-            let v = match v {
-                Value::Finite { sign, exp, sig } if f & flag::OE != 0 && !self.masked(flag::OE) => {
-                    Value::Finite {
-                        sign,
-                        exp: exp - 24576,
-                        sig,
-                    }
-                }
-                Value::Finite { sign, exp, sig } if exp < F80.emin && !self.masked(flag::UE) => {
-                    Value::Finite {
-                        sign,
-                        exp: exp + 24576,
-                        sig,
-                    }
-                }
-                v => v,
-            };
+            let (v, f) = self.round_x87(x, F80);
             self.set_c1(f & flag::ROUNDED_UP != 0);
             self.raise(f);
             self.set_st(0, F80Bits::from_value(v));
@@ -1311,6 +1317,12 @@ impl X87State {
                 if de != 0 && !self.raise(de) {
                     return;
                 }
+                // ST(0) is written back normalised.
+                if let Value::Finite { sign, .. } = va {
+                    let x = exact_of(va);
+                    let v = self.rem_value(sign, x.sig, x.scale + 63);
+                    self.set_st(0, F80Bits::from_value(v));
+                }
                 self.set_cc(false, false, false, false);
                 return;
             }
@@ -1338,7 +1350,7 @@ impl X87State {
             // d - n is a multiple of 32.
             let n = 32 + (d - 32) % 32;
             let (r, _) = rem_int(ma, mb, n as u32, false);
-            let v = make_rem(sa, r as u128, eb + (d - n));
+            let v = self.rem_value(sa, r as u128, eb + (d - n));
             self.set_st(0, F80Bits::from_value(v));
             self.fsw &= !sw::CC;
             self.fsw |= sw::C2;
@@ -1350,8 +1362,11 @@ impl X87State {
             if ieee && d == -1 && ma > mb {
                 ((2 * mb as u128) - ma as u128, 1u64, true)
             } else {
-                // The operand is written back normalised (a pseudo-denormal becomes normal).
-                self.set_st(0, F80Bits::from_value(va));
+                // The operand is written back normalised (a pseudo-denormal becomes normal;
+                // a denormal raises UE when unmasked and is bias-adjusted).
+                let x = exact_of(va);
+                let v = self.rem_value(sa, x.sig, x.scale + 63);
+                self.set_st(0, F80Bits::from_value(v));
                 self.set_cc(false, false, false, false);
                 return;
             }
@@ -1360,7 +1375,7 @@ impl X87State {
             (r.unsigned_abs(), q, r < 0)
         };
         let scale_exp = if d < 0 { eb - 1 } else { eb };
-        let v = make_rem(sa ^ neg, r, scale_exp);
+        let v = self.rem_value(sa ^ neg, r, scale_exp);
         let v = if let Value::Zero { .. } = v {
             Value::Zero { sign: sa }
         } else {
@@ -1368,6 +1383,25 @@ impl X87State {
         };
         self.set_st(0, F80Bits::from_value(v));
         self.set_cc(q & 2 != 0, false, q & 1 != 0, q & 4 != 0);
+    }
+}
+
+impl X87State {
+    /// A remainder `r × 2^(e - 63)` as a register value: exact, but a tiny one raises UE
+    /// when unmasked (and is bias-adjusted), as hardware does.
+    fn rem_value(&mut self, sign: bool, r: u128, e: i32) -> Value {
+        if r == 0 {
+            return Value::Zero { sign };
+        }
+        let x = Exact {
+            sign,
+            sig: r,
+            scale: e - 63,
+            sticky: false,
+        };
+        let (v, f) = self.round_x87(x, F80);
+        self.raise(f & 0x3f);
+        v
     }
 }
 
@@ -1393,30 +1427,6 @@ fn rem_int(ma: u64, mb: u64, d: u32, ieee: bool) -> (i128, u64) {
         }
     }
     (r, q)
-}
-
-/// A remainder `r × 2^(e - 63)` as a value (exact: fewer than 64 significant bits).
-fn make_rem(sign: bool, r: u128, e: i32) -> Value {
-    if r == 0 {
-        return Value::Zero { sign };
-    }
-    let x = Exact {
-        sign,
-        sig: r,
-        scale: e - 63,
-        sticky: false,
-    };
-    soft::round(
-        x,
-        F80,
-        RoundCtl {
-            rc: Rounding::Nearest,
-            ue_masked: true,
-            oe_masked: true,
-            ftz: false,
-        },
-    )
-    .0
 }
 
 /// x87's choice between two NaN operands: a QNaN over an SNaN, otherwise the larger

@@ -114,12 +114,17 @@ fn ours(
     }
 }
 
-/// Control words: every rounding mode × precision control (24, 53, 64), exceptions masked.
+/// Control words: every rounding mode × precision control (24, 53, 64 and the reserved 01),
+/// with all exceptions masked and with each one unmasked alone and all unmasked (an unmasked
+/// x87 exception only sets ES; #MF would come at the next waiting instruction, which the
+/// oracle never runs).
 fn control_words() -> Vec<u16> {
     let mut v = Vec::new();
     for rc in 0..4u16 {
-        for pc in [0u16, 2, 3] {
-            v.push(0x7f | (pc << 8) | (rc << 10));
+        for pc in [0u16, 1, 2, 3] {
+            for masks in [0x3f, 0x3e, 0x3d, 0x3b, 0x37, 0x2f, 0x1f, 0] {
+                v.push(0x40 | masks | (pc << 8) | (rc << 10));
+            }
         }
     }
     v
@@ -189,7 +194,7 @@ fn depth(r: &mut Rng) -> usize {
 }
 
 const ARITH_CC: u16 = sw::C0 | sw::C2 | sw::C3;
-const N: usize = 150;
+const N: usize = 40;
 
 host!(h_fadd, "fadd st(0), st(1)");
 host!(h_fsub, "fsub st(0), st(1)");
@@ -453,13 +458,13 @@ fn unary_and_compare_operations_match_host() {
         (
             "fcomi",
             h_fcomi,
-            |s| s.fcomi(CompareKind::Ordered, 1, false),
+            |s| Some(s.fcomi(CompareKind::Ordered, 1, false)),
             ARITH_CC,
         ),
         (
             "fucomip",
             h_fucomip,
-            |s| s.fcomi(CompareKind::Unordered, 1, true),
+            |s| Some(s.fcomi(CompareKind::Unordered, 1, true)),
             ARITH_CC,
         ),
         (
