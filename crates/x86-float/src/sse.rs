@@ -394,3 +394,121 @@ pub fn to_int(a: u64, from: Format, bits: u32, truncate: bool, mx: u32) -> Lane<
 pub const SINGLE: Format = F32;
 /// Double format.
 pub const DOUBLE: Format = F64;
+
+/// Width of a floating-point SSE instruction's operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// Scalar (…SS/…SD): lane 0 computed, the other lanes of the destination kept.
+    Scalar,
+    /// Packed (…PS/…PD): every lane.
+    Packed,
+}
+
+fn lanes(fmt: Format, w: Width) -> u32 {
+    match w {
+        Width::Scalar => 1,
+        Width::Packed => 128 / lane_bits(fmt),
+    }
+}
+
+fn lane_bits(fmt: Format) -> u32 {
+    if fmt == F32 {
+        32
+    } else {
+        64
+    }
+}
+
+fn get(v: u128, bits: u32, i: u32) -> u64 {
+    ((v >> (bits * i)) as u64) & (u64::MAX >> (64 - bits))
+}
+
+fn put(v: u128, bits: u32, i: u32, x: u64) -> u128 {
+    let m = (u64::MAX >> (64 - bits)) as u128;
+    (v & !(m << (bits * i))) | ((x as u128 & m) << (bits * i))
+}
+
+/// Runs a lane function over a register: `dst` supplies the lanes a scalar operation keeps.
+fn over(dst: u128, fmt: Format, w: Width, mut f: impl FnMut(u32) -> Lane<u64>) -> Lane<u128> {
+    let bits = lane_bits(fmt);
+    let mut value = dst;
+    let mut flags = 0;
+    for i in 0..lanes(fmt, w) {
+        let l = f(i);
+        value = put(value, bits, i, l.value);
+        flags |= l.flags;
+    }
+    Lane { value, flags }
+}
+
+/// ADD/SUB/MUL/DIV/MIN/MAX in PS/SS/PD/SD forms: `a` is the destination (first source).
+pub fn arith(op: FpOp, a: u128, b: u128, fmt: Format, w: Width, mx: u32) -> Lane<u128> {
+    let bits = lane_bits(fmt);
+    over(a, fmt, w, |i| {
+        binop(op, get(a, bits, i), get(b, bits, i), fmt, mx)
+    })
+}
+
+/// SQRTPS/SQRTSS/SQRTPD/SQRTSD: the square root of `b`'s lanes into `a`.
+pub fn sqrt_reg(a: u128, b: u128, fmt: Format, w: Width, mx: u32) -> Lane<u128> {
+    let bits = lane_bits(fmt);
+    over(a, fmt, w, |i| sqrt(get(b, bits, i), fmt, mx))
+}
+
+/// CMPPS/CMPSS/CMPPD/CMPSD: all-ones or zero per lane.
+pub fn cmp_reg(pred: u8, a: u128, b: u128, fmt: Format, w: Width, mx: u32) -> Lane<u128> {
+    let bits = lane_bits(fmt);
+    over(a, fmt, w, |i| {
+        let l = cmp(pred, get(a, bits, i), get(b, bits, i), fmt, mx);
+        Lane {
+            value: if l.value { u64::MAX } else { 0 },
+            flags: l.flags,
+        }
+    })
+}
+
+/// CVTPS2PD (`from = F32`: the two low singles widened) and CVTPD2PS (two doubles narrowed into
+/// the low half, upper half zeroed).
+pub fn cvt_packed_float(b: u128, from: Format, mx: u32) -> Lane<u128> {
+    let mut value = 0u128;
+    let mut flags = 0;
+    for i in 0..2 {
+        let (x, to, ob) = if from == F32 {
+            (get(b, 32, i), F64, 64)
+        } else {
+            (get(b, 64, i), F32, 32)
+        };
+        let l = convert(x, from, to, mx);
+        value = put(value, ob, i, l.value);
+        flags |= l.flags;
+    }
+    Lane { value, flags }
+}
+
+/// CVTDQ2PS (four int32 → singles) and CVTDQ2PD (two low int32 → doubles).
+pub fn cvt_from_dq(b: u128, to: Format, mx: u32) -> Lane<u128> {
+    let n = if to == F32 { 4 } else { 2 };
+    let bits = lane_bits(to);
+    let mut value = 0u128;
+    let mut flags = 0;
+    for i in 0..n {
+        let l = from_int(get(b, 32, i) as u32 as i32 as i64, to, mx);
+        value = put(value, bits, i, l.value);
+        flags |= l.flags;
+    }
+    Lane { value, flags }
+}
+
+/// CVT(T)PS2DQ (four singles → int32) and CVT(T)PD2DQ (two doubles → low int32s, upper zero).
+pub fn cvt_to_dq(b: u128, from: Format, truncate: bool, mx: u32) -> Lane<u128> {
+    let n = if from == F32 { 4 } else { 2 };
+    let bits = lane_bits(from);
+    let mut value = 0u128;
+    let mut flags = 0;
+    for i in 0..n {
+        let l = to_int(get(b, bits, i), from, 32, truncate, mx);
+        value = put(value, 32, i, l.value as u64);
+        flags |= l.flags;
+    }
+    Lane { value, flags }
+}

@@ -490,3 +490,202 @@ fn compares_match_host() {
     eprintln!("compares: {count} cases");
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
+
+macro_rules! host_packed {
+    ($name:ident, $insn:literal) => {
+        /// A packed instruction on XMM0 = a, XMM1 = b under `mx`; returns (XMM0, mxcsr after).
+        fn $name(a: u128, b: u128, mx: u32) -> (u128, u32) {
+            let ab = [a.to_le_bytes(), b.to_le_bytes()];
+            let mut out = [0u8; 16];
+            let mut mxo: u32 = 0;
+            let mut saved: u32 = 0;
+            // SAFETY: only XMM0/XMM1 (declared clobbered) and live locals; MXCSR restored.
+            unsafe {
+                asm!(
+                    "stmxcsr [{saved}]",
+                    "ldmxcsr [{mx}]",
+                    "movdqu xmm0, [{p}]",
+                    "movdqu xmm1, [{p} + 16]",
+                    $insn,
+                    "movdqu [{o}], xmm0",
+                    "stmxcsr [{mxo}]",
+                    "ldmxcsr [{saved}]",
+                    saved = in(reg) &mut saved,
+                    mx = in(reg) &mx,
+                    mxo = in(reg) &mut mxo,
+                    p = in(reg) ab.as_ptr(),
+                    o = in(reg) out.as_mut_ptr(),
+                    out("xmm0") _, out("xmm1") _,
+                );
+            }
+            (u128::from_le_bytes(out), mxo)
+        }
+    };
+}
+
+host_packed!(h_addps, "addps xmm0, xmm1");
+host_packed!(h_mulpd, "mulpd xmm0, xmm1");
+host_packed!(h_divps, "divps xmm0, xmm1");
+host_packed!(h_minpd, "minpd xmm0, xmm1");
+host_packed!(h_subss_p, "subss xmm0, xmm1");
+host_packed!(h_sqrtps, "sqrtps xmm0, xmm1");
+host_packed!(h_sqrtsd_p, "sqrtsd xmm0, xmm1");
+host_packed!(h_cmpps2, "cmpps xmm0, xmm1, 2");
+host_packed!(h_cmppd4, "cmppd xmm0, xmm1, 4");
+host_packed!(h_cvtps2pd, "cvtps2pd xmm0, xmm1");
+host_packed!(h_cvtpd2ps, "cvtpd2ps xmm0, xmm1");
+host_packed!(h_cvtdq2ps, "cvtdq2ps xmm0, xmm1");
+host_packed!(h_cvtdq2pd, "cvtdq2pd xmm0, xmm1");
+host_packed!(h_cvtps2dq, "cvtps2dq xmm0, xmm1");
+host_packed!(h_cvttps2dq, "cvttps2dq xmm0, xmm1");
+host_packed!(h_cvtpd2dq, "cvtpd2dq xmm0, xmm1");
+host_packed!(h_cvttpd2dq, "cvttpd2dq xmm0, xmm1");
+
+#[test]
+fn packed_operations_match_host() {
+    use sse::Width::{Packed, Scalar};
+    type H = fn(u128, u128, u32) -> (u128, u32);
+    type O = fn(u128, u128, u32) -> sse::Lane<u128>;
+    let ops: Vec<(&str, H, O, bool)> = vec![
+        (
+            "addps",
+            h_addps,
+            |a, b, m| sse::arith(FpOp::Add, a, b, F32, Packed, m),
+            false,
+        ),
+        (
+            "mulpd",
+            h_mulpd,
+            |a, b, m| sse::arith(FpOp::Mul, a, b, F64, Packed, m),
+            true,
+        ),
+        (
+            "divps",
+            h_divps,
+            |a, b, m| sse::arith(FpOp::Div, a, b, F32, Packed, m),
+            false,
+        ),
+        (
+            "minpd",
+            h_minpd,
+            |a, b, m| sse::arith(FpOp::Min, a, b, F64, Packed, m),
+            true,
+        ),
+        (
+            "subss",
+            h_subss_p,
+            |a, b, m| sse::arith(FpOp::Sub, a, b, F32, Scalar, m),
+            false,
+        ),
+        (
+            "sqrtps",
+            h_sqrtps,
+            |a, b, m| sse::sqrt_reg(a, b, F32, Packed, m),
+            false,
+        ),
+        (
+            "sqrtsd",
+            h_sqrtsd_p,
+            |a, b, m| sse::sqrt_reg(a, b, F64, Scalar, m),
+            true,
+        ),
+        (
+            "cmpps le",
+            h_cmpps2,
+            |a, b, m| sse::cmp_reg(2, a, b, F32, Packed, m),
+            false,
+        ),
+        (
+            "cmppd neq",
+            h_cmppd4,
+            |a, b, m| sse::cmp_reg(4, a, b, F64, Packed, m),
+            true,
+        ),
+        (
+            "cvtps2pd",
+            h_cvtps2pd,
+            |_, b, m| sse::cvt_packed_float(b, F32, m),
+            false,
+        ),
+        (
+            "cvtpd2ps",
+            h_cvtpd2ps,
+            |_, b, m| sse::cvt_packed_float(b, F64, m),
+            true,
+        ),
+        (
+            "cvtdq2ps",
+            h_cvtdq2ps,
+            |_, b, m| sse::cvt_from_dq(b, F32, m),
+            false,
+        ),
+        (
+            "cvtdq2pd",
+            h_cvtdq2pd,
+            |_, b, m| sse::cvt_from_dq(b, F64, m),
+            false,
+        ),
+        (
+            "cvtps2dq",
+            h_cvtps2dq,
+            |_, b, m| sse::cvt_to_dq(b, F32, false, m),
+            false,
+        ),
+        (
+            "cvttps2dq",
+            h_cvttps2dq,
+            |_, b, m| sse::cvt_to_dq(b, F32, true, m),
+            false,
+        ),
+        (
+            "cvtpd2dq",
+            h_cvtpd2dq,
+            |_, b, m| sse::cvt_to_dq(b, F64, false, m),
+            true,
+        ),
+        (
+            "cvttpd2dq",
+            h_cvttpd2dq,
+            |_, b, m| sse::cvt_to_dq(b, F64, true, m),
+            true,
+        ),
+    ];
+    let mut fails = Vec::new();
+    let mut r = Rng(0xacdc_0000_1234_0001);
+    let mut count = 0;
+    for (name, host, ours, double) in ops {
+        for mx in mxcsr_settings() {
+            for _ in 0..60 {
+                let mut v = [0u128; 2];
+                for x in v.iter_mut() {
+                    *x = if double {
+                        (f64_input(&mut r) as u128) | (f64_input(&mut r) as u128) << 64
+                    } else {
+                        (0..4).fold(0u128, |acc, i| {
+                            acc | (f32_input(&mut r) as u128) << (32 * i)
+                        })
+                    };
+                    if name.starts_with("cvtdq") && r.below(2) == 0 {
+                        *x = ((r.next() as u128) << 64) | r.next() as u128;
+                    }
+                }
+                let h = host(v[0], v[1], mx);
+                let l = ours(v[0], v[1], mx);
+                count += 1;
+                if h != (l.value, mx | l.flags as u32) && fails.len() < 20 {
+                    fails.push(format!(
+                        "{name} a={:#x} b={:#x} mx={mx:#x}: host {:#x}/{:#x} ours {:#x}/{:#x}",
+                        v[0],
+                        v[1],
+                        h.0,
+                        h.1,
+                        l.value,
+                        mx | l.flags as u32
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("packed: {count} cases");
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
