@@ -5,4 +5,5 @@ pub mod image;
 pub mod simd;
 pub mod soft;
 pub mod sse;
+pub mod trans;
 pub mod x87;

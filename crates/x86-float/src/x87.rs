@@ -262,7 +262,7 @@ impl X87State {
         self.fsw & sw::ES != 0
     }
 
-    fn rc(&self) -> Rounding {
+    pub(crate) fn rc(&self) -> Rounding {
         Rounding::from_bits((self.fcw >> 10) as u32)
     }
 
@@ -291,7 +291,7 @@ impl X87State {
 
     /// Records exception flags; sets ES and B when one of them is unmasked. Returns true
     /// when all of `f` are masked.
-    fn raise(&mut self, f: u8) -> bool {
+    pub(crate) fn raise(&mut self, f: u8) -> bool {
         self.fsw |= (f & 0x3f) as u16;
         self.update_es();
         self.masked(f)
@@ -305,7 +305,7 @@ impl X87State {
         }
     }
 
-    fn set_c1(&mut self, on: bool) {
+    pub(crate) fn set_c1(&mut self, on: bool) {
         if on {
             self.fsw |= sw::C1;
         } else {
@@ -331,10 +331,22 @@ impl X87State {
 
     /// Stack underflow: IE|SF, C1=0. Returns true when masked (the caller then uses the
     /// indefinite as the result).
-    fn underflow(&mut self) -> bool {
+    pub(crate) fn underflow(&mut self) -> bool {
         self.set_c1(false);
         self.fsw |= sw::SF;
         self.raise(flag::IE)
+    }
+
+    /// Stack overflow of an instruction that replaces ST(0) and pushes (FXTRACT, FPTAN,
+    /// FSINCOS): IE|SF with C1=1; masked, ST(0) and the pushed value are the indefinite.
+    pub(crate) fn overflow_both(&mut self) {
+        self.fsw |= sw::SF;
+        self.set_c1(true);
+        if self.raise(flag::IE) {
+            self.set_st(0, F80Bits::INDEFINITE);
+            self.set_top(self.top().wrapping_sub(1));
+            self.set_st(0, F80Bits::INDEFINITE);
+        }
     }
 
     /// Pops the stack (marks ST(0) empty, TOP+1).
@@ -346,7 +358,7 @@ impl X87State {
 
     /// Pushes a value; on stack overflow (ST(7) valid) raises IE|SF with C1=1 and, when
     /// masked, pushes the indefinite instead.
-    fn push(&mut self, v: F80Bits) {
+    pub(crate) fn push(&mut self, v: F80Bits) {
         if !self.is_empty(7) {
             self.fsw |= sw::SF;
             self.set_c1(true);
@@ -1431,7 +1443,7 @@ fn rem_int(ma: u64, mb: u64, d: u32, ieee: bool) -> (i128, u64) {
 
 /// x87's choice between two NaN operands: a QNaN over an SNaN, otherwise the larger
 /// significand.
-fn pick_nan(a: Value, b: Value) -> Value {
+pub(crate) fn pick_nan(a: Value, b: Value) -> Value {
     match (a, b) {
         (Value::NaN { frac: fa, .. }, Value::NaN { frac: fb, .. }) => {
             let (qa, qb) = (fa & soft::QUIET != 0, fb & soft::QUIET != 0);
