@@ -236,6 +236,19 @@ impl Big {
     }
 }
 
+/// +1.0 in 80 bits.
+const ONE_BITS: F80Bits = F80Bits {
+    m: 1 << 63,
+    se: 0x3fff,
+};
+
+fn zero_bits(sign: bool) -> F80Bits {
+    F80Bits {
+        m: 0,
+        se: if sign { 0x8000 } else { 0 },
+    }
+}
+
 /// π/2 to 128 bits.
 const HALF_PI: Big = Big {
     neg: false,
@@ -394,12 +407,16 @@ fn reduce(x: Value) -> (u32, Big) {
 }
 
 impl X87State {
-    fn st0_operand(&mut self) -> Option<(Value, bool)> {
+    /// ST(0) as an operand of FSIN/FCOS/FSINCOS/FPTAN: `Err(written)` when the result was
+    /// decided here (stack underflow, unsupported, infinity, NaN), `written` telling whether
+    /// ST(0) received it (false when an unmasked exception suppressed it).
+    fn st0_operand(&mut self) -> Result<(Value, bool), bool> {
         if self.is_empty(0) {
             if self.underflow() {
                 self.set_st(0, F80Bits::INDEFINITE);
+                return Err(true);
             }
-            return None;
+            return Err(false);
         }
         let r = self.st(0);
         let (v, den, class) = soft::unpack_f80(r.se, r.m);
@@ -407,18 +424,34 @@ impl X87State {
             self.set_c1(false);
             if self.raise(flag::IE) {
                 self.set_st(0, F80Bits::INDEFINITE);
+                return Err(true);
             }
-            return None;
+            return Err(false);
         }
         if v.is_nan() {
             self.set_c1(false);
             if !v.is_snan() || self.raise(flag::IE) {
                 let (se, m) = soft::pack_f80(v.quieted());
                 self.set_st(0, F80Bits { m, se });
+                return Err(true);
             }
-            return None;
+            return Err(false);
         }
-        Some((v, den))
+        Ok((v, den))
+    }
+
+    /// For FSINCOS/FPTAN: a result decided by [`Self::st0_operand`] is also pushed.
+    fn operand_or_push(&mut self) -> Option<(Value, bool)> {
+        match self.st0_operand() {
+            Ok(x) => Some(x),
+            Err(written) => {
+                if written {
+                    let v = self.st(0);
+                    self.push(v);
+                }
+                None
+            }
+        }
     }
 
     fn round_big(&mut self, b: Big) -> F80Bits {
@@ -445,7 +478,7 @@ impl X87State {
     /// FSIN (`cos = false`) and FCOS. |ST(0)| ≥ 2^63 sets C2 and leaves ST(0) unchanged.
     pub fn fsin_fcos(&mut self, cos: bool) {
         self.fsw &= !sw::C2;
-        let Some((v, den)) = self.st0_operand() else {
+        let Ok((v, den)) = self.st0_operand() else {
             return;
         };
         if let Value::Finite { exp, .. } = v {
@@ -455,6 +488,13 @@ impl X87State {
             }
         }
         if den && !self.raise(flag::DE) {
+            return;
+        }
+        if let Value::Zero { sign } = v {
+            // Exact: sin(±0) = ±0, cos(±0) = +1.
+            self.set_c1(false);
+            let out = if cos { ONE_BITS } else { zero_bits(sign) };
+            self.set_st(0, out);
             return;
         }
         let r = self.trig(v, cos);
@@ -488,14 +528,14 @@ impl X87State {
         }
     }
 
-    /// FSINCOS: ST(0) = cos, then pushes sin (so ST(1) = sin... no: ST(0) = cos, ST(1) = sin).
+    /// FSINCOS: ST(0) = sin(ST(0)), then pushes cos (so ST(0) = cos, ST(1) = sin).
     pub fn fsincos(&mut self) {
         self.fsw &= !sw::C2;
         if !self.is_empty(0) && !self.is_empty(7) {
             self.overflow_both();
             return;
         }
-        let Some((v, den)) = self.st0_operand() else {
+        let Some((v, den)) = self.operand_or_push() else {
             return;
         };
         if let Value::Finite { exp, .. } = v {
@@ -507,10 +547,23 @@ impl X87State {
         if den && !self.raise(flag::DE) {
             return;
         }
-        let s = self.trig(v, false);
-        let c = self.trig(v, true);
-        let sb = self.round_big(s);
-        let cb = self.round_big(c);
+        let (sb, cb) = if let Value::Zero { sign } = v {
+            self.set_c1(false);
+            (
+                F80Bits {
+                    m: 0,
+                    se: if sign { 0x8000 } else { 0 },
+                },
+                F80Bits {
+                    m: 1 << 63,
+                    se: 0x3fff,
+                },
+            )
+        } else {
+            let s = self.trig(v, false);
+            let c = self.trig(v, true);
+            (self.round_big(s), self.round_big(c))
+        };
         self.set_st(0, sb);
         self.push(cb);
     }
@@ -522,7 +575,7 @@ impl X87State {
             self.overflow_both();
             return;
         }
-        let Some((v, den)) = self.st0_operand() else {
+        let Some((v, den)) = self.operand_or_push() else {
             return;
         };
         if let Value::Finite { exp, .. } = v {
@@ -589,6 +642,12 @@ impl X87State {
                 );
                 return;
             }
+            Value::Finite { exp, sig, .. } if exp > 0 || (exp == 0 && sig != 1 << 63) => {
+                // Outside −1..+1 the host leaves ST(0) unchanged and reports only PE.
+                self.set_c1(false);
+                self.raise(flag::PE);
+                return;
+            }
             _ => expm1_big(Big::from_value(v).mul(LN2)),
         };
         let out = self.round_big(r);
@@ -631,6 +690,21 @@ impl X87State {
         // log2(±0) × y is a zero divide, reported without DE (as SSE does too).
         let zero_divide =
             !plus_one && matches!(x, Value::Zero { .. }) && !matches!(y, Value::Zero { .. });
+        // Invalid operands are reported without DE.
+        let is_inf = |v: Value| matches!(v, Value::Inf { .. });
+        let is_zero = |v: Value| matches!(v, Value::Zero { .. });
+        let one = matches!(x, Value::Finite { exp: 0, sig, sign: false } if sig == 1 << 63);
+        let invalid_case = if plus_one {
+            (is_inf(x) && (x.sign() || is_zero(y))) || (is_zero(x) && is_inf(y))
+        } else {
+            (is_zero(x) && is_zero(y))
+                || (x.sign() && !is_zero(x))
+                || (is_inf(x) && is_zero(y))
+                || (one && is_inf(y))
+        };
+        if invalid_case {
+            return invalid(self);
+        }
         if (dx || dy) && !zero_divide && !self.raise(flag::DE) {
             return;
         }
@@ -642,7 +716,7 @@ impl X87State {
         // The logarithm's argument and its sign/class.
         let l: Big = if plus_one {
             match x {
-                Value::Inf { .. } => return invalid(self),
+                Value::Inf { .. } => return special(self, Value::Inf { sign: y.sign() }),
                 Value::Zero { sign } => {
                     if matches!(y, Value::Inf { .. }) {
                         return invalid(self);

@@ -782,10 +782,30 @@ fn transcendentals_are_within_one_ulp_of_host() {
     let mut report = Vec::new();
     let mut fails = Vec::new();
     for (name, host, op, gen) in ops {
-        let (mut n, mut exact, mut one, mut worse, mut c1) = (0, 0, 0, 0, 0);
+        let (mut n, mut exact, mut one, mut worse, mut c1, mut skipped) = (0, 0, 0, 0, 0, 0);
         for cw in [0x37fu16, 0x77f, 0xb7f, 0xf7f, 0x27f, 0x07f] {
-            for _ in 0..400 {
-                let regs = gen(&mut r);
+            for i in 0..400 {
+                // One case in four uses edge values (zeros, infinities, NaNs, denormals,
+                // unsupported encodings, huge arguments) and sometimes too few registers.
+                let regs = if i % 4 == 0 {
+                    let n = gen(&mut r).len();
+                    let n = if r.below(10) == 0 { n - 1 } else { n };
+                    random_regs(&mut r, n)
+                } else {
+                    gen(&mut r)
+                };
+                // FYL2XP1 is defined for |ST(0)| < 1 − √2/2 only (Intel SDM); outside, the host
+                // returns implementation-specific values, which are not compared.
+                if name == "fyl2xp1" {
+                    if let Some(x) = regs.last() {
+                        let e = (x.se & 0x7fff) as i32 - 0x3fff;
+                        let finite = x.se & 0x7fff != 0x7fff && x.m >> 63 == 1;
+                        if finite && (e > -2 || (e == -2 && x.m >= 0x95f6_1998_0c69_0000)) {
+                            skipped += 1;
+                            continue;
+                        }
+                    }
+                }
                 let h = host(&regs, cw, [0; 16]);
                 let o = ours(&regs, cw, [0; 16], |s, _| {
                     op(s);
@@ -818,7 +838,7 @@ fn transcendentals_are_within_one_ulp_of_host() {
                 }
             }
         }
-        report.push(format!("{name}: {n} cases, {exact} bit-exact, {one} at 1 ulp, {worse} worse; C1 differs in {c1}"));
+        report.push(format!("{name}: {n} cases, {exact} bit-exact, {one} at 1 ulp, {worse} worse; C1 differs in {c1}; {skipped} outside the defined domain skipped"));
     }
     eprintln!("{}", report.join("\n"));
     assert!(
