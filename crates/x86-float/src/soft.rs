@@ -86,13 +86,31 @@ pub const F80: Format = Format {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Value {
     /// Signed zero.
-    Zero { sign: bool },
+    Zero {
+        /// Sign bit.
+        sign: bool,
+    },
     /// Signed infinity.
-    Inf { sign: bool },
+    Inf {
+        /// Sign bit.
+        sign: bool,
+    },
     /// NaN with its payload (bit 62 quiet).
-    NaN { sign: bool, frac: u64 },
+    NaN {
+        /// Sign bit.
+        sign: bool,
+        /// Fraction, quiet bit at 62.
+        frac: u64,
+    },
     /// Finite non-zero.
-    Finite { sign: bool, exp: i32, sig: u64 },
+    Finite {
+        /// Sign bit.
+        sign: bool,
+        /// Binary exponent (unbiased).
+        exp: i32,
+        /// Significand with bit 63 set.
+        sig: u64,
+    },
 }
 
 /// The quiet bit in a NaN's `frac`.

@@ -290,7 +290,7 @@ pub fn cmp(pred: u8, a: u64, b: u64, fmt: Format, mx: u32) -> Lane<bool> {
     let signalling = matches!(pred & 7, 1 | 2 | 5 | 6);
     if unordered {
         let ie = va.is_snan() || vb.is_snan() || signalling;
-        let r = matches!(pred & 7, 3 | 4 | 5 | 6);
+        let r = matches!(pred & 7, 3..=6);
         return Lane {
             value: r,
             flags: if ie { flag::IE } else { 0 },

@@ -76,6 +76,11 @@ host_binop!(h_cvtsd2ss, "cvtsd2ss", "movq", u64);
 
 const N: usize = 3000;
 
+/// A host binary operation on binary32 bits under an MXCSR: (result, MXCSR after).
+type HostBin32 = fn(u32, u32, u32) -> (u32, u32);
+/// The same on binary64 bits.
+type HostBin64 = fn(u64, u64, u32) -> (u64, u32);
+
 fn check<T: PartialEq + std::fmt::LowerHex + Copy>(
     name: &str,
     case: (u64, u64, u32),
@@ -100,7 +105,7 @@ fn check<T: PartialEq + std::fmt::LowerHex + Copy>(
 
 #[test]
 fn scalar_single_arithmetic_matches_host() {
-    let ops: [(&str, FpOp, fn(u32, u32, u32) -> (u32, u32)); 6] = [
+    let ops: [(&str, FpOp, HostBin32); 6] = [
         ("addss", FpOp::Add, h_addss),
         ("subss", FpOp::Sub, h_subss),
         ("mulss", FpOp::Mul, h_mulss),
@@ -134,7 +139,7 @@ fn scalar_single_arithmetic_matches_host() {
 
 #[test]
 fn scalar_double_arithmetic_matches_host() {
-    let ops: [(&str, FpOp, fn(u64, u64, u32) -> (u64, u32)); 6] = [
+    let ops: [(&str, FpOp, HostBin64); 6] = [
         ("addsd", FpOp::Add, h_addsd),
         ("subsd", FpOp::Sub, h_subsd),
         ("mulsd", FpOp::Mul, h_mulsd),

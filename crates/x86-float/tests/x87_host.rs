@@ -144,6 +144,10 @@ impl Tally {
             fails: Vec::new(),
         }
     }
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a test report names every input of the case"
+    )]
     fn check(
         &mut self,
         what: &str,
