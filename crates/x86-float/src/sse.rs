@@ -364,7 +364,8 @@ pub fn from_int(v: i64, to: Format, mx: u32) -> Lane<u64> {
     Lane { value, flags }
 }
 
-/// Float → integer of `bits` width (CVT[T]SS2SI, CVT[T]SD2SI, CVT[T]PS2DQ, CVT[T]PD2DQ).
+/// Float → integer of `bits` width (CVTSS2SI, CVTSD2SI, CVTPS2DQ, CVTPD2DQ and their truncating
+/// CVTT forms).
 /// `truncate` selects the CVTT forms; out-of-range and NaN give the integer indefinite.
 pub fn to_int(a: u64, from: Format, bits: u32, truncate: bool, mx: u32) -> Lane<i64> {
     let mut flags = 0;

@@ -1,7 +1,7 @@
 //! x87 transcendental instructions: FSIN, FCOS, FSINCOS, FPTAN, FPATAN, F2XM1, FYL2X, FYL2XP1.
 //!
 //! Hardware results are not specified bit for bit (Intel documents < 1 ulp). These are computed
-//! in a 128-bit-significand software float ([`Big`]) and rounded once to 64 bits under RC, with
+//! in a 128-bit-significand software float (`Big`) and rounded once to 64 bits under RC, with
 //! the trigonometric argument reduced modulo the 66-bit π/2 that the x87 uses internally (so
 //! large arguments give the hardware's answers, not the mathematically exact ones). The
 //! host-oracle tests measure the distance to the host CPU in ulps.
