@@ -252,8 +252,10 @@ impl X87State {
         self.regs[(i & 7) as usize] = F80Bits { m: v, se: 0xffff };
     }
 
-    /// EMMS: all registers empty.
+    /// EMMS: all registers empty; like the other MMX instructions it also sets TOP to 0
+    /// (measured on the host).
     pub fn emms(&mut self) {
+        self.fsw &= !0x3800;
         self.tags = 0;
     }
 }

@@ -1027,6 +1027,22 @@ impl X87State {
         self.set_st(0, r);
     }
 
+    /// FCMOVcc ST(0), ST(i): the CPU evaluates the condition from RFLAGS. An empty ST(0) or
+    /// ST(i) is a stack underflow whether or not the condition holds.
+    pub fn fcmov(&mut self, i: u8, cond: bool) {
+        if self.is_empty(0) || self.is_empty(i) {
+            if self.underflow() {
+                self.set_st(0, F80Bits::INDEFINITE);
+            }
+            return;
+        }
+        self.set_c1(false);
+        if cond {
+            let v = self.st(i);
+            self.set_st(0, v);
+        }
+    }
+
     /// FXCH ST(i).
     pub fn fxch(&mut self, i: u8) {
         let (e0, ei) = (self.is_empty(0), self.is_empty(i));

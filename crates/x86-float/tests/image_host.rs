@@ -75,6 +75,9 @@ fn h_fxsave32(input: &[u8; 512]) -> [u8; 512] {
     out.0
 }
 host!(h_fldcw, "fldcw [{m}]");
+host!(h_movq_mm3, "movq mm3, [{m}]");
+host!(h_paddb_mm1, "lea {m}, [{m}]\npaddb mm1, mm2");
+host!(h_emms, "lea {m}, [{m}]\nemms");
 host!(h_fnstenv, "fnstenv [{m}]");
 host!(h_fnsave, "fnsave [{m}]");
 host!(h_fldenv, "fldenv [{m}]");
@@ -186,6 +189,51 @@ fn images_match_host() {
                 &h[..32],
                 &o[..32]
             ));
+        }
+
+        // MMX aliasing: an MMX instruction sets TOP = 0 and every tag valid and writes the
+        // significand with the exponent field all ones; EMMS empties every tag. MMX
+        // instructions are waiting ones too.
+        if !pending {
+            let v = r.next();
+            let mut hm = [0u8; 128];
+            hm[..8].copy_from_slice(&v.to_le_bytes());
+            let h = h_movq_mm3(&img, &mut hm);
+            let (mut x, s) = ours_restore(&img);
+            x.mmx_enter();
+            x.set_mm(3, v);
+            let o = ours_save(&x, &s, &h);
+            let h2 = h_paddb_mm1(&img, &mut hm);
+            let (mut x2, s2) = ours_restore(&img);
+            x2.mmx_enter();
+            let sum = pandare_x86_float::simd::padd(
+                x2.mm(1) as u128,
+                x2.mm(2) as u128,
+                1,
+                pandare_x86_float::simd::Sat::Wrap,
+                8,
+            );
+            x2.set_mm(1, sum as u64);
+            let o2 = ours_save(&x2, &s2, &h2);
+            let h3 = h_emms(&img, &mut hm);
+            let (mut x3, s3) = ours_restore(&img);
+            x3.emms();
+            let o3 = ours_save(&x3, &s3, &h3);
+            count += 3;
+            for (name, h, o) in [
+                ("movq mm3", h, o),
+                ("paddb mm1, mm2", h2, o2),
+                ("emms", h3, o3),
+            ] {
+                if (h[..15] != o[..15] || h[16..160] != o[16..160]) && fails.len() < 8 {
+                    fails.push(format!(
+                        "{name}: in {:x?}\nhost {:x?}\nours {:x?}",
+                        &img[..160],
+                        &h[..160],
+                        &o[..160]
+                    ));
+                }
+            }
         }
 
         // FNSTENV: the 28-byte environment and the state after it (exceptions masked).

@@ -325,6 +325,8 @@ host!(h_fcompp, "fcompp");
 host!(h_fcomi, "fcomi st(0), st(1)");
 host!(h_fucomip, "fucomip st(0), st(1)");
 host!(h_fincstp, "fincstp");
+host!(h_fcmovb, "fcmovb st(0), st(1)");
+host!(h_fcmovnb, "fcmovnb st(0), st(1)");
 host!(h_ffree, "ffree st(1)");
 
 #[test]
@@ -332,7 +334,7 @@ fn unary_and_compare_operations_match_host() {
     let mut t = Tally::new("x87 unary/compare");
     let mut r = Rng(0x8087_0000_0000_0003);
     type Op = fn(&mut X87State) -> Option<u64>;
-    let ops: [(&str, Host, Op, u16); 18] = [
+    let ops: [(&str, Host, Op, u16); 20] = [
         (
             "fsqrt",
             h_fsqrt,
@@ -476,6 +478,25 @@ fn unary_and_compare_operations_match_host() {
             h_fincstp,
             |s| {
                 s.fincstp();
+                None
+            },
+            ARITH_CC,
+        ),
+        // The oracle enters with CF set (RFLAGS = 0x8d5): FCMOVB moves, FCMOVNB does not.
+        (
+            "fcmovb",
+            h_fcmovb,
+            |s| {
+                s.fcmov(1, true);
+                None
+            },
+            ARITH_CC,
+        ),
+        (
+            "fcmovnb",
+            h_fcmovnb,
+            |s| {
+                s.fcmov(1, false);
                 None
             },
             ARITH_CC,
@@ -851,4 +872,86 @@ fn transcendentals_are_within_one_ulp_of_host() {
         report.join("\n"),
         fails.join("\n")
     );
+}
+
+host!(h_fcom_m64, "fcom qword ptr [{m}]");
+host!(h_fucomp_m32, "fcomp dword ptr [{m}]");
+host!(h_ficom_m16, "ficom word ptr [{m}]");
+host!(h_ficomp_m32, "ficomp dword ptr [{m}]");
+
+#[test]
+fn memory_compares_match_host() {
+    let mut t = Tally::new("x87 memory compares");
+    let mut r = Rng(0x8087_0000_0000_0006);
+    for cw in control_words() {
+        for _ in 0..N {
+            let n = if r.below(20) == 0 { 0 } else { 1 };
+            let regs = random_regs(&mut r, n);
+            let mut mem = [0u8; 16];
+            let d = f64_input(&mut r);
+            mem[..8].copy_from_slice(&d.to_le_bytes());
+            let o = ours(&regs, cw, mem, |s, _| {
+                s.fcom(CompareKind::Ordered, Operand::Mem(MemOperand::F64(d)), 0);
+                None
+            });
+            t.check(
+                "fcom m64",
+                &regs,
+                cw,
+                mem,
+                &h_fcom_m64(&regs, cw, mem),
+                &o,
+                0,
+            );
+            let f = f32_input(&mut r);
+            let mut mem = [0u8; 16];
+            mem[..4].copy_from_slice(&f.to_le_bytes());
+            let o = ours(&regs, cw, mem, |s, _| {
+                s.fcom(CompareKind::Ordered, Operand::Mem(MemOperand::F32(f)), 1);
+                None
+            });
+            t.check(
+                "fcomp m32",
+                &regs,
+                cw,
+                mem,
+                &h_fucomp_m32(&regs, cw, mem),
+                &o,
+                0,
+            );
+            let i = (r.next() >> r.below(64)) as i16;
+            let mut mem = [0u8; 16];
+            mem[..2].copy_from_slice(&i.to_le_bytes());
+            let o = ours(&regs, cw, mem, |s, _| {
+                s.fcom(CompareKind::Ordered, Operand::Mem(MemOperand::I16(i)), 0);
+                None
+            });
+            t.check(
+                "ficom m16",
+                &regs,
+                cw,
+                mem,
+                &h_ficom_m16(&regs, cw, mem),
+                &o,
+                0,
+            );
+            let j = (r.next() >> r.below(64)) as i32;
+            let mut mem = [0u8; 16];
+            mem[..4].copy_from_slice(&j.to_le_bytes());
+            let o = ours(&regs, cw, mem, |s, _| {
+                s.fcom(CompareKind::Ordered, Operand::Mem(MemOperand::I32(j)), 1);
+                None
+            });
+            t.check(
+                "ficomp m32",
+                &regs,
+                cw,
+                mem,
+                &h_ficomp_m32(&regs, cw, mem),
+                &o,
+                0,
+            );
+        }
+    }
+    t.finish();
 }
