@@ -24,6 +24,15 @@ pub enum RestoreError {
     /// The image's MXCSR sets reserved bits.
     #[error(transparent)]
     Mxcsr(#[from] ReservedMxcsr),
+    /// The caller passed fewer bytes than the image format has (a caller bug, not a guest
+    /// fault: the CPU must read the whole operand first).
+    #[error("an x87 state image needs {needed} bytes, {got} were given")]
+    Short {
+        /// Bytes the format needs.
+        needed: usize,
+        /// Bytes given.
+        got: usize,
+    },
 }
 
 fn put16(b: &mut [u8], o: usize, v: u16) {
@@ -189,9 +198,10 @@ fn env_bytes(x: &X87State, form: EnvForm) -> Vec<u8> {
     }
 }
 
-/// FLDENV from an image of `form.env_len()` bytes (shorter input is an error of the caller's
-/// memory access, reported as `None`... here: the slice must be long enough).
-pub fn fldenv(x: &mut X87State, form: EnvForm, b: &[u8]) {
+/// FLDENV from an image of `form.env_len()` bytes (longer input is fine; shorter is an
+/// error and loads nothing).
+pub fn fldenv(x: &mut X87State, form: EnvForm, b: &[u8]) -> Result<(), RestoreError> {
+    check_len(b, form.env_len())?;
     let (cw, sw, tw) = match form {
         EnvForm::Bits32 => {
             x.fip = get32(b, 12) as u64;
@@ -212,6 +222,18 @@ pub fn fldenv(x: &mut X87State, form: EnvForm, b: &[u8]) {
     x.fsw = sw;
     x.fldcw(cw);
     x.set_full_tag_word(tw);
+    Ok(())
+}
+
+fn check_len(b: &[u8], needed: usize) -> Result<(), RestoreError> {
+    if b.len() < needed {
+        Err(RestoreError::Short {
+            needed,
+            got: b.len(),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 /// FNSAVE: environment followed by ST(0)–ST(7), then the FPU is reinitialised (FNINIT).
@@ -224,14 +246,17 @@ pub fn fsave(x: &mut X87State, form: EnvForm) -> Vec<u8> {
     b
 }
 
-/// FRSTOR from an image of `form.env_len() + 80` bytes.
-pub fn frstor(x: &mut X87State, form: EnvForm, b: &[u8]) {
-    fldenv(x, form, b);
+/// FRSTOR from an image of `form.env_len() + 80` bytes (shorter is an error and loads
+/// nothing).
+pub fn frstor(x: &mut X87State, form: EnvForm, b: &[u8]) -> Result<(), RestoreError> {
     let n = form.env_len();
+    check_len(b, n + 80)?;
+    fldenv(x, form, b)?;
     let top = x.top();
     for i in 0..8u8 {
         x.regs[((top + i) & 7) as usize] = reg(b, n + 10 * i as usize);
     }
+    Ok(())
 }
 
 impl X87State {
@@ -275,6 +300,27 @@ mod tests {
             Err(RestoreError::Mxcsr(_))
         ));
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn short_environment_images_are_errors_not_panics() {
+        let mut x = X87State::default();
+        let before = x.clone();
+        assert_eq!(
+            fldenv(&mut x, EnvForm::Bits32, &[0; 27]),
+            Err(RestoreError::Short {
+                needed: 28,
+                got: 27
+            })
+        );
+        assert_eq!(
+            frstor(&mut x, EnvForm::Bits16, &[0; 93]),
+            Err(RestoreError::Short {
+                needed: 94,
+                got: 93
+            })
+        );
+        assert_eq!(x, before);
     }
 
     #[test]

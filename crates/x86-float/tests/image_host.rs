@@ -299,9 +299,9 @@ fn images_match_host() {
             let h = host(&img, &mut hm);
             let (mut x, s) = ours_restore(&img);
             if frstor {
-                image::frstor(&mut x, EnvForm::Bits32, &env);
+                image::frstor(&mut x, EnvForm::Bits32, &env).expect("long enough");
             } else {
-                image::fldenv(&mut x, EnvForm::Bits32, &env);
+                image::fldenv(&mut x, EnvForm::Bits32, &env).expect("long enough");
             }
             let o = ours_save(&x, &s, &h);
             count += 1;
