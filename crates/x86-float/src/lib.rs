@@ -71,6 +71,7 @@
 
 #![warn(missing_docs)]
 
+pub mod approx;
 pub mod image;
 pub mod simd;
 pub mod soft;
