@@ -9,7 +9,9 @@
 //!
 //! **State.** Keep one [`x87::X87State`] and one [`sse::SseState`] per CPU. They are plain
 //! structs (registers, FCW/FSW/tags/FOP/FIP/FDP, XMM0–15/MXCSR); reset is
-//! `X87State::default()` (= FNINIT) and `SseState::default()` (MXCSR 0x1F80).
+//! `X87State::default()` (= FNINIT) and `SseState::default()` (MXCSR 0x1F80). Both derive
+//! serde's `Serialize`/`Deserialize` for snapshots; after restoring, call
+//! [`sse::SseState::validate`] (reserved MXCSR bits); any x87 state is acceptable.
 //!
 //! **x87 instructions** are methods on [`x87::X87State`]; memory operands are passed by value
 //! as [`x87::MemOperand`] (the CPU reads memory first, so a page fault leaves the FPU

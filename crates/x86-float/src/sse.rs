@@ -19,7 +19,7 @@ pub const MXCSR_DEFAULT: u32 = 0x1f80;
 pub const MXCSR_MASK: u32 = 0xffff;
 
 /// The SSE register state: XMM0–XMM15 and MXCSR.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SseState {
     /// XMM registers (16 in 64-bit mode; 8 visible in 32-bit modes).
     pub xmm: [u128; 16],
@@ -57,6 +57,16 @@ impl SseState {
         let unmasked = flags as u32 & !(self.mxcsr >> 7) & 0x3f;
         if unmasked != 0 {
             Err(SimdException { flags })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks a state restored from a snapshot: MXCSR must not set reserved bits (every
+    /// other field may hold any value; the operations never panic on any state).
+    pub fn validate(&self) -> Result<(), ReservedMxcsr> {
+        if self.mxcsr & !MXCSR_MASK != 0 {
+            Err(ReservedMxcsr(self.mxcsr))
         } else {
             Ok(())
         }

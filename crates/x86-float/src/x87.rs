@@ -16,7 +16,9 @@
 use crate::soft::{self, flag, Exact, F80Class, Format, RoundCtl, Rounding, Value, F32, F64, F80};
 
 /// One 80-bit register: 64-bit significand (explicit integer bit) and sign+exponent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct F80Bits {
     /// Significand, bit 63 is the integer bit.
     pub m: u64,
@@ -80,7 +82,7 @@ pub mod sw {
 }
 
 /// The x87 state as FXSAVE keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct X87State {
     /// Physical registers R0–R7 (ST(i) is R((TOP+i) mod 8)).
     pub regs: [F80Bits; 8],
