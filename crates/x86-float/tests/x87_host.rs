@@ -326,6 +326,11 @@ host!(h_fcomi, "fcomi st(0), st(1)");
 host!(h_fucomip, "fucomip st(0), st(1)");
 host!(h_fincstp, "fincstp");
 host!(h_fcmovb, "fcmovb st(0), st(1)");
+host!(h_fstp_st3, "fstp st(3)");
+host!(h_fst_st1, "fst st(1)");
+host!(h_fdecstp, "fdecstp");
+host!(h_fnclex, "fnclex");
+host!(h_fisttp_m16, "fisttp word ptr [{m}]");
 host!(h_fcmovnb, "fcmovnb st(0), st(1)");
 host!(h_ffree, "ffree st(1)");
 
@@ -334,7 +339,7 @@ fn unary_and_compare_operations_match_host() {
     let mut t = Tally::new("x87 unary/compare");
     let mut r = Rng(0x8087_0000_0000_0003);
     type Op = fn(&mut X87State) -> Option<u64>;
-    let ops: [(&str, Host, Op, u16); 20] = [
+    let ops: [(&str, Host, Op, u16); 24] = [
         (
             "fsqrt",
             h_fsqrt,
@@ -482,6 +487,42 @@ fn unary_and_compare_operations_match_host() {
             },
             ARITH_CC,
         ),
+        (
+            "fstp st3",
+            h_fstp_st3,
+            |s| {
+                s.fst_st(3, true);
+                None
+            },
+            ARITH_CC,
+        ),
+        (
+            "fst st1",
+            h_fst_st1,
+            |s| {
+                s.fst_st(1, false);
+                None
+            },
+            ARITH_CC,
+        ),
+        (
+            "fdecstp",
+            h_fdecstp,
+            |s| {
+                s.fdecstp();
+                None
+            },
+            ARITH_CC,
+        ),
+        (
+            "fnclex",
+            h_fnclex,
+            |s| {
+                s.fclex();
+                None
+            },
+            0,
+        ),
         // The oracle enters with CF set (RFLAGS = 0x8d5): FCMOVB moves, FCMOVNB does not.
         (
             "fcmovb",
@@ -551,7 +592,7 @@ host!(h_fbstp, "fbstp tbyte ptr [{m}]");
 fn stores_match_host() {
     let mut t = Tally::new("x87 stores");
     let mut r = Rng(0x8087_0000_0000_0004);
-    let ops: [(&str, Host, StoreKind, bool); 9] = [
+    let ops: [(&str, Host, StoreKind, bool); 10] = [
         ("fst m32", h_fst_m32, StoreKind::F32, false),
         ("fstp m64", h_fstp_m64, StoreKind::F64, true),
         ("fstp m80", h_fstp_m80, StoreKind::F80, true),
@@ -561,6 +602,7 @@ fn stores_match_host() {
         ("fisttp m32", h_fisttp_m32, StoreKind::I32Trunc, true),
         ("fisttp m64", h_fisttp_m64, StoreKind::I64Trunc, true),
         ("fbstp", h_fbstp, StoreKind::Bcd, true),
+        ("fisttp m16", h_fisttp_m16, StoreKind::I16Trunc, true),
     ];
     for cw in control_words() {
         for (name, host, kind, pop) in ops {
@@ -951,6 +993,31 @@ fn memory_compares_match_host() {
                 &o,
                 0,
             );
+        }
+    }
+    t.finish();
+}
+
+/// FSINCOS, FPTAN and FXTRACT on a full stack: stack overflow, exact to the host.
+#[test]
+fn pushing_transcendentals_on_a_full_stack_match_host() {
+    let mut t = Tally::new("x87 full-stack pushes");
+    let mut r = Rng(0x8087_0000_0000_0007);
+    type Op = fn(&mut X87State);
+    let ops: [(&str, Host, Op); 3] = [
+        ("fsincos", h_fsincos, |s| s.fsincos()),
+        ("fptan", h_fptan, |s| s.fptan()),
+        ("fxtract", h_fxtract, |s| s.fxtract()),
+    ];
+    for cw in control_words() {
+        for (name, host, op) in ops {
+            let regs = random_regs(&mut r, 8);
+            let h = host(&regs, cw, [0; 16]);
+            let o = ours(&regs, cw, [0; 16], |s, _| {
+                op(s);
+                None
+            });
+            t.check(name, &regs, cw, [0; 16], &h, &o, ARITH_CC);
         }
     }
     t.finish();
