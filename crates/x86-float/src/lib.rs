@@ -48,7 +48,9 @@
 //! **SSE/SSE2 floating point** in [`sse`]: lane functions `binop`, `sqrt`, `cmp`, `comis`,
 //! `convert`, `from_int`, `to_int` on raw bits with [`soft::F32`]/[`soft::F64`], and register
 //! forms `arith`, `sqrt_reg`, `cmp_reg`, `cvt_packed_float`, `cvt_from_dq`, `cvt_to_dq` taking
-//! [`sse::Width::Scalar`] or `Packed`. Each returns the result and the MXCSR flags raised;
+//! [`sse::Width::Scalar`] or `Packed`, `cvtsi2s`, `cvt_scalar_float`, and the MMX-operand
+//! conversions `cvtpi2ps`, `cvtpi2pd`, `cvt_to_pi` (the caller performs the MMX transition);
+//! RCP/RSQRT approximations in [`approx`]. Each returns the result and the MXCSR flags raised;
 //! pass the flags to [`sse::SseState::raise`], and write the destination only if it returns
 //! `Ok` (otherwise raise #XM, or #UD when CR4.OSXMMEXCPT is clear). COMISS/UCOMISS return the
 //! RFLAGS bits. LDMXCSR is `SseState::ldmxcsr` (error → #GP(0)).

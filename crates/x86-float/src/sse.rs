@@ -569,3 +569,50 @@ mod tests {
         assert_eq!(s.mxcsr, MXCSR_DEFAULT);
     }
 }
+
+/// Scalar conversions in register form.
+///
+/// CVTSI2SS/CVTSI2SD: the integer (sign-extended from 32 or 64 bits by the caller) into lane 0
+/// of `a`, the other lanes kept.
+pub fn cvtsi2s(a: u128, v: i64, to: Format, mx: u32) -> Lane<u128> {
+    over(a, to, Width::Scalar, |_| from_int(v, to, mx))
+}
+
+/// CVTSS2SD (`from = F32`) and CVTSD2SS: lane 0 of `b` converted into lane 0 of `a`.
+pub fn cvt_scalar_float(a: u128, b: u128, from: Format, mx: u32) -> Lane<u128> {
+    let to = if from == F32 { F64 } else { F32 };
+    let x = get(b, lane_bits(from), 0);
+    over(a, to, Width::Scalar, |_| convert(x, from, to, mx))
+}
+
+/// CVTPI2PS: two int32 (an MMX register or m64) into the low two singles of `a`, the high
+/// half kept. (The caller performs the MMX transition when the source is a register.)
+pub fn cvtpi2ps(a: u128, mm: u64, mx: u32) -> Lane<u128> {
+    let mut value = a;
+    let mut flags = 0;
+    for i in 0..2 {
+        let l = from_int((mm >> (32 * i)) as u32 as i32 as i64, F32, mx);
+        value = put(value, 32, i, l.value);
+        flags |= l.flags;
+    }
+    Lane { value, flags }
+}
+
+/// CVTPI2PD: two int32 into two doubles (exact).
+pub fn cvtpi2pd(mm: u64, mx: u32) -> Lane<u128> {
+    cvt_from_dq(mm as u128, F64, mx)
+}
+
+/// CVTPS2PI/CVTTPS2PI (`from = F32`, the low two singles of `b`) and CVTPD2PI/CVTTPD2PI (the
+/// two doubles): two int32 for an MMX register.
+pub fn cvt_to_pi(b: u128, from: Format, truncate: bool, mx: u32) -> Lane<u64> {
+    let bits = lane_bits(from);
+    let mut value = 0u64;
+    let mut flags = 0;
+    for i in 0..2 {
+        let l = to_int(get(b, bits, i), from, 32, truncate, mx);
+        value |= (l.value as u32 as u64) << (32 * i);
+        flags |= l.flags;
+    }
+    Lane { value, flags }
+}

@@ -520,7 +520,7 @@ macro_rules! host_packed {
                     mxo = in(reg) &mut mxo,
                     p = in(reg) ab.as_ptr(),
                     o = in(reg) out.as_mut_ptr(),
-                    out("xmm0") _, out("xmm1") _,
+                    out("xmm0") _, out("xmm1") _, out("rax") _, out("mm0") _,
                 );
             }
             (u128::from_le_bytes(out), mxo)
@@ -783,5 +783,128 @@ fn reciprocal_approximations_match_host() {
         }
     }
     eprintln!("rcp/rsqrt: {count} cases");
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+host_packed!(h_cvtsi2ss_reg, "movq rax, xmm1\ncvtsi2ss xmm0, rax");
+host_packed!(h_cvtsi2sd_reg32, "movd eax, xmm1\ncvtsi2sd xmm0, eax");
+host_packed!(h_cvtss2sd_reg, "cvtss2sd xmm0, xmm1");
+host_packed!(h_cvtsd2ss_reg, "cvtsd2ss xmm0, xmm1");
+host_packed!(h_cvtpi2ps, "movdq2q mm0, xmm1\ncvtpi2ps xmm0, mm0\nemms");
+host_packed!(h_cvtpi2pd, "movdq2q mm0, xmm1\ncvtpi2pd xmm0, mm0\nemms");
+host_packed!(h_cvtps2pi, "cvtps2pi mm0, xmm1\nmovq2dq xmm0, mm0\nemms");
+host_packed!(h_cvttpd2pi, "cvttpd2pi mm0, xmm1\nmovq2dq xmm0, mm0\nemms");
+
+#[test]
+fn register_and_mmx_conversions_match_host() {
+    type H = fn(u128, u128, u32) -> (u128, u32);
+    type O = fn(u128, u128, u32) -> (u128, u8);
+    let ops: Vec<(&str, H, O, bool)> = vec![
+        (
+            "cvtsi2ss r64",
+            h_cvtsi2ss_reg,
+            |a, b, m| {
+                let l = sse::cvtsi2s(a, b as u64 as i64, F32, m);
+                (l.value, l.flags)
+            },
+            false,
+        ),
+        (
+            "cvtsi2sd r32",
+            h_cvtsi2sd_reg32,
+            |a, b, m| {
+                let l = sse::cvtsi2s(a, b as u32 as i32 as i64, F64, m);
+                (l.value, l.flags)
+            },
+            false,
+        ),
+        (
+            "cvtss2sd",
+            h_cvtss2sd_reg,
+            |a, b, m| {
+                let l = sse::cvt_scalar_float(a, b, F32, m);
+                (l.value, l.flags)
+            },
+            false,
+        ),
+        (
+            "cvtsd2ss",
+            h_cvtsd2ss_reg,
+            |a, b, m| {
+                let l = sse::cvt_scalar_float(a, b, F64, m);
+                (l.value, l.flags)
+            },
+            true,
+        ),
+        (
+            "cvtpi2ps",
+            h_cvtpi2ps,
+            |a, b, m| {
+                let l = sse::cvtpi2ps(a, b as u64, m);
+                (l.value, l.flags)
+            },
+            false,
+        ),
+        (
+            "cvtpi2pd",
+            h_cvtpi2pd,
+            |_, b, m| {
+                let l = sse::cvtpi2pd(b as u64, m);
+                (l.value, l.flags)
+            },
+            false,
+        ),
+        (
+            "cvtps2pi",
+            h_cvtps2pi,
+            |_, b, m| {
+                let l = sse::cvt_to_pi(b, F32, false, m);
+                (l.value as u128, l.flags)
+            },
+            false,
+        ),
+        (
+            "cvttpd2pi",
+            h_cvttpd2pi,
+            |_, b, m| {
+                let l = sse::cvt_to_pi(b, F64, true, m);
+                (l.value as u128, l.flags)
+            },
+            true,
+        ),
+    ];
+    let mut fails = Vec::new();
+    let mut r = Rng(0xc0de_0000_5555_0001);
+    let mut count = 0;
+    for (name, host, ours, double) in ops {
+        for mx in mxcsr_settings() {
+            for k in 0..60 {
+                let a = ((r.next() as u128) << 64) | r.next() as u128;
+                let b = if k % 3 == 0 || name.starts_with("cvtsi") || name.starts_with("cvtpi") {
+                    ((r.next() as u128) << 64) | (r.next() >> r.below(64)) as u128
+                } else if double {
+                    (f64_input(&mut r) as u128) | (f64_input(&mut r) as u128) << 64
+                } else {
+                    (0..4).fold(0u128, |acc, i| {
+                        acc | (f32_input(&mut r) as u128) << (32 * i)
+                    })
+                };
+                let h = host(a, b, mx);
+                let (v, f) = ours(a, b, mx);
+                // The MMX forms leave the result in the low quadword of XMM0 (MOVQ2DQ zeroes
+                // the rest).
+                count += 1;
+                if h != (v, mx | f as u32) && fails.len() < 20 {
+                    fails.push(format!(
+                        "{name} a={a:#x} b={b:#x} mx={mx:#x}: host {:#x}/{:#x} ours {v:#x}/{:#x}",
+                        h.0,
+                        h.1,
+                        mx | f as u32
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("register/MMX conversions: {count} cases");
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
