@@ -524,52 +524,6 @@ pub fn cvt_to_dq(b: u128, from: Format, truncate: bool, mx: u32) -> Lane<u128> {
     Lane { value, flags }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn raise_sets_the_flag_and_reports_an_unmasked_exception() {
-        let mut s = SseState {
-            mxcsr: MXCSR_DEFAULT & !(1 << 9),
-            ..SseState::default()
-        };
-        let l = binop(FpOp::Div, 1f64.to_bits(), 0, F64, s.mxcsr);
-        assert_eq!(s.raise(l.flags), Err(SimdException { flags: flag::ZE }));
-        assert_eq!(s.mxcsr & 0x3f, flag::ZE as u32);
-    }
-
-    #[test]
-    fn masked_flags_are_sticky_and_not_reported() {
-        let mut s = SseState::default();
-        let l = binop(FpOp::Div, 1f64.to_bits(), 3f64.to_bits(), F64, s.mxcsr);
-        assert_eq!(s.raise(l.flags), Ok(()));
-        assert_eq!(s.mxcsr & 0x3f, flag::PE as u32);
-    }
-
-    #[test]
-    fn unmasked_underflow_is_reported_even_when_exact() {
-        // 2^-1022 / 2 = 2^-1023 is exact as a denormal; with UE unmasked it is still UE.
-        let mx = MXCSR_DEFAULT & !(1 << 11);
-        let l = binop(FpOp::Div, 0x0010_0000_0000_0000, 2f64.to_bits(), F64, mx);
-        assert_eq!(l.flags, flag::UE);
-    }
-
-    #[test]
-    fn unmasked_invalid_stops_before_the_denormal_check() {
-        let mx = MXCSR_DEFAULT & !1;
-        let l = sqrt(0x8000_0000_0000_0001, F64, mx);
-        assert_eq!(l.flags, flag::IE);
-    }
-
-    #[test]
-    fn ldmxcsr_rejects_reserved_bits() {
-        let mut s = SseState::default();
-        assert_eq!(s.ldmxcsr(0x1_1f80), Err(ReservedMxcsr(0x1_1f80)));
-        assert_eq!(s.mxcsr, MXCSR_DEFAULT);
-    }
-}
-
 /// Scalar conversions in register form.
 ///
 /// CVTSI2SS/CVTSI2SD: the integer (sign-extended from 32 or 64 bits by the caller) into lane 0
@@ -615,4 +569,50 @@ pub fn cvt_to_pi(b: u128, from: Format, truncate: bool, mx: u32) -> Lane<u64> {
         flags |= l.flags;
     }
     Lane { value, flags }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raise_sets_the_flag_and_reports_an_unmasked_exception() {
+        let mut s = SseState {
+            mxcsr: MXCSR_DEFAULT & !(1 << 9),
+            ..SseState::default()
+        };
+        let l = binop(FpOp::Div, 1f64.to_bits(), 0, F64, s.mxcsr);
+        assert_eq!(s.raise(l.flags), Err(SimdException { flags: flag::ZE }));
+        assert_eq!(s.mxcsr & 0x3f, flag::ZE as u32);
+    }
+
+    #[test]
+    fn masked_flags_are_sticky_and_not_reported() {
+        let mut s = SseState::default();
+        let l = binop(FpOp::Div, 1f64.to_bits(), 3f64.to_bits(), F64, s.mxcsr);
+        assert_eq!(s.raise(l.flags), Ok(()));
+        assert_eq!(s.mxcsr & 0x3f, flag::PE as u32);
+    }
+
+    #[test]
+    fn unmasked_underflow_is_reported_even_when_exact() {
+        // 2^-1022 / 2 = 2^-1023 is exact as a denormal; with UE unmasked it is still UE.
+        let mx = MXCSR_DEFAULT & !(1 << 11);
+        let l = binop(FpOp::Div, 0x0010_0000_0000_0000, 2f64.to_bits(), F64, mx);
+        assert_eq!(l.flags, flag::UE);
+    }
+
+    #[test]
+    fn unmasked_invalid_stops_before_the_denormal_check() {
+        let mx = MXCSR_DEFAULT & !1;
+        let l = sqrt(0x8000_0000_0000_0001, F64, mx);
+        assert_eq!(l.flags, flag::IE);
+    }
+
+    #[test]
+    fn ldmxcsr_rejects_reserved_bits() {
+        let mut s = SseState::default();
+        assert_eq!(s.ldmxcsr(0x1_1f80), Err(ReservedMxcsr(0x1_1f80)));
+        assert_eq!(s.mxcsr, MXCSR_DEFAULT);
+    }
 }
