@@ -168,6 +168,29 @@ impl Big {
         Big::norm(self.neg ^ b.neg, self.exp - b.exp, q)
     }
 
+    /// Division by a small positive integer (the series' denominators): two hardware
+    /// divisions instead of the bit loop of [`Big::div`].
+    fn div_int(self, d: u64) -> Big {
+        if self.is_zero() {
+            return self;
+        }
+        let d = d as u128;
+        let q_hi = self.m / d;
+        let r = self.m % d;
+        let q_lo = (r << 64) / d;
+        let lz = q_hi.leading_zeros();
+        let m = if lz == 0 {
+            q_hi
+        } else {
+            (q_hi << lz) | (q_lo >> (64 - lz))
+        };
+        Big {
+            neg: self.neg,
+            exp: self.exp - lz as i32,
+            m,
+        }
+    }
+
     fn half(self) -> Big {
         if self.is_zero() {
             self
@@ -285,7 +308,7 @@ fn series(first: Big, x2: Big, ratio: impl Fn(i64) -> i64) -> Big {
     let mut sum = first;
     let mut term = first;
     for k in 1..200 {
-        term = term.mul(x2).div(Big::int(ratio(k))).neg();
+        term = term.mul(x2).div_int(ratio(k) as u64).neg();
         if term.is_zero() || term.exp < sum.exp - 132 {
             break;
         }
@@ -309,7 +332,7 @@ fn atanh_big(u: Big) -> Big {
     let mut p = u;
     for k in 1..400 {
         p = p.mul(u2);
-        let t = p.div(Big::int(2 * k + 1));
+        let t = p.div_int(2 * k as u64 + 1);
         if t.is_zero() || t.exp < sum.exp - 132 {
             break;
         }
@@ -336,7 +359,7 @@ fn atan_big(x: Big) -> Big {
     let mut p = y;
     for k in 1..200 {
         p = p.mul(y2).neg();
-        let t = p.div(Big::int(2 * k + 1));
+        let t = p.div_int(2 * k as u64 + 1);
         if t.is_zero() || t.exp < sum.exp - 132 {
             break;
         }
@@ -372,7 +395,7 @@ fn expm1_big(t: Big) -> Big {
     let mut sum = t;
     let mut term = t;
     for k in 2..200 {
-        term = term.mul(t).div(Big::int(k));
+        term = term.mul(t).div_int(k as u64);
         if term.is_zero() || term.exp < sum.exp - 132 {
             break;
         }
