@@ -212,6 +212,8 @@ pub fn fldenv(x: &mut X87State, form: EnvForm, b: &[u8]) -> Result<(), RestoreEr
             (get16(b, 0), get16(b, 4), get16(b, 8))
         }
         EnvForm::Bits16 => {
+            // The 16-bit protected-mode layout has no opcode field: FOP becomes 0.
+            x.fop = 0;
             x.fip = get16(b, 6) as u64;
             x.fcs = get16(b, 8);
             x.fdp = get16(b, 10) as u64;

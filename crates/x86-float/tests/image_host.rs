@@ -80,6 +80,9 @@ host!(h_paddb_mm1, "lea {m}, [{m}]\npaddb mm1, mm2");
 host!(h_emms, "lea {m}, [{m}]\nemms");
 host!(h_fnstenv, "fnstenv [{m}]");
 host!(h_fnsave, "fnsave [{m}]");
+host!(h_fnstenv16, ".byte 0x66\nfnstenv [{m}]");
+host!(h_fnsave16, ".byte 0x66\nfnsave [{m}]");
+host!(h_frstor16, ".byte 0x66\nfrstor [{m}]");
 host!(h_fldenv, "fldenv [{m}]");
 host!(h_frstor, "frstor [{m}]");
 
@@ -255,6 +258,40 @@ fn images_match_host() {
             ));
         }
 
+        // The 16-bit forms (operand-size prefix): 14-byte environment, 94-byte save area.
+        let mut hm = [0u8; 128];
+        let h = h_fnstenv16(&img, &mut hm);
+        let (mut x, s) = ours_restore(&img);
+        let env = image::fstenv(&mut x, EnvForm::Bits16);
+        let o = ours_save(&x, &s, &h);
+        count += 1;
+        if (hm[..14] != env[..] || h[..15] != o[..15] || h[16..32] != o[16..32]) && fails.len() < 8
+        {
+            fails.push(format!(
+                "fnstenv16: in {:x?}\nhost {:x?} / {:x?}\nours {:x?} / {:x?}",
+                &img[..32],
+                &hm[..14],
+                &h[..32],
+                env,
+                &o[..32]
+            ));
+        }
+        let mut hm = [0u8; 128];
+        let h = h_fnsave16(&img, &mut hm);
+        let (mut x, s) = ours_restore(&img);
+        let b = image::fsave(&mut x, EnvForm::Bits16);
+        let o = ours_save(&x, &s, &h);
+        count += 1;
+        if (hm[..94] != b[..] || h[..15] != o[..15] || h[16..160] != o[16..160]) && fails.len() < 8
+        {
+            fails.push(format!(
+                "fnsave16: in {:x?}\nhost {:x?}\nours {:x?}",
+                &img[..32],
+                &hm[..94],
+                b
+            ));
+        }
+
         // FNSAVE: 108 bytes, then the FPU is reinitialised.
         let mut hm = [0u8; 128];
         let h = h_fnsave(&img, &mut hm);
@@ -287,21 +324,26 @@ fn images_match_host() {
         env[0..2].copy_from_slice(&fcw.to_le_bytes());
         let fsw = (r.next() as u16) & 0x7f7f;
         env[4..6].copy_from_slice(&fsw.to_le_bytes());
-        for (name, host, frstor) in [
-            (
-                "fldenv",
-                h_fldenv as fn(&[u8; 512], &mut [u8; 128]) -> [u8; 512],
-                false,
-            ),
-            ("frstor", h_frstor, true),
-        ] {
+        type HostFn = fn(&[u8; 512], &mut [u8; 128]) -> [u8; 512];
+        let forms: [(&str, HostFn, bool, EnvForm); 3] = [
+            ("fldenv", h_fldenv, false, EnvForm::Bits32),
+            ("frstor", h_frstor, true, EnvForm::Bits32),
+            ("frstor16", h_frstor16, true, EnvForm::Bits16),
+        ];
+        for (name, host, frstor, form) in forms {
+            let mut env = env;
+            if form == EnvForm::Bits16 {
+                // The 16-bit layout keeps FCW at 0 and FSW at 2.
+                env[0..2].copy_from_slice(&fcw.to_le_bytes());
+                env[2..4].copy_from_slice(&fsw.to_le_bytes());
+            }
             let mut hm = env;
             let h = host(&img, &mut hm);
             let (mut x, s) = ours_restore(&img);
             if frstor {
-                image::frstor(&mut x, EnvForm::Bits32, &env).expect("long enough");
+                image::frstor(&mut x, form, &env).expect("long enough");
             } else {
-                image::fldenv(&mut x, EnvForm::Bits32, &env).expect("long enough");
+                image::fldenv(&mut x, form, &env).expect("long enough");
             }
             let o = ours_save(&x, &s, &h);
             count += 1;
