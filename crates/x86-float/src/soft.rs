@@ -360,7 +360,6 @@ pub fn round(x: Exact, fmt: Format, ctl: RoundCtl) -> (Value, u8) {
     let sig = x.sig << lz;
     let e = x.scale + 127 - lz; // binary exponent of the exact value
     let p = fmt.p as i32;
-    let unbounded = !ctl.ue_masked || !ctl.oe_masked;
     let q = if e < fmt.emin && ctl.ue_masked {
         fmt.emin - (p - 1)
     } else {
@@ -384,7 +383,6 @@ pub fn round(x: Exact, fmt: Format, ctl: RoundCtl) -> (Value, u8) {
         let eu = if ku >> p != 0 { qu + p } else { qu + p - 1 };
         eu < fmt.emin
     };
-    let _ = unbounded;
     let mut flags = 0;
     if tiny && ctl.ue_masked && ctl.ftz {
         return (Value::Zero { sign: x.sign }, flag::UE | flag::PE);

@@ -378,10 +378,9 @@ pub fn from_int(v: i64, to: Format, mx: u32) -> Lane<u64> {
 /// CVTT forms).
 /// `truncate` selects the CVTT forms; out-of-range and NaN give the integer indefinite.
 pub fn to_int(a: u64, from: Format, bits: u32, truncate: bool, mx: u32) -> Lane<i64> {
-    let mut flags = 0;
-    let va = src(a, from, mx, &mut flags);
-    // Conversions to integer report only IE and PE.
-    let _ = flags;
+    // Conversions to integer report only IE and PE: a denormal source's DE is dropped.
+    let mut ignored_de = 0;
+    let va = src(a, from, mx, &mut ignored_de);
     let rc = if truncate {
         Rounding::Zero
     } else {

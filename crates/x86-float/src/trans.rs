@@ -128,7 +128,6 @@ impl Big {
         let hi = a1 * b1;
         let (mid, c1) = mid1.overflowing_add(mid2);
         let (lo2, c2) = lo.overflowing_add(mid << 64);
-        let _ = lo2;
         let hi = hi + (mid >> 64) + ((c1 as u128) << 64) + c2 as u128;
         let neg = self.neg ^ b.neg;
         if hi >> 127 != 0 {
