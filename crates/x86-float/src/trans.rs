@@ -201,29 +201,17 @@ impl Big {
         }
     }
 
-    fn to_f64(self) -> f64 {
-        if self.is_zero() {
-            return 0.0;
-        }
-        let v = (self.m >> 64) as u64 as f64 * 2f64.powi(self.exp - 63);
-        if self.neg {
-            -v
-        } else {
-            v
-        }
-    }
-
     fn sqrt(self) -> Big {
         if self.is_zero() {
             return self;
         }
-        // Start from the double-precision root (scaled to stay in range), then Newton.
+        // Start from the double-precision root of the top 53 bits, scaled to [1, 4) (IEEE
+        // square root is correctly rounded on every host, so this stays deterministic), then
+        // three Newton steps.
         let e2 = self.exp & !1;
-        let scaled = Big {
-            exp: self.exp - e2,
-            ..self
-        };
-        let f = scaled.to_f64().sqrt();
+        let odd = self.exp - e2; // 0 or 1
+        let frac = ((self.m >> 75) as u64) & ((1 << 52) - 1);
+        let f = f64::from_bits(((1023 + odd as u64) << 52) | frac).sqrt();
         let bits = f.to_bits();
         let fe = ((bits >> 52) & 0x7ff) as i32 - 1023;
         let fm = ((bits & ((1 << 52) - 1)) | (1 << 52)) as u128;
