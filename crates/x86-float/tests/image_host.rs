@@ -130,10 +130,10 @@ fn ours_save(x: &X87State, s: &SseState, like: &[u8; 512]) -> [u8; 512] {
 
 #[test]
 fn images_match_host() {
-    let mut r = Rng(0x1111_fff0_0000_0001);
+    let mut r = common::rng(0x1111_fff0_0000_0001);
     let mut fails = Vec::new();
     let mut count = 0;
-    for _ in 0..500 {
+    for _ in 0..500 * common::scale() {
         let img = random_image(&mut r);
         let mut mem = [0u8; 128];
 

@@ -92,7 +92,7 @@ fn run(
     count: &mut usize,
     r: &mut Rng,
 ) {
-    for _ in 0..300 {
+    for _ in 0..300 * common::scale() {
         let (mut a, mut b) = (operand(r), operand(r));
         if width == 8 {
             a &= u64::MAX as u128;
@@ -335,7 +335,7 @@ fn simd_integer_operations_match_host() {
 
     let mut fails = Vec::new();
     let mut count = 0;
-    let mut r = Rng(0x51d0_0000_0000_0001);
+    let mut r = common::rng(0x51d0_0000_0000_0001);
     for (name, x, m, f) in l {
         run(name, x, f, 16, &mut fails, &mut count, &mut r);
         run(name, m, f, 8, &mut fails, &mut count, &mut r);

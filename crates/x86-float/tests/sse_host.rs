@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{f32_input, f64_input, Rng};
+use common::{f32_input, f64_input};
 use core::arch::asm;
 use pandare_x86_float::soft::{F32, F64};
 use pandare_x86_float::sse::{self, FpOp};
@@ -114,11 +114,11 @@ fn scalar_single_arithmetic_matches_host() {
         ("maxss", FpOp::Max, h_maxss),
     ];
     let mut fails = Vec::new();
-    let mut r = Rng(0x1234_5678_9abc_def1);
+    let mut r = common::rng(0x1234_5678_9abc_def1);
     let mut count = 0;
     for (name, op, host) in ops {
         for mx in mxcsr_settings() {
-            for _ in 0..N / 16 {
+            for _ in 0..N / 16 * common::scale() {
                 let (a, b) = (f32_input(&mut r), f32_input(&mut r));
                 let h = host(a, b, mx);
                 let l = sse::binop(op, a as u64, b as u64, F32, mx);
@@ -148,11 +148,11 @@ fn scalar_double_arithmetic_matches_host() {
         ("maxsd", FpOp::Max, h_maxsd),
     ];
     let mut fails = Vec::new();
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut r = common::rng(0x9e37_79b9_7f4a_7c15);
     let mut count = 0;
     for (name, op, host) in ops {
         for mx in mxcsr_settings() {
-            for _ in 0..N / 16 {
+            for _ in 0..N / 16 * common::scale() {
                 let (a, b) = (f64_input(&mut r), f64_input(&mut r));
                 let h = host(a, b, mx);
                 let l = sse::binop(op, a, b, F64, mx);
@@ -174,10 +174,10 @@ fn scalar_double_arithmetic_matches_host() {
 #[test]
 fn sqrt_and_conversions_match_host() {
     let mut fails = Vec::new();
-    let mut r = Rng(0x5555_aaaa_1234_0001);
+    let mut r = common::rng(0x5555_aaaa_1234_0001);
     let mut count = 0;
     for mx in mxcsr_settings() {
-        for _ in 0..N / 16 {
+        for _ in 0..N / 16 * common::scale() {
             // The host instruction's first operand is the untouched destination: pass a dummy.
             let a = f32_input(&mut r);
             let l = sse::sqrt(a as u64, F32, mx);
@@ -297,7 +297,7 @@ host_from_int!(h_cvtsi2sd64, "cvtsi2sd", "rax");
 #[test]
 fn integer_conversions_match_host() {
     let mut fails = Vec::new();
-    let mut r = Rng(0x0bad_cafe_f00d_0001);
+    let mut r = common::rng(0x0bad_cafe_f00d_0001);
     let mut count = 0;
     type H = fn(u64, u32) -> (u64, u32);
     let to: [(&str, H, bool, u32, bool); 8] = [
@@ -312,7 +312,7 @@ fn integer_conversions_match_host() {
     ];
     for mx in mxcsr_settings() {
         for (name, host, double, bits, trunc) in to {
-            for _ in 0..200 {
+            for _ in 0..200 * common::scale() {
                 let a = if double {
                     f64_input(&mut r)
                 } else {
@@ -344,7 +344,7 @@ fn integer_conversions_match_host() {
             ("cvtsi2sd64", h_cvtsi2sd64, true, 64),
         ];
         for (name, host, double, bits) in from {
-            for _ in 0..200 {
+            for _ in 0..200 * common::scale() {
                 let v = r.next() >> r.below(64);
                 let v = if r.below(2) == 0 { v.wrapping_neg() } else { v };
                 let iv = if bits == 32 {
@@ -454,14 +454,14 @@ host_comi!(h_ucomisd, "ucomisd");
 #[test]
 fn compares_match_host() {
     let mut fails = Vec::new();
-    let mut r = Rng(0x7777_0000_1111_2222);
+    let mut r = common::rng(0x7777_0000_1111_2222);
     let mut count = 0;
     type H = fn(u64, u64, u32) -> (u64, u32);
     let cmps: [H; 8] = [
         h_cmpsd0, h_cmpsd1, h_cmpsd2, h_cmpsd3, h_cmpsd4, h_cmpsd5, h_cmpsd6, h_cmpsd7,
     ];
     for mx in mxcsr_settings() {
-        for _ in 0..100 {
+        for _ in 0..100 * common::scale() {
             let (a, b) = (f64_input(&mut r), f64_input(&mut r));
             let b = if r.below(4) == 0 { a } else { b };
             for (pred, host) in cmps.iter().enumerate() {
@@ -656,11 +656,11 @@ fn packed_operations_match_host() {
         ),
     ];
     let mut fails = Vec::new();
-    let mut r = Rng(0xacdc_0000_1234_0001);
+    let mut r = common::rng(0xacdc_0000_1234_0001);
     let mut count = 0;
     for (name, host, ours, double) in ops {
         for mx in mxcsr_settings() {
-            for _ in 0..60 {
+            for _ in 0..60 * common::scale() {
                 let mut v = [0u128; 2];
                 for x in v.iter_mut() {
                     *x = if double {
@@ -741,9 +741,9 @@ fn reciprocal_approximations_match_host() {
             );
         }
     }
-    let mut r = Rng(0x2c9_0000_1111_0001);
+    let mut r = common::rng(0x2c9_0000_1111_0001);
     for mx in mxcsr_settings() {
-        for _ in 0..500 {
+        for _ in 0..500 * common::scale() {
             let b = (0..4).fold(0u128, |acc, i| {
                 acc | ((f32_input(&mut r) as u128) << (32 * i))
             });
@@ -874,11 +874,11 @@ fn register_and_mmx_conversions_match_host() {
         ),
     ];
     let mut fails = Vec::new();
-    let mut r = Rng(0xc0de_0000_5555_0001);
+    let mut r = common::rng(0xc0de_0000_5555_0001);
     let mut count = 0;
     for (name, host, ours, double) in ops {
         for mx in mxcsr_settings() {
-            for k in 0..60 {
+            for k in 0..60 * common::scale() {
                 let a = ((r.next() as u128) << 64) | r.next() as u128;
                 let b = if k % 3 == 0 || name.starts_with("cvtsi") || name.starts_with("cvtpi") {
                     ((r.next() as u128) << 64) | (r.next() >> r.below(64)) as u128

@@ -215,7 +215,7 @@ type Host = fn(&[F80Bits], u16, [u8; 16]) -> Outcome;
 #[test]
 fn register_arithmetic_matches_host() {
     let mut t = Tally::new("x87 register arithmetic");
-    let mut r = Rng(0x8087_0000_0000_0001);
+    let mut r = common::rng(0x8087_0000_0000_0001);
     // Intel's FSUBP ST(1),ST(0) computes ST(1) - ST(0) (the assembler spells the
     // encodings DE E8+i as "fsubp"), FDIVRP ST(1),ST(0) computes ST(0)/ST(1).
     let ops: [(&str, Host, Arith, u8, bool); 9] = [
@@ -231,7 +231,7 @@ fn register_arithmetic_matches_host() {
     ];
     for cw in control_words() {
         for (name, host, op, dst, pop) in ops {
-            for _ in 0..N {
+            for _ in 0..N * common::scale() {
                 let n = depth(&mut r);
                 let regs = random_regs(&mut r, n);
                 let h = host(&regs, cw, [0; 16]);
@@ -257,10 +257,10 @@ host!(h_fidiv_m16, "fidiv word ptr [{m}]");
 #[test]
 fn memory_arithmetic_matches_host() {
     let mut t = Tally::new("x87 memory arithmetic");
-    let mut r = Rng(0x8087_0000_0000_0002);
+    let mut r = common::rng(0x8087_0000_0000_0002);
     for cw in control_words() {
         for k in 0..6 {
-            for _ in 0..N {
+            for _ in 0..N * common::scale() {
                 let n = if r.below(20) == 0 { 0 } else { 1 };
                 let regs = random_regs(&mut r, n);
                 let mut mem = [0u8; 16];
@@ -337,7 +337,7 @@ host!(h_ffree, "ffree st(1)");
 #[test]
 fn unary_and_compare_operations_match_host() {
     let mut t = Tally::new("x87 unary/compare");
-    let mut r = Rng(0x8087_0000_0000_0003);
+    let mut r = common::rng(0x8087_0000_0000_0003);
     type Op = fn(&mut X87State) -> Option<u64>;
     let ops: [(&str, Host, Op, u16); 24] = [
         (
@@ -554,7 +554,7 @@ fn unary_and_compare_operations_match_host() {
     ];
     for cw in control_words() {
         for (name, host, op, mask) in ops {
-            for _ in 0..N {
+            for _ in 0..N * common::scale() {
                 let n = depth(&mut r);
                 let mut regs = random_regs(&mut r, n);
                 if name.starts_with("fprem") && n == 2 && r.below(2) == 0 {
@@ -591,7 +591,7 @@ host!(h_fbstp, "fbstp tbyte ptr [{m}]");
 #[test]
 fn stores_match_host() {
     let mut t = Tally::new("x87 stores");
-    let mut r = Rng(0x8087_0000_0000_0004);
+    let mut r = common::rng(0x8087_0000_0000_0004);
     let ops: [(&str, Host, StoreKind, bool); 10] = [
         ("fst m32", h_fst_m32, StoreKind::F32, false),
         ("fstp m64", h_fstp_m64, StoreKind::F64, true),
@@ -606,7 +606,7 @@ fn stores_match_host() {
     ];
     for cw in control_words() {
         for (name, host, kind, pop) in ops {
-            for _ in 0..N {
+            for _ in 0..N * common::scale() {
                 let n = if r.below(20) == 0 { 0 } else { 1 };
                 let regs = random_regs(&mut r, n);
                 let h = host(&regs, cw, [0; 16]);
@@ -639,9 +639,9 @@ host!(h_fldz, "fldz");
 #[test]
 fn loads_and_constants_match_host() {
     let mut t = Tally::new("x87 loads/constants");
-    let mut r = Rng(0x8087_0000_0000_0005);
+    let mut r = common::rng(0x8087_0000_0000_0005);
     for cw in control_words() {
-        for _ in 0..N {
+        for _ in 0..N * common::scale() {
             let n = match r.below(10) {
                 0 => 8,
                 1 => 7,
@@ -795,7 +795,7 @@ fn trig_arg(r: &mut Rng) -> F80Bits {
 /// match exactly, and every result to be within 1 ulp of the host's.
 #[test]
 fn transcendentals_are_within_one_ulp_of_host() {
-    let mut r = Rng(0x7777_0000_0000_0009);
+    let mut r = common::rng(0x7777_0000_0000_0009);
     type Op = fn(&mut X87State);
     type Gen = fn(&mut Rng) -> Vec<F80Bits>;
     let ops: [(&str, Host, Op, Gen); 8] = [
@@ -851,7 +851,7 @@ fn transcendentals_are_within_one_ulp_of_host() {
     for (name, host, op, gen) in ops {
         let (mut n, mut exact, mut one, mut worse, mut c1, mut skipped) = (0, 0, 0, 0, 0, 0);
         for cw in [0x37fu16, 0x77f, 0xb7f, 0xf7f, 0x27f, 0x07f] {
-            for i in 0..400 {
+            for i in 0..400 * common::scale() {
                 // One case in four uses edge values (zeros, infinities, NaNs, denormals,
                 // unsupported encodings, huge arguments) and sometimes too few registers.
                 let regs = if i % 4 == 0 {
@@ -924,9 +924,9 @@ host!(h_ficomp_m32, "ficomp dword ptr [{m}]");
 #[test]
 fn memory_compares_match_host() {
     let mut t = Tally::new("x87 memory compares");
-    let mut r = Rng(0x8087_0000_0000_0006);
+    let mut r = common::rng(0x8087_0000_0000_0006);
     for cw in control_words() {
-        for _ in 0..N {
+        for _ in 0..N * common::scale() {
             let n = if r.below(20) == 0 { 0 } else { 1 };
             let regs = random_regs(&mut r, n);
             let mut mem = [0u8; 16];
@@ -1002,7 +1002,7 @@ fn memory_compares_match_host() {
 #[test]
 fn pushing_transcendentals_on_a_full_stack_match_host() {
     let mut t = Tally::new("x87 full-stack pushes");
-    let mut r = Rng(0x8087_0000_0000_0007);
+    let mut r = common::rng(0x8087_0000_0000_0007);
     type Op = fn(&mut X87State);
     let ops: [(&str, Host, Op); 3] = [
         ("fsincos", h_fsincos, |s| s.fsincos()),

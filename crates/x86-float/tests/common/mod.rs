@@ -170,3 +170,21 @@ pub fn f80_input(r: &mut Rng) -> (u16, u64) {
         _ => (sign | (r.below(0x7fff) as u16), r.next() | (1 << 63)),
     }
 }
+
+/// Case-count multiplier from `PANDARE_ORACLE_SCALE` (default 1), for longer hunts.
+pub fn scale() -> usize {
+    std::env::var("PANDARE_ORACLE_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// A generator seeded from the test's constant, perturbed by `PANDARE_ORACLE_SEED` if set (the
+/// failure messages print inputs, so any run is reproducible from its seed).
+pub fn rng(seed: u64) -> Rng {
+    let extra: u64 = std::env::var("PANDARE_ORACLE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Rng(seed ^ extra.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+}
