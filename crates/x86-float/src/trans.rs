@@ -748,7 +748,9 @@ impl X87State {
                 Value::Zero { .. } => match y {
                     Value::Zero { .. } => return invalid(self),
                     _ => {
-                        if !self.raise(flag::ZE) {
+                        // log2(0) = −∞ times a finite y is a zero divide; times ±∞ it is just
+                        // ∓∞ (no flag, measured on the host).
+                        if !matches!(y, Value::Inf { .. }) && !self.raise(flag::ZE) {
                             return;
                         }
                         return special(self, Value::Inf { sign: !y.sign() });

@@ -1216,7 +1216,8 @@ impl X87State {
             } else {
                 Value::Inf { sign }
             }),
-            (Value::Finite { .. }, Value::Zero { .. }) => Ok(exact_of(va)),
+            // Scaling by zero returns the operand as it is (a denormal raises no UE).
+            (Value::Finite { .. }, Value::Zero { .. }) => Err(va),
             (Value::Finite { sign, exp, sig }, Value::Finite { .. }) => {
                 let n = match soft::to_int(vb, Rounding::Zero, -(1 << 40), 1 << 40) {
                     Some((n, _)) => n,
@@ -1335,11 +1336,10 @@ impl X87State {
                 if de != 0 && !self.raise(de) {
                     return;
                 }
-                // ST(0) is written back normalised.
-                if let Value::Finite { sign, .. } = va {
-                    let x = exact_of(va);
-                    let v = self.rem_value(sign, x.sig, x.scale + 63);
-                    self.set_st(0, F80Bits::from_value(v));
+                // ST(0) is written back re-encoded (a pseudo-denormal becomes normal, a
+                // denormal stays one and raises no UE).
+                if let Value::Finite { .. } = va {
+                    self.set_st(0, F80Bits::from_value(va));
                 }
                 self.set_cc(false, false, false, false);
                 return;
