@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use pandare::exec;
+use pandare_plugins::Plugins;
 use pandare_user::{Io, Program};
 
 use crate::{unload_plugins, PluginArgs};
@@ -43,7 +44,7 @@ pub struct ExecArgs {
 /// Runs the program; the exit code is the program's status (128 + N for a signal, 127
 /// when the emulation cannot go on).
 pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
-    args.plugins.check()?;
+    args.plugins.check(None)?;
     for pair in &args.env {
         if !pair.contains('=') {
             anyhow::bail!("--env {pair:?} is not KEY=VALUE");
@@ -62,7 +63,11 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .context("--mem is too large")?;
     let mut machine = exec::load(args.arch.as_deref(), &program, Io::host(), memory)?;
     machine.process().trace_syscalls = args.strace;
-    let mut plugins = args.plugins.load(machine.as_mut())?;
+    let mut plugins = Plugins::new();
+    plugins.set_kernel_unavailable(
+        "panda exec runs one program without a kernel, so there is no kernel to introspect",
+    );
+    let mut plugins = args.plugins.load(plugins, machine.as_mut())?;
     let outcome = machine.run_to_end();
     let instructions = machine.instruction_count();
     unload_plugins(&mut plugins, machine.as_mut())?;
