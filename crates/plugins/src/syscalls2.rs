@@ -30,10 +30,13 @@
 //!   interrupted by the signal returns then, at its own address);
 //! - a successful `execve` replaces the address space: the task's entries made in another
 //!   address space are dropped at its next entry, or when it reaches their address;
+//! - a child killed while blocked never returns: when `wait4` reaps it, its entries are
+//!   dropped;
 //! - a restarted system call executes its instruction again: the new entry replaces the
 //!   pending one (the enter callbacks fire again, as in PANDA);
-//! - at most `pending_limit` entries are kept (a task killed while blocked never returns):
-//!   the oldest is dropped beyond that. Loading a snapshot drops them all.
+//! - at most `pending_limit` entries are kept:
+//!   the oldest is dropped beyond that (a process killed whose parent never reaps it).
+//!   Loading a snapshot drops them all.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -261,6 +264,8 @@ enum Flow {
     ExitGroup,
     /// `rt_sigreturn`: resumes the interrupted context.
     Resumes,
+    /// `wait4`: returns the pid of a child that ended (and was reaped).
+    Reaps,
 }
 
 struct Known {
@@ -285,6 +290,7 @@ impl Table {
                 "exit" => Flow::Exit,
                 "exit_group" => Flow::ExitGroup,
                 "rt_sigreturn" | "sigreturn" => Flow::Resumes,
+                "wait4" | "waitpid" => Flow::Reaps,
                 _ => Flow::Returns,
             };
             by_number.entry(info.number).or_insert(known.len());
@@ -349,6 +355,28 @@ impl Tracker {
             owner != task || keep_asid.is_some_and(|asid| asid == entry.asid)
         });
         self.stats.dropped += (before - self.pending.len()) as u64;
+    }
+
+    /// Drops the pending entries of the threads of process `pid`, which ended (a child
+    /// reaped by `wait4`: killed by a signal while blocked, its calls never return). Its
+    /// tasks are read now: a freed one no longer reads as `pid` (its entries then wait for
+    /// eviction).
+    fn drop_process(&mut self, cpu: &mut dyn GuestCpu, profile: &Arc<Profile>, pid: u32) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(kernel) = self.kernel(profile, cpu).cloned() else {
+            return;
+        };
+        let tasks: HashSet<u64> = self.pending.keys().map(|&(task, _)| task).collect();
+        for task in tasks {
+            if kernel
+                .task_ids(cpu, task)
+                .is_ok_and(|(_, owner)| owner == pid)
+            {
+                self.drop_task(task, None);
+            }
+        }
     }
 
     fn evict_oldest(&mut self) {
@@ -501,7 +529,7 @@ impl Shared {
                 }
             }
             Flow::Resumes => tracker.stats.no_return += 1,
-            Flow::Returns => {
+            Flow::Returns | Flow::Reaps => {
                 // Entries of this task made in another address space can never return
                 // (a successful execve replaced it).
                 tracker.drop_task(task, Some(event.asid));
@@ -562,6 +590,16 @@ impl Shared {
             .return_value(cpu, Convention::Syscall)
             .ok()
             .or(Some(0));
+        let reaped = event.signed_retval().unwrap_or(0);
+        if reaped > 0
+            && reaped <= i64::from(u32::MAX)
+            && self
+                .table
+                .get(event.number)
+                .is_some_and(|known| known.flow == Flow::Reaps)
+        {
+            lock(&self.tracker).drop_process(cpu, &self.profile, reaped as u32);
+        }
         let numbered = SyscallNumber {
             pc: event.pc,
             callno: event.number,

@@ -219,6 +219,38 @@ fn pending_returns_do_not_leak_across_execs_and_exits() {
     assert!(stats.entries > 1000, "{stats:?}");
     assert!(stats.no_return >= 54, "{stats:?}");
     assert_eq!(stats.evicted, 0);
+
+    // Signals: a child killed while it sleeps never returns from its sleep (its entry is
+    // dropped when the shell reaps it); a shell interrupted in `wait` by a trapped signal
+    // runs its handler and goes on.
+    let sleeps = ["nanosleep", "clock_nanosleep"].map(|name| number(&profile, name));
+    for _ in 0..3 {
+        run(&mut console, "sleep 10 & sleep 1; kill $!; wait");
+    }
+    let output = run(
+        &mut console,
+        "trap 'echo TRAPPED' USR1; (sleep 1; kill -USR1 $$) & wait; wait; echo WAITED",
+    );
+    assert!(
+        output.contains("TRAPPED") && output.contains("WAITED"),
+        "{output:?}"
+    );
+    let after = api.pending();
+    let stats = api.stats();
+    eprintln!("pending after the signals: {}; {stats:?}", after.len());
+    for entry in &after {
+        eprintln!("  pending: {:?} task {:#x}", entry.name(), entry.task);
+    }
+    assert!(
+        after.iter().all(|entry| !sleeps.contains(&entry.number)),
+        "a killed sleep's entry stayed"
+    );
+    assert!(
+        after.len() <= early.max(1) + 1,
+        "{early} then {}",
+        after.len()
+    );
+    assert_eq!(stats.evicted, 0);
     plugins
         .unload_all(console.machine().instrumentation())
         .unwrap();
