@@ -18,6 +18,9 @@ use pandare_plugins::proc_start_linux::AuxvValues;
 use pandare_plugins::syscalls2::{Syscall, SyscallNumber, Syscalls2};
 use pandare_plugins::{Plugins, PppValue};
 
+/// Events gathered by callbacks.
+type Log<T> = Arc<Mutex<Vec<T>>>;
+
 fn config() -> MachineConfig {
     MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
         .expect("the riscv64 image is needed: run `target/release/panda image build riscv64`")
@@ -68,7 +71,7 @@ fn number(profile: &Profile, name: &str) -> u64 {
 fn write_buffers_and_openat_paths_are_what_the_programs_used() {
     let (mut console, mut plugins, _) = guest();
     // Typed Rust: write's buffer, read at entry.
-    let writes: Arc<Mutex<Vec<(i64, Vec<u8>, u64)>>> = Arc::default();
+    let writes: Log<(i64, Vec<u8>, u64)> = Arc::default();
     let log = Arc::clone(&writes);
     plugins
         .register_ppp(
@@ -83,7 +86,7 @@ fn write_buffers_and_openat_paths_are_what_the_programs_used() {
             },
         )
         .unwrap();
-    let returns: Arc<Mutex<Vec<(u64, Option<i64>)>>> = Arc::default();
+    let returns: Log<(u64, Option<i64>)> = Arc::default();
     let log = Arc::clone(&returns);
     plugins
         .register_ppp(
@@ -95,7 +98,7 @@ fn write_buffers_and_openat_paths_are_what_the_programs_used() {
         .unwrap();
     // Plain values (the Python path): openat's (pc, dfd, filename, flags, mode), with the
     // path read from the guest at entry.
-    let opens: Arc<Mutex<Vec<(Vec<PppValue>, Vec<u8>)>>> = Arc::default();
+    let opens: Log<(Vec<PppValue>, Vec<u8>)> = Arc::default();
     let log = Arc::clone(&opens);
     let signature = plugins
         .register_ppp_values(
@@ -383,7 +386,7 @@ fn a_replay_gives_the_live_events_twice() {
 #[test]
 fn proc_start_linux_reads_argv_and_the_entry_of_a_new_program() {
     let (mut console, mut plugins, _) = guest();
-    let programs: Arc<Mutex<Vec<(AuxvValues, Vec<u8>)>>> = Arc::default();
+    let programs: Log<(AuxvValues, Vec<u8>)> = Arc::default();
     let log = Arc::clone(&programs);
     plugins
         .register_ppp(
