@@ -769,6 +769,76 @@ mod tests {
     }
 
     #[test]
+    fn mistakes_get_clear_errors() {
+        use crate::Plugins;
+        use pandare_core::instrument::Instrumentation;
+
+        // No kernel: loading, and registering on a per-syscall point, say why.
+        let mut plugins = Plugins::new();
+        let mut registry = Instrumentation::new();
+        let error = plugins.load(&mut registry, NAME, Vec::new()).unwrap_err();
+        assert!(
+            matches!(error, PluginError::NoKernelProfile { .. }),
+            "{error}"
+        );
+        let error = plugins
+            .register_ppp_values(NAME, "on_sys_write_enter", "w", |_, _| {})
+            .unwrap_err();
+        assert!(error.to_string().contains("kernel image"), "{error}");
+        // The static points need no kernel.
+        plugins
+            .register_ppp(NAME, "on_all_sys_enter", "all", |_, _: &SyscallNumber| {})
+            .unwrap();
+
+        let mut plugins = Plugins::new();
+        plugins.set_kernel_profile(Arc::new(profile()));
+        // Before loading: the points come from the profile, typed.
+        let signature = plugins
+            .register_ppp_values(NAME, "on_sys_openat_enter", "open", |_, _| {})
+            .unwrap();
+        assert_eq!(signature, "(cpu, pc, dfd, filename, flags, mode)");
+        let error = plugins
+            .register_ppp(
+                NAME,
+                "on_sys_openat_return",
+                "typed",
+                |_, _: &SyscallNumber| {},
+            )
+            .unwrap_err();
+        assert!(matches!(error, PluginError::PppType { .. }), "{error}");
+        let error = plugins
+            .register_ppp_values(NAME, "on_sys_nonesuch_enter", "x", |_, _| {})
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("4 declared from the guest's kernel"),
+            "{error}"
+        );
+        let error = plugins
+            .load(&mut registry, NAME, [("pending_limit".into(), "0".into())])
+            .unwrap_err();
+        assert!(matches!(error, PluginError::BadArgument { .. }), "{error}");
+        let error = plugins
+            .load(
+                &mut registry,
+                "syscalls_logger",
+                [("format".into(), "xml".into())],
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("table or json"), "{error}");
+
+        // Plugins built on syscalls2 load it, and it stays while they are loaded.
+        plugins.load(&mut registry, "hooks2", Vec::new()).unwrap();
+        assert_eq!(plugins.loaded(), ["syscalls2", "hooks2"]);
+        let error = plugins.unload(&mut registry, NAME).unwrap_err();
+        assert!(matches!(error, PluginError::Required { .. }), "{error}");
+        let reports = plugins.unload_all(&mut registry).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert!(registry.list().is_empty());
+    }
+
+    #[test]
     fn arguments_decode_per_kind() {
         let profile = profile();
         let event = Syscall {
