@@ -1,6 +1,8 @@
 //! What system call tracing costs: records the riscv64 guest's boot and a workload of
-//! commands once, then replays the recording with nothing loaded, with `syscalls2` and an
-//! empty Rust `on_all_sys_enter` callback, and with `syscalls_logger`, alternating the
+//! commands once, then replays the recording with nothing loaded, with an address hook
+//! that never fires (the callback-checking executor loop alone, which any exception
+//! callback or address hook selects: the floor of what tracing system calls costs), with
+//! `syscalls2` and an empty Rust `on_all_sys_enter` callback, and with `syscalls_logger`, alternating the
 //! configurations for `rounds` rounds (default 3). Prints each replay's CPU time (this
 //! thread's, steadier than wall time on a shared machine), the best, the spread, and the
 //! ratio of the best times.
@@ -12,6 +14,7 @@ use std::time::Instant;
 
 use pandare::console::UNITS_PER_SECOND;
 use pandare::{replay, Console, MachineConfig};
+use pandare_core::instrument::AddressHook;
 use pandare_osi::Profile;
 use pandare_plugins::syscalls2::{SyscallNumber, Syscalls2};
 use pandare_plugins::Plugins;
@@ -29,6 +32,8 @@ const WORKLOAD: &[&str] = &[
     "cat /proc/version /proc/cpuinfo > /dev/null",
     "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > /dev/null; /bin/true; done",
     "find / -xdev > /dev/null 2>&1; echo done",
+    // System-call heavy: each round opens, writes and closes /dev/null from the shell.
+    "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo $i > /dev/null; done; echo $i",
 ];
 
 fn main() {
@@ -64,6 +69,7 @@ fn main() {
 
     let names = [
         "none",
+        "an address hook that never fires",
         "syscalls2 + empty on_all_sys_enter",
         "syscalls_logger",
     ];
@@ -75,7 +81,15 @@ fn main() {
             let mut plugins = Plugins::new();
             plugins.set_kernel_profile(Arc::clone(&profile));
             match run {
-                1 => {
+                1 => machine
+                    .instrumentation()
+                    .add_hook(
+                        "never",
+                        AddressHook::at(1),
+                        Box::new(|_, _| unreachable!("odd addresses are never executed")),
+                    )
+                    .unwrap(),
+                2 => {
                     plugins
                         .register_ppp(
                             "syscalls2",
@@ -88,7 +102,7 @@ fn main() {
                         .load(machine.instrumentation(), "syscalls2", Vec::new())
                         .unwrap();
                 }
-                2 => plugins
+                3 => plugins
                     .load_spec(
                         machine.instrumentation(),
                         &format!("syscalls_logger:file={}", log.display()),
@@ -106,6 +120,7 @@ fn main() {
                 .map(|api| api.stats())
                 .ok();
             plugins.unload_all(machine.instrumentation()).unwrap();
+            let _ = machine.instrumentation().delete("never");
             println!(
                 "round {round} {name:<38} cpu {cpu:6.2} s  wall {:6.2} s  {:6.1} MIPS{}",
                 wall.elapsed().as_secs_f64(),
