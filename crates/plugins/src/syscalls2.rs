@@ -331,8 +331,87 @@ pub struct Stats {
     pub hooks: u64,
 }
 
+/// The entries awaiting their return, by task (a task has few: one, plus those a signal
+/// handler's calls interrupted), so that an entry's bookkeeping costs the same however
+/// many tasks wait.
+#[derive(Default)]
+struct Pending {
+    by_task: HashMap<u64, Vec<Syscall>>,
+    count: usize,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds `event`; whether it replaced one of its task at the same return address.
+    fn insert(&mut self, event: Syscall) -> bool {
+        let list = self.by_task.entry(event.task).or_default();
+        if let Some(slot) = list
+            .iter_mut()
+            .find(|entry| entry.return_address == event.return_address)
+        {
+            *slot = event;
+            return true;
+        }
+        list.push(event);
+        self.count += 1;
+        false
+    }
+
+    fn remove(&mut self, task: u64, address: u64) -> Option<Syscall> {
+        let list = self.by_task.get_mut(&task)?;
+        let index = list
+            .iter()
+            .position(|entry| entry.return_address == address)?;
+        let event = list.swap_remove(index);
+        if list.is_empty() {
+            self.by_task.remove(&task);
+        }
+        self.count -= 1;
+        Some(event)
+    }
+
+    /// Drops the entries of `task` (all, or those made in another address space than
+    /// `keep_asid`); how many.
+    fn drop_task(&mut self, task: u64, keep_asid: Option<u64>) -> usize {
+        let Some(list) = self.by_task.get_mut(&task) else {
+            return 0;
+        };
+        let before = list.len();
+        list.retain(|entry| keep_asid.is_some_and(|asid| asid == entry.asid));
+        let dropped = before - list.len();
+        if list.is_empty() {
+            self.by_task.remove(&task);
+        }
+        self.count -= dropped;
+        dropped
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Syscall> {
+        self.by_task.values().flatten()
+    }
+
+    /// The tasks with entries, in a fixed order.
+    fn tasks(&self) -> Vec<u64> {
+        let mut tasks: Vec<u64> = self.by_task.keys().copied().collect();
+        tasks.sort_unstable();
+        tasks
+    }
+
+    fn clear(&mut self) {
+        self.by_task.clear();
+        self.count = 0;
+    }
+}
+
 struct Tracker {
-    pending: HashMap<(u64, u64), Syscall>,
+    pending: Pending,
     hooked: HashSet<u64>,
     next_id: u64,
     limit: usize,
@@ -350,11 +429,7 @@ impl Tracker {
 
     /// Drops the pending entries of `task` (all, or those made in another address space).
     fn drop_task(&mut self, task: u64, keep_asid: Option<u64>) {
-        let before = self.pending.len();
-        self.pending.retain(|&(owner, _), entry| {
-            owner != task || keep_asid.is_some_and(|asid| asid == entry.asid)
-        });
-        self.stats.dropped += (before - self.pending.len()) as u64;
+        self.stats.dropped += self.pending.drop_task(task, keep_asid) as u64;
     }
 
     /// Drops the pending entries of the threads of process `pid`, which ended (a child
@@ -368,8 +443,7 @@ impl Tracker {
         let Some(kernel) = self.kernel(profile, cpu).cloned() else {
             return;
         };
-        let tasks: HashSet<u64> = self.pending.keys().map(|&(task, _)| task).collect();
-        for task in tasks {
+        for task in self.pending.tasks() {
             if kernel
                 .task_ids(cpu, task)
                 .is_ok_and(|(_, owner)| owner == pid)
@@ -381,15 +455,15 @@ impl Tracker {
 
     fn evict_oldest(&mut self) {
         while self.pending.len() > self.limit {
-            let Some(key) = self
+            let Some((task, address)) = self
                 .pending
                 .iter()
-                .min_by_key(|(_, entry)| entry.id)
-                .map(|(key, _)| *key)
+                .min_by_key(|entry| entry.id)
+                .map(|entry| (entry.task, entry.return_address))
             else {
                 return;
             };
-            self.pending.remove(&key);
+            self.pending.remove(task, address);
             self.stats.evicted += 1;
         }
     }
@@ -415,7 +489,7 @@ impl Syscalls2 {
 
     /// The entries awaiting their return, oldest first.
     pub fn pending(&self) -> Vec<Syscall> {
-        let mut list: Vec<Syscall> = lock(&self.tracker).pending.values().cloned().collect();
+        let mut list: Vec<Syscall> = lock(&self.tracker).pending.iter().cloned().collect();
         list.sort_by_key(|entry| entry.id);
         list
     }
@@ -506,12 +580,14 @@ impl Shared {
                 // share the address space; compare process ids, as a vfork parent shares
                 // it too).
                 let asid = event.asid;
-                let siblings: Vec<u64> = tracker
+                let mut siblings: Vec<u64> = tracker
                     .pending
                     .iter()
-                    .filter(|(_, entry)| entry.asid == asid)
-                    .map(|(&(owner, _), _)| owner)
+                    .filter(|entry| entry.asid == asid)
+                    .map(|entry| entry.task)
                     .collect();
+                siblings.sort_unstable();
+                siblings.dedup();
                 if !siblings.is_empty() {
                     let profile = Arc::clone(&self.profile);
                     if let Some(kernel) = tracker.kernel(&profile, cpu).cloned() {
@@ -534,7 +610,7 @@ impl Shared {
                 // (a successful execve replaced it).
                 tracker.drop_task(task, Some(event.asid));
                 let address = event.return_address;
-                if tracker.pending.insert((task, address), event).is_some() {
+                if tracker.pending.insert(event) {
                     tracker.stats.replaced += 1;
                 }
                 tracker.evict_oldest();
@@ -574,7 +650,7 @@ impl Shared {
         };
         let mut event = {
             let mut tracker = lock(&self.tracker);
-            let Some(event) = tracker.pending.remove(&(task, address)) else {
+            let Some(event) = tracker.pending.remove(task, address) else {
                 return;
             };
             if event.asid != cpu.asid() {
@@ -660,7 +736,7 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
     let profile = context.kernel_profile()?;
     context.declare_ppp(ppp_points(&profile));
     let tracker = Arc::new(Mutex::new(Tracker {
-        pending: HashMap::new(),
+        pending: Pending::default(),
         hooked: HashSet::new(),
         next_id: 0,
         limit,
@@ -836,6 +912,40 @@ mod tests {
         let reports = plugins.unload_all(&mut registry).unwrap();
         assert_eq!(reports.len(), 2);
         assert!(registry.list().is_empty());
+    }
+
+    #[test]
+    fn pending_entries_are_kept_per_task_and_return_address() {
+        let entry = |task, return_address, asid, id| Syscall {
+            pc: return_address - 4,
+            number: 63,
+            info: None,
+            raw: vec![0; 6],
+            task,
+            asid,
+            return_address,
+            id,
+            retval: None,
+        };
+        let mut pending = Pending::default();
+        assert!(!pending.insert(entry(1, 0x104, 7, 1)));
+        assert!(
+            !pending.insert(entry(1, 0x204, 7, 2)),
+            "a signal handler's call"
+        );
+        assert!(
+            !pending.insert(entry(2, 0x104, 8, 3)),
+            "another task, same address"
+        );
+        assert!(pending.insert(entry(1, 0x104, 7, 4)), "a restart replaces");
+        assert_eq!(pending.len(), 3);
+        assert_eq!(pending.remove(1, 0x104).unwrap().id, 4);
+        assert!(pending.remove(1, 0x104).is_none());
+        assert_eq!(pending.drop_task(2, Some(8)), 0, "same address space: kept");
+        assert_eq!(pending.drop_task(2, Some(9)), 1, "execve'd: dropped");
+        assert_eq!(pending.tasks(), [1]);
+        assert_eq!(pending.drop_task(1, None), 1);
+        assert!(pending.is_empty() && pending.by_task.is_empty());
     }
 
     #[test]
