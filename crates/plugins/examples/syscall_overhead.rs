@@ -8,6 +8,11 @@
 //! ratio of the best times.
 //!
 //! `PANDARE_CACHE_DIR=... cargo run --release -p pandare-plugins --example syscall_overhead [rounds]`
+//!
+//! `syscall_overhead live CONFIG` (CONFIG 0–3 as above) runs one configuration once, live
+//! from the `root` snapshot, over the system-call-heavy command only: a deterministic run
+//! short enough for `valgrind --tool=callgrind`, whose host instruction counts are the
+//! steady figure on a shared machine.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,7 +41,90 @@ const WORKLOAD: &[&str] = &[
     "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo $i > /dev/null; done; echo $i",
 ];
 
+/// Loads configuration `run` into `plugins` and the machine's registry.
+fn configure(
+    run: usize,
+    plugins: &mut Plugins,
+    machine: &mut dyn pandare_core::Machine,
+    log: &std::path::Path,
+) {
+    match run {
+        1 => machine
+            .instrumentation()
+            .add_hook(
+                "never",
+                AddressHook::at(1),
+                Box::new(|_, _| unreachable!("odd addresses are never executed")),
+            )
+            .unwrap(),
+        2 => {
+            plugins
+                .register_ppp(
+                    "syscalls2",
+                    "on_all_sys_enter",
+                    "empty",
+                    |_, _: &SyscallNumber| {},
+                )
+                .unwrap();
+            plugins
+                .load(machine.instrumentation(), "syscalls2", Vec::new())
+                .unwrap();
+        }
+        3 => plugins
+            .load_spec(
+                machine.instrumentation(),
+                &format!("syscalls_logger:file={}", log.display()),
+            )
+            .unwrap(),
+        _ => {}
+    }
+}
+
+fn live(run: usize) {
+    let config = MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
+        .expect("the riscv64 image is needed");
+    let profile = Arc::new(
+        Profile::derive(&std::fs::read(&config.kernel).expect("the kernel image"))
+            .expect("the kernel's profile"),
+    );
+    let snapshot = pandare::store::SnapshotStore::for_guest(&config, Some("riscv64"))
+        .load("root")
+        .expect("the root snapshot (run `panda run --generic riscv64` once)");
+    let mut machine = config.build_blank().unwrap();
+    machine.load_snapshot(&snapshot).unwrap();
+    let mut console = Console::new(machine, config.prompt_regex().unwrap());
+    let mut plugins = Plugins::new();
+    plugins.set_kernel_profile(profile);
+    let log = std::env::temp_dir().join(format!("syscall_overhead-{}.log", std::process::id()));
+    configure(run, &mut plugins, console.machine(), &log);
+    let before = console.machine().instruction_count();
+    let output = console
+        .run_command(WORKLOAD[WORKLOAD.len() - 1], 300 * UNITS_PER_SECOND)
+        .unwrap();
+    let instructions = console.machine().instruction_count() - before;
+    let stats = plugins
+        .api::<Syscalls2>("syscalls2")
+        .map(|api| api.stats())
+        .ok();
+    plugins
+        .unload_all(console.machine().instrumentation())
+        .unwrap();
+    let _ = std::fs::remove_file(&log);
+    println!(
+        "live run {run}: {instructions} guest instructions, output {:?}, {stats:?}",
+        output.trim()
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("live") {
+        let run = std::env::args()
+            .nth(2)
+            .and_then(|text| text.parse().ok())
+            .expect("live CONFIG: a number 0-3");
+        live(run);
+        return;
+    }
     let rounds: usize = std::env::args()
         .nth(1)
         .map(|text| text.parse().expect("rounds: a number"))
@@ -80,36 +168,7 @@ fn main() {
         for (run, name) in names.iter().enumerate() {
             let mut plugins = Plugins::new();
             plugins.set_kernel_profile(Arc::clone(&profile));
-            match run {
-                1 => machine
-                    .instrumentation()
-                    .add_hook(
-                        "never",
-                        AddressHook::at(1),
-                        Box::new(|_, _| unreachable!("odd addresses are never executed")),
-                    )
-                    .unwrap(),
-                2 => {
-                    plugins
-                        .register_ppp(
-                            "syscalls2",
-                            "on_all_sys_enter",
-                            "empty",
-                            |_, _: &SyscallNumber| {},
-                        )
-                        .unwrap();
-                    plugins
-                        .load(machine.instrumentation(), "syscalls2", Vec::new())
-                        .unwrap();
-                }
-                3 => plugins
-                    .load_spec(
-                        machine.instrumentation(),
-                        &format!("syscalls_logger:file={}", log.display()),
-                    )
-                    .unwrap(),
-                _ => {}
-            }
+            configure(run, &mut plugins, machine.as_mut(), &log);
             let before = thread_cpu_seconds().unwrap_or(0.0);
             let wall = Instant::now();
             let result = replay::replay(&recording, machine.as_mut(), &mut |_| {}).unwrap();
