@@ -9,8 +9,9 @@
 //!
 //! `PANDARE_CACHE_DIR=... cargo run --release -p pandare-plugins --example syscall_overhead [rounds]`
 //!
-//! `syscall_overhead live CONFIG` (CONFIG 0–3 as above) runs one configuration once, live
-//! from the `root` snapshot, over the system-call-heavy command only: a deterministic run
+//! `syscall_overhead live CONFIG [ITERATIONS]` (CONFIG 0–3 as above) runs one configuration
+//! once, live from the `root` snapshot, over the system-call-heavy command only (2000
+//! iterations by default): a deterministic run
 //! short enough for `valgrind --tool=callgrind`, whose host instruction counts are the
 //! steady figure on a shared machine.
 
@@ -80,7 +81,7 @@ fn configure(
     }
 }
 
-fn live(run: usize) {
+fn live(run: usize, iterations: u32) {
     let config = MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
         .expect("the riscv64 image is needed");
     let profile = Arc::new(
@@ -98,8 +99,11 @@ fn live(run: usize) {
     let log = std::env::temp_dir().join(format!("syscall_overhead-{}.log", std::process::id()));
     configure(run, &mut plugins, console.machine(), &log);
     let before = console.machine().instruction_count();
+    let command = format!(
+        "i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); echo $i > /dev/null; done; echo $i"
+    );
     let output = console
-        .run_command(WORKLOAD[WORKLOAD.len() - 1], 300 * UNITS_PER_SECOND)
+        .run_command(&command, 300 * UNITS_PER_SECOND)
         .unwrap();
     let instructions = console.machine().instruction_count() - before;
     let stats = plugins
@@ -121,8 +125,11 @@ fn main() {
         let run = std::env::args()
             .nth(2)
             .and_then(|text| text.parse().ok())
-            .expect("live CONFIG: a number 0-3");
-        live(run);
+            .expect("live CONFIG [ITERATIONS]: a number 0-3");
+        let iterations = std::env::args()
+            .nth(3)
+            .map_or(2000, |text| text.parse().expect("ITERATIONS: a number"));
+        live(run, iterations);
         return;
     }
     let rounds: usize = std::env::args()
