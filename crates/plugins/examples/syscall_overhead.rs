@@ -1,17 +1,26 @@
 //! What system call tracing costs: records the riscv64 guest's boot and a workload of
-//! commands once, then replays the recording with nothing loaded, with `syscalls2` and an
-//! empty Rust `on_all_sys_enter` callback, and with `syscalls_logger`, alternating the
+//! commands once, then replays the recording with nothing loaded, with an address hook
+//! that never fires (the callback-checking executor loop alone, which any exception
+//! callback or address hook selects: the floor of what tracing system calls costs), with
+//! `syscalls2` and an empty Rust `on_all_sys_enter` callback, and with `syscalls_logger`, alternating the
 //! configurations for `rounds` rounds (default 3). Prints each replay's CPU time (this
 //! thread's, steadier than wall time on a shared machine), the best, the spread, and the
 //! ratio of the best times.
 //!
 //! `PANDARE_CACHE_DIR=... cargo run --release -p pandare-plugins --example syscall_overhead [rounds]`
+//!
+//! `syscall_overhead live CONFIG [ITERATIONS]` (CONFIG 0–3 as above) runs one configuration
+//! once, live from the `root` snapshot, over the system-call-heavy command only (2000
+//! iterations by default): a deterministic run
+//! short enough for `valgrind --tool=callgrind`, whose host instruction counts are the
+//! steady figure on a shared machine.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use pandare::console::UNITS_PER_SECOND;
 use pandare::{replay, Console, MachineConfig};
+use pandare_core::instrument::AddressHook;
 use pandare_osi::Profile;
 use pandare_plugins::syscalls2::{SyscallNumber, Syscalls2};
 use pandare_plugins::Plugins;
@@ -29,9 +38,100 @@ const WORKLOAD: &[&str] = &[
     "cat /proc/version /proc/cpuinfo > /dev/null",
     "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > /dev/null; /bin/true; done",
     "find / -xdev > /dev/null 2>&1; echo done",
+    // System-call heavy: each round opens, writes and closes /dev/null from the shell.
+    "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo $i > /dev/null; done; echo $i",
 ];
 
+/// Loads configuration `run` into `plugins` and the machine's registry.
+fn configure(
+    run: usize,
+    plugins: &mut Plugins,
+    machine: &mut dyn pandare_core::Machine,
+    log: &std::path::Path,
+) {
+    match run {
+        1 => machine
+            .instrumentation()
+            .add_hook(
+                "never",
+                AddressHook::at(1),
+                Box::new(|_, _| unreachable!("odd addresses are never executed")),
+            )
+            .unwrap(),
+        2 => {
+            plugins
+                .register_ppp(
+                    "syscalls2",
+                    "on_all_sys_enter",
+                    "empty",
+                    |_, _: &SyscallNumber| {},
+                )
+                .unwrap();
+            plugins
+                .load(machine.instrumentation(), "syscalls2", Vec::new())
+                .unwrap();
+        }
+        3 => plugins
+            .load_spec(
+                machine.instrumentation(),
+                &format!("syscalls_logger:file={}", log.display()),
+            )
+            .unwrap(),
+        _ => {}
+    }
+}
+
+fn live(run: usize, iterations: u32) {
+    let config = MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
+        .expect("the riscv64 image is needed");
+    let profile = Arc::new(
+        Profile::derive(&std::fs::read(&config.kernel).expect("the kernel image"))
+            .expect("the kernel's profile"),
+    );
+    let snapshot = pandare::store::SnapshotStore::for_guest(&config, Some("riscv64"))
+        .load("root")
+        .expect("the root snapshot (run `panda run --generic riscv64` once)");
+    let mut machine = config.build_blank().unwrap();
+    machine.load_snapshot(&snapshot).unwrap();
+    let mut console = Console::new(machine, config.prompt_regex().unwrap());
+    let mut plugins = Plugins::new();
+    plugins.set_kernel_profile(profile);
+    let log = std::env::temp_dir().join(format!("syscall_overhead-{}.log", std::process::id()));
+    configure(run, &mut plugins, console.machine(), &log);
+    let before = console.machine().instruction_count();
+    let command = format!(
+        "i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); echo $i > /dev/null; done; echo $i"
+    );
+    let output = console
+        .run_command(&command, 300 * UNITS_PER_SECOND)
+        .unwrap();
+    let instructions = console.machine().instruction_count() - before;
+    let stats = plugins
+        .api::<Syscalls2>("syscalls2")
+        .map(|api| api.stats())
+        .ok();
+    plugins
+        .unload_all(console.machine().instrumentation())
+        .unwrap();
+    let _ = std::fs::remove_file(&log);
+    println!(
+        "live run {run}: {instructions} guest instructions, output {:?}, {stats:?}",
+        output.trim()
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("live") {
+        let run = std::env::args()
+            .nth(2)
+            .and_then(|text| text.parse().ok())
+            .expect("live CONFIG [ITERATIONS]: a number 0-3");
+        let iterations = std::env::args()
+            .nth(3)
+            .map_or(2000, |text| text.parse().expect("ITERATIONS: a number"));
+        live(run, iterations);
+        return;
+    }
     let rounds: usize = std::env::args()
         .nth(1)
         .map(|text| text.parse().expect("rounds: a number"))
@@ -64,6 +164,7 @@ fn main() {
 
     let names = [
         "none",
+        "an address hook that never fires",
         "syscalls2 + empty on_all_sys_enter",
         "syscalls_logger",
     ];
@@ -74,28 +175,7 @@ fn main() {
         for (run, name) in names.iter().enumerate() {
             let mut plugins = Plugins::new();
             plugins.set_kernel_profile(Arc::clone(&profile));
-            match run {
-                1 => {
-                    plugins
-                        .register_ppp(
-                            "syscalls2",
-                            "on_all_sys_enter",
-                            "empty",
-                            |_, _: &SyscallNumber| {},
-                        )
-                        .unwrap();
-                    plugins
-                        .load(machine.instrumentation(), "syscalls2", Vec::new())
-                        .unwrap();
-                }
-                2 => plugins
-                    .load_spec(
-                        machine.instrumentation(),
-                        &format!("syscalls_logger:file={}", log.display()),
-                    )
-                    .unwrap(),
-                _ => {}
-            }
+            configure(run, &mut plugins, machine.as_mut(), &log);
             let before = thread_cpu_seconds().unwrap_or(0.0);
             let wall = Instant::now();
             let result = replay::replay(&recording, machine.as_mut(), &mut |_| {}).unwrap();
@@ -106,6 +186,7 @@ fn main() {
                 .map(|api| api.stats())
                 .ok();
             plugins.unload_all(machine.instrumentation()).unwrap();
+            let _ = machine.instrumentation().delete("never");
             println!(
                 "round {round} {name:<38} cpu {cpu:6.2} s  wall {:6.2} s  {:6.1} MIPS{}",
                 wall.elapsed().as_secs_f64(),

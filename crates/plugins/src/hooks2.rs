@@ -13,6 +13,9 @@
 //!   thread ends) and of `exit_group` (for the calling thread, before `on_process_end`).
 //! - `on_process_end(cpu, procname, asid, pid)`: at the entry of `exit_group`.
 //!
+//! Starts are reported when the creating call returns in the creator: the scheduler may
+//! run the child first, so its own events (even its end) can come before its start.
+//!
 //! Not reported: processes and threads killed by a signal (no system call ends them), a
 //! process whose last thread calls `exit` rather than `exit_group`, and `execve`, which
 //! keeps the process (`proc_start_linux` reports new programs).

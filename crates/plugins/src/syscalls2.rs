@@ -30,10 +30,13 @@
 //!   interrupted by the signal returns then, at its own address);
 //! - a successful `execve` replaces the address space: the task's entries made in another
 //!   address space are dropped at its next entry, or when it reaches their address;
+//! - a child killed while blocked never returns: when `wait4` reaps it, its entries are
+//!   dropped;
 //! - a restarted system call executes its instruction again: the new entry replaces the
 //!   pending one (the enter callbacks fire again, as in PANDA);
-//! - at most `pending_limit` entries are kept (a task killed while blocked never returns):
-//!   the oldest is dropped beyond that. Loading a snapshot drops them all.
+//! - at most `pending_limit` entries are kept:
+//!   the oldest is dropped beyond that (a process killed whose parent never reaps it).
+//!   Loading a snapshot drops them all.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -261,6 +264,8 @@ enum Flow {
     ExitGroup,
     /// `rt_sigreturn`: resumes the interrupted context.
     Resumes,
+    /// `wait4`: returns the pid of a child that ended (and was reaped).
+    Reaps,
 }
 
 struct Known {
@@ -285,6 +290,7 @@ impl Table {
                 "exit" => Flow::Exit,
                 "exit_group" => Flow::ExitGroup,
                 "rt_sigreturn" | "sigreturn" => Flow::Resumes,
+                "wait4" | "waitpid" => Flow::Reaps,
                 _ => Flow::Returns,
             };
             by_number.entry(info.number).or_insert(known.len());
@@ -325,8 +331,87 @@ pub struct Stats {
     pub hooks: u64,
 }
 
+/// The entries awaiting their return, by task (a task has few: one, plus those a signal
+/// handler's calls interrupted), so that an entry's bookkeeping costs the same however
+/// many tasks wait.
+#[derive(Default)]
+struct Pending {
+    by_task: HashMap<u64, Vec<Syscall>>,
+    count: usize,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds `event`; whether it replaced one of its task at the same return address.
+    fn insert(&mut self, event: Syscall) -> bool {
+        let list = self.by_task.entry(event.task).or_default();
+        if let Some(slot) = list
+            .iter_mut()
+            .find(|entry| entry.return_address == event.return_address)
+        {
+            *slot = event;
+            return true;
+        }
+        list.push(event);
+        self.count += 1;
+        false
+    }
+
+    fn remove(&mut self, task: u64, address: u64) -> Option<Syscall> {
+        let list = self.by_task.get_mut(&task)?;
+        let index = list
+            .iter()
+            .position(|entry| entry.return_address == address)?;
+        let event = list.swap_remove(index);
+        if list.is_empty() {
+            self.by_task.remove(&task);
+        }
+        self.count -= 1;
+        Some(event)
+    }
+
+    /// Drops the entries of `task` (all, or those made in another address space than
+    /// `keep_asid`); how many.
+    fn drop_task(&mut self, task: u64, keep_asid: Option<u64>) -> usize {
+        let Some(list) = self.by_task.get_mut(&task) else {
+            return 0;
+        };
+        let before = list.len();
+        list.retain(|entry| keep_asid.is_some_and(|asid| asid == entry.asid));
+        let dropped = before - list.len();
+        if list.is_empty() {
+            self.by_task.remove(&task);
+        }
+        self.count -= dropped;
+        dropped
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Syscall> {
+        self.by_task.values().flatten()
+    }
+
+    /// The tasks with entries, in a fixed order.
+    fn tasks(&self) -> Vec<u64> {
+        let mut tasks: Vec<u64> = self.by_task.keys().copied().collect();
+        tasks.sort_unstable();
+        tasks
+    }
+
+    fn clear(&mut self) {
+        self.by_task.clear();
+        self.count = 0;
+    }
+}
+
 struct Tracker {
-    pending: HashMap<(u64, u64), Syscall>,
+    pending: Pending,
     hooked: HashSet<u64>,
     next_id: u64,
     limit: usize,
@@ -344,24 +429,41 @@ impl Tracker {
 
     /// Drops the pending entries of `task` (all, or those made in another address space).
     fn drop_task(&mut self, task: u64, keep_asid: Option<u64>) {
-        let before = self.pending.len();
-        self.pending.retain(|&(owner, _), entry| {
-            owner != task || keep_asid.is_some_and(|asid| asid == entry.asid)
-        });
-        self.stats.dropped += (before - self.pending.len()) as u64;
+        self.stats.dropped += self.pending.drop_task(task, keep_asid) as u64;
+    }
+
+    /// Drops the pending entries of the threads of process `pid`, which ended (a child
+    /// reaped by `wait4`: killed by a signal while blocked, its calls never return). Its
+    /// tasks are read now: a freed one no longer reads as `pid` (its entries then wait for
+    /// eviction).
+    fn drop_process(&mut self, cpu: &mut dyn GuestCpu, profile: &Arc<Profile>, pid: u32) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(kernel) = self.kernel(profile, cpu).cloned() else {
+            return;
+        };
+        for task in self.pending.tasks() {
+            if kernel
+                .task_ids(cpu, task)
+                .is_ok_and(|(_, owner)| owner == pid)
+            {
+                self.drop_task(task, None);
+            }
+        }
     }
 
     fn evict_oldest(&mut self) {
         while self.pending.len() > self.limit {
-            let Some(key) = self
+            let Some((task, address)) = self
                 .pending
                 .iter()
-                .min_by_key(|(_, entry)| entry.id)
-                .map(|(key, _)| *key)
+                .min_by_key(|entry| entry.id)
+                .map(|entry| (entry.task, entry.return_address))
             else {
                 return;
             };
-            self.pending.remove(&key);
+            self.pending.remove(task, address);
             self.stats.evicted += 1;
         }
     }
@@ -387,7 +489,7 @@ impl Syscalls2 {
 
     /// The entries awaiting their return, oldest first.
     pub fn pending(&self) -> Vec<Syscall> {
-        let mut list: Vec<Syscall> = lock(&self.tracker).pending.values().cloned().collect();
+        let mut list: Vec<Syscall> = lock(&self.tracker).pending.iter().cloned().collect();
         list.sort_by_key(|entry| entry.id);
         list
     }
@@ -478,12 +580,14 @@ impl Shared {
                 // share the address space; compare process ids, as a vfork parent shares
                 // it too).
                 let asid = event.asid;
-                let siblings: Vec<u64> = tracker
+                let mut siblings: Vec<u64> = tracker
                     .pending
                     .iter()
-                    .filter(|(_, entry)| entry.asid == asid)
-                    .map(|(&(owner, _), _)| owner)
+                    .filter(|entry| entry.asid == asid)
+                    .map(|entry| entry.task)
                     .collect();
+                siblings.sort_unstable();
+                siblings.dedup();
                 if !siblings.is_empty() {
                     let profile = Arc::clone(&self.profile);
                     if let Some(kernel) = tracker.kernel(&profile, cpu).cloned() {
@@ -501,12 +605,12 @@ impl Shared {
                 }
             }
             Flow::Resumes => tracker.stats.no_return += 1,
-            Flow::Returns => {
+            Flow::Returns | Flow::Reaps => {
                 // Entries of this task made in another address space can never return
                 // (a successful execve replaced it).
                 tracker.drop_task(task, Some(event.asid));
                 let address = event.return_address;
-                if tracker.pending.insert((task, address), event).is_some() {
+                if tracker.pending.insert(event) {
                     tracker.stats.replaced += 1;
                 }
                 tracker.evict_oldest();
@@ -546,7 +650,7 @@ impl Shared {
         };
         let mut event = {
             let mut tracker = lock(&self.tracker);
-            let Some(event) = tracker.pending.remove(&(task, address)) else {
+            let Some(event) = tracker.pending.remove(task, address) else {
                 return;
             };
             if event.asid != cpu.asid() {
@@ -562,6 +666,16 @@ impl Shared {
             .return_value(cpu, Convention::Syscall)
             .ok()
             .or(Some(0));
+        let reaped = event.signed_retval().unwrap_or(0);
+        if reaped > 0
+            && reaped <= i64::from(u32::MAX)
+            && self
+                .table
+                .get(event.number)
+                .is_some_and(|known| known.flow == Flow::Reaps)
+        {
+            lock(&self.tracker).drop_process(cpu, &self.profile, reaped as u32);
+        }
         let numbered = SyscallNumber {
             pc: event.pc,
             callno: event.number,
@@ -622,7 +736,7 @@ fn create(args: &Args, context: &mut LoadContext<'_>) -> Result<Box<dyn Plugin>,
     let profile = context.kernel_profile()?;
     context.declare_ppp(ppp_points(&profile));
     let tracker = Arc::new(Mutex::new(Tracker {
-        pending: HashMap::new(),
+        pending: Pending::default(),
         hooked: HashSet::new(),
         next_id: 0,
         limit,
@@ -728,6 +842,110 @@ mod tests {
         assert_eq!(table.get(94).unwrap().flow, Flow::ExitGroup);
         assert_eq!(table.get(56).unwrap().flow, Flow::Returns);
         assert!(table.get(57).is_none());
+    }
+
+    #[test]
+    fn mistakes_get_clear_errors() {
+        use crate::Plugins;
+        use pandare_core::instrument::Instrumentation;
+
+        // No kernel: loading, and registering on a per-syscall point, say why.
+        let mut plugins = Plugins::new();
+        let mut registry = Instrumentation::new();
+        let error = plugins.load(&mut registry, NAME, Vec::new()).unwrap_err();
+        assert!(
+            matches!(error, PluginError::NoKernelProfile { .. }),
+            "{error}"
+        );
+        let error = plugins
+            .register_ppp_values(NAME, "on_sys_write_enter", "w", |_, _| {})
+            .unwrap_err();
+        assert!(error.to_string().contains("kernel image"), "{error}");
+        // The static points need no kernel.
+        plugins
+            .register_ppp(NAME, "on_all_sys_enter", "all", |_, _: &SyscallNumber| {})
+            .unwrap();
+
+        let mut plugins = Plugins::new();
+        plugins.set_kernel_profile(Arc::new(profile()));
+        // Before loading: the points come from the profile, typed.
+        let signature = plugins
+            .register_ppp_values(NAME, "on_sys_openat_enter", "open", |_, _| {})
+            .unwrap();
+        assert_eq!(signature, "(cpu, pc, dfd, filename, flags, mode)");
+        let error = plugins
+            .register_ppp(
+                NAME,
+                "on_sys_openat_return",
+                "typed",
+                |_, _: &SyscallNumber| {},
+            )
+            .unwrap_err();
+        assert!(matches!(error, PluginError::PppType { .. }), "{error}");
+        let error = plugins
+            .register_ppp_values(NAME, "on_sys_nonesuch_enter", "x", |_, _| {})
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("4 declared from the guest's kernel"),
+            "{error}"
+        );
+        let error = plugins
+            .load(&mut registry, NAME, [("pending_limit".into(), "0".into())])
+            .unwrap_err();
+        assert!(matches!(error, PluginError::BadArgument { .. }), "{error}");
+        let error = plugins
+            .load(
+                &mut registry,
+                "syscalls_logger",
+                [("format".into(), "xml".into())],
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("table or json"), "{error}");
+
+        // Plugins built on syscalls2 load it, and it stays while they are loaded.
+        plugins.load(&mut registry, "hooks2", Vec::new()).unwrap();
+        assert_eq!(plugins.loaded(), ["syscalls2", "hooks2"]);
+        let error = plugins.unload(&mut registry, NAME).unwrap_err();
+        assert!(matches!(error, PluginError::Required { .. }), "{error}");
+        let reports = plugins.unload_all(&mut registry).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert!(registry.list().is_empty());
+    }
+
+    #[test]
+    fn pending_entries_are_kept_per_task_and_return_address() {
+        let entry = |task, return_address, asid, id| Syscall {
+            pc: return_address - 4,
+            number: 63,
+            info: None,
+            raw: vec![0; 6],
+            task,
+            asid,
+            return_address,
+            id,
+            retval: None,
+        };
+        let mut pending = Pending::default();
+        assert!(!pending.insert(entry(1, 0x104, 7, 1)));
+        assert!(
+            !pending.insert(entry(1, 0x204, 7, 2)),
+            "a signal handler's call"
+        );
+        assert!(
+            !pending.insert(entry(2, 0x104, 8, 3)),
+            "another task, same address"
+        );
+        assert!(pending.insert(entry(1, 0x104, 7, 4)), "a restart replaces");
+        assert_eq!(pending.len(), 3);
+        assert_eq!(pending.remove(1, 0x104).unwrap().id, 4);
+        assert!(pending.remove(1, 0x104).is_none());
+        assert_eq!(pending.drop_task(2, Some(8)), 0, "same address space: kept");
+        assert_eq!(pending.drop_task(2, Some(9)), 1, "execve'd: dropped");
+        assert_eq!(pending.tasks(), [1]);
+        assert_eq!(pending.drop_task(1, None), 1);
+        assert!(pending.is_empty() && pending.by_task.is_empty());
     }
 
     #[test]

@@ -18,6 +18,9 @@ use pandare_plugins::proc_start_linux::AuxvValues;
 use pandare_plugins::syscalls2::{Syscall, SyscallNumber, Syscalls2};
 use pandare_plugins::{Plugins, PppValue};
 
+/// Events gathered by callbacks.
+type Log<T> = Arc<Mutex<Vec<T>>>;
+
 fn config() -> MachineConfig {
     MachineConfig::generic("riscv64", &mut |message| eprintln!("{message}"))
         .expect("the riscv64 image is needed: run `target/release/panda image build riscv64`")
@@ -68,7 +71,7 @@ fn number(profile: &Profile, name: &str) -> u64 {
 fn write_buffers_and_openat_paths_are_what_the_programs_used() {
     let (mut console, mut plugins, _) = guest();
     // Typed Rust: write's buffer, read at entry.
-    let writes: Arc<Mutex<Vec<(i64, Vec<u8>, u64)>>> = Arc::default();
+    let writes: Log<(i64, Vec<u8>, u64)> = Arc::default();
     let log = Arc::clone(&writes);
     plugins
         .register_ppp(
@@ -83,7 +86,7 @@ fn write_buffers_and_openat_paths_are_what_the_programs_used() {
             },
         )
         .unwrap();
-    let returns: Arc<Mutex<Vec<(u64, Option<i64>)>>> = Arc::default();
+    let returns: Log<(u64, Option<i64>)> = Arc::default();
     let log = Arc::clone(&returns);
     plugins
         .register_ppp(
@@ -95,7 +98,7 @@ fn write_buffers_and_openat_paths_are_what_the_programs_used() {
         .unwrap();
     // Plain values (the Python path): openat's (pc, dfd, filename, flags, mode), with the
     // path read from the guest at entry.
-    let opens: Arc<Mutex<Vec<(Vec<PppValue>, Vec<u8>)>>> = Arc::default();
+    let opens: Log<(Vec<PppValue>, Vec<u8>)> = Arc::default();
     let log = Arc::clone(&opens);
     let signature = plugins
         .register_ppp_values(
@@ -218,6 +221,38 @@ fn pending_returns_do_not_leak_across_execs_and_exits() {
         .all(|entry| entry.number != execve && entry.number != exit_group));
     assert!(stats.entries > 1000, "{stats:?}");
     assert!(stats.no_return >= 54, "{stats:?}");
+    assert_eq!(stats.evicted, 0);
+
+    // Signals: a child killed while it sleeps never returns from its sleep (its entry is
+    // dropped when the shell reaps it); a shell interrupted in `wait` by a trapped signal
+    // runs its handler and goes on.
+    let sleeps = ["nanosleep", "clock_nanosleep"].map(|name| number(&profile, name));
+    for _ in 0..3 {
+        run(&mut console, "sleep 10 & sleep 1; kill $!; wait");
+    }
+    let output = run(
+        &mut console,
+        "trap 'echo TRAPPED' USR1; (sleep 1; kill -USR1 $$) & wait; wait; echo WAITED",
+    );
+    assert!(
+        output.contains("TRAPPED") && output.contains("WAITED"),
+        "{output:?}"
+    );
+    let after = api.pending();
+    let stats = api.stats();
+    eprintln!("pending after the signals: {}; {stats:?}", after.len());
+    for entry in &after {
+        eprintln!("  pending: {:?} task {:#x}", entry.name(), entry.task);
+    }
+    assert!(
+        after.iter().all(|entry| !sleeps.contains(&entry.number)),
+        "a killed sleep's entry stayed"
+    );
+    assert!(
+        after.len() <= early.max(1) + 1,
+        "{early} then {}",
+        after.len()
+    );
     assert_eq!(stats.evicted, 0);
     plugins
         .unload_all(console.machine().instrumentation())
@@ -351,7 +386,7 @@ fn a_replay_gives_the_live_events_twice() {
 #[test]
 fn proc_start_linux_reads_argv_and_the_entry_of_a_new_program() {
     let (mut console, mut plugins, _) = guest();
-    let programs: Arc<Mutex<Vec<(AuxvValues, Vec<u8>)>>> = Arc::default();
+    let programs: Log<(AuxvValues, Vec<u8>)> = Arc::default();
     let log = Arc::clone(&programs);
     plugins
         .register_ppp(
@@ -508,4 +543,126 @@ fn syscalls_logger_writes_decoded_calls_per_process() {
         .iter()
         .any(|line| line["syscall"] == "exit_group" && line["process"] == "cat"));
     let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// A static riscv64 program that starts a thread (`clone` with `CLONE_THREAD`), whose
+/// thread calls `exit(0)` while the main thread yields 100 times, then `exit_group(0)`.
+fn thread_program() -> Vec<u8> {
+    let code: Vec<u32> = vec![
+        0x0001_1537, // lui a0, 0x11
+        0xf005_0513, // addi a0, a0, -256: CLONE_VM|FS|FILES|SIGHAND|THREAD (0x10f00)
+        0x8001_0593, // addi a1, sp, -2048: the thread's stack
+        0x0000_0613, // addi a2, zero, 0
+        0x0000_0693, // addi a3, zero, 0
+        0x0000_0713, // addi a4, zero, 0
+        0x0dc0_0893, // addi a7, zero, 220 (clone)
+        0x0000_0073, // ecall
+        0x0205_0263, // beq a0, zero, +36: the thread
+        0x0640_0493, // addi s1, zero, 100
+        0x07c0_0893, // loop: addi a7, zero, 124 (sched_yield)
+        0x0000_0073, // ecall
+        0xfff4_8493, // addi s1, s1, -1
+        0xfe04_9ae3, // bne s1, zero, loop
+        0x0000_0513, // addi a0, zero, 0
+        0x05e0_0893, // addi a7, zero, 94 (exit_group)
+        0x0000_0073, // ecall
+        0x0000_0513, // the thread: addi a0, zero, 0
+        0x05d0_0893, // addi a7, zero, 93 (exit)
+        0x0000_0073, // ecall
+    ];
+    let base = 0x10000u64;
+    let size = 64 + 56 + 4 * code.len() as u64;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&243u16.to_le_bytes()); // EM_RISCV
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(base + 120).to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // program headers
+    elf.extend_from_slice(&0u64.to_le_bytes()); // no sections
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [64u16, 56, 1, 64, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // R X
+    for value in [0, base, base, size, size, 0x1000] {
+        elf.extend_from_slice(&value.to_le_bytes());
+    }
+    for word in code {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    assert_eq!(elf.len() as u64, size);
+    elf
+}
+
+/// Writes `bytes` to `path` in the guest with printf, a few bytes per command.
+fn write_guest_file(console: &mut Console, path: &str, bytes: &[u8]) {
+    run(console, &format!(": > {path}"));
+    for chunk in bytes.chunks(24) {
+        let escaped: String = chunk.iter().map(|b| format!("\\{b:03o}")).collect();
+        run(console, &format!("printf '{escaped}' >> {path}"));
+    }
+    run(console, &format!("chmod +x {path}"));
+}
+
+#[test]
+fn hooks2_reports_a_thread_start_and_both_ends() {
+    use pandare_plugins::hooks2::ThreadEvent;
+
+    let (mut console, mut plugins, _) = guest();
+    write_guest_file(&mut console, "/tmp/thr", &thread_program());
+    let threads: Log<(&'static str, ThreadEvent)> = Arc::default();
+    for point in ["on_thread_start", "on_thread_end"] {
+        let log = Arc::clone(&threads);
+        plugins
+            .register_ppp("hooks2", point, point, move |_, event: &ThreadEvent| {
+                log.lock().unwrap().push((point, event.clone()));
+            })
+            .unwrap();
+    }
+    let processes: Log<(&'static str, ProcessEvent)> = Arc::default();
+    let log = Arc::clone(&processes);
+    plugins
+        .register_ppp(
+            "hooks2",
+            "on_process_end",
+            "ends",
+            move |_, event: &ProcessEvent| log.lock().unwrap().push(("end", event.clone())),
+        )
+        .unwrap();
+    plugins
+        .load(console.machine().instrumentation(), "hooks2", Vec::new())
+        .unwrap();
+    assert_eq!(run(&mut console, "/tmp/thr; echo rc=$?"), "rc=0\n");
+    plugins
+        .unload_all(console.machine().instrumentation())
+        .unwrap();
+
+    let threads = threads.lock().unwrap();
+    let ours: Vec<&(&str, ThreadEvent)> = threads
+        .iter()
+        .filter(|(_, event)| event.procname == b"thr")
+        .collect();
+    eprintln!("{ours:?}");
+    let (_, start) = ours
+        .iter()
+        .find(|(point, _)| *point == "on_thread_start")
+        .unwrap_or_else(|| panic!("no thread start: {threads:?}"));
+    assert_ne!(start.tid, start.pid, "a new thread of the process");
+    assert!(
+        ours.iter()
+            .any(|(point, event)| *point == "on_thread_end" && event.tid == start.tid),
+        "the thread's exit"
+    );
+    assert!(
+        ours.iter()
+            .any(|(point, event)| *point == "on_thread_end" && event.tid == start.pid),
+        "the main thread's exit_group"
+    );
+    let processes = processes.lock().unwrap();
+    assert!(processes
+        .iter()
+        .any(|(_, event)| event.pid == start.pid && event.procname == b"thr"));
 }
