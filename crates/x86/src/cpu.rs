@@ -251,7 +251,8 @@ impl X86Cpu {
         supervisor: bool,
     ) -> Result<u64, Fault> {
         let mut bytes = [0u8; 8];
-        self.read_linear_bytes(linear, &mut bytes[..size as usize], supervisor)?;
+        let out = bytes.get_mut(..size as usize).ok_or_else(Fault::ud)?;
+        self.read_linear_bytes(linear, out, supervisor)?;
         Ok(u64::from_le_bytes(bytes))
     }
 
@@ -288,7 +289,8 @@ impl X86Cpu {
         supervisor: bool,
     ) -> Result<(), Fault> {
         let bytes = value.to_le_bytes();
-        self.write_linear_bytes(linear, &bytes[..size as usize], supervisor)
+        let bytes = bytes.get(..size as usize).ok_or_else(Fault::ud)?;
+        self.write_linear_bytes(linear, bytes, supervisor)
     }
 
     /// Writes bytes at a linear address.

@@ -2,7 +2,7 @@
 //! set and the system instructions. Anything not listed here raises #UD (x87, MMX and SSE
 //! wait for the `x86-float` crate; see the crate's documentation).
 
-use iced_x86::{ConditionCode, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Code, ConditionCode, FlowControl, Instruction, Mnemonic, OpKind, Register};
 
 use crate::alu::{self, mask, sign_extend, Shift};
 use crate::cpu::{Event, X86Cpu};
@@ -745,10 +745,7 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             set_sp(cpu, sp);
         }
         M::Loop | M::Loope | M::Loopne | M::Jrcxz | M::Jecxz | M::Jcxz => {
-            let counter = match i.op_register(0) {
-                r if r != Register::None && i.op_count() > 1 => r,
-                _ => loop_counter(cpu, i),
-            };
+            let counter = loop_counter(i);
             let count = reg_get(&cpu.state, counter);
             let take = match m {
                 M::Jrcxz | M::Jecxz | M::Jcxz => count == 0,
@@ -787,7 +784,11 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             }
         }
         M::Enter => {
-            let size = (-i.stack_pointer_increment()) as u32;
+            let size = match i.code() {
+                Code::Enterw_imm16_imm8 => 2,
+                Code::Enterd_imm16_imm8 => 4,
+                _ => 8,
+            };
             let frame_size = i.immediate(0) & 0xffff;
             let level = i.immediate(1) & 31;
             let rbp = reg_get(&cpu.state, Register::RBP);
@@ -814,7 +815,11 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             set_sp(cpu, sp);
         }
         M::Leave => {
-            let size = i.stack_pointer_increment() as u32;
+            let size = match i.code() {
+                Code::Leavew => 2,
+                Code::Leaved => 4,
+                _ => 8,
+            };
             let bp = cpu.state.gpr[5] & stack_mask(cpu);
             let v = cpu.read(seg::SS, bp, size)?;
             set_sp(cpu, bp.wrapping_add(u64::from(size)));
@@ -1099,16 +1104,28 @@ fn branch_size(cpu: &X86Cpu, i: &Instruction) -> u32 {
     }
 }
 
-fn loop_counter(cpu: &X86Cpu, i: &Instruction) -> Register {
+fn loop_counter(i: &Instruction) -> Register {
+    use Code as C;
+    match i.mnemonic() {
+        Mnemonic::Jcxz => return Register::CX,
+        Mnemonic::Jecxz => return Register::ECX,
+        Mnemonic::Jrcxz => return Register::RCX,
+        _ => {}
+    }
     match i.code() {
-        c if format!("{c:?}").contains("_CX") => Register::CX,
-        c if format!("{c:?}").contains("_ECX") => Register::ECX,
-        c if format!("{c:?}").contains("_RCX") => Register::RCX,
-        _ => match cpu.state.mode() {
-            Mode::Long64 => Register::RCX,
-            Mode::Protected32 => Register::ECX,
-            _ => Register::CX,
-        },
+        C::Loop_rel8_16_CX
+        | C::Loop_rel8_32_CX
+        | C::Loope_rel8_16_CX
+        | C::Loope_rel8_32_CX
+        | C::Loopne_rel8_16_CX
+        | C::Loopne_rel8_32_CX => Register::CX,
+        C::Loop_rel8_16_RCX
+        | C::Loop_rel8_64_RCX
+        | C::Loope_rel8_16_RCX
+        | C::Loope_rel8_64_RCX
+        | C::Loopne_rel8_16_RCX
+        | C::Loopne_rel8_64_RCX => Register::RCX,
+        _ => Register::ECX,
     }
 }
 
