@@ -260,7 +260,7 @@ struct Case {
     name: String,
     code: Vec<u8>,
     /// Flags not compared (undefined), given the input.
-    undefined: fn(&Input) -> u64,
+    undefined: Box<dyn Fn(&Input) -> u64>,
     /// Adjusts a random input (counts, pointers).
     shape: fn(&mut Input, &mut Rng),
 }
@@ -388,11 +388,11 @@ fn sized(size: u32, op8: u8, rest: &[u8]) -> Vec<u8> {
     c
 }
 
-fn case(name: String, code: Vec<u8>, undefined: fn(&Input) -> u64) -> Case {
+fn case(name: String, code: Vec<u8>, undefined: impl Fn(&Input) -> u64 + 'static) -> Case {
     Case {
         name,
         code,
-        undefined,
+        undefined: Box::new(undefined),
         shape: keep,
     }
 }
@@ -520,7 +520,7 @@ fn multiply_and_divide() {
             cases.push(Case {
                 name: format!("{name}{size}"),
                 code: sized(size, 0xf6, &[modrm]),
-                undefined: div_und,
+                undefined: Box::new(div_und),
                 shape: small_divisor,
             });
         }
@@ -549,54 +549,86 @@ fn multiply_and_divide() {
     eprintln!("mul/div: {n} differential cases");
 }
 
+/// The flags the manuals leave undefined after a shift or rotate of `bits` by `count`
+/// (already masked): AF after a shift by a nonzero count, OF for counts above 1, CF for
+/// SHL/SHR by the width or more.
+fn shift_undefined(shift: bool, shl_shr: bool, bits: u64, count: u64) -> u64 {
+    let mut u = 0;
+    if count != 0 && shift {
+        u |= AF;
+    }
+    if count > 1 {
+        u |= OF;
+    }
+    if shl_shr && count >= bits {
+        u |= CF;
+    }
+    u
+}
+
 #[test]
 fn shifts_and_rotates() {
-    fn shift_und(input: &Input) -> u64 {
-        // OF is defined only for a count of 1; AF never. CF for SHL/SHR/SAR beyond the
-        // width is undefined: masked for every count above 7 to stay simple.
-        let count = input.gpr[1] & 0x3f;
-        let mut u = AF;
-        if count != 1 {
-            u |= OF;
-        }
-        if count >= 8 {
-            u |= CF;
-        }
-        u
-    }
-    fn one_und(_: &Input) -> u64 {
-        AF
-    }
+    let names = ["rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"];
     let mut cases = Vec::new();
     for size in SIZES {
+        let bits = u64::from(size) * 8;
+        let count_mask = if size == 8 { 0x3f } else { 0x1f };
         for n in 0u8..8 {
             if n == 6 {
                 continue;
             }
-            let names = ["rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"];
+            let shift = n >= 4;
+            let shl_shr = n == 4 || n == 5;
+            let by_cl = move |input: &Input| {
+                shift_undefined(shift, shl_shr, bits, input.gpr[1] & count_mask)
+            };
+            let by_one = move |_: &Input| shift_undefined(shift, shl_shr, bits, 1);
+            let by_imm = move |_: &Input| shift_undefined(shift, shl_shr, bits, 5 & count_mask);
+            let name = names[n as usize];
             cases.push(case(
-                format!("{}{size} cl", names[n as usize]),
+                format!("{name}{size} cl"),
                 sized(size, 0xd2, &[0xc2 | (n << 3)]),
-                shift_und,
+                by_cl,
             ));
             cases.push(case(
-                format!("{}{size} 1", names[n as usize]),
+                format!("{name}{size} 1"),
                 sized(size, 0xd0, &[0xc2 | (n << 3)]),
-                one_und,
+                by_one,
             ));
             cases.push(case(
-                format!("{}{size} m,cl", names[n as usize]),
+                format!("{name}{size} m,cl"),
                 sized(size, 0xd2, &[0x03 | (n << 3)]),
-                shift_und,
+                by_cl,
+            ));
+            cases.push(case(
+                format!("{name}{size} imm"),
+                sized(size, 0xc0, &[0xc2 | (n << 3), 5]),
+                by_imm,
             ));
         }
     }
-    // SHLD/SHRD by CL, 32 and 64 bits (16-bit counts above 16 are undefined).
-    for (size, prefix) in [(4u32, vec![]), (8, vec![0x48])] {
-        for (name, op) in [("shld", 0xa5u8), ("shrd", 0xad)] {
+    // SHLD/SHRD by CL and by an immediate; 16-bit counts above 16 leave the result
+    // undefined, so those inputs keep CL at or below 16.
+    fn cl_upto_16(input: &mut Input, rng: &mut Rng) {
+        input.gpr[1] = (input.gpr[1] & !0xff) | (rng.next() % 17);
+    }
+    for (size, prefix) in [(2u32, vec![0x66u8]), (4, vec![]), (8, vec![0x48])] {
+        let count_mask = if size == 8 { 0x3f } else { 0x1f };
+        for (name, op) in [("shld", 0xa4u8), ("shrd", 0xac)] {
             let mut c = prefix.clone();
-            c.extend([0x0f, op, 0xf2]); // edx, esi, cl
-            cases.push(case(format!("{name}{size} cl"), c, shift_und));
+            c.extend([0x0f, op + 1, 0xf2]); // edx, esi, cl
+            let mut by_cl = case(format!("{name}{size} cl"), c, move |input: &Input| {
+                shift_undefined(true, false, 64, input.gpr[1] & count_mask)
+            });
+            if size == 2 {
+                by_cl.shape = cl_upto_16;
+            }
+            cases.push(by_cl);
+            let mut c = prefix.clone();
+            c.extend([0x0f, op, 0x33, 7]); // [rbx], esi, 7
+            cases.push(case(format!("{name}{size} m,imm"), c, move |_: &Input| {
+                shift_undefined(true, false, 64, 7)
+            }));
         }
     }
     let n = run_cases(&cases, 40, 0x0bad_cafe_f00d_0001);
@@ -631,7 +663,7 @@ fn bit_operations() {
             cases.push(Case {
                 name: format!("{name}{size} m,r"),
                 code: c,
-                undefined: bt_und,
+                undefined: Box::new(bt_und),
                 shape: small_offset,
             });
             let mut c = prefix.clone();
@@ -750,7 +782,7 @@ fn moves_conditions_and_exchanges() {
         cases.push(Case {
             name: name.to_string(),
             code,
-            undefined: none,
+            undefined: Box::new(none),
             shape,
         });
     }
@@ -789,7 +821,7 @@ fn string_instructions() {
                 cases.push(Case {
                     name: format!("{rep}{name}{size}"),
                     code: c,
-                    undefined: none,
+                    undefined: Box::new(none),
                     shape: counts,
                 });
             }
@@ -804,7 +836,7 @@ fn string_instructions() {
                 cases.push(Case {
                     name: format!("{rep}{name}{size}"),
                     code: c,
-                    undefined: none,
+                    undefined: Box::new(none),
                     shape: equalish,
                 });
             }
@@ -814,7 +846,7 @@ fn string_instructions() {
     cases.push(Case {
         name: "rep movsb a32".into(),
         code: vec![0x67, 0xf3, 0xa4],
-        undefined: none,
+        undefined: Box::new(none),
         shape: counts,
     });
     let n = run_cases(&cases, 40, 0x9999_8888_7777_6666);
@@ -829,7 +861,7 @@ fn random_instruction_bytes_agree_on_outcome_class() {
     // host; those are skipped by outcome, not compared.)
     let mut rng = Rng(0xfeed_face_dead_beef);
     let mut compared = 0;
-    for _ in 0..400 {
+    for _ in 0..4000 {
         let len = 1 + (rng.next() % 6) as usize;
         let mut code: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         // Keep memory operands on [rbx]-relative forms by forcing a register-direct ModRM
@@ -849,7 +881,7 @@ fn random_instruction_bytes_agree_on_outcome_class() {
         let case = Case {
             name: "random".into(),
             code: code.clone(),
-            undefined: |_| ARITH,
+            undefined: Box::new(|_| ARITH),
             shape: keep,
         };
         if n.result.is_ok() {
