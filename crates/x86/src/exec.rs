@@ -966,7 +966,7 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             cpu.write_msr(cpu.state.gpr[1] as u32, v)?;
         }
         M::Syscall => return syscall(cpu, next),
-        M::Sysret => return sysret(cpu, i),
+        M::Sysret | M::Sysretq => return sysret(cpu, i),
         M::Swapgs => {
             if cpu.state.mode() != Mode::Long64 {
                 return Err(Fault::ud());
