@@ -34,7 +34,7 @@ pub fn sign_extend(value: u64, size: u32) -> u64 {
 #[inline]
 pub fn szp(result: u64, size: u32) -> u64 {
     let mut f = 0;
-    if (result as u8).count_ones() % 2 == 0 {
+    if (result as u8).count_ones() & 1 == 0 {
         f |= PF;
     }
     if result & mask(size) == 0 {

@@ -1239,14 +1239,8 @@ fn load_segment(cpu: &mut X86Cpu, index: usize, selector: u16) -> R<()> {
             return Err(Fault::gp(error));
         }
     }
-    let mut loaded = d;
-    if index == seg::FS || index == seg::GS {
-        if cpu.state.mode() == Mode::Long64 {
-            // The descriptor's base is 32 bits; in 64-bit mode it replaces the MSR value.
-            loaded.base = d.base;
-        }
-    }
-    cpu.state.segments[index] = loaded;
+    // FS and GS take the descriptor's 32-bit base (in 64-bit mode it replaces the MSR value).
+    cpu.state.segments[index] = d;
     Ok(())
 }
 

@@ -281,7 +281,7 @@ fn random_input(rng: &mut Rng) -> Input {
     gpr[7] = DATA + 0x800 + (rng.next() % 0x700);
     gpr[4] = DATA + 0x1800;
     let mut flags = rng.next() & ARITH;
-    if rng.next() % 4 == 0 {
+    if rng.next().is_multiple_of(4) {
         flags |= DF;
     }
     let mut data = vec![0u8; DATA_LEN];
@@ -494,7 +494,7 @@ fn multiply_and_divide() {
     }
     fn small_divisor(input: &mut Input, rng: &mut Rng) {
         // Keep RDX small often so the quotient fits (otherwise #DE).
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             input.gpr[2] = rng.next() % 4;
             input.gpr[0] &= 0xffff;
         }
@@ -867,7 +867,7 @@ fn random_instruction_bytes_agree_on_outcome_class() {
         // Keep memory operands on [rbx]-relative forms by forcing a register-direct ModRM
         // half the time; skip control transfers and privileged opcodes the child cannot
         // survive meaningfully.
-        if rng.next() % 2 == 0 && code.len() > 1 {
+        if rng.next().is_multiple_of(2) && code.len() > 1 {
             code[1] |= 0xc0;
         }
         let mut input = random_input(&mut rng);
