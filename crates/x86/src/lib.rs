@@ -12,6 +12,7 @@ pub mod alu;
 pub mod cpu;
 pub mod cpuid;
 pub mod exec;
+pub mod fuzzing;
 pub mod mmu;
 pub mod state;
 
