@@ -425,3 +425,35 @@ fn the_guest_abi_names_registers_like_panda() {
     assert_eq!(bytes, [1, 2]);
     assert!(GuestCpu::read_memory(&mut cpu, 0x50_0000, &mut bytes).is_err());
 }
+
+/// Not a timed test: prints the interpreter's speed on a register loop and a memory loop
+/// (`cargo test -p pandare-x86 --release --test system -- --ignored --nocapture speed`).
+#[test]
+#[ignore]
+fn speed() {
+    // mov ecx, 10_000_000 ; loop: add rax, rcx ; xor rdx, rax ; mov [rbx], rdx ; add rbx, 8 ;
+    // and rbx, 0x40fff ; dec ecx ; jnz loop ; ud2
+    let code = [
+        0xb9, 0x80, 0x96, 0x98, 0x00, // mov ecx, 10_000_000
+        0x48, 0x01, 0xc8, // add rax, rcx
+        0x48, 0x31, 0xc2, // xor rdx, rax
+        0x48, 0x89, 0x13, // mov [rbx], rdx
+        0x48, 0x83, 0xc3, 0x08, // add rbx, 8
+        0x48, 0x81, 0xe3, 0xff, 0x0f, 0x04, 0x00, // and rbx, 0x40fff
+        0xff, 0xc9, // dec ecx
+        0x75, 0xe8, // jnz loop
+        0x0f, 0x0b,
+    ];
+    let mut cpu = machine(&code);
+    cpu.state.gpr[3] = USER_DATA;
+    let start = std::time::Instant::now();
+    let exit = cpu.run(u64::MAX);
+    let elapsed = start.elapsed();
+    assert_eq!(exit, Exit::Halted);
+    let n = cpu.instruction_count();
+    eprintln!(
+        "{n} instructions in {:.3} s: {:.1} MIPS",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
