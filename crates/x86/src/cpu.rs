@@ -43,6 +43,15 @@ struct Block {
 
 const MAX_BLOCK: usize = 32;
 
+/// The device answering the whole port-I/O space (offset = port number).
+pub struct PortSpace(pub Box<dyn pandare_core::memory::PortIoDevice + Send>);
+
+impl std::fmt::Debug for PortSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortSpace")
+    }
+}
+
 /// One x86 CPU with its RAM.
 #[derive(Debug)]
 pub struct X86Cpu {
@@ -63,6 +72,9 @@ pub struct X86Cpu {
     pub architecture: crate::abi::Architecture,
     /// A callback asked to end the run slice.
     pub stop_requested: bool,
+    /// The port-I/O space (`in`/`out`): the whole 64 Ki ports as one device, offset = port.
+    /// `None`: reads give all ones, writes are dropped (the PC platform plugs its bus here).
+    pub ports: Option<PortSpace>,
 }
 
 impl X86Cpu {
@@ -79,6 +91,7 @@ impl X86Cpu {
             code_written: false,
             architecture: crate::abi::Architecture::X86_64,
             stop_requested: false,
+            ports: None,
         })
     }
 
@@ -749,6 +762,23 @@ impl X86Cpu {
             segment.base |= high << 32;
         }
         Ok(segment)
+    }
+
+    /// Reads `size` bytes from I/O port `port`.
+    pub(crate) fn port_read(&mut self, port: u16, size: u32) -> u32 {
+        let now = self.icount;
+        match self.ports.as_mut() {
+            Some(ports) => ports.0.read(port, size as u8, now),
+            None => (u64::MAX & crate::alu::mask(size)) as u32,
+        }
+    }
+
+    /// Writes `size` bytes to I/O port `port`.
+    pub(crate) fn port_write(&mut self, port: u16, size: u32, value: u32) {
+        let now = self.icount;
+        if let Some(ports) = self.ports.as_mut() {
+            ports.0.write(port, size as u8, value, now);
+        }
     }
 
     /// The time-stamp counter: retired instructions plus the guest's offset.

@@ -4,7 +4,7 @@
 //! so that Linux chooses the same paths as under `-cpu qemu64` and does not turn on page-table
 //! isolation (it does for an Intel vendor without `ARCH_CAPABILITIES.RDCL_NO`).
 //!
-//! Advertised, and implemented: the integer x86-64 baseline — tsc, msr, pae, pse, cx8,
+//! Advertised, and implemented: the integer x86-64 baseline — tsc, msr, pae, pse, cx8, sep,
 //! sep, pge, cmov, pat, clflush, syscall, nx, lm, lahf_lm, cx16, popcnt.
 //! Advertised as the x86-64 baseline but **not yet implemented**: fpu, mmx, fxsr, sse, sse2
 //! (their instructions raise #UD until the `x86-float` crate is wired in). Programs built for
@@ -29,6 +29,7 @@ pub const LEAF1_EDX: u32 = (1 << 0) // fpu (not yet implemented)
     | (1 << 5) // msr
     | (1 << 6) // pae
     | (1 << 8) // cx8
+    | (1 << 11) // sep
     | (1 << 11) // sep
     | (1 << 13) // pge
     | (1 << 15) // cmov

@@ -292,8 +292,27 @@ pub fn execute(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
 
 fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
     use Mnemonic as M;
+    match i.code() {
+        Code::Jmp_ptr1616
+        | Code::Jmp_ptr1632
+        | Code::Jmp_m1616
+        | Code::Jmp_m1632
+        | Code::Jmp_m1664 => return far_jump(cpu, i, next, false),
+        Code::Call_ptr1616
+        | Code::Call_ptr1632
+        | Code::Call_m1616
+        | Code::Call_m1632
+        | Code::Call_m1664 => return far_jump(cpu, i, next, true),
+        _ => {}
+    }
     let m = i.mnemonic();
     match m {
+        M::Retf => return far_return(cpu, i),
+        M::In | M::Out | M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd => {
+            return port_io(cpu, i)
+        }
+        M::Sysenter => return sysenter(cpu),
+        M::Sysexit | M::Sysexitq => return sysexit(cpu, i),
         M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test => {
             let size = op_size(i, 0);
             let a = read_op(cpu, i, 0, size)?;
@@ -1159,9 +1178,36 @@ fn mov(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         }
         return Ok(Event::Retired);
     }
-    if r0.is_dr() || r1.is_dr() || r0.is_tr() || r1.is_tr() {
-        // Debug registers are not implemented yet.
+    if r0.is_tr() || r1.is_tr() {
         return Err(Fault::ud());
+    }
+    if r0.is_dr() || r1.is_dr() {
+        // Debug registers hold their values; breakpoints and single-step traps through them
+        // are not implemented yet. DR4/DR5 alias DR6/DR7 unless CR4.DE is set.
+        cpl0(cpu)?;
+        let dr = if r0.is_dr() { r0 } else { r1 };
+        let mut n = dr as usize - Register::DR0 as usize;
+        if n == 4 || n == 5 {
+            if cpu.state.cr4 & cr::CR4_DE != 0 {
+                return Err(Fault::ud());
+            }
+            n += 2;
+        }
+        if n > 7 {
+            return Err(Fault::ud());
+        }
+        if r0.is_dr() {
+            let v = reg_get(&cpu.state, r1);
+            cpu.state.dr[n] = match n {
+                6 => (v & 0xe00f) | 0xffff_0ff0,
+                7 => (v & 0xffff_2bff) | 0x400,
+                _ => v,
+            };
+        } else {
+            let v = cpu.state.dr[n];
+            reg_set(&mut cpu.state, r0, v);
+        }
+        return Ok(Event::Retired);
     }
     if r0.is_segment_register() {
         if r0 == Register::CS {
@@ -1464,6 +1510,272 @@ fn iret(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
             }
         }
     }
+    Ok(Event::Retired)
+}
+
+// ---- far transfers, ports, SYSENTER ---------------------------------------------------------
+
+/// Loads CS for a far JMP/CALL/RET to `selector` at the current privilege (code segments
+/// only; call gates and task switches are not implemented and raise #GP).
+fn far_code_segment(cpu: &mut X86Cpu, selector: u16, returning: bool) -> R<Segment> {
+    if cpu.state.mode() == Mode::Real {
+        return Ok(Segment {
+            selector,
+            base: u64::from(selector) << 4,
+            limit: 0xffff,
+            attributes: cpu.state.segments[seg::CS].attributes,
+        });
+    }
+    let error = u32::from(selector & !3);
+    let d = cpu.load_descriptor(selector)?;
+    if d.attributes & Segment::S == 0 || d.kind() & 8 == 0 {
+        return Err(Fault::gp(error));
+    }
+    let rpl = (selector & 3) as u8;
+    let cpl = cpu.state.cpl;
+    let conforming = d.kind() & 4 != 0;
+    let allowed = if returning {
+        rpl >= cpl
+            && if conforming {
+                d.dpl() <= rpl
+            } else {
+                d.dpl() == rpl
+            }
+    } else if conforming {
+        d.dpl() <= cpl
+    } else {
+        d.dpl() == cpl && rpl <= cpl
+    };
+    if !allowed {
+        return Err(Fault::gp(error));
+    }
+    if d.attributes & Segment::L != 0 && d.attributes & Segment::DB != 0 {
+        return Err(Fault::gp(error));
+    }
+    Ok(d)
+}
+
+fn far_jump(cpu: &mut X86Cpu, i: &Instruction, next: u64, call: bool) -> R<Event> {
+    let (selector, offset, size) = match i.op_kind(0) {
+        OpKind::FarBranch16 => (i.far_branch_selector(), u64::from(i.far_branch16()), 2),
+        OpKind::FarBranch32 => (i.far_branch_selector(), u64::from(i.far_branch32()), 4),
+        OpKind::Memory => {
+            let size = match i.code() {
+                Code::Jmp_m1616 | Code::Call_m1616 => 2,
+                Code::Jmp_m1632 | Code::Call_m1632 => 4,
+                _ => 8,
+            };
+            let address = ea(cpu, i);
+            let segment = seg_index(i.memory_segment());
+            let offset = cpu.read(segment, address, size)?;
+            let selector = cpu.read(segment, address.wrapping_add(u64::from(size)), 2)? as u16;
+            (selector, offset, size)
+        }
+        _ => return Err(Fault::ud()),
+    };
+    let code = far_code_segment(cpu, selector, false)?;
+    let cpl = cpu.state.cpl;
+    let target_64 = code.attributes & Segment::L != 0 && cpu.state.long_mode_active();
+    if target_64 && !mmu::canonical(offset) {
+        return Err(Fault::gp(0));
+    }
+    if !target_64 && cpu.state.mode() != Mode::Real && offset > u64::from(code.limit) {
+        return Err(Fault::gp(0));
+    }
+    if call {
+        let cs = u64::from(cpu.state.segments[seg::CS].selector);
+        push(cpu, cs, size)?;
+        push(cpu, next, size)?;
+    }
+    let selector = if cpu.state.mode() == Mode::Real {
+        selector
+    } else {
+        (selector & !3) | u16::from(cpl)
+    };
+    cpu.state.segments[seg::CS] = code.with_selector(selector);
+    cpu.state.rip = offset & mask(size);
+    Ok(Event::Retired)
+}
+
+fn far_return(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    let size = match i.code() {
+        Code::Retfw | Code::Retfw_imm16 => 2,
+        Code::Retfd | Code::Retfd_imm16 => 4,
+        _ => 8,
+    };
+    let extra = if i.op_count() > 0 { i.immediate(0) } else { 0 };
+    let offset = pop(cpu, size)?;
+    let selector = pop(cpu, size)? as u16;
+    let code = far_code_segment(cpu, selector, true)?;
+    let rpl = (selector & 3) as u8;
+    let sp = (cpu.state.gpr[4] & stack_mask(cpu)).wrapping_add(extra);
+    set_sp(cpu, sp);
+    if cpu.state.mode() != Mode::Real && rpl > cpu.state.cpl {
+        let new_sp = pop(cpu, size)?;
+        let ss = pop(cpu, size)? as u16;
+        let stack = if ss & !3 == 0 {
+            if code.attributes & Segment::L == 0 {
+                return Err(Fault::gp(0));
+            }
+            Segment {
+                selector: ss,
+                ..Segment::default()
+            }
+        } else {
+            cpu.load_descriptor(ss)?
+        };
+        cpu.state.segments[seg::SS] = stack;
+        cpu.state.gpr[4] = new_sp.wrapping_add(extra);
+        cpu.state.cpl = rpl;
+    }
+    cpu.state.segments[seg::CS] = code;
+    cpu.state.rip = offset & mask(size);
+    Ok(Event::Retired)
+}
+
+/// IN, OUT, INS and OUTS: allowed when CPL ≤ IOPL (the TSS I/O permission bitmap is not
+/// consulted yet); the CPU's port device answers, or reads give all ones.
+fn port_io(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    use Mnemonic as M;
+    if cpu.state.mode() != Mode::Real && cpu.state.cpl > iopl(cpu) {
+        return Err(Fault::gp(0));
+    }
+    let m = i.mnemonic();
+    let size: u32 = match m {
+        M::Insb | M::Outsb => 1,
+        M::Insw | M::Outsw => 2,
+        M::Insd | M::Outsd => 4,
+        M::In => op_size(i, 0),
+        _ => op_size(i, 1),
+    };
+    let port_operand = if m == M::In { 1 } else { 0 };
+    let port = match m {
+        M::In | M::Out => match i.op_kind(port_operand) {
+            OpKind::Register => cpu.state.gpr[2] as u16,
+            _ => i.immediate(port_operand) as u16,
+        },
+        _ => cpu.state.gpr[2] as u16,
+    };
+    match m {
+        M::In => {
+            let v = cpu.port_read(port, size);
+            write_op(cpu, i, 0, size, u64::from(v))?;
+        }
+        M::Out => {
+            let v = read_op(cpu, i, 1, size)?;
+            cpu.port_write(port, size, v as u32);
+        }
+        _ => {
+            // One element per execution (REP repeats by re-executing the instruction).
+            let address_size: u32 = (0..i.op_count())
+                .find_map(|n| match i.op_kind(n) {
+                    OpKind::MemorySegSI | OpKind::MemoryESDI => Some(2),
+                    OpKind::MemorySegESI | OpKind::MemoryESEDI => Some(4),
+                    OpKind::MemorySegRSI | OpKind::MemoryESRDI => Some(8),
+                    _ => None,
+                })
+                .unwrap_or(8);
+            let am = mask(address_size);
+            let (cx, si, di) = match address_size {
+                2 => (Register::CX, Register::SI, Register::DI),
+                4 => (Register::ECX, Register::ESI, Register::EDI),
+                _ => (Register::RCX, Register::RSI, Register::RDI),
+            };
+            let rep = i.has_rep_prefix();
+            if rep && reg_get(&cpu.state, cx) & am == 0 {
+                return Ok(Event::Retired);
+            }
+            let step = if cpu.state.rflags & DF != 0 {
+                u64::from(size).wrapping_neg()
+            } else {
+                u64::from(size)
+            };
+            if matches!(m, M::Insb | M::Insw | M::Insd) {
+                let d = reg_get(&cpu.state, di) & am;
+                cpu.probe_write(seg::ES, d, size)?;
+                let v = cpu.port_read(port, size);
+                cpu.write(seg::ES, d, size, u64::from(v))?;
+                reg_set(&mut cpu.state, di, d.wrapping_add(step) & am);
+            } else {
+                let s_off = reg_get(&cpu.state, si) & am;
+                let v = cpu.read(seg_index(i.memory_segment()), s_off, size)?;
+                cpu.port_write(port, size, v as u32);
+                reg_set(&mut cpu.state, si, s_off.wrapping_add(step) & am);
+            }
+            if rep {
+                let left = reg_get(&cpu.state, cx).wrapping_sub(1) & am;
+                reg_set(&mut cpu.state, cx, left);
+                if left != 0 {
+                    cpu.state.rip = i.ip();
+                }
+            }
+        }
+    }
+    Ok(Event::Retired)
+}
+
+fn sysenter(cpu: &mut X86Cpu) -> R<Event> {
+    let s = &mut cpu.state;
+    let cs = (s.sysenter[0] & 0xfffc) as u16;
+    if s.cr0 & cr::CR0_PE == 0 || cs == 0 {
+        return Err(Fault::gp(0));
+    }
+    let long = s.long_mode_active();
+    s.rflags &= !(fl::VM | fl::IF | fl::RF);
+    s.segments[seg::CS] = Segment::flat(
+        cs,
+        Segment::PRESENT
+            | Segment::S
+            | Segment::G
+            | 0xb
+            | if long { Segment::L } else { Segment::DB },
+    );
+    s.segments[seg::SS] = Segment::flat(
+        cs + 8,
+        Segment::PRESENT | Segment::S | Segment::DB | Segment::G | 0x3,
+    );
+    s.cpl = 0;
+    let m = if long { u64::MAX } else { 0xffff_ffff };
+    s.rip = s.sysenter[2] & m;
+    s.gpr[4] = s.sysenter[1] & m;
+    Ok(Event::Syscall)
+}
+
+fn sysexit(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    let s = &mut cpu.state;
+    let cs = (s.sysenter[0] & 0xfffc) as u16;
+    if s.cr0 & cr::CR0_PE == 0 || cs == 0 || s.cpl != 0 {
+        return Err(Fault::gp(0));
+    }
+    let to_64 = i.code() == Code::Sysexitq;
+    let user = (3u16) << 5;
+    if to_64 {
+        if !mmu::canonical(s.gpr[2]) || !mmu::canonical(s.gpr[1]) {
+            return Err(Fault::gp(0));
+        }
+        s.segments[seg::CS] = Segment::flat(
+            (cs + 32) | 3,
+            Segment::PRESENT | Segment::S | Segment::G | Segment::L | user | 0xb,
+        );
+        s.segments[seg::SS] = Segment::flat(
+            (cs + 40) | 3,
+            Segment::PRESENT | Segment::S | Segment::DB | Segment::G | user | 0x3,
+        );
+        s.rip = s.gpr[2];
+        s.gpr[4] = s.gpr[1];
+    } else {
+        s.segments[seg::CS] = Segment::flat(
+            (cs + 16) | 3,
+            Segment::PRESENT | Segment::S | Segment::G | Segment::DB | user | 0xb,
+        );
+        s.segments[seg::SS] = Segment::flat(
+            (cs + 24) | 3,
+            Segment::PRESENT | Segment::S | Segment::DB | Segment::G | user | 0x3,
+        );
+        s.rip = s.gpr[2] & 0xffff_ffff;
+        s.gpr[4] = s.gpr[1] & 0xffff_ffff;
+    }
+    s.cpl = 3;
     Ok(Event::Retired)
 }
 

@@ -352,6 +352,9 @@ pub struct State {
     pub pat: u64,
     /// MISC_ENABLE.
     pub misc_enable: u64,
+    /// Debug registers DR0–DR7 (DR4/DR5 unused: they alias DR6/DR7). Values only:
+    /// breakpoints through them are not implemented yet.
+    pub dr: [u64; 8],
     /// Whether the CPU is halted (HLT) until an interrupt.
     pub halted: bool,
     /// Interrupts are inhibited for one instruction (after STI or MOV SS).
@@ -415,6 +418,7 @@ impl State {
             apic_base: 0xfee0_0000 | (1 << 11) | (1 << 8),
             pat: 0x0007_0406_0007_0406,
             misc_enable: 1,
+            dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
             halted: false,
             interrupt_shadow: false,
         }

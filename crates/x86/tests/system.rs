@@ -457,3 +457,130 @@ fn speed() {
         n as f64 / elapsed.as_secs_f64() / 1e6
     );
 }
+
+#[derive(Default)]
+struct Recorder {
+    log: std::sync::Arc<std::sync::Mutex<Vec<(u16, u8, u32)>>>,
+}
+
+impl pandare_core::memory::PortIoDevice for Recorder {
+    fn read(&mut self, offset: u16, size: u8, _now: u64) -> u32 {
+        u32::from(offset) + u32::from(size)
+    }
+    fn write(&mut self, offset: u16, size: u8, value: u32, _now: u64) {
+        self.log.lock().unwrap().push((offset, size, value));
+    }
+}
+
+fn kernel(cpu: &mut X86Cpu) {
+    cpu.state.cpl = 0;
+    cpu.state.segments[seg::CS] = pandare_x86::Segment::flat(0x10, 0xa09b);
+    cpu.state.segments[seg::SS] = pandare_x86::Segment::flat(0x18, 0xc093);
+}
+
+#[test]
+fn port_io_reaches_the_port_device_and_is_privileged() {
+    // mov dx, 0x3f8 ; mov al, 0x41 ; out dx, al ; in ax, dx ; out 0x80, eax
+    let code = [
+        0x66, 0xba, 0xf8, 0x03, 0xb0, 0x41, 0xee, 0x66, 0xed, 0xe7, 0x80,
+    ];
+    let mut cpu = machine(&code);
+    kernel(&mut cpu);
+    let recorder = Recorder::default();
+    let log = recorder.log.clone();
+    cpu.ports = Some(pandare_x86::cpu::PortSpace(Box::new(recorder)));
+    for _ in 0..5 {
+        cpu.step().unwrap();
+    }
+    assert_eq!(
+        cpu.state.gpr[0] & 0xffff,
+        0x3f8 + 2,
+        "IN AX, DX read the device"
+    );
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![(0x3f8, 1, 0x41), (0x80, 4, 0x3fa)]
+    );
+    let mut cpu = machine(&[0xec]); // in al, dx at CPL 3, IOPL 0
+    assert_eq!(cpu.step().unwrap_err(), pandare_x86::Fault::gp(0));
+}
+
+#[test]
+fn sysenter_and_sysexit_round_trip() {
+    let mut cpu = machine(&[0x0f, 0x34]);
+    cpu.state.sysenter = [0x10, RSP0, LSTAR];
+    assert!(cpu.ram.write_bytes(LSTAR, &[0x48, 0x0f, 0x35])); // sysexitq
+    cpu.state.gpr[2] = USER_CODE + 0x100;
+    cpu.state.gpr[1] = USER_STACK - 0x10;
+    assert_eq!(cpu.step(), Ok(Event::Syscall));
+    assert_eq!(
+        (cpu.state.cpl, cpu.state.rip, cpu.state.gpr[4]),
+        (0, LSTAR, RSP0)
+    );
+    assert_eq!(cpu.state.rflags & flags::IF, 0);
+    cpu.step().unwrap();
+    assert_eq!(cpu.state.cpl, 3);
+    assert_eq!(cpu.state.segments[seg::CS].selector, 0x33);
+    assert_eq!(cpu.state.segments[seg::SS].selector, 0x3b);
+    assert_eq!(
+        (cpu.state.rip, cpu.state.gpr[4]),
+        (USER_CODE + 0x100, USER_STACK - 0x10)
+    );
+}
+
+#[test]
+fn far_returns_reload_cs_and_change_privilege() {
+    // Kernel: push 0x2b ; push USER_STACK ; push 0x33 ; push USER_CODE+0x40 ; lretq
+    let mut code = vec![0x6a, 0x2b, 0x68];
+    code.extend((USER_STACK as u32).to_le_bytes());
+    code.extend([0x6a, 0x33, 0x68]);
+    code.extend(((USER_CODE + 0x40) as u32).to_le_bytes());
+    code.extend([0x48, 0xcb]);
+    let mut cpu = machine(&code);
+    kernel(&mut cpu);
+    cpu.state.gpr[4] = RSP0;
+    for _ in 0..5 {
+        cpu.step().unwrap();
+    }
+    assert_eq!(cpu.state.cpl, 3);
+    assert_eq!(cpu.state.rip, USER_CODE + 0x40);
+    assert_eq!(cpu.state.gpr[4], USER_STACK);
+    assert_eq!(cpu.state.segments[seg::CS].selector, 0x33);
+    assert_eq!(cpu.state.segments[seg::SS].selector, 0x2b);
+    // Same privilege: push 0x10 ; push target ; lretq (Linux's way of reloading CS).
+    let mut code = vec![0x6a, 0x10, 0x68];
+    code.extend(((USER_CODE + 0x20) as u32).to_le_bytes());
+    code.extend([0x48, 0xcb]);
+    let mut cpu = machine(&code);
+    kernel(&mut cpu);
+    cpu.state.gpr[4] = RSP0;
+    for _ in 0..3 {
+        cpu.step().unwrap();
+    }
+    assert_eq!(
+        (cpu.state.cpl, cpu.state.rip, cpu.state.gpr[4]),
+        (0, USER_CODE + 0x20, RSP0)
+    );
+    // From user mode, a far return into the kernel's code segment is #GP.
+    let mut cpu = machine(&code);
+    cpu.step().unwrap();
+    cpu.step().unwrap();
+    assert_eq!(cpu.step().unwrap_err().vector, 13);
+}
+
+#[test]
+fn debug_registers_hold_values() {
+    // mov rax, 0x401 -> dr7 ; mov rcx, dr7 ; mov rdx, dr6
+    let code = [
+        0x48, 0xc7, 0xc0, 0x01, 0x04, 0, 0, 0x0f, 0x23, 0xf8, 0x0f, 0x21, 0xf9, 0x0f, 0x21, 0xf2,
+    ];
+    let mut cpu = machine(&code);
+    kernel(&mut cpu);
+    for _ in 0..4 {
+        cpu.step().unwrap();
+    }
+    assert_eq!(cpu.state.gpr[1], 0x401);
+    assert_eq!(cpu.state.gpr[2], 0xffff_0ff0);
+    let mut cpu = machine(&code[7..]);
+    assert_eq!(cpu.step().unwrap_err().vector, 13, "MOV DR at CPL 3");
+}
