@@ -769,7 +769,7 @@ impl X86Cpu {
         let now = self.icount;
         match self.ports.as_mut() {
             Some(ports) => ports.0.read(port, size as u8, now),
-            None => (u64::MAX & crate::alu::mask(size)) as u32,
+            None => crate::alu::mask(size) as u32,
         }
     }
 

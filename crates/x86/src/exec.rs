@@ -1102,6 +1102,159 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             let new = (cpu.state.cr0 & !0xe) | (v & 0xf) | (cpu.state.cr0 & 1);
             write_cr(cpu, 0, new)?;
         }
+        M::Daa | M::Das => {
+            let al = cpu.state.gpr[0] & 0xff;
+            let old_cf = cpu.state.rflags & CF != 0;
+            let af_in = cpu.state.rflags & AF != 0;
+            let mut r = al;
+            let mut f = 0;
+            if al & 0xf > 9 || af_in {
+                let (v, borrow_or_carry) = if m == M::Daa {
+                    (al + 6, al + 6 > 0xff)
+                } else {
+                    (al.wrapping_sub(6), al < 6)
+                };
+                r = v & 0xff;
+                f |= AF;
+                if old_cf || borrow_or_carry {
+                    f |= CF;
+                }
+            }
+            if al > 0x99 || old_cf {
+                r = if m == M::Daa {
+                    r + 0x60
+                } else {
+                    r.wrapping_sub(0x60)
+                } & 0xff;
+                f |= CF;
+            }
+            reg_set(&mut cpu.state, Register::AL, r);
+            set_flags(cpu, f | alu::szp(r, 1), fl::ARITH);
+        }
+        M::Aaa | M::Aas => {
+            let ax = cpu.state.gpr[0] & 0xffff;
+            let mut f = 0;
+            let mut r = ax;
+            if ax & 0xf > 9 || cpu.state.rflags & AF != 0 {
+                r = if m == M::Aaa {
+                    ax.wrapping_add(0x106)
+                } else {
+                    // AX − 6 (a borrow reaches AH), then AH − 1, as current processors do.
+                    let r = ax.wrapping_sub(6) & 0xffff;
+                    let ah = ((r >> 8).wrapping_sub(1)) & 0xff;
+                    (ah << 8) | (r & 0xff)
+                };
+                f = AF | CF;
+            }
+            r &= 0xff0f;
+            reg_set(&mut cpu.state, Register::AX, r);
+            set_flags(cpu, f | alu::szp(r & 0xff, 1), fl::ARITH);
+        }
+        M::Aam => {
+            let base = i.immediate(0) & 0xff;
+            if base == 0 {
+                return Err(Fault::de());
+            }
+            let al = cpu.state.gpr[0] & 0xff;
+            let r = ((al / base) << 8) | (al % base);
+            reg_set(&mut cpu.state, Register::AX, r);
+            set_flags(cpu, alu::szp(r & 0xff, 1), fl::ARITH);
+        }
+        M::Aad => {
+            let base = i.immediate(0) & 0xff;
+            let ax = cpu.state.gpr[0];
+            let al = ((ax & 0xff) + ((ax >> 8) & 0xff) * base) & 0xff;
+            reg_set(&mut cpu.state, Register::AX, al);
+            set_flags(cpu, alu::szp(al, 1), fl::ARITH);
+        }
+        M::Salc => {
+            let v = if cpu.state.rflags & CF != 0 { 0xff } else { 0 };
+            reg_set(&mut cpu.state, Register::AL, v);
+        }
+        M::Pusha | M::Pushad => {
+            let size = if m == M::Pushad { 4 } else { 2 };
+            let sp = cpu.state.gpr[4] & stack_mask(cpu);
+            cpu.probe_write(
+                seg::SS,
+                sp.wrapping_sub(8 * u64::from(size)) & stack_mask(cpu),
+                8 * size,
+            )?;
+            let values: Vec<u64> = (0..8)
+                .map(|n| if n == 4 { sp } else { cpu.state.gpr[n] })
+                .collect();
+            for v in values {
+                push(cpu, v, size)?;
+            }
+        }
+        M::Popa | M::Popad => {
+            let size = if m == M::Popad { 4 } else { 2 };
+            let mut values = [0u64; 8];
+            for n in (0..8).rev() {
+                values[n] = pop(cpu, size)?;
+            }
+            let regs: [Register; 8] = if size == 4 {
+                [
+                    Register::EAX,
+                    Register::ECX,
+                    Register::EDX,
+                    Register::EBX,
+                    Register::ESP,
+                    Register::EBP,
+                    Register::ESI,
+                    Register::EDI,
+                ]
+            } else {
+                [
+                    Register::AX,
+                    Register::CX,
+                    Register::DX,
+                    Register::BX,
+                    Register::SP,
+                    Register::BP,
+                    Register::SI,
+                    Register::DI,
+                ]
+            };
+            for n in (0..8).filter(|&n| n != 4) {
+                reg_set(&mut cpu.state, regs[n], values[n]);
+            }
+        }
+        M::Into => {
+            if cpu.state.rflags & OF != 0 {
+                cpu.deliver(4, None, next, true)?;
+            }
+        }
+        M::Bound => {
+            let size = op_size(i, 0);
+            let index = sign_extend(read_op(cpu, i, 0, size)?, size) as i64;
+            let address = ea(cpu, i);
+            let segment = seg_index(i.memory_segment());
+            let lower = sign_extend(cpu.read(segment, address, size)?, size) as i64;
+            let upper = sign_extend(
+                cpu.read(segment, address.wrapping_add(u64::from(size)), size)?,
+                size,
+            ) as i64;
+            if index < lower || index > upper {
+                return Err(Fault {
+                    vector: 5,
+                    error_code: None,
+                    address: None,
+                });
+            }
+        }
+        M::Arpl => {
+            if cpu.state.mode() == Mode::Real {
+                return Err(Fault::ud());
+            }
+            let dst = read_op(cpu, i, 0, 2)?;
+            let src = read_op(cpu, i, 1, 2)?;
+            if dst & 3 < src & 3 {
+                write_op(cpu, i, 0, 2, (dst & !3) | (src & 3))?;
+                set_flags(cpu, ZF, ZF);
+            } else {
+                set_flags(cpu, 0, ZF);
+            }
+        }
         _ => return Err(Fault::ud()),
     }
     Ok(Event::Retired)

@@ -73,8 +73,13 @@ struct Input {
     data: Vec<u8>,
 }
 
-fn prologue() -> Vec<u8> {
+/// The prologue; for compatibility-mode cases it first loads DS and ES with the user data
+/// selector (null selectors fault outside 64-bit mode).
+fn prologue_for(compat: bool) -> Vec<u8> {
     let mut c = vec![0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57];
+    if compat {
+        c.extend([0xb8, 0x2b, 0, 0, 0, 0x8e, 0xd8, 0x8e, 0xc0]); // mov eax, 0x2b; mov ds/es, eax
+    }
     c.extend([0x48, 0x89, 0xe0]); // mov rax, rsp
     c.extend([0x48, 0xa3]);
     c.extend((STATE + 136).to_le_bytes()); // movabs [STATE+136], rax
@@ -122,9 +127,27 @@ fn epilogue() -> Vec<u8> {
 }
 
 /// Runs `code` natively in a forked child.
-fn native(code: &[u8], input: &Input) -> Outcome {
-    let mut program = prologue();
-    program.extend_from_slice(code);
+fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
+    let mut program = prologue_for(compat);
+    if compat {
+        // jmp far [rip+farptr] into the 32-bit code segment 0x23; the code; a far jump back
+        // to 0x33 at the epilogue; the far pointer.
+        let p = program.len() as u64;
+        let t = CODE + p + 6;
+        let l = code.len() as u64;
+        let farptr = t + l + 7;
+        let back = farptr + 6;
+        program.extend([0xff, 0x2d]);
+        program.extend(((farptr - (CODE + p + 6)) as u32).to_le_bytes());
+        program.extend_from_slice(code);
+        program.push(0xea);
+        program.extend((back as u32).to_le_bytes());
+        program.extend([0x33, 0x00]);
+        program.extend((t as u32).to_le_bytes());
+        program.extend([0x23, 0x00]);
+    } else {
+        program.extend_from_slice(code);
+    }
     program.extend(epilogue());
     // SAFETY: anonymous shared mapping, checked for failure, unmapped below.
     let shared = unsafe {
@@ -200,7 +223,7 @@ fn write_u64(ram: &mut Ram, address: u64, value: u64) {
 }
 
 /// Runs `code` on the emulated CPU at CPL 3 in 64-bit mode.
-fn emulated(code: &[u8], input: &Input) -> Outcome {
+fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
     let mut ram = Ram::new(0, 0x40000);
     let user = 0x7; // present, writable, user
     write_u64(&mut ram, PML4, PDPT | user);
@@ -215,16 +238,23 @@ fn emulated(code: &[u8], input: &Input) -> Outcome {
         );
     }
     // The same virtual address as natively, behind the prologue (CALL pushes it).
-    let start = prologue().len() as u64;
+    let start = prologue_for(compat).len() as u64 + if compat { 6 } else { 0 };
     assert!(ram.write_bytes(CODE_PHYS + start, code));
     assert!(ram.write_bytes(DATA_PHYS, &input.data));
     let mut state = State::long_mode(PML4, 3);
     state.gpr = input.gpr;
     state.rflags = input.flags | FIXED | pandare_x86::state::flags::IF;
     state.rip = CODE + start;
-    // The host's user data selectors are null; the emulated ones too.
-    for index in [0, 3, 4, 5] {
-        state.segments[index].selector = 0;
+    if compat {
+        // CS 0x23 (32-bit user code), DS = ES = 0x2b as the prologue loads them.
+        state.segments[pandare_x86::state::seg::CS] = pandare_x86::Segment::flat(0x23, 0xc0fb);
+        state.segments[4].selector = 0;
+        state.segments[5].selector = 0;
+    } else {
+        // The host's user data selectors are null; the emulated ones too.
+        for index in [0, 3, 4, 5] {
+            state.segments[index].selector = 0;
+        }
     }
     let mut cpu = X86Cpu::new(state, ram).expect("valid state");
     let end = CODE + start + code.len() as u64;
@@ -348,6 +378,13 @@ fn compare(case: &Case, input: &Input, native: &Outcome, emulated: &Outcome) -> 
 }
 
 fn run_cases(cases: &[Case], per_case: usize, seed: u64) -> usize {
+    run_cases_in(cases, per_case, seed, false)
+}
+
+/// Runs the cases in 64-bit mode or (`compat`) as 32-bit code in compatibility mode, where
+/// only the low 32 bits of the registers are compared (the upper halves are undefined after
+/// a return to 64-bit mode).
+fn run_cases_in(cases: &[Case], per_case: usize, seed: u64, compat: bool) -> usize {
     let mut rng = Rng(seed);
     let mut count = 0;
     let mut failures = Vec::new();
@@ -355,8 +392,17 @@ fn run_cases(cases: &[Case], per_case: usize, seed: u64) -> usize {
         for _ in 0..per_case {
             let mut input = random_input(&mut rng);
             (case.shape)(&mut input, &mut rng);
-            let n = native(&case.code, &input);
-            let e = emulated(&case.code, &input);
+            let mut n = native(&case.code, &input, compat);
+            let mut e = emulated(&case.code, &input, compat);
+            if compat {
+                for outcome in [&mut n, &mut e] {
+                    if let Ok((gpr, _, _)) = outcome.result.as_mut() {
+                        for g in gpr.iter_mut() {
+                            *g &= 0xffff_ffff;
+                        }
+                    }
+                }
+            }
             count += 1;
             if let Err(report) = compare(case, &input, &n, &e) {
                 failures.push(report);
@@ -870,7 +916,7 @@ fn random_instruction_bytes_agree_on_outcome_class() {
         if e.result.is_err() {
             continue;
         }
-        let n = native(&code, &input);
+        let n = native(&code, &input, false);
         let case = Case {
             name: "random".into(),
             code: code.clone(),
@@ -949,5 +995,131 @@ fn emulated_guarded(code: &[u8], input: &Input) -> Option<Outcome> {
     if total != code.len() {
         return None;
     }
-    Some(emulated(code, input))
+    Some(emulated(code, input, false))
+}
+
+/// 32-bit code in compatibility mode (CS 0x23, as 32-bit programs run under a 64-bit
+/// kernel): operand and address sizes default to 32 bits, INC/DEC have their one-byte
+/// forms, and the legacy instructions (PUSHA/POPA, BCD adjustments, SALC, BOUND, INTO)
+/// exist.
+#[test]
+fn compatibility_mode() {
+    fn none32(_: &Input) -> u64 {
+        0
+    }
+    fn af(_: &Input) -> u64 {
+        AF
+    }
+    fn mul_und(_: &Input) -> u64 {
+        SF | ZF | AF | PF
+    }
+    fn div_und(_: &Input) -> u64 {
+        ARITH
+    }
+    fn daa_und(_: &Input) -> u64 {
+        OF
+    }
+    fn aaa_und(_: &Input) -> u64 {
+        OF | SF | ZF | PF
+    }
+    fn aam_und(_: &Input) -> u64 {
+        OF | AF | CF
+    }
+    fn small_dividend(input: &mut Input, rng: &mut Rng) {
+        if rng.next().is_multiple_of(2) {
+            input.gpr[2] = rng.next() % 4;
+        }
+    }
+    fn counts(input: &mut Input, rng: &mut Rng) {
+        input.gpr[1] = rng.next() % 20;
+        input.gpr[5] = DATA + 0x1000 + (rng.next() % 0x100) * 8;
+    }
+    let mut cases = Vec::new();
+    let mut add = |name: &str, code: Vec<u8>, undefined: fn(&Input) -> u64| {
+        cases.push(case(name.to_string(), code, undefined));
+    };
+    for (name, op, und) in [
+        ("add", 0x00u8, none32 as fn(&Input) -> u64),
+        ("adc", 0x10, none32),
+        ("sbb", 0x18, none32),
+        ("sub", 0x28, none32),
+        ("and", 0x20, af),
+        ("xor", 0x30, af),
+        ("cmp", 0x38, none32),
+    ] {
+        for size in [1u32, 2, 4] {
+            add(&format!("{name}{size} r,r"), sized(size, op, &[0xca]), und);
+            add(&format!("{name}{size} m,r"), sized(size, op, &[0x0b]), und);
+        }
+    }
+    for r in 0u8..8 {
+        if r == 4 {
+            continue;
+        }
+        add(&format!("inc r{r}"), vec![0x40 + r], none32);
+        add(&format!("dec r{r}"), vec![0x48 + r], none32);
+    }
+    add("mul32", vec![0xf7, 0xe1], mul_und);
+    add(
+        "imul32 r,r,imm",
+        vec![0x69, 0xd1, 0x78, 0x56, 0x34, 0x92],
+        mul_und,
+    );
+    add("shl32 cl", vec![0xd3, 0xe2], |i| {
+        let c = i.gpr[1] & 0x1f;
+        (if c != 0 { AF } else { 0 }) | (if c > 1 { OF } else { 0 })
+    });
+    add("sar16 1", vec![0x66, 0xd1, 0xfa], af);
+    add("bt m,r", vec![0x0f, 0xa3, 0x13], |_| ARITH & !CF);
+    add("movsx", vec![0x0f, 0xbe, 0xcb], none32);
+    add("xchg m", vec![0x87, 0x0b], none32);
+    add("cmpxchg8b", vec![0x0f, 0xc7, 0x0b], none32);
+    add("bswap", vec![0x0f, 0xca], none32);
+    add("push pop", vec![0x51, 0x66, 0x52, 0x66, 0x58, 0x5b], none32);
+    add("pushad popad", vec![0x60, 0x31, 0xc0, 0x61], af);
+    add("pusha popa 16", vec![0x66, 0x60, 0x66, 0x61], none32);
+    add("call pop", vec![0xe8, 0, 0, 0, 0, 0x59], none32);
+    add("pushfd pop", vec![0x9c, 0x59], none32);
+    add("lahf sahf", vec![0x9f, 0x80, 0xf4, 0xc1, 0x9e], none32);
+    add("daa", vec![0x27], daa_und);
+    add("das", vec![0x2f], daa_und);
+    add("aaa", vec![0x37], aaa_und);
+    add("aas", vec![0x3f], aaa_und);
+    add("aam", vec![0xd4, 0x0a], aam_und);
+    add("aam 7", vec![0xd4, 0x07], aam_und);
+    add("aam 0", vec![0xd4, 0x00], aam_und);
+    add("aad", vec![0xd5, 0x0a], aam_und);
+    add("salc", vec![0xd6], none32);
+    add("bound", vec![0x62, 0x0b], none32);
+    add("cwde cdq", vec![0x98, 0x99], none32);
+    add("lea16", vec![0x66, 0x8d, 0x4c, 0x93, 0x80], none32);
+    add("jcc", vec![0x74, 0x01, 0x40], none32);
+    add("ud2", vec![0x0f, 0x0b], none32);
+    add("div32", vec![0xf7, 0xf1], div_und);
+    let mut cases = cases;
+    for (name, code) in [
+        ("rep movsd", vec![0xf3, 0xa5]),
+        ("rep stosb", vec![0xf3, 0xaa]),
+        ("repe cmpsb", vec![0xf3, 0xa6]),
+        ("repne scasw", vec![0xf2, 0x66, 0xaf]),
+        ("lodsd", vec![0xad]),
+        ("loop", vec![0xe2, 0x01, 0x40]),
+        ("jecxz", vec![0xe3, 0x01, 0x40]),
+        ("enter leave", vec![0xc8, 0x10, 0x00, 0x02, 0xc9]),
+    ] {
+        cases.push(Case {
+            name: name.to_string(),
+            code,
+            undefined: Box::new(none32),
+            shape: counts,
+        });
+    }
+    cases.push(Case {
+        name: "idiv32".into(),
+        code: vec![0xf7, 0xf9],
+        undefined: Box::new(div_und),
+        shape: small_dividend,
+    });
+    let n = run_cases_in(&cases, 30, 0x3232_3232_1010_0101, true);
+    eprintln!("compatibility mode: {n} differential cases");
 }

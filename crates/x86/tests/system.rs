@@ -584,3 +584,33 @@ fn debug_registers_hold_values() {
     let mut cpu = machine(&code[7..]);
     assert_eq!(cpu.step().unwrap_err().vector, 13, "MOV DR at CPL 3");
 }
+
+#[test]
+fn into_raises_overflow_only_when_of_is_set() {
+    use pandare_x86::fuzzing::{layout, machine as fuzz_machine, StartMode};
+    // Compatibility mode: add al, 0x7f (0x01 + 0x7f overflows) ; into ; ud2
+    let code = [0xb0, 0x01, 0x04, 0x7f, 0xce, 0x0f, 0x0b];
+    let mut cpu = fuzz_machine(&code, 3, StartMode::Compat32);
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!(
+        (cpu.state.rip - 1 - layout::HANDLERS) / 16,
+        13,
+        "vector 4's gate has DPL 0: #GP from CPL 3"
+    );
+    assert_eq!(get(&cpu, cpu.state.gpr[4]), 4 * 8 + 2);
+    // With a DPL 3 gate for vector 4, INTO enters it with the next instruction pushed.
+    let mut cpu = fuzz_machine(&code, 3, StartMode::Compat32);
+    let gate = get(&cpu, layout::IDT + 4 * 16) | (3 << 45);
+    put(&mut cpu.ram, layout::IDT + 4 * 16, gate);
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!((cpu.state.rip - 1 - layout::HANDLERS) / 16, 4);
+    assert_eq!(get(&cpu, cpu.state.gpr[4]), layout::CODE + 5);
+    // Without overflow INTO does nothing.
+    let mut cpu = fuzz_machine(
+        &[0xb0, 0x01, 0x04, 0x01, 0xce, 0x0f, 0x0b],
+        3,
+        StartMode::Compat32,
+    );
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!((cpu.state.rip - 1 - layout::HANDLERS) / 16, 6);
+}
