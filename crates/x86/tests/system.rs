@@ -614,3 +614,11 @@ fn into_raises_overflow_only_when_of_is_set() {
     assert_eq!(cpu.run(100), Exit::Halted);
     assert_eq!((cpu.state.rip - 1 - layout::HANDLERS) / 16, 6);
 }
+
+#[test]
+fn lock_prefix_on_a_register_destination_is_undefined() {
+    let mut cpu = machine(&[0xf0, 0x01, 0xc8]); // lock add eax, ecx
+    assert_eq!(cpu.step().unwrap_err().vector, 6);
+    let mut cpu = machine(&[0xf0, 0x01, 0x0c, 0x25, 0x00, 0x00, 0x04, 0x00]); // lock add [0x40000], ecx
+    assert_eq!(cpu.step(), Ok(Event::Retired));
+}
