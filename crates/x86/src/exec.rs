@@ -1008,7 +1008,8 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
                 4
             };
             let mut base = cpu.read(segment, offset + 2, base_size)?;
-            if i.code_size() == iced_x86::CodeSize::Code16 && base_size == 4 && op_size(i, 0) < 8 {
+            if matches!(i.code(), Code::Lgdt_m1632_16 | Code::Lidt_m1632_16) {
+                // 16-bit operand size: a 24-bit base.
                 base &= 0xff_ffff;
             }
             let table = crate::state::TableRegister { base, limit };

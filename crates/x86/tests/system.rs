@@ -622,3 +622,142 @@ fn lock_prefix_on_a_register_destination_is_undefined() {
     let mut cpu = machine(&[0xf0, 0x01, 0x0c, 0x25, 0x00, 0x00, 0x04, 0x00]); // lock add [0x40000], ecx
     assert_eq!(cpu.step(), Ok(Event::Retired));
 }
+
+/// A 32-bit protected-mode machine with 2-level paging (i386 without PAE): GDT 0x08 kernel
+/// code, 0x10 kernel data, 0x1b user code, 0x23 user data, 0x28 TSS; a 32-bit IDT whose
+/// handlers are HLT (0x80 with DPL 3 is IRETD); user code at `USER_CODE`.
+fn machine32(code: &[u8]) -> X86Cpu {
+    let mut ram = Ram::new(0, 4 << 20);
+    assert!(ram.write_bytes(0x1000, &(0x2000u32 | 7).to_le_bytes()));
+    for page in 0..1024u32 {
+        assert!(ram.write_bytes(
+            0x2000 + u64::from(page) * 4,
+            &((page << 12) | 7).to_le_bytes()
+        ));
+    }
+    for (index, descriptor) in [
+        (1u64, 0x00cf_9b00_0000_ffffu64),
+        (2, 0x00cf_9300_0000_ffff),
+        (3, 0x00cf_fb00_0000_ffff),
+        (4, 0x00cf_f300_0000_ffff),
+    ] {
+        put(&mut ram, GDT + index * 8, descriptor);
+    }
+    put(
+        &mut ram,
+        GDT + 0x28,
+        0x67 | ((TSS & 0xff_ffff) << 16) | (0x89 << 40),
+    );
+    assert!(ram.write_bytes(TSS + 4, &(RSP0 as u32).to_le_bytes()));
+    assert!(ram.write_bytes(TSS + 8, &0x10u32.to_le_bytes()));
+    for vector in 0..256u64 {
+        let offset = HANDLERS + vector * 16;
+        let dpl = if vector == 0x80 { 3 } else { 0 };
+        let low = (offset & 0xffff) | (0x08 << 16);
+        let high = ((0x8e | (dpl << 5)) << 8) | ((offset >> 16) << 16);
+        put(&mut ram, IDT + vector * 8, low | (high << 32));
+        assert!(ram.write_bytes(offset, &[0xf4]));
+    }
+    assert!(ram.write_bytes(HANDLERS + 0x80 * 16, &[0xcf])); // iretd
+    assert!(ram.write_bytes(USER_CODE, code));
+    let mut state = State::reset();
+    state.cr0 |= 1 | (1 << 31) | (1 << 16);
+    state.cr0 &= !((1 << 29) | (1 << 30));
+    state.cr3 = 0x1000;
+    state.gdtr.base = GDT;
+    state.gdtr.limit = 0x2f;
+    state.idtr.base = IDT;
+    state.idtr.limit = 0x7ff;
+    state.tr = pandare_x86::Segment {
+        selector: 0x28,
+        base: TSS,
+        limit: 0x67,
+        attributes: 0x8b,
+    };
+    let data = pandare_x86::Segment::flat(0x23, 0xc0f3);
+    state.segments = [data; 6];
+    state.segments[seg::CS] = pandare_x86::Segment::flat(0x1b, 0xc0fb);
+    state.cpl = 3;
+    state.rip = USER_CODE;
+    state.gpr[4] = USER_STACK;
+    state.rflags = flags::FIXED | flags::IF;
+    let mut cpu = X86Cpu::new(state, ram).unwrap();
+    cpu.architecture = pandare_x86::abi::Architecture::I386;
+    cpu
+}
+
+#[test]
+fn protected_mode_int80_iretd_and_faults() {
+    // int 0x80 (handler: IRETD) ; mov eax, [0x500000] (not mapped: #PF) — 2-level paging
+    // maps only the first 4 MiB.
+    let mut cpu = machine32(&[0xcd, 0x80, 0xa1, 0x00, 0x00, 0x50, 0x00]);
+    assert_eq!(cpu.state.mode(), pandare_x86::Mode::Protected32);
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!(halted_in(&cpu), 14);
+    assert_eq!(cpu.state.cr2, 0x50_0000);
+    assert_eq!(cpu.state.cpl, 0);
+    assert_eq!(cpu.state.segments[seg::CS].selector, 0x08);
+    assert_eq!(cpu.state.segments[seg::SS].selector, 0x10);
+    let esp = cpu.state.gpr[4];
+    assert_eq!(
+        esp,
+        RSP0 - 24,
+        "SS, ESP, EFLAGS, CS, EIP and the error code: 6 dwords"
+    );
+    let word = |cpu: &X86Cpu, a: u64| get(cpu, a) & 0xffff_ffff;
+    assert_eq!(word(&cpu, esp), 4, "not present, read, user");
+    assert_eq!(word(&cpu, esp + 4), USER_CODE + 2);
+    assert_eq!(word(&cpu, esp + 8), 0x1b);
+    assert_eq!(
+        word(&cpu, esp + 16),
+        USER_STACK,
+        "the IRETD restored the user stack"
+    );
+    assert_eq!(word(&cpu, esp + 20), 0x23);
+    assert_eq!(cpu.register("eip").unwrap(), HANDLERS + 14 * 16 + 1);
+    assert_eq!(cpu.abi().architecture(), "i386");
+    assert_eq!(
+        cpu.abi().convention(Convention::Syscall).arguments[0],
+        "ebx"
+    );
+}
+
+#[test]
+fn real_mode_to_long_mode_like_a_boot_loader() {
+    let mut ram = Ram::new(0, 4 << 20);
+    put(&mut ram, 0x1000, 0x2000 | 3);
+    put(&mut ram, 0x2000, 0x3000 | 3);
+    put(&mut ram, 0x3000, 0x83); // one 2 MiB page at 0
+    put(&mut ram, 0x5008, 0x00cf_9a00_0000_ffff);
+    put(&mut ram, 0x5010, 0x00cf_9200_0000_ffff);
+    put(&mut ram, 0x5018, 0x00af_9a00_0000_ffff);
+    // GDTR image at 0x7d00: limit 0x1f, base 0x5000.
+    assert!(ram.write_bytes(0x7d00, &[0x1f, 0x00, 0x00, 0x50, 0x00, 0x00]));
+    let real = [
+        0x0f, 0x01, 0x16, 0x00, 0x7d, // lgdt [0x7d00]
+        0x0f, 0x20, 0xc0, 0x0c, 0x01, 0x0f, 0x22, 0xc0, // cr0.PE
+        0xea, 0x40, 0x7c, 0x08, 0x00, // jmp 0x08:0x7c40
+    ];
+    let protected = [
+        0xb8, 0x10, 0, 0, 0, 0x8e, 0xd8, 0x8e, 0xd0, // ds = ss = 0x10
+        0x0f, 0x20, 0xe0, 0x83, 0xc8, 0x20, 0x0f, 0x22, 0xe0, // cr4.PAE
+        0xb8, 0x00, 0x10, 0, 0, 0x0f, 0x22, 0xd8, // cr3 = 0x1000
+        0xb9, 0x80, 0, 0, 0xc0, 0x0f, 0x32, 0x0d, 0x00, 0x01, 0, 0, 0x0f, 0x30, // EFER.LME
+        0x0f, 0x20, 0xc0, 0x0d, 0, 0, 0, 0x80, 0x0f, 0x22, 0xc0, // cr0.PG
+        0xea, 0x80, 0x7c, 0, 0, 0x18, 0x00, // jmp 0x18:0x7c80
+    ];
+    let long = [0x48, 0xc7, 0xc0, 0x34, 0x12, 0, 0, 0xf4]; // mov rax, 0x1234 ; hlt
+    assert!(ram.write_bytes(0x7c00, &real));
+    assert!(ram.write_bytes(0x7c40, &protected));
+    assert!(ram.write_bytes(0x7c80, &long));
+    let mut state = State::reset();
+    state.segments[seg::CS].selector = 0;
+    state.segments[seg::CS].base = 0;
+    state.rip = 0x7c00;
+    let mut cpu = X86Cpu::new(state, ram).unwrap();
+    assert_eq!(cpu.run(1000), Exit::Halted);
+    assert_eq!(cpu.state.gpr[0], 0x1234);
+    assert_eq!(cpu.state.mode(), pandare_x86::Mode::Long64);
+    assert!(cpu.state.efer & msr::EFER_LMA != 0);
+    assert_eq!(cpu.state.rip, 0x7c88);
+}
