@@ -1629,26 +1629,37 @@ fn iret(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
     if target_64 && !mmu::canonical(ip) {
         return Err(Fault::gp(0));
     }
-    // Commit.
+    // Everything that can fault (the SS descriptor) is read before anything is committed.
+    let stack = match (new_sp, new_ss) {
+        (Some(sp), Some(ss)) => {
+            let segment = if ss & !3 == 0 {
+                if !(target_64 && rpl != 3) {
+                    return Err(Fault::gp(0));
+                }
+                Segment {
+                    selector: ss,
+                    base: 0,
+                    limit: 0,
+                    attributes: 0,
+                }
+            } else {
+                let d = cpu.load_descriptor(ss)?;
+                let writable_data = d.attributes & Segment::S != 0 && d.kind() & 0xa == 0x2;
+                if (ss & 3) as u8 != rpl || d.dpl() != rpl || !writable_data {
+                    return Err(Fault::gp(u32::from(ss & !3)));
+                }
+                d
+            };
+            Some((sp, segment))
+        }
+        _ => None,
+    };
     cpu.state.segments[seg::CS] = code;
     cpu.state.cpl = rpl;
     cpu.state.rip = ip;
     cpu.state.rflags = ((cpu.state.rflags & !writable) | (f & writable)) | fl::FIXED;
-    if let (Some(sp), Some(ss)) = (new_sp, new_ss) {
-        if ss & !3 == 0 {
-            if !(target_64 && rpl != 3) {
-                return Err(Fault::gp(0));
-            }
-            cpu.state.segments[seg::SS] = Segment {
-                selector: ss,
-                base: 0,
-                limit: 0,
-                attributes: 0,
-            };
-        } else {
-            let d = cpu.load_descriptor(ss)?;
-            cpu.state.segments[seg::SS] = d;
-        }
+    if let Some((sp, segment)) = stack {
+        cpu.state.segments[seg::SS] = segment;
         cpu.state.gpr[4] = sp;
     }
     if rpl > cpl {
