@@ -1,7 +1,7 @@
 //! The CPU: state, RAM, TLB and decoded-block cache; virtual memory access with segmentation
 //! and paging; fetch and decode; the step and run loops; exception and interrupt delivery.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::rc::Rc;
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction};
@@ -61,9 +61,9 @@ pub struct X86Cpu {
     pub ram: Ram,
     pub(crate) tlb: Tlb,
     /// Blocks by (physical address, mode).
-    blocks: HashMap<(u64, Mode), Rc<Block>>,
+    blocks: FxHashMap<(u64, Mode), Rc<Block>>,
     /// Physical pages holding decoded code; a store to one drops its blocks.
-    code_pages: HashSet<u64>,
+    code_pages: FxHashSet<u64>,
     /// Retired instructions.
     pub(crate) icount: u64,
     /// The current instruction wrote a code page: the block it belongs to is stale.
@@ -85,8 +85,8 @@ impl X86Cpu {
             state,
             ram,
             tlb: Tlb::default(),
-            blocks: HashMap::new(),
-            code_pages: HashSet::new(),
+            blocks: FxHashMap::default(),
+            code_pages: FxHashSet::default(),
             icount: 0,
             code_written: false,
             architecture: crate::abi::Architecture::X86_64,
@@ -139,7 +139,8 @@ impl X86Cpu {
         }
         let first = paddr >> 12;
         let last = (paddr + data.len() as u64 - 1) >> 12;
-        for page in first..=last {
+        let has_code = !self.code_pages.is_empty();
+        for page in (first..=last).filter(|_| has_code) {
             if self.code_pages.remove(&page) {
                 self.blocks.retain(|&(address, _), _| address >> 12 != page);
                 self.code_written = true;
