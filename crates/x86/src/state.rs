@@ -510,6 +510,18 @@ impl State {
         if cs.attributes & Segment::L != 0 && cs.attributes & Segment::DB != 0 {
             return Err(StateError::Invalid("CS has both L and D set (reserved)"));
         }
+        if self.cr8 > 15 {
+            return Err(StateError::Invalid("CR8 above 15"));
+        }
+        let efer_known = msr::EFER_SCE | msr::EFER_LME | msr::EFER_LMA | msr::EFER_NXE;
+        if self.efer & !efer_known != 0 {
+            return Err(StateError::Invalid(
+                "EFER has bits this CPU does not implement",
+            ));
+        }
+        if self.cr0 >> 32 != 0 {
+            return Err(StateError::Invalid("CR0 bits 32–63 are reserved"));
+        }
         Ok(())
     }
 }
@@ -520,4 +532,185 @@ pub enum StateError {
     /// The state breaks an architectural invariant.
     #[error("invalid x86 CPU state: {0}")]
     Invalid(&'static str),
+    /// The serialized state is not one this build reads.
+    #[error("x86 CPU state: {0}; the snapshot was made by another pandare build or is damaged")]
+    Format(&'static str),
+}
+
+/// Magic and version of the serialized state ([`State::to_bytes`]).
+const STATE_MAGIC: &[u8; 4] = b"PX86";
+/// Version 1: the field order of [`State::to_bytes`].
+pub const STATE_VERSION: u32 = 1;
+
+struct Writer(Vec<u8>);
+impl Writer {
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn segment(&mut self, s: &Segment) {
+        self.u64(
+            u64::from(s.selector) | (u64::from(s.attributes) << 16) | (u64::from(s.limit) << 32),
+        );
+        self.u64(s.base);
+    }
+    fn table(&mut self, t: &TableRegister) {
+        self.u64(t.base);
+        self.u64(u64::from(t.limit));
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+impl Reader<'_> {
+    fn u64(&mut self) -> Result<u64, StateError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<8>()
+            .ok_or(StateError::Format("truncated"))?;
+        self.0 = rest;
+        Ok(u64::from_le_bytes(*head))
+    }
+    fn segment(&mut self) -> Result<Segment, StateError> {
+        let packed = self.u64()?;
+        Ok(Segment {
+            selector: packed as u16,
+            attributes: (packed >> 16) as u16,
+            limit: (packed >> 32) as u32,
+            base: self.u64()?,
+        })
+    }
+    fn table(&mut self) -> Result<TableRegister, StateError> {
+        let base = self.u64()?;
+        let limit = self.u64()?;
+        if limit > 0xffff {
+            return Err(StateError::Format("descriptor-table limit above 0xffff"));
+        }
+        Ok(TableRegister {
+            base,
+            limit: limit as u16,
+        })
+    }
+}
+
+impl State {
+    /// Serializes the state: magic, version, then every field little-endian in a fixed order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(512));
+        w.0.extend_from_slice(STATE_MAGIC);
+        w.0.extend_from_slice(&STATE_VERSION.to_le_bytes());
+        for g in self.gpr {
+            w.u64(g);
+        }
+        w.u64(self.rip);
+        w.u64(self.rflags);
+        for s in &self.segments {
+            w.segment(s);
+        }
+        w.segment(&self.ldtr);
+        w.segment(&self.tr);
+        w.table(&self.gdtr);
+        w.table(&self.idtr);
+        w.u64(u64::from(self.cpl));
+        for v in [
+            self.cr0,
+            self.cr2,
+            self.cr3,
+            self.cr4,
+            self.cr8,
+            self.efer,
+            self.star,
+            self.lstar,
+            self.cstar,
+            self.sfmask,
+            self.kernel_gs_base,
+            self.sysenter[0],
+            self.sysenter[1],
+            self.sysenter[2],
+            self.tsc_offset,
+            self.tsc_deadline,
+            self.apic_base,
+            self.pat,
+            self.misc_enable,
+        ] {
+            w.u64(v);
+        }
+        for d in self.dr {
+            w.u64(d);
+        }
+        w.u64(u64::from(self.halted) | (u64::from(self.interrupt_shadow) << 1));
+        w.0
+    }
+
+    /// Reads a state [`State::to_bytes`] wrote, checking the format and then the
+    /// architectural invariants ([`State::validate`]): bad input is an error, never a panic.
+    pub fn from_bytes(bytes: &[u8]) -> Result<State, StateError> {
+        let rest = bytes
+            .strip_prefix(STATE_MAGIC.as_slice())
+            .ok_or(StateError::Format("not an x86 CPU state (bad magic)"))?;
+        let (version, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or(StateError::Format("truncated"))?;
+        if u32::from_le_bytes(*version) != STATE_VERSION {
+            return Err(StateError::Format("unknown version"));
+        }
+        let mut r = Reader(rest);
+        let mut state = State::reset();
+        for g in state.gpr.iter_mut() {
+            *g = r.u64()?;
+        }
+        state.rip = r.u64()?;
+        state.rflags = r.u64()?;
+        for s in state.segments.iter_mut() {
+            *s = r.segment()?;
+        }
+        state.ldtr = r.segment()?;
+        state.tr = r.segment()?;
+        state.gdtr = r.table()?;
+        state.idtr = r.table()?;
+        let cpl = r.u64()?;
+        if cpl > 3 {
+            return Err(StateError::Invalid("CPL above 3"));
+        }
+        state.cpl = cpl as u8;
+        for field in [
+            &mut state.cr0,
+            &mut state.cr2,
+            &mut state.cr3,
+            &mut state.cr4,
+            &mut state.cr8,
+            &mut state.efer,
+            &mut state.star,
+            &mut state.lstar,
+            &mut state.cstar,
+            &mut state.sfmask,
+            &mut state.kernel_gs_base,
+        ] {
+            *field = r.u64()?;
+        }
+        for v in state.sysenter.iter_mut() {
+            *v = r.u64()?;
+        }
+        for field in [
+            &mut state.tsc_offset,
+            &mut state.tsc_deadline,
+            &mut state.apic_base,
+            &mut state.pat,
+            &mut state.misc_enable,
+        ] {
+            *field = r.u64()?;
+        }
+        for d in state.dr.iter_mut() {
+            *d = r.u64()?;
+        }
+        let bits = r.u64()?;
+        if bits > 3 {
+            return Err(StateError::Format("unknown run-state bits"));
+        }
+        state.halted = bits & 1 != 0;
+        state.interrupt_shadow = bits & 2 != 0;
+        if !r.0.is_empty() {
+            return Err(StateError::Format("trailing bytes"));
+        }
+        state.validate()?;
+        Ok(state)
+    }
 }

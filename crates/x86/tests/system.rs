@@ -761,3 +761,29 @@ fn real_mode_to_long_mode_like_a_boot_loader() {
     assert!(cpu.state.efer & msr::EFER_LMA != 0);
     assert_eq!(cpu.state.rip, 0x7c88);
 }
+
+#[test]
+fn states_serialize_and_reject_damage() {
+    let mut cpu = machine(&[0x0f, 0x05]);
+    cpu.state.sysenter = [0x10, 0x1234, 0x5678];
+    cpu.state.dr[7] = 0x401;
+    cpu.step().unwrap();
+    let bytes = cpu.state.to_bytes();
+    assert_eq!(State::from_bytes(&bytes).unwrap(), cpu.state);
+    assert!(State::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    assert!(State::from_bytes(b"PX86").is_err());
+    assert!(State::from_bytes(b"nope").is_err());
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(State::from_bytes(&longer).is_err());
+    // RFLAGS (after magic, version and 17 words) with a reserved bit set.
+    let mut bad = bytes.clone();
+    bad[8 + 17 * 8] |= 1 << 3;
+    assert!(State::from_bytes(&bad).is_err());
+    // Every single-byte corruption is a value or an error, never a panic.
+    for n in 0..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[n] ^= 0xa5;
+        let _ = State::from_bytes(&damaged);
+    }
+}
