@@ -502,8 +502,20 @@ impl X86Cpu {
                 if self.icount >= end || instruction.ip() != self.state.rip {
                     break;
                 }
+                let single_step = self.state.rflags & flags::TF != 0;
                 match self.execute_one(instruction) {
                     Ok(Event::Halted) => return Exit::Halted,
+                    Ok(_) if single_step && !crate::exec::is_software_interrupt(instruction) => {
+                        // Single-step trap after the instruction (DR6.BS).
+                        self.state.dr[6] |= 1 << 14;
+                        let rip = self.state.rip;
+                        if self.deliver(1, None, rip, false).is_err()
+                            && self.deliver(8, Some(0), rip, false).is_err()
+                        {
+                            return Exit::TripleFault;
+                        }
+                        break;
+                    }
                     Ok(_) => {}
                     Err(fault) => {
                         if self.deliver_fault(fault).is_err() {

@@ -46,6 +46,15 @@ pub fn ends_block(i: &Instruction) -> bool {
     )
 }
 
+/// Whether an instruction is INT n, INT3 or INTO (their delivery clears TF, so no
+/// single-step trap follows them).
+pub fn is_software_interrupt(i: &Instruction) -> bool {
+    matches!(
+        i.mnemonic(),
+        Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into | Mnemonic::Int1
+    )
+}
+
 /// Whether an instruction is a string instruction (commits per iteration).
 pub fn is_string(i: &Instruction) -> bool {
     (0..i.op_count()).any(|n| {

@@ -787,3 +787,25 @@ fn states_serialize_and_reject_damage() {
         let _ = State::from_bytes(&damaged);
     }
 }
+
+#[test]
+fn trap_flag_single_steps() {
+    // pushfq ; or qword [rsp], 0x100 ; popfq ; nop ; nop
+    let code = [
+        0x9c, 0x48, 0x81, 0x0c, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9d, 0x90, 0x90,
+    ];
+    let mut cpu = machine(&code);
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!(halted_in(&cpu), 1);
+    assert_eq!(
+        get(&cpu, cpu.state.gpr[4]),
+        USER_CODE + 11,
+        "trap after the first NOP"
+    );
+    assert_ne!(cpu.state.dr[6] & (1 << 14), 0, "DR6.BS");
+    assert_eq!(
+        cpu.state.rflags & flags::TF,
+        0,
+        "the handler runs without TF"
+    );
+}
