@@ -39,6 +39,11 @@ pub enum Exit {
 #[derive(Debug)]
 struct Block {
     instructions: Vec<Instruction>,
+    /// The cache key: physical address of the first byte and mode.
+    key: (u64, Mode),
+    /// When the last instruction crosses into the next page: that page's physical frame
+    /// as decoded (the mapping is checked again before the instruction runs).
+    crossing: Option<u64>,
 }
 
 const MAX_BLOCK: usize = 32;
@@ -107,6 +112,12 @@ impl X86Cpu {
         self.state = state;
         self.flush_all();
         Ok(())
+    }
+
+    /// Drops the TLB only (what INVLPG of every page or a CR3 write does), keeping decoded
+    /// blocks.
+    pub fn flush_tlb(&mut self) {
+        self.tlb.flush(false);
     }
 
     /// Drops the TLB and every decoded block.
@@ -414,6 +425,7 @@ impl X86Cpu {
             return Ok(block.clone());
         }
         let mut instructions = Vec::new();
+        let mut crossing = None;
         let mut ip = self.state.rip;
         let mut lin = linear;
         loop {
@@ -437,6 +449,7 @@ impl X86Cpu {
                 if last_end >> 12 != linear >> 12 {
                     if let Ok(p) = self.translate(last_end, Access::Fetch, false) {
                         self.code_pages.insert(p >> 12);
+                        crossing = Some(p >> 12);
                     }
                 }
                 break;
@@ -444,7 +457,11 @@ impl X86Cpu {
             lin = next;
         }
         self.code_pages.insert(physical >> 12);
-        let block = Rc::new(Block { instructions });
+        let block = Rc::new(Block {
+            instructions,
+            key: (physical, mode),
+            crossing,
+        });
         self.blocks.insert((physical, mode), block.clone());
         Ok(block)
     }
@@ -498,9 +515,32 @@ impl X86Cpu {
                 }
             };
             self.code_written = false;
-            for instruction in block.instructions.iter() {
+            let last = block.instructions.len() - 1;
+            for (n, instruction) in block.instructions.iter().enumerate() {
                 if self.icount >= end || instruction.ip() != self.state.rip {
                     break;
+                }
+                if n == last {
+                    if let Some(frame) = block.crossing {
+                        // The instruction's second page: still mapped, executable, the same
+                        // frame? Otherwise fault, or decode afresh.
+                        let second_page = self
+                            .linear_ip()
+                            .map(|l| l.wrapping_add(instruction.len() as u64 - 1) & !0xfff);
+                        match second_page.and_then(|l| self.translate(l, Access::Fetch, false)) {
+                            Err(fault) => {
+                                if self.deliver_fault(fault).is_err() {
+                                    return Exit::TripleFault;
+                                }
+                                break;
+                            }
+                            Ok(p) if p >> 12 != frame => {
+                                self.blocks.remove(&block.key);
+                                break;
+                            }
+                            Ok(_) => {}
+                        }
+                    }
                 }
                 let single_step = self.state.rflags & flags::TF != 0;
                 match self.execute_one(instruction) {

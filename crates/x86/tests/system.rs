@@ -809,3 +809,47 @@ fn trap_flag_single_steps() {
         "the handler runs without TF"
     );
 }
+
+#[test]
+fn an_instruction_across_pages_follows_the_second_page_mapping() {
+    // mov eax, imm32 straddling 0x20ffe..0x21002: opcode and 1 byte on the first page,
+    // 3 immediate bytes on the next; then ud2 on the second page.
+    let mut cpu = machine(&[]);
+    assert!(cpu.ram.write_bytes(0x20ffe, &[0xb8, 0x11]));
+    assert!(cpu
+        .ram
+        .write_bytes(0x21000, &[0x22, 0x33, 0x44, 0x0f, 0x0b]));
+    // An alternative frame for the second page with other immediate bytes.
+    assert!(cpu
+        .ram
+        .write_bytes(0x60000, &[0xaa, 0xbb, 0xcc, 0x0f, 0x0b]));
+    cpu.state.rip = 0x20ffe;
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!(cpu.state.gpr[0], 0x4433_2211);
+    // Remap the second page (as an OS would, then INVLPG): the cached block must not use
+    // the old bytes.
+    put(&mut cpu.ram, PT + 0x21 * 8, 0x60000 | 7);
+    let mut state = cpu.state.clone();
+    state.rip = 0x20ffe;
+    state.cpl = 3;
+    state.segments[seg::CS] = pandare_x86::Segment::flat(0x33, 0xa0fb);
+    state.gpr[4] = USER_STACK;
+    state.rflags = flags::FIXED | flags::IF;
+    state.halted = false;
+    cpu.state = state;
+    cpu.flush_tlb();
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!(cpu.state.gpr[0], 0xccbb_aa11);
+    // Unmap it: the instruction page-faults at its start with CR2 on the second page.
+    put(&mut cpu.ram, PT + 0x21 * 8, 0);
+    cpu.state.rip = 0x20ffe;
+    cpu.state.cpl = 3;
+    cpu.state.segments[seg::CS] = pandare_x86::Segment::flat(0x33, 0xa0fb);
+    cpu.state.gpr[4] = USER_STACK;
+    cpu.state.halted = false;
+    cpu.flush_tlb();
+    assert_eq!(cpu.run(100), Exit::Halted);
+    assert_eq!(halted_in(&cpu), 14);
+    assert_eq!(cpu.state.cr2, 0x21000);
+    assert_eq!(get(&cpu, cpu.state.gpr[4] + 8), 0x20ffe);
+}
