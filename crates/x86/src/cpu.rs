@@ -32,6 +32,12 @@ pub enum Exit {
     Halted,
     /// A fault occurred while delivering a double fault: the processor shuts down.
     TripleFault,
+    /// [`X86Cpu::user_mode`]: the program reached a system call instruction (SYSCALL,
+    /// SYSENTER or INT 0x80); RIP is at it and it has not retired.
+    Syscall,
+    /// [`X86Cpu::user_mode`]: the instruction at RIP faulted (not delivered: there is no
+    /// kernel); the state is as before it.
+    Fault(Fault),
 }
 
 /// A pre-decoded block: the instructions from a physical address to the first control
@@ -77,6 +83,9 @@ pub struct X86Cpu {
     pub architecture: crate::abi::Architecture,
     /// A callback asked to end the run slice.
     pub stop_requested: bool,
+    /// No kernel behind the CPU (`panda exec`): [`X86Cpu::run`] stops at system calls and
+    /// returns faults instead of delivering them through the IDT.
+    pub user_mode: bool,
     /// The port-I/O space (`in`/`out`): the whole 64 Ki ports as one device, offset = port.
     /// `None`: reads give all ones, writes are dropped (the PC platform plugs its bus here).
     pub ports: Option<PortSpace>,
@@ -96,6 +105,7 @@ impl X86Cpu {
             code_written: false,
             architecture: crate::abi::Architecture::X86_64,
             stop_requested: false,
+            user_mode: false,
             ports: None,
         })
     }
@@ -507,6 +517,7 @@ impl X86Cpu {
             }
             let block = match self.block_here() {
                 Ok(block) => block,
+                Err(fault) if self.user_mode => return Exit::Fault(fault),
                 Err(fault) => {
                     if self.deliver_fault(fault).is_err() {
                         return Exit::TripleFault;
@@ -528,6 +539,7 @@ impl X86Cpu {
                             .linear_ip()
                             .map(|l| l.wrapping_add(instruction.len() as u64 - 1) & !0xfff);
                         match second_page.and_then(|l| self.translate(l, Access::Fetch, false)) {
+                            Err(fault) if self.user_mode => return Exit::Fault(fault),
                             Err(fault) => {
                                 if self.deliver_fault(fault).is_err() {
                                     return Exit::TripleFault;
@@ -542,8 +554,12 @@ impl X86Cpu {
                         }
                     }
                 }
+                if self.user_mode && crate::exec::is_system_call(instruction) {
+                    return Exit::Syscall;
+                }
                 let single_step = self.state.rflags & flags::TF != 0;
                 match self.execute_one(instruction) {
+                    Err(fault) if self.user_mode => return Exit::Fault(fault),
                     Ok(Event::Halted) => return Exit::Halted,
                     Ok(_) if single_step && !crate::exec::is_software_interrupt(instruction) => {
                         // Single-step trap after the instruction (DR6.BS).

@@ -55,6 +55,16 @@ pub fn is_software_interrupt(i: &Instruction) -> bool {
     )
 }
 
+/// Whether an instruction enters the kernel for a system call: SYSCALL, SYSENTER or
+/// INT 0x80.
+pub fn is_system_call(i: &Instruction) -> bool {
+    match i.mnemonic() {
+        Mnemonic::Syscall | Mnemonic::Sysenter => true,
+        Mnemonic::Int => i.immediate(0) == 0x80,
+        _ => false,
+    }
+}
+
 /// Whether an instruction is a string instruction (commits per iteration).
 pub fn is_string(i: &Instruction) -> bool {
     (0..i.op_count()).any(|n| {

@@ -853,3 +853,30 @@ fn an_instruction_across_pages_follows_the_second_page_mapping() {
     assert_eq!(cpu.state.cr2, 0x21000);
     assert_eq!(get(&cpu, cpu.state.gpr[4] + 8), 0x20ffe);
 }
+
+#[test]
+fn user_mode_stops_at_system_calls_and_faults() {
+    // mov eax, 60 ; syscall ; ud2
+    let mut cpu = machine(&[0xb8, 0x3c, 0, 0, 0, 0x0f, 0x05, 0x0f, 0x0b]);
+    cpu.user_mode = true;
+    assert_eq!(cpu.run(100), Exit::Syscall);
+    assert_eq!(cpu.state.rip, USER_CODE + 5, "at the SYSCALL, not past it");
+    assert_eq!(cpu.instruction_count(), 1, "the SYSCALL has not retired");
+    assert_eq!(cpu.state.gpr[0], 60);
+    // The runner answers and moves past it.
+    cpu.state.gpr[0] = 0;
+    cpu.state.rip += 2;
+    assert_eq!(cpu.run(100), Exit::Fault(pandare_x86::Fault::ud()));
+    assert_eq!(cpu.state.rip, USER_CODE + 7);
+    // Page faults come back with their address, not delivered.
+    let mut cpu = machine(&[0x8b, 0x04, 0x25, 0x00, 0x00, 0x50, 0x00]);
+    cpu.user_mode = true;
+    assert_eq!(
+        cpu.run(100),
+        Exit::Fault(pandare_x86::Fault::page(0x50_0000, 4))
+    );
+    // INT 0x80 is a system call too (i386 programs).
+    let mut cpu = machine(&[0xcd, 0x80]);
+    cpu.user_mode = true;
+    assert_eq!(cpu.run(100), Exit::Syscall);
+}
