@@ -978,6 +978,10 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             cpu.state.gpr[0] = t & 0xffff_ffff;
             cpu.state.gpr[2] = t >> 32;
         }
+        // Without a kernel (user mode), software interrupts come back as what Linux's gates
+        // make of them: #BP for INT3, #GP for INT n (gates of DPL 0).
+        M::Int3 if cpu.user_mode => return Err(Fault::bp()),
+        M::Int if cpu.user_mode => return Err(Fault::gp(u32::from(i.immediate(0) as u8) * 8 + 2)),
         M::Int3 => {
             cpu.deliver(3, None, next, true)?;
         }
@@ -1238,6 +1242,13 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             for n in (0..8).filter(|&n| n != 4) {
                 reg_set(&mut cpu.state, regs[n], values[n]);
             }
+        }
+        M::Into if cpu.user_mode && cpu.state.rflags & OF != 0 => {
+            return Err(Fault {
+                vector: 4,
+                error_code: None,
+                address: None,
+            })
         }
         M::Into => {
             if cpu.state.rflags & OF != 0 {

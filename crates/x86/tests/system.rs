@@ -875,6 +875,16 @@ fn user_mode_stops_at_system_calls_and_faults() {
         cpu.run(100),
         Exit::Fault(pandare_x86::Fault::page(0x50_0000, 4))
     );
+    // INT3 and other software interrupts come back as #BP and #GP.
+    let mut cpu = machine(&[0xcc]);
+    cpu.user_mode = true;
+    assert_eq!(cpu.run(100), Exit::Fault(pandare_x86::Fault::bp()));
+    let mut cpu = machine(&[0xcd, 0x21]);
+    cpu.user_mode = true;
+    assert_eq!(
+        cpu.run(100),
+        Exit::Fault(pandare_x86::Fault::gp(0x21 * 8 + 2))
+    );
     // INT 0x80 is a system call too (i386 programs).
     let mut cpu = machine(&[0xcd, 0x80]);
     cpu.user_mode = true;
