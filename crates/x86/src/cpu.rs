@@ -213,10 +213,26 @@ impl X86Cpu {
         Ok(t.physical)
     }
 
-    /// The linear address of `offset` in segment `segment`, checking canonical form in
-    /// 64-bit mode and the limit elsewhere (expand-up segments).
+    /// The linear address of `offset` in segment `segment` for a read (see
+    /// [`X86Cpu::linear_for`]).
     pub(crate) fn linear(&self, segment: usize, offset: u64, size: u32) -> Result<u64, Fault> {
+        self.linear_for(segment, offset, size, false)
+    }
+
+    /// The linear address of `offset` in segment `segment` for a read or a `write`: in
+    /// 64-bit mode FS/GS bases and the canonical check; in protected and compatibility mode
+    /// the segment's type (no writes to code segments or read-only data, no reads of
+    /// execute-only code, nothing through a null selector) and limit (expand-up and
+    /// expand-down).
+    pub(crate) fn linear_for(
+        &self,
+        segment: usize,
+        offset: u64,
+        size: u32,
+        write: bool,
+    ) -> Result<u64, Fault> {
         let stack = segment == seg::SS;
+        let fail = || Err(if stack { Fault::ss(0) } else { Fault::gp(0) });
         match self.state.mode() {
             Mode::Long64 => {
                 let base = if segment == seg::FS || segment == seg::GS {
@@ -226,17 +242,36 @@ impl X86Cpu {
                 };
                 let linear = base.wrapping_add(offset);
                 if !mmu::canonical(linear) {
-                    return Err(if stack { Fault::ss(0) } else { Fault::gp(0) });
+                    return fail();
                 }
                 Ok(linear)
             }
             Mode::Real => Ok((self.state.segments[segment].base + (offset & 0xffff)) & 0xf_ffff),
             _ => {
                 let s = &self.state.segments[segment];
+                if !s.present() || s.attributes & Segment::S == 0 {
+                    return fail();
+                }
+                let code = s.kind() & 8 != 0;
+                let rw = s.kind() & 2 != 0;
+                let allowed = if write { !code && rw } else { !code || rw };
+                if !allowed {
+                    return fail();
+                }
                 let end = offset.wrapping_add(size as u64 - 1);
-                let expand_down = s.attributes & Segment::S != 0 && s.kind() & 0xc == 0x4;
-                if !expand_down && (end > s.limit as u64 || end < offset) {
-                    return Err(if stack { Fault::ss(0) } else { Fault::gp(0) });
+                let expand_down = !code && s.kind() & 4 != 0;
+                let in_limit = if expand_down {
+                    let top = if s.attributes & Segment::DB != 0 {
+                        0xffff_ffff
+                    } else {
+                        0xffff
+                    };
+                    offset > u64::from(s.limit) && end <= top && end >= offset
+                } else {
+                    end <= u64::from(s.limit) && end >= offset
+                };
+                if !in_limit {
+                    return fail();
                 }
                 Ok(s.base.wrapping_add(offset) & 0xffff_ffff)
             }
@@ -257,7 +292,7 @@ impl X86Cpu {
         size: u32,
         value: u64,
     ) -> Result<(), Fault> {
-        let linear = self.linear(segment, offset, size)?;
+        let linear = self.linear_for(segment, offset, size, true)?;
         self.write_linear(linear, size, value, false)
     }
 
@@ -269,7 +304,7 @@ impl X86Cpu {
         offset: u64,
         size: u32,
     ) -> Result<(), Fault> {
-        let linear = self.linear(segment, offset, size)?;
+        let linear = self.linear_for(segment, offset, size, true)?;
         self.translate(linear, Access::Write, false)?;
         let last = linear.wrapping_add(size as u64 - 1);
         if last >> 12 != linear >> 12 {

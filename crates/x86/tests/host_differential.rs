@@ -928,6 +928,22 @@ fn random_instruction_bytes_agree_on_outcome_class() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_000);
+    let (compared, flags_compared, not_implemented) = random_sequences(false, seed, sequences);
+    eprintln!(
+        "random bytes: {compared} sequences compared ({flags_compared} with flags), {not_implemented} needing x87/SSE or later"
+    );
+    let (compared, flags_compared, not_implemented) =
+        random_sequences(true, seed ^ 0x5555, sequences / 2);
+    eprintln!(
+        "random bytes, compatibility mode: {compared} sequences compared ({flags_compared} with flags), {not_implemented} needing x87/SSE or later"
+    );
+}
+
+/// Runs `sequences` random byte strings natively and emulated (64-bit, or 32-bit code in
+/// compatibility mode), returning how many were compared, with flags, and skipped as
+/// needing features this CPU lacks.
+fn random_sequences(compat: bool, seed: u64, sequences: usize) -> (usize, usize, usize) {
+    let bitness = if compat { 32 } else { 64 };
     let mut rng = Rng(seed | 1);
     let mut compared = 0;
     let mut flags_compared = 0;
@@ -942,12 +958,22 @@ fn random_instruction_bytes_agree_on_outcome_class() {
         }
         let mut input = random_input(&mut rng);
         input.gpr[1] &= 0xff;
-        let Some(e) = emulated_guarded(&code, &input) else {
+        let Some(e) = emulated_guarded(&code, &input, compat) else {
             continue;
         };
-        let n = native(&code, &input, false);
+        let mut n = native(&code, &input, compat);
+        let mut e = e;
+        if compat {
+            for outcome in [&mut n, &mut e] {
+                if let Ok((gpr, _, _)) = outcome.result.as_mut() {
+                    for g in gpr.iter_mut() {
+                        *g &= 0xffff_ffff;
+                    }
+                }
+            }
+        }
         if e.result == Err(libc::SIGILL) && n.result != Err(libc::SIGILL) {
-            let first_unimplemented = first_instruction_needing_more_than_baseline(&code);
+            let first_unimplemented = first_instruction_needing_more_than_baseline(&code, bitness);
             assert!(
                 first_unimplemented,
                 "the host ran {code:02x?} ({:?}) but the emulator raised #UD on a baseline integer instruction",
@@ -964,7 +990,7 @@ fn random_instruction_bytes_agree_on_outcome_class() {
         }
         // Flags the manuals leave undefined are not compared, nor is any result computed
         // from them (a later instruction reading one).
-        let Some(undefined) = undefined_flags_after(&code) else {
+        let Some(undefined) = undefined_flags_after(&code, bitness) else {
             continue;
         };
         if undefined != ARITH {
@@ -975,9 +1001,7 @@ fn random_instruction_bytes_agree_on_outcome_class() {
         }
         compared += 1;
     }
-    eprintln!(
-        "random bytes: {compared} sequences compared ({flags_compared} with flags), {not_implemented} needing x87/SSE or later"
-    );
+    (compared, flags_compared, not_implemented)
 }
 
 fn random_case(code: &[u8], undefined: u64) -> Case {
@@ -989,8 +1013,9 @@ fn random_case(code: &[u8], undefined: u64) -> Case {
     }
 }
 
-fn decode_all(code: &[u8]) -> Vec<iced_x86::Instruction> {
-    let mut decoder = iced_x86::Decoder::with_ip(64, code, CODE, iced_x86::DecoderOptions::NONE);
+fn decode_all(code: &[u8], bitness: u32) -> Vec<iced_x86::Instruction> {
+    let mut decoder =
+        iced_x86::Decoder::with_ip(bitness, code, CODE, iced_x86::DecoderOptions::NONE);
     let mut out = Vec::new();
     while decoder.can_decode() {
         out.push(decoder.decode());
@@ -1000,9 +1025,9 @@ fn decode_all(code: &[u8]) -> Vec<iced_x86::Instruction> {
 
 /// Whether some instruction of `code` needs a CPUID feature beyond this CPU's integer
 /// baseline (or is invalid).
-fn first_instruction_needing_more_than_baseline(code: &[u8]) -> bool {
+fn first_instruction_needing_more_than_baseline(code: &[u8], bitness: u32) -> bool {
     use iced_x86::CpuidFeature as F;
-    decode_all(code).iter().any(|i| {
+    decode_all(code, bitness).iter().any(|i| {
         i.is_invalid()
             || i.cpuid_features().iter().any(|f| {
                 !matches!(
@@ -1027,7 +1052,7 @@ fn first_instruction_needing_more_than_baseline(code: &[u8]) -> bool {
 
 /// The arithmetic flags left undefined after `code` (from iced's per-instruction flag
 /// facts), or `None` when an instruction reads a flag an earlier one left undefined.
-fn undefined_flags_after(code: &[u8]) -> Option<u64> {
+fn undefined_flags_after(code: &[u8], bitness: u32) -> Option<u64> {
     use iced_x86::RflagsBits as B;
     let to_arch = |bits: u32| {
         let mut f = 0;
@@ -1046,7 +1071,7 @@ fn undefined_flags_after(code: &[u8]) -> Option<u64> {
         f
     };
     let mut poisoned = 0u64;
-    for i in decode_all(code) {
+    for i in decode_all(code, bitness) {
         if to_arch(i.rflags_read()) & poisoned != 0 {
             return None;
         }
@@ -1057,11 +1082,11 @@ fn undefined_flags_after(code: &[u8]) -> Option<u64> {
 
 /// The emulator on `code`, or `None` when the sequence leaves its bytes (a branch) — such
 /// sequences cannot be run natively to a known end.
-fn emulated_guarded(code: &[u8], input: &Input) -> Option<Outcome> {
-    let mut ram_probe = Ram::new(0, 0x40000);
-    assert!(ram_probe.write_bytes(0, code));
+fn emulated_guarded(code: &[u8], input: &Input, compat: bool) -> Option<Outcome> {
     // Decode to check every instruction is inside the buffer and none transfers control.
-    let mut decoder = iced_x86::Decoder::with_ip(64, code, CODE, iced_x86::DecoderOptions::NONE);
+    let bitness = if compat { 32 } else { 64 };
+    let mut decoder =
+        iced_x86::Decoder::with_ip(bitness, code, CODE, iced_x86::DecoderOptions::NONE);
     let mut total = 0;
     while decoder.can_decode() {
         let i = decoder.decode();
@@ -1095,7 +1120,18 @@ fn emulated_guarded(code: &[u8], input: &Input) -> Option<Outcome> {
                     | M::Rdrand
                     | M::Rdseed
                     | M::Xgetbv
+                    | M::Les
+                    | M::Lds
+                    | M::Lss
+                    | M::Lfs
+                    | M::Lgs
             )
+            || (0..i.op_count()).any(|n| {
+                i.op_kind(n) == iced_x86::OpKind::Register
+                    && i.op_register(n).is_segment_register()
+                    && n == 0
+                    && i.mnemonic() == M::Mov
+            })
         {
             return None;
         }
@@ -1107,6 +1143,8 @@ fn emulated_guarded(code: &[u8], input: &Input) -> Option<Outcome> {
                     | iced_x86::Register::RSI
                     | iced_x86::Register::RDI
                     | iced_x86::Register::EBX
+                    | iced_x86::Register::ESI
+                    | iced_x86::Register::EDI
             ) || i.memory_index() != iced_x86::Register::None)
         {
             return None;
@@ -1116,7 +1154,7 @@ fn emulated_guarded(code: &[u8], input: &Input) -> Option<Outcome> {
     if total != code.len() {
         return None;
     }
-    Some(emulated(code, input, false))
+    Some(emulated(code, input, compat))
 }
 
 /// 32-bit code in compatibility mode (CS 0x23, as 32-bit programs run under a 64-bit
