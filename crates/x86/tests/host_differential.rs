@@ -66,6 +66,8 @@ struct Outcome {
     result: Result<([u64; 16], u64, Vec<u8>), i32>,
     /// For an emulated page fault: the address.
     page_fault: Option<u64>,
+    /// The emulated run changed the code page (natively that overwrites the epilogue).
+    wrote_code: bool,
 }
 
 #[derive(Clone)]
@@ -129,8 +131,11 @@ fn epilogue() -> Vec<u8> {
 }
 
 /// Runs `code` natively in a forked child.
-fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
+/// The code page natively: prologue, (for compatibility mode the far jump into 32-bit code),
+/// the case's code, (the far jump back), epilogue; and the code's offset in it.
+fn program(code: &[u8], compat: bool) -> (Vec<u8>, u64) {
     let mut program = prologue_for(compat);
+    let start;
     if compat {
         // jmp far [rip+farptr] into the 32-bit code segment 0x23; the code; a far jump back
         // to 0x33 at the epilogue; the far pointer.
@@ -141,6 +146,7 @@ fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
         let back = farptr + 6;
         program.extend([0xff, 0x2d]);
         program.extend(((farptr - (CODE + p + 6)) as u32).to_le_bytes());
+        start = program.len() as u64;
         program.extend_from_slice(code);
         program.push(0xea);
         program.extend((back as u32).to_le_bytes());
@@ -148,9 +154,15 @@ fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
         program.extend((t as u32).to_le_bytes());
         program.extend([0x23, 0x00]);
     } else {
+        start = program.len() as u64;
         program.extend_from_slice(code);
     }
     program.extend(epilogue());
+    (program, start)
+}
+
+fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
+    let (program, _) = program(code, compat);
     // SAFETY: anonymous shared mapping, checked for failure, unmapped below.
     let shared = unsafe {
         libc::mmap(
@@ -220,6 +232,7 @@ fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
     Outcome {
         result,
         page_fault: None,
+        wrote_code: false,
     }
 }
 
@@ -242,9 +255,10 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
             (DATA_PHYS + page * 0x1000) | user | (1 << 63),
         );
     }
-    // The same virtual address as natively, behind the prologue (CALL pushes it).
-    let start = prologue_for(compat).len() as u64 + if compat { 6 } else { 0 };
-    assert!(ram.write_bytes(CODE_PHYS + start, code));
+    // The same bytes at the same virtual addresses as natively (CALL pushes addresses, and
+    // a computed address may read the code page).
+    let (image, start) = program(code, compat);
+    assert!(ram.write_bytes(CODE_PHYS, &image));
     assert!(ram.write_bytes(DATA_PHYS, &input.data));
     let mut state = State::long_mode(PML4, 3);
     state.gpr = input.gpr;
@@ -281,14 +295,18 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
             return Outcome {
                 result: Err(signal),
                 page_fault: fault.address,
+                wrote_code: false,
             };
         }
     }
     let mut data = vec![0u8; DATA_LEN];
     assert!(cpu.ram.read_bytes(DATA_PHYS, &mut data));
+    let mut code_page = vec![0u8; image.len()];
+    assert!(cpu.ram.read_bytes(CODE_PHYS, &mut code_page));
     Outcome {
         result: Ok((cpu.state.gpr, cpu.state.rflags, data)),
         page_fault: None,
+        wrote_code: code_page != image,
     }
 }
 
@@ -979,10 +997,12 @@ fn random_sequences(compat: bool, seed: u64, sequences: usize) -> (usize, usize,
                 }
             }
         }
-        // The child also maps its state page, which the emulated machine does not: a
-        // computed address landing there is a harness artefact, not a divergence.
+        // The child also maps its state page, which the emulated machine does not, and a
+        // store into the code page overwrites the child's epilogue: such computed addresses
+        // are harness artefacts, not divergences.
         if e.page_fault
             .is_some_and(|a| (STATE..STATE + 0x1000).contains(&a))
+            || e.wrote_code
         {
             continue;
         }
