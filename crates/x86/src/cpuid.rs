@@ -1,0 +1,71 @@
+//! The CPUID model: what this CPU tells software it implements.
+//!
+//! Vendor "AuthenticAMD", family 0xF model 0x6B stepping 1 (the identity of QEMU's `qemu64`),
+//! so that Linux chooses the same paths as under `-cpu qemu64` and does not turn on page-table
+//! isolation (it does for an Intel vendor without `ARCH_CAPABILITIES.RDCL_NO`).
+//!
+//! Advertised, and implemented: the integer x86-64 baseline — tsc, msr, pae, pse, cx8, sep,
+//! sep, pge, cmov, pat, clflush, syscall, nx, lm, lahf_lm, cx16, popcnt.
+//! Advertised as the x86-64 baseline but **not yet implemented**: fpu, mmx, fxsr, sse, sse2
+//! (their instructions raise #UD until the `x86-float` crate is wired in). Programs built for
+//! baseline x86-64 use SSE2 freely, so this gap must close before `panda exec` runs them.
+//! Not advertised: apic (comes with the PC platform), mtrr, mce/mca, pse36, sse3 and later,
+//! AVX, XSAVE, RDRAND, RDTSCP, 1 GiB pages, BMI1/ABM (so TZCNT/LZCNT execute as BSF/BSR),
+//! the hypervisor bit, leaves 0x15/0x16 (Linux calibrates the TSC against the PIT).
+
+/// LAHF/SAHF are available in 64-bit mode (CPUID 0x8000_0001 ECX bit 0).
+pub const LAHF_LM: bool = true;
+
+const VENDOR: [u32; 3] = [
+    u32::from_le_bytes(*b"Auth"),
+    u32::from_le_bytes(*b"enti"),
+    u32::from_le_bytes(*b"cAMD"),
+];
+
+/// CPUID.1 EDX.
+pub const LEAF1_EDX: u32 = (1 << 0) // fpu (not yet implemented)
+    | (1 << 3) // pse
+    | (1 << 4) // tsc
+    | (1 << 5) // msr
+    | (1 << 6) // pae
+    | (1 << 8) // cx8
+    | (1 << 11) // sep
+    | (1 << 11) // sep
+    | (1 << 13) // pge
+    | (1 << 15) // cmov
+    | (1 << 16) // pat
+    | (1 << 19) // clflush
+    | (1 << 23) // mmx (not yet implemented)
+    | (1 << 24) // fxsr (not yet implemented)
+    | (1 << 25) // sse (not yet implemented)
+    | (1 << 26); // sse2 (not yet implemented)
+
+/// CPUID.1 ECX.
+pub const LEAF1_ECX: u32 = (1 << 13) // cx16
+    | (1 << 23); // popcnt
+
+/// CPUID.8000_0001 EDX.
+pub const EXT1_EDX: u32 = (1 << 11) // syscall
+    | (1 << 20) // nx
+    | (1 << 29); // lm
+
+/// CPUID.8000_0001 ECX.
+pub const EXT1_ECX: u32 = 1; // lahf_lm
+
+/// CPUID for `leaf` (EAX) and `subleaf` (ECX): `[eax, ebx, ecx, edx]`. Leaves outside the
+/// model return zeros (as AMD processors do).
+pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
+    match leaf {
+        0 => [1, VENDOR[0], VENDOR[2], VENDOR[1]],
+        1 => [
+            0x0006_0fb1,
+            (8 << 8) | (1 << 16), // CLFLUSH line 64 bytes, one logical processor, APIC ID 0
+            LEAF1_ECX,
+            LEAF1_EDX,
+        ],
+        0x8000_0000 => [0x8000_0008, VENDOR[0], VENDOR[2], VENDOR[1]],
+        0x8000_0001 => [0x0006_0fb1, 0, EXT1_ECX, EXT1_EDX],
+        0x8000_0008 => [crate::mmu::PHYS_BITS | (48 << 8), 0, 0, 0],
+        _ => [0; 4],
+    }
+}
