@@ -702,8 +702,7 @@ host_packed!(h_rsqrtss, "rsqrtss xmm0, xmm1");
 
 /// Whether the host is an Intel CPU, whose RCP/RSQRT tables the crate reproduces.
 fn host_is_intel() -> bool {
-    // SAFETY: CPUID leaf 0 exists on every x86_64 CPU.
-    let leaf = unsafe { core::arch::x86_64::__cpuid(0) };
+    let leaf = core::arch::x86_64::__cpuid(0);
     let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
         .iter()
         .flat_map(|word| word.to_le_bytes())
