@@ -519,6 +519,7 @@ impl Cpu {
             } else {
                 let block = self.blocks.get(index);
                 if BLOCK_START
+                    && hooks.fires_block_start()
                     && !protocol::block_start(
                         hooks,
                         &mut RiscvCpu::new(hart, bus),

@@ -131,6 +131,16 @@ impl Hooks {
         self.instr.needs_attention()
     }
 
+    /// Whether `before_block_exec` or `start_block_exec` callbacks are enabled: the
+    /// block-start loop skips [`block::block_start`] (and building the block's
+    /// [`BlockInfo`]) when it runs only for `before_handle_exception`.
+    #[inline]
+    pub fn fires_block_start(&self) -> bool {
+        self.instr.mask()
+            & (CallbackKind::BeforeBlockExec.bit() | CallbackKind::StartBlockExec.bit())
+            != 0
+    }
+
     /// Whether `before_handle_exception` callbacks are enabled: the uninstrumented body
     /// tests this where it takes an exception (see [`Executor::run_block_start`]).
     #[inline]
