@@ -738,12 +738,16 @@ impl Instrumentation {
     }
 
     /// Whether the only callbacks that fire inside the executor's loop are
-    /// `before_block_exec` and `start_block_exec`, with no address hooks registered: the
-    /// executor can then run its uninstrumented loop and fire just those two at each block
-    /// ([`Instrumentation::fire_block_start`]).
+    /// `before_block_exec`, `start_block_exec` and `before_handle_exception`, with no
+    /// address hooks registered: the executor can then run its uninstrumented loop, fire
+    /// the first two at each block ([`Instrumentation::fire_block_start`]) and the third
+    /// where it takes an exception (rare, so that costs nothing between exceptions).
     #[inline]
     pub(crate) fn only_block_start(&self) -> bool {
-        self.mask & !(BLOCK_START_KINDS | OUTSIDE_LOOP_KINDS) == 0 && self.hooks.is_empty()
+        self.mask
+            & !(BLOCK_START_KINDS | CallbackKind::BeforeHandleException.bit() | OUTSIDE_LOOP_KINDS)
+            == 0
+            && self.hooks.is_empty()
     }
 
     /// Fires the enabled `before_block_exec` callbacks, then the `start_block_exec` ones,

@@ -206,6 +206,15 @@ impl Ppp {
         true
     }
 
+    /// Whether anything is registered on one of `plugin`'s points whose name `wanted`
+    /// accepts (a scan of the registrations, which are few).
+    pub fn has_any(&self, plugin: &str, wanted: impl Fn(&str) -> bool) -> bool {
+        self.lock()
+            .names
+            .values()
+            .any(|(owner, point)| owner == plugin && wanted(point))
+    }
+
     /// Whether anything is registered on `plugin`'s `point` (to skip building events).
     pub fn has(&self, plugin: &str, point: &str) -> bool {
         let mut lists = self.lock();

@@ -609,6 +609,12 @@ impl Shared {
                 // Entries of this task made in another address space can never return
                 // (a successful execve replaced it).
                 tracker.drop_task(task, Some(event.asid));
+                if !self.returns_wanted() {
+                    // Nobody listens to returns: no entry to keep, no return address to
+                    // hook (hooks cost every block, entries alone cost nothing between
+                    // system calls).
+                    return;
+                }
                 let address = event.return_address;
                 if tracker.pending.insert(event) {
                     tracker.stats.replaced += 1;
@@ -621,6 +627,13 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether a return callback is registered: returns are tracked only then.
+    fn returns_wanted(&self) -> bool {
+        self.ppp.has_any(NAME, |point| {
+            point.ends_with("_return") || point.ends_with("_return2")
+        })
     }
 
     fn hook(self: &Arc<Self>, address: u64) {

@@ -177,6 +177,36 @@ fn write_buffers_and_openat_paths_are_what_the_programs_used() {
     assert_eq!(stats.evicted, 0);
 }
 
+/// An analysis of entries alone keeps no pending returns and hooks no return address: the
+/// machine then runs its uninstrumented loop between system calls.
+#[test]
+fn entries_alone_track_no_returns() {
+    let (mut console, mut plugins, _) = guest();
+    let entries: Arc<Mutex<u64>> = Arc::default();
+    let count = Arc::clone(&entries);
+    plugins
+        .register_ppp(
+            "syscalls2",
+            "on_all_sys_enter",
+            "entries",
+            move |_, _: &SyscallNumber| *count.lock().unwrap() += 1,
+        )
+        .unwrap();
+    plugins
+        .load(console.machine().instrumentation(), "syscalls2", Vec::new())
+        .unwrap();
+    assert_eq!(run(&mut console, "echo ENTRIES$((6*7))"), "ENTRIES42\n");
+    let api = plugins.api::<Syscalls2>("syscalls2").unwrap();
+    let stats = api.stats();
+    assert!(*entries.lock().unwrap() > 10, "{stats:?}");
+    assert_eq!(stats.hooks, 0, "{stats:?}");
+    assert_eq!(api.pending_count(), 0);
+    assert!(console.machine().instrumentation().list_hooks().is_empty());
+    plugins
+        .unload_all(console.machine().instrumentation())
+        .unwrap();
+}
+
 #[test]
 fn pending_returns_do_not_leak_across_execs_and_exits() {
     let (mut console, mut plugins, config) = guest();
@@ -185,6 +215,17 @@ fn pending_returns_do_not_leak_across_execs_and_exits() {
         .load(console.machine().instrumentation(), "syscalls2", Vec::new())
         .unwrap();
     let api = plugins.api::<Syscalls2>("syscalls2").unwrap();
+    // Returns are tracked only while someone listens to them.
+    let returns = Arc::new(Mutex::new(0u64));
+    let count = Arc::clone(&returns);
+    plugins
+        .register_ppp(
+            "syscalls2",
+            "on_all_sys_return",
+            "returns",
+            move |_, _: &SyscallNumber| *count.lock().unwrap() += 1,
+        )
+        .unwrap();
     for _ in 0..3 {
         run(
             &mut console,
@@ -220,6 +261,7 @@ fn pending_returns_do_not_leak_across_execs_and_exits() {
         .iter()
         .all(|entry| entry.number != execve && entry.number != exit_group));
     assert!(stats.entries > 1000, "{stats:?}");
+    assert!(*returns.lock().unwrap() > 1000, "{stats:?}");
     assert!(stats.no_return >= 54, "{stats:?}");
     assert_eq!(stats.evicted, 0);
 

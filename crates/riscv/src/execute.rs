@@ -519,6 +519,7 @@ impl Cpu {
             } else {
                 let block = self.blocks.get(index);
                 if BLOCK_START
+                    && hooks.fires_block_start()
                     && !protocol::block_start(
                         hooks,
                         &mut RiscvCpu::new(hart, bus),
@@ -680,11 +681,35 @@ fn deliver<const HOOKS: bool>(
     trap: Trap,
     pc: u64,
 ) {
-    if HOOKS {
+    if HOOKS || hooks.fires_exceptions() {
         hooks::take_exception(hart, bus, hooks, trap, pc);
     } else {
         hart.take_trap(trap, pc);
     }
+}
+
+/// A trap inside an uninstrumented block: `before_handle_exception` when enabled (the
+/// block-start loop runs this body with only block-start and exception callbacks).
+#[inline(always)]
+fn plain_trap(hart: &mut Hart, bus: &mut Bus, hooks: &mut Hooks, trap: Trap, pc: u64) {
+    if hooks.fires_exceptions() {
+        exception_in_plain_block(hart, bus, hooks, trap, pc);
+    } else {
+        hart.take_trap(trap, pc);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn exception_in_plain_block(
+    hart: &mut Hart,
+    bus: &mut Bus,
+    hooks: &mut Hooks,
+    trap: Trap,
+    pc: u64,
+) {
+    hart.pc = pc;
+    hooks::take_exception(hart, bus, hooks, trap, pc);
 }
 
 /// With the emulator as firmware, a trap into M-mode has no handler: report it.
@@ -751,7 +776,7 @@ fn execute_block<const HOOKS: bool>(
             if HOOKS {
                 hooked_trap(hart, bus, hooks, block, base_pc, $trap, $pc);
             } else {
-                hart.take_trap($trap, $pc);
+                plain_trap(hart, bus, hooks, $trap, $pc);
             }
             return BlockEnd::Trapped;
         }};

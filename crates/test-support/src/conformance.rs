@@ -747,10 +747,13 @@ pub fn a_hook_on_the_syscall_entry_fires_for_user_calls_and_survives_a_revert<
     assert_eq!(plain.state_hash(), machine.state_hash());
 }
 
-/// Block callbacks alone run in the executor's block-start loop; with another kind enabled
-/// they run in the fully instrumented one. Both must see the same blocks with the same
-/// arguments, and a redirect from `before_block_exec` must act the same in both.
+/// Block callbacks alone (with `before_handle_exception`, which the uninstrumented body
+/// fires where it takes an exception) run in the executor's block-start loop; with another
+/// kind enabled they run in the fully instrumented one. Both must see the same blocks and
+/// exceptions with the same arguments, and a redirect from `before_block_exec` must act
+/// the same in both.
 pub fn the_block_start_loop_and_the_instrumented_loop_agree<T: ConformanceTarget>(target: &T) {
+    const EXCEPTION_MARK: u64 = u64::MAX;
     let Some((mut reference, program)) = bare(target, Program::Loop) else {
         return;
     };
@@ -805,6 +808,23 @@ pub fn the_block_start_loop_and_the_instrumented_loop_agree<T: ConformanceTarget
                 })),
             )
             .unwrap();
+        // Exceptions go into the same trace, marked by a block address no block has.
+        let e = Arc::clone(&seen);
+        instr
+            .register(
+                "exceptions",
+                Callback::BeforeHandleException(Box::new(move |cpu, index| {
+                    e.lock().unwrap().push((
+                        EXCEPTION_MARK,
+                        index as u64,
+                        0,
+                        cpu.instruction_count(),
+                        cpu.pc(),
+                    ));
+                    index
+                })),
+            )
+            .unwrap();
         if with_other_kind {
             instr
                 .register("other", Callback::AfterBlockExec(Box::new(|_, _, _| {})))
@@ -820,6 +840,12 @@ pub fn the_block_start_loop_and_the_instrumented_loop_agree<T: ConformanceTarget
     };
     let full = trace(true).unwrap();
     assert!(fast.0.len() > 10_000);
+    let exceptions = fast
+        .0
+        .iter()
+        .filter(|entry| entry.0 == EXCEPTION_MARK)
+        .count();
+    assert!(exceptions > 10, "only {exceptions} exceptions seen");
     assert_eq!(fast.0.len(), full.0.len());
     assert!(fast.0 == full.0, "the two loops saw different blocks");
     assert_eq!((fast.1, fast.2), (full.1, full.2));

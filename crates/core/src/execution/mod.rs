@@ -131,6 +131,23 @@ impl Hooks {
         self.instr.needs_attention()
     }
 
+    /// Whether `before_block_exec` or `start_block_exec` callbacks are enabled: the
+    /// block-start loop skips [`block::block_start`] (and building the block's
+    /// [`BlockInfo`]) when it runs only for `before_handle_exception`.
+    #[inline]
+    pub fn fires_block_start(&self) -> bool {
+        self.instr.mask()
+            & (CallbackKind::BeforeBlockExec.bit() | CallbackKind::StartBlockExec.bit())
+            != 0
+    }
+
+    /// Whether `before_handle_exception` callbacks are enabled: the uninstrumented body
+    /// tests this where it takes an exception (see [`Executor::run_block_start`]).
+    #[inline]
+    pub fn fires_exceptions(&self) -> bool {
+        self.instr.mask() & CallbackKind::BeforeHandleException.bit() != 0
+    }
+
     /// What the registry asks of the executor at a block boundary: queued changes are
     /// applied, translated code is flushed when translate-time callbacks were enabled (the
     /// TLB stays), code covering newly hooked addresses is dropped. True when a stop was
@@ -260,9 +277,12 @@ pub trait Executor: TranslatedCode {
     /// The uninstrumented loop: no callbacks, no test of the registry per block.
     fn run_plain(&mut self, hooks: &mut Hooks, budget: u64) -> Self::Exit;
     /// The uninstrumented loop plus [`block::block_start`] at every block, for a registry
-    /// where `before_block_exec` and `start_block_exec` are the only kinds enabled inside
-    /// the loop. Returns `None` at the first block boundary where
-    /// [`Hooks::needs_attention`] holds (before running that block).
+    /// where `before_block_exec`, `start_block_exec` and `before_handle_exception` are the
+    /// only kinds enabled inside the loop. Where the uninstrumented body takes an
+    /// exception it fires [`Hooks::exception`] when [`Hooks::fires_exceptions`] says so
+    /// (with the pc at the faulting instruction), and takes what that answers. Returns
+    /// `None` at the first block boundary where [`Hooks::needs_attention`] holds (before
+    /// running that block).
     fn run_block_start(&mut self, hooks: &mut Hooks, budget: u64) -> Option<Self::Exit>;
     /// The instrumented loop: every kind, address hooks, [`Hooks::attend`] before every
     /// block that needs it.
