@@ -43,13 +43,13 @@ pub enum Exit {
 /// A pre-decoded block: the instructions from a physical address to the first control
 /// transfer or system instruction, the end of the page, or 32 instructions.
 #[derive(Debug)]
-struct Block {
-    instructions: Vec<Instruction>,
+pub(crate) struct Block {
+    pub(crate) instructions: Vec<Instruction>,
     /// The cache key: physical address of the first byte and mode.
-    key: (u64, Mode),
+    pub(crate) key: (u64, Mode),
     /// When the last instruction crosses into the next page: that page's physical frame
     /// as decoded (the mapping is checked again before the instruction runs).
-    crossing: Option<u64>,
+    pub(crate) crossing: Option<u64>,
 }
 
 const MAX_BLOCK: usize = 32;
@@ -72,13 +72,13 @@ pub struct X86Cpu {
     pub ram: Ram,
     pub(crate) tlb: Tlb,
     /// Blocks by (physical address, mode).
-    blocks: FxHashMap<(u64, Mode), Rc<Block>>,
+    pub(crate) blocks: FxHashMap<(u64, Mode), Rc<Block>>,
     /// Physical pages holding decoded code; a store to one drops its blocks.
     code_pages: FxHashSet<u64>,
     /// Retired instructions.
     pub(crate) icount: u64,
     /// The current instruction wrote a code page: the block it belongs to is stale.
-    code_written: bool,
+    pub(crate) code_written: bool,
     /// Which guest ABI the CPU presents (x86_64 or i386).
     pub architecture: crate::abi::Architecture,
     /// A callback asked to end the run slice.
@@ -412,7 +412,7 @@ impl X86Cpu {
         Ok(instruction)
     }
 
-    fn linear_ip(&self) -> Result<u64, Fault> {
+    pub(crate) fn linear_ip(&self) -> Result<u64, Fault> {
         let cs = &self.state.segments[seg::CS];
         match self.state.mode() {
             Mode::Long64 => {
@@ -462,7 +462,7 @@ impl X86Cpu {
     }
 
     /// The decoded block starting at the current RIP (cached by physical address and mode).
-    fn block_here(&mut self) -> Result<Rc<Block>, Fault> {
+    pub(crate) fn block_here(&mut self) -> Result<Rc<Block>, Fault> {
         let linear = self.linear_ip()?;
         let physical = self.translate(linear, Access::Fetch, false)?;
         let mode = self.state.mode();
@@ -521,7 +521,7 @@ impl X86Cpu {
         self.execute_one(&instruction)
     }
 
-    fn execute_one(&mut self, instruction: &Instruction) -> Result<Event, Fault> {
+    pub(crate) fn execute_one(&mut self, instruction: &Instruction) -> Result<Event, Fault> {
         let saved_gpr = self.state.gpr;
         let saved_rflags = self.state.rflags;
         let result = crate::exec::execute(self, instruction);
@@ -540,87 +540,6 @@ impl X86Cpu {
                 Err(fault)
             }
         }
-    }
-
-    /// Runs up to `budget` instructions from pre-decoded blocks, delivering exceptions
-    /// through the IDT. Returns why it stopped.
-    pub fn run(&mut self, budget: u64) -> Exit {
-        let end = self.icount.saturating_add(budget);
-        while self.icount < end {
-            if self.state.halted {
-                return Exit::Halted;
-            }
-            let block = match self.block_here() {
-                Ok(block) => block,
-                Err(fault) if self.user_mode => return Exit::Fault(fault),
-                Err(fault) => {
-                    if self.deliver_fault(fault).is_err() {
-                        return Exit::TripleFault;
-                    }
-                    continue;
-                }
-            };
-            self.code_written = false;
-            let last = block.instructions.len() - 1;
-            for (n, instruction) in block.instructions.iter().enumerate() {
-                if self.icount >= end || instruction.ip() != self.state.rip {
-                    break;
-                }
-                if n == last {
-                    if let Some(frame) = block.crossing {
-                        // The instruction's second page: still mapped, executable, the same
-                        // frame? Otherwise fault, or decode afresh.
-                        let second_page = self
-                            .linear_ip()
-                            .map(|l| l.wrapping_add(instruction.len() as u64 - 1) & !0xfff);
-                        match second_page.and_then(|l| self.translate(l, Access::Fetch, false)) {
-                            Err(fault) if self.user_mode => return Exit::Fault(fault),
-                            Err(fault) => {
-                                if self.deliver_fault(fault).is_err() {
-                                    return Exit::TripleFault;
-                                }
-                                break;
-                            }
-                            Ok(p) if p >> 12 != frame => {
-                                self.blocks.remove(&block.key);
-                                break;
-                            }
-                            Ok(_) => {}
-                        }
-                    }
-                }
-                if self.user_mode && crate::exec::is_system_call(instruction) {
-                    return Exit::Syscall;
-                }
-                let single_step = self.state.rflags & flags::TF != 0;
-                match self.execute_one(instruction) {
-                    Err(fault) if self.user_mode => return Exit::Fault(fault),
-                    Ok(Event::Halted) => return Exit::Halted,
-                    Ok(_) if single_step && !crate::exec::is_software_interrupt(instruction) => {
-                        // Single-step trap after the instruction (DR6.BS).
-                        self.state.dr[6] |= 1 << 14;
-                        let rip = self.state.rip;
-                        if self.deliver(1, None, rip, false).is_err()
-                            && self.deliver(8, Some(0), rip, false).is_err()
-                        {
-                            return Exit::TripleFault;
-                        }
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(fault) => {
-                        if self.deliver_fault(fault).is_err() {
-                            return Exit::TripleFault;
-                        }
-                        break;
-                    }
-                }
-                if self.code_written {
-                    break;
-                }
-            }
-        }
-        Exit::Budget
     }
 
     // ---- exceptions and interrupts --------------------------------------------------------

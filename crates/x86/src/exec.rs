@@ -311,6 +311,9 @@ pub fn execute(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
 
 fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
     use Mnemonic as M;
+    if crate::float::handles(i) {
+        return crate::float::execute(cpu, i);
+    }
     match i.code() {
         Code::Jmp_ptr1616
         | Code::Jmp_ptr1632

@@ -12,8 +12,10 @@ pub mod alu;
 pub mod cpu;
 pub mod cpuid;
 pub mod exec;
+mod float;
 pub mod fuzzing;
 pub mod mmu;
+mod run;
 pub mod state;
 
 pub use cpu::{Event, Exit, X86Cpu};
