@@ -52,6 +52,33 @@ pub(crate) struct Block {
     pub(crate) crossing: Option<u64>,
 }
 
+impl Block {
+    /// Number of instructions.
+    pub(crate) fn len(&self) -> usize {
+        self.instructions.len()
+    }
+    /// The IP (offset in CS) instruction `n` was decoded at.
+    pub(crate) fn ip(&self, n: usize) -> u64 {
+        self.instructions[n].ip()
+    }
+    /// Length of instruction `n` in bytes.
+    pub(crate) fn size(&self, n: usize) -> u64 {
+        self.instructions[n].len() as u64
+    }
+    /// Whether instruction `n` is a system call (SYSCALL, SYSENTER, INT 0x80).
+    pub(crate) fn is_system_call(&self, n: usize) -> bool {
+        crate::exec::is_system_call(&self.instructions[n])
+    }
+    /// Whether instruction `n` is INT n, INT3, INTO or INT1 (no single-step trap after it).
+    pub(crate) fn is_software_interrupt(&self, n: usize) -> bool {
+        crate::exec::is_software_interrupt(&self.instructions[n])
+    }
+    /// Instruction `n` as decoded (disassembly, the generic execution path).
+    pub(crate) fn instruction(&self, n: usize) -> &Instruction {
+        &self.instructions[n]
+    }
+}
+
 const MAX_BLOCK: usize = 32;
 
 /// The device answering the whole port-I/O space (offset = port number).
@@ -519,6 +546,12 @@ impl X86Cpu {
         let linear = self.linear_ip()?;
         let (instruction, _) = self.decode_at(linear, self.state.rip)?;
         self.execute_one(&instruction)
+    }
+
+    /// Executes instruction `n` of `block` (at RIP). A fault leaves the state as it was
+    /// before the instruction, except for the iterations a string instruction completed.
+    pub(crate) fn execute_in_block(&mut self, block: &Block, n: usize) -> Result<Event, Fault> {
+        self.execute_one(block.instruction(n))
     }
 
     pub(crate) fn execute_one(&mut self, instruction: &Instruction) -> Result<Event, Fault> {

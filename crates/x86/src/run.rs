@@ -29,9 +29,9 @@ impl X86Cpu {
                 }
             };
             self.code_written = false;
-            let last = block.instructions.len() - 1;
-            for (n, instruction) in block.instructions.iter().enumerate() {
-                if self.icount >= end || instruction.ip() != self.state.rip {
+            let last = block.len() - 1;
+            for n in 0..block.len() {
+                if self.icount >= end || block.ip(n) != self.state.rip {
                     break;
                 }
                 if n == last {
@@ -40,7 +40,7 @@ impl X86Cpu {
                         // frame? Otherwise fault, or decode afresh.
                         let second_page = self
                             .linear_ip()
-                            .map(|l| l.wrapping_add(instruction.len() as u64 - 1) & !0xfff);
+                            .map(|l| l.wrapping_add(block.size(n) - 1) & !0xfff);
                         match second_page.and_then(|l| self.translate(l, Access::Fetch, false)) {
                             Err(fault) if self.user_mode => return Exit::Fault(fault),
                             Err(fault) => {
@@ -57,14 +57,14 @@ impl X86Cpu {
                         }
                     }
                 }
-                if self.user_mode && crate::exec::is_system_call(instruction) {
+                if self.user_mode && block.is_system_call(n) {
                     return Exit::Syscall;
                 }
                 let single_step = self.state.rflags & flags::TF != 0;
-                match self.execute_one(instruction) {
+                match self.execute_in_block(&block, n) {
                     Err(fault) if self.user_mode => return Exit::Fault(fault),
                     Ok(Event::Halted) => return Exit::Halted,
-                    Ok(_) if single_step && !crate::exec::is_software_interrupt(instruction) => {
+                    Ok(_) if single_step && !block.is_software_interrupt(n) => {
                         // Single-step trap after the instruction (DR6.BS).
                         self.state.dr[6] |= 1 << 14;
                         let rip = self.state.rip;
