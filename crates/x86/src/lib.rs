@@ -15,6 +15,7 @@ pub mod exec;
 mod float;
 pub mod fuzzing;
 pub mod mmu;
+mod ops;
 mod run;
 pub mod state;
 
