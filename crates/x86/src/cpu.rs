@@ -47,6 +47,8 @@ pub enum Exit {
 #[derive(Debug)]
 pub(crate) struct Block {
     pub(crate) instructions: Vec<Instruction>,
+    /// The instructions pre-decoded (same indices as `instructions`).
+    pub(crate) ops: Vec<crate::ops::Op>,
     /// The cache key: physical address of the first byte and mode.
     pub(crate) key: (u64, Mode),
     /// When the last instruction crosses into the next page: that page's physical frame
@@ -594,8 +596,13 @@ impl X86Cpu {
             lin = next;
         }
         self.code_pages.insert(physical >> 12);
+        let ops = instructions
+            .iter()
+            .map(|i| crate::ops::translate(self, i))
+            .collect();
         let block = Rc::new(Block {
             instructions,
+            ops,
             key: (physical, mode),
             crossing,
         });
@@ -610,12 +617,21 @@ impl X86Cpu {
     pub fn step(&mut self) -> Result<Event, Fault> {
         let linear = self.linear_ip()?;
         let (instruction, _) = self.decode_at(linear, self.state.rip)?;
+        let op = crate::ops::translate(self, &instruction);
+        if op.kind != crate::ops::Kind::Generic {
+            return self.execute_op(&op);
+        }
         self.execute_one(&instruction)
     }
 
     /// Executes instruction `n` of `block` (at RIP). A fault leaves the state as it was
     /// before the instruction, except for the iterations a string instruction completed.
+    #[inline]
     pub(crate) fn execute_in_block(&mut self, block: &Block, n: usize) -> Result<Event, Fault> {
+        let op = &block.ops[n];
+        if op.kind != crate::ops::Kind::Generic {
+            return self.execute_op(op);
+        }
         self.execute_one(block.instruction(n))
     }
 

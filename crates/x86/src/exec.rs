@@ -126,7 +126,7 @@ fn seg_index(r: Register) -> usize {
 
 // ---- operands ----------------------------------------------------------------------------
 
-fn address_mask(cpu: &X86Cpu, i: &Instruction) -> u64 {
+pub(crate) fn address_mask(cpu: &X86Cpu, i: &Instruction) -> u64 {
     let base = i.memory_base();
     let index = i.memory_index();
     let size = if base != Register::None && base != Register::RIP && base != Register::EIP {

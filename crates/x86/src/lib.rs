@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod hooks;
 pub mod mmio;
 pub mod mmu;
+mod ops;
 mod run;
 pub mod state;
 
