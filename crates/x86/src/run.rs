@@ -216,7 +216,7 @@ impl X86Cpu {
                     break Exit::Stopped;
                 }
             }
-            if self.icount >= end {
+            if self.icount >= end || std::mem::take(&mut self.device_accessed) {
                 break Exit::Budget;
             }
             if self.state.halted {
@@ -298,9 +298,9 @@ impl X86Cpu {
         }
         // Decoding ends blocks before hooked addresses: it looks them up in the registry.
         self.lend(hooks);
-        let cached = self.blocks.len();
+        let decoded = self.decoded_blocks;
         let block = self.block_here()?;
-        let fresh = self.blocks.len() > cached;
+        let fresh = self.decoded_blocks != decoded;
         let key = block.key;
         let known = self
             .block_meta
@@ -343,7 +343,10 @@ impl X86Cpu {
             return false;
         };
         match self.translate(linear, Access::Fetch, false) {
-            Ok(physical) => self.blocks.contains_key(&(physical, self.state.mode())),
+            Ok(physical) => self
+                .blocks
+                .get(&(physical, self.state.mode()))
+                .is_some_and(|block| block.ip(0) == self.state.rip),
             Err(_) => false,
         }
     }
@@ -583,7 +586,7 @@ impl X86Cpu {
             if HOOKS && select & AFTER_INSN_EXEC != 0 {
                 after_previous = Some(insn_pc);
             }
-            if self.code_written {
+            if self.code_written || self.device_accessed {
                 break;
             }
         }

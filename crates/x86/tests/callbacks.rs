@@ -455,6 +455,10 @@ fn mmio_reaches_the_platform_and_fires_device_callbacks() {
     let mut cpu = machine(&code, 0);
     let (w, written) = log();
     cpu.mmio = Some(pandare_x86::MmioSpace(Box::new(Device(w))));
+    // Each access a device answered ends the slice after its instruction.
+    assert_eq!(cpu.run(100), Exit::Budget);
+    assert_eq!(cpu.instruction_count(), 1);
+    assert_eq!(cpu.run(100), Exit::Budget);
     assert_eq!(cpu.run(100), Exit::Halted);
     assert_eq!(taken(&written), vec![(DEVICE + 0x10, 8, 0xabd5)]);
     assert_eq!(cpu.state.gpr[0], 0xffff_ffff);
@@ -510,6 +514,8 @@ fn mmio_reaches_the_platform_and_fires_device_callbacks() {
             })),
         )
         .unwrap();
+    assert_eq!(cpu.run_with(&mut instr, 100), Exit::Budget);
+    assert_eq!(cpu.run_with(&mut instr, 100), Exit::Budget);
     assert_eq!(cpu.run_with(&mut instr, 100), Exit::Halted);
     assert_eq!(
         taken(&events),
