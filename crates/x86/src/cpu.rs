@@ -83,6 +83,19 @@ impl Block {
 
 const MAX_BLOCK: usize = 32;
 
+/// Slots in the block jump cache.
+const JUMP_SLOTS: usize = 1024;
+
+/// A jump-cache slot: the block last entered at a linear IP, valid while the key (mode,
+/// CPL, TLB generation) is the same and the block is still in the cache (`Rc` count above
+/// one: every removal from [`X86Cpu::blocks`] is seen without being told).
+#[derive(Debug, Default)]
+pub(crate) struct JumpSlot {
+    linear: u64,
+    key: u64,
+    block: Option<Rc<Block>>,
+}
+
 /// The device answering the whole port-I/O space (offset = port number).
 pub struct PortSpace(pub Box<dyn pandare_core::memory::PortIoDevice + Send>);
 
@@ -102,6 +115,8 @@ pub struct X86Cpu {
     pub(crate) tlb: Tlb,
     /// Blocks by (physical address, mode).
     pub(crate) blocks: FxHashMap<(u64, Mode), Rc<Block>>,
+    /// Blocks by linear IP, in front of `blocks` (see [`JumpSlot`]).
+    jump: Box<[JumpSlot]>,
     /// Physical pages holding decoded code; a store to one drops its blocks.
     code_pages: FxHashSet<u64>,
     /// Retired instructions.
@@ -129,6 +144,7 @@ impl X86Cpu {
             ram,
             tlb: Tlb::default(),
             blocks: FxHashMap::default(),
+            jump: (0..JUMP_SLOTS).map(|_| JumpSlot::default()).collect(),
             code_pages: FxHashSet::default(),
             icount: 0,
             code_written: false,
@@ -342,13 +358,44 @@ impl X86Cpu {
         Ok(())
     }
 
+    /// A value of `size` (1, 2, 4 or 8) bytes in RAM at physical `paddr`, if all in RAM.
+    #[inline(always)]
+    fn ram_value(&self, paddr: u64, size: u32) -> Option<u64> {
+        let offset = paddr.wrapping_sub(self.ram.base()) as usize;
+        let bytes = self.ram.as_slice();
+        Some(match size {
+            1 => u64::from(*bytes.get(offset)?),
+            2 => u64::from(u16::from_le_bytes(
+                bytes.get(offset..offset.wrapping_add(2))?.try_into().ok()?,
+            )),
+            4 => u64::from(u32::from_le_bytes(
+                bytes.get(offset..offset.wrapping_add(4))?.try_into().ok()?,
+            )),
+            8 => u64::from_le_bytes(bytes.get(offset..offset.wrapping_add(8))?.try_into().ok()?),
+            _ => return None,
+        })
+    }
+
     /// Reads `size` bytes at a linear address (both pages translated before any read).
+    /// The fast path: a page already checked for reads at this privilege, in RAM.
+    #[inline]
     pub(crate) fn read_linear(
         &mut self,
         linear: u64,
         size: u32,
         supervisor: bool,
     ) -> Result<u64, Fault> {
+        let user = self.state.cpl == 3 && !supervisor;
+        if let Some(paddr) = self.tlb.fast_read(linear, size, user) {
+            if let Some(value) = self.ram_value(paddr, size) {
+                return Ok(value);
+            }
+        }
+        self.read_linear_slow(linear, size, supervisor)
+    }
+
+    #[inline(never)]
+    fn read_linear_slow(&mut self, linear: u64, size: u32, supervisor: bool) -> Result<u64, Fault> {
         let mut bytes = [0u8; 8];
         let out = bytes.get_mut(..size as usize).ok_or_else(Fault::ud)?;
         self.read_linear_bytes(linear, out, supervisor)?;
@@ -364,6 +411,10 @@ impl X86Cpu {
     ) -> Result<(), Fault> {
         let first = self.translate(linear, Access::Read, supervisor)?;
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
+        if self.ram.contains(first & !0xfff, 0x1000) {
+            let user = self.state.cpl == 3 && !supervisor;
+            self.tlb.fill_fast(linear, first, user, false);
+        }
         if out.len() <= in_first {
             self.phys_read(first, out);
         } else {
@@ -380,7 +431,28 @@ impl X86Cpu {
     }
 
     /// Writes `size` bytes at a linear address (both pages checked before any write).
+    /// The fast path: a page already checked for writes at this privilege, in RAM, holding
+    /// no decoded code.
+    #[inline]
     pub(crate) fn write_linear(
+        &mut self,
+        linear: u64,
+        size: u32,
+        value: u64,
+        supervisor: bool,
+    ) -> Result<(), Fault> {
+        let user = self.state.cpl == 3 && !supervisor;
+        if let Some(paddr) = self.tlb.fast_write(linear, size, user) {
+            if matches!(size, 1 | 2 | 4 | 8) && self.ram.contains(paddr, u64::from(size)) {
+                self.ram.write_value(paddr, size as usize, value);
+                return Ok(());
+            }
+        }
+        self.write_linear_slow(linear, size, value, supervisor)
+    }
+
+    #[inline(never)]
+    fn write_linear_slow(
         &mut self,
         linear: u64,
         size: u32,
@@ -403,6 +475,12 @@ impl X86Cpu {
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
         if data.len() <= in_first {
             self.phys_write(first, data);
+            if self.ram.contains(first & !0xfff, 0x1000)
+                && !self.code_pages.contains(&(first >> 12))
+            {
+                let user = self.state.cpl == 3 && !supervisor;
+                self.tlb.fill_fast(linear, first, user, true);
+            }
         } else {
             let second = self.translate(
                 linear.wrapping_add(in_first as u64),
@@ -491,12 +569,44 @@ impl X86Cpu {
     }
 
     /// The decoded block starting at the current RIP (cached by physical address and mode).
+    ///
+    /// In front of the cache: a direct-mapped jump cache by linear IP, whose hits skip the
+    /// fetch translation and the hash lookup while the TLB generation, mode and CPL are
+    /// those it was filled under and the block is still cached.
+    #[inline]
     pub(crate) fn block_here(&mut self) -> Result<Rc<Block>, Fault> {
         let linear = self.linear_ip()?;
-        let physical = self.translate(linear, Access::Fetch, false)?;
         let mode = self.state.mode();
+        let key = (self.tlb.generation() << 4) | ((mode as u64) << 2) | u64::from(self.state.cpl);
+        let slot = &self.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS];
+        if slot.linear == linear && slot.key == key {
+            if let Some(block) = &slot.block {
+                if Rc::strong_count(block) > 1 {
+                    return Ok(block.clone());
+                }
+            }
+        }
+        self.block_here_slow(linear, mode, key)
+    }
+
+    #[inline(never)]
+    fn block_here_slow(&mut self, linear: u64, mode: Mode, key: u64) -> Result<Rc<Block>, Fault> {
+        let physical = self.translate(linear, Access::Fetch, false)?;
+        let remember = |cpu: &mut X86Cpu, block: &Rc<Block>| {
+            // Blocks whose last instruction crosses into another page are checked at that
+            // instruction on every run: they stay out of the jump cache.
+            if block.crossing.is_none() {
+                cpu.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS] = JumpSlot {
+                    linear,
+                    key,
+                    block: Some(block.clone()),
+                };
+            }
+        };
         if let Some(block) = self.blocks.get(&(physical, mode)) {
-            return Ok(block.clone());
+            let block = block.clone();
+            remember(self, &block);
+            return Ok(block);
         }
         let mut instructions = Vec::new();
         let mut crossing = None;
@@ -522,7 +632,9 @@ impl X86Cpu {
                 let last_end = lin.wrapping_add(len - 1);
                 if last_end >> 12 != linear >> 12 {
                     if let Ok(p) = self.translate(last_end, Access::Fetch, false) {
-                        self.code_pages.insert(p >> 12);
+                        if self.code_pages.insert(p >> 12) {
+                            self.tlb.forget_fast_writes(p >> 12);
+                        }
                         crossing = Some(p >> 12);
                     }
                 }
@@ -530,7 +642,9 @@ impl X86Cpu {
             }
             lin = next;
         }
-        self.code_pages.insert(physical >> 12);
+        if self.code_pages.insert(physical >> 12) {
+            self.tlb.forget_fast_writes(physical >> 12);
+        }
         let ops = instructions
             .iter()
             .map(|i| crate::ops::translate(self, i))
@@ -542,6 +656,7 @@ impl X86Cpu {
             crossing,
         });
         self.blocks.insert((physical, mode), block.clone());
+        remember(self, &block);
         Ok(block)
     }
 
