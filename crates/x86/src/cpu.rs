@@ -38,6 +38,8 @@ pub enum Exit {
     /// [`X86Cpu::user_mode`]: the instruction at RIP faulted (not delivered: there is no
     /// kernel); the state is as before it.
     Fault(Fault),
+    /// A callback asked to stop (PANDA's `end_analysis`); RIP is at a block boundary.
+    Stopped,
 }
 
 /// A pre-decoded block: the instructions from a physical address to the first control
@@ -133,6 +135,15 @@ pub struct X86Cpu {
     /// The port-I/O space (`in`/`out`): the whole 64 Ki ports as one device, offset = port.
     /// `None`: reads give all ones, writes are dropped (the PC platform plugs its bus here).
     pub ports: Option<PortSpace>,
+    /// Physical addresses outside RAM (local APIC, IOAPIC, HPET, ...): see `mmio.rs`.
+    /// `None`: reads give all ones, writes are dropped.
+    pub mmio: Option<crate::mmio::MmioSpace>,
+    /// What the instrumented run loop lends the access functions (see `hooks.rs`).
+    pub(crate) instrument: crate::hooks::Instrumented,
+    /// What the instrumented loop knows of cached blocks (see `run.rs`).
+    pub(crate) block_meta: FxHashMap<(u64, Mode), crate::run::BlockMeta>,
+    /// The block-start loop returned because the registry needs attention.
+    pub(crate) attention: bool,
 }
 
 impl X86Cpu {
@@ -152,6 +163,10 @@ impl X86Cpu {
             stop_requested: false,
             user_mode: false,
             ports: None,
+            mmio: None,
+            instrument: Default::default(),
+            block_meta: FxHashMap::default(),
+            attention: false,
         })
     }
 
@@ -178,23 +193,44 @@ impl X86Cpu {
     /// Drops the TLB and every decoded block.
     pub fn flush_all(&mut self) {
         self.tlb.flush(false);
+        self.flush_blocks();
+    }
+
+    /// Drops every decoded block, keeping the TLB (the guest sees no difference).
+    pub(crate) fn flush_blocks(&mut self) {
         self.blocks.clear();
         self.code_pages.clear();
+        self.block_meta.clear();
     }
 
     // ---- physical memory -------------------------------------------------------------
 
-    /// Reads physical memory; bytes outside RAM read as 0xff (no device answers yet).
-    pub(crate) fn phys_read(&self, paddr: u64, out: &mut [u8]) {
+    /// Reads physical memory. Outside RAM the platform's [`X86Cpu::mmio`] answers (an
+    /// access of 1, 2, 4 or 8 bytes wholly outside RAM goes to it whole, anything else byte
+    /// by byte); where nothing answers, bytes read as 0xff.
+    pub(crate) fn phys_read(&mut self, paddr: u64, out: &mut [u8]) {
         if !self.ram.read_bytes(paddr, out) {
-            for (i, byte) in out.iter_mut().enumerate() {
-                let mut b = [0u8; 1];
-                *byte = if self.ram.read_bytes(paddr + i as u64, &mut b) {
-                    b[0]
-                } else {
-                    0xff
-                };
-            }
+            self.phys_read_outside_ram(paddr, out);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn phys_read_outside_ram(&mut self, paddr: u64, out: &mut [u8]) {
+        let size = out.len();
+        if matches!(size, 1 | 2 | 4 | 8) && !self.ram.contains(paddr, 1) {
+            let value = self.mmio_read(paddr, size as u8).unwrap_or(u64::MAX);
+            out.copy_from_slice(&value.to_le_bytes()[..size]);
+            return;
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            let address = paddr.wrapping_add(i as u64);
+            let mut b = [0u8; 1];
+            *byte = if self.ram.read_bytes(address, &mut b) {
+                b[0]
+            } else {
+                self.mmio_read(address, 1).unwrap_or(0xff) as u8
+            };
         }
     }
 
@@ -213,8 +249,27 @@ impl X86Cpu {
             }
         }
         if !self.ram.write_bytes(paddr, data) {
-            for (i, &byte) in data.iter().enumerate() {
-                self.ram.write_bytes(paddr + i as u64, &[byte]);
+            self.phys_write_outside_ram(paddr, data);
+        }
+    }
+
+    /// A write not wholly in RAM: the platform's [`X86Cpu::mmio`] takes what is outside RAM
+    /// (whole for 1, 2, 4 or 8 bytes wholly outside, else byte by byte); where nothing
+    /// answers, it is dropped.
+    #[cold]
+    #[inline(never)]
+    fn phys_write_outside_ram(&mut self, paddr: u64, data: &[u8]) {
+        let size = data.len();
+        if matches!(size, 1 | 2 | 4 | 8) && !self.ram.contains(paddr, 1) {
+            let mut bytes = [0u8; 8];
+            bytes[..size].copy_from_slice(data);
+            self.mmio_write(paddr, size as u8, u64::from_le_bytes(bytes));
+            return;
+        }
+        for (i, &byte) in data.iter().enumerate() {
+            let address = paddr.wrapping_add(i as u64);
+            if !self.ram.write_bytes(address, &[byte]) {
+                self.mmio_write(address, 1, u64::from(byte));
             }
         }
     }
@@ -409,6 +464,9 @@ impl X86Cpu {
         out: &mut [u8],
         supervisor: bool,
     ) -> Result<(), Fault> {
+        if self.instrument.memory {
+            return crate::hooks::read_hooked(self, linear, out, supervisor);
+        }
         let first = self.translate(linear, Access::Read, supervisor)?;
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
         if self.ram.contains(first & !0xfff, 0x1000) {
@@ -471,6 +529,9 @@ impl X86Cpu {
         data: &[u8],
         supervisor: bool,
     ) -> Result<(), Fault> {
+        if self.instrument.memory {
+            return crate::hooks::write_hooked(self, linear, data, supervisor);
+        }
         let first = self.translate(linear, Access::Write, supervisor)?;
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
         if data.len() <= in_first {
@@ -613,6 +674,10 @@ impl X86Cpu {
         let mut ip = self.state.rip;
         let mut lin = linear;
         loop {
+            // A block ends before an address hook (so that a block starts there).
+            if !instructions.is_empty() && self.instrument.splits_at(lin) {
+                break;
+            }
             let result = self.decode_at(lin, ip);
             let (instruction, _) = match result {
                 Ok(decoded) => decoded,
