@@ -86,6 +86,19 @@ impl Block {
 
 const MAX_BLOCK: usize = 32;
 
+/// Slots in the block jump cache.
+const JUMP_SLOTS: usize = 1024;
+
+/// A jump-cache slot: the block last entered at a linear IP, valid while the key (mode,
+/// CPL, TLB generation) is the same and the block is still in the cache (`Rc` count above
+/// one: every removal from [`X86Cpu::blocks`] is seen without being told).
+#[derive(Debug, Default)]
+pub(crate) struct JumpSlot {
+    linear: u64,
+    key: u64,
+    block: Option<Rc<Block>>,
+}
+
 /// The device answering the whole port-I/O space (offset = port number).
 pub struct PortSpace(pub Box<dyn pandare_core::memory::PortIoDevice + Send>);
 
@@ -105,6 +118,8 @@ pub struct X86Cpu {
     pub(crate) tlb: Tlb,
     /// Blocks by (physical address, mode).
     pub(crate) blocks: FxHashMap<(u64, Mode), Rc<Block>>,
+    /// Blocks by linear IP, in front of `blocks` (see [`JumpSlot`]).
+    jump: Box<[JumpSlot]>,
     /// Physical pages holding decoded code; a store to one drops its blocks.
     code_pages: FxHashSet<u64>,
     /// Retired instructions.
@@ -146,6 +161,7 @@ impl X86Cpu {
             ram,
             tlb: Tlb::default(),
             blocks: FxHashMap::default(),
+            jump: (0..JUMP_SLOTS).map(|_| JumpSlot::default()).collect(),
             code_pages: FxHashSet::default(),
             icount: 0,
             code_written: false,
@@ -405,13 +421,47 @@ impl X86Cpu {
         Ok(())
     }
 
+    /// A value of `size` (1, 2, 4 or 8) bytes in RAM at physical `paddr`, if all in RAM.
+    #[inline(always)]
+    fn ram_value(&self, paddr: u64, size: u32) -> Option<u64> {
+        let offset = paddr.wrapping_sub(self.ram.base()) as usize;
+        let bytes = self.ram.as_slice();
+        Some(match size {
+            1 => u64::from(*bytes.get(offset)?),
+            2 => u64::from(u16::from_le_bytes(
+                bytes.get(offset..offset.wrapping_add(2))?.try_into().ok()?,
+            )),
+            4 => u64::from(u32::from_le_bytes(
+                bytes.get(offset..offset.wrapping_add(4))?.try_into().ok()?,
+            )),
+            8 => u64::from_le_bytes(bytes.get(offset..offset.wrapping_add(8))?.try_into().ok()?),
+            _ => return None,
+        })
+    }
+
     /// Reads `size` bytes at a linear address (both pages translated before any read).
+    /// The fast path: a page already checked for reads at this privilege, in RAM.
+    #[inline]
     pub(crate) fn read_linear(
         &mut self,
         linear: u64,
         size: u32,
         supervisor: bool,
     ) -> Result<u64, Fault> {
+        let user = self.state.cpl == 3 && !supervisor;
+        if let Some(paddr) = self.tlb.fast_read(linear, size, user) {
+            // Memory callbacks divert every access (read_linear_bytes' cold branch).
+            if !self.instrument.memory {
+                if let Some(value) = self.ram_value(paddr, size) {
+                    return Ok(value);
+                }
+            }
+        }
+        self.read_linear_slow(linear, size, supervisor)
+    }
+
+    #[inline(never)]
+    fn read_linear_slow(&mut self, linear: u64, size: u32, supervisor: bool) -> Result<u64, Fault> {
         let mut bytes = [0u8; 8];
         let out = bytes.get_mut(..size as usize).ok_or_else(Fault::ud)?;
         self.read_linear_bytes(linear, out, supervisor)?;
@@ -430,6 +480,10 @@ impl X86Cpu {
         }
         let first = self.translate(linear, Access::Read, supervisor)?;
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
+        if self.ram.contains(first & !0xfff, 0x1000) {
+            let user = self.state.cpl == 3 && !supervisor;
+            self.tlb.fill_fast(linear, first, user, false);
+        }
         if out.len() <= in_first {
             self.phys_read(first, out);
         } else {
@@ -446,7 +500,31 @@ impl X86Cpu {
     }
 
     /// Writes `size` bytes at a linear address (both pages checked before any write).
+    /// The fast path: a page already checked for writes at this privilege, in RAM, holding
+    /// no decoded code.
+    #[inline]
     pub(crate) fn write_linear(
+        &mut self,
+        linear: u64,
+        size: u32,
+        value: u64,
+        supervisor: bool,
+    ) -> Result<(), Fault> {
+        let user = self.state.cpl == 3 && !supervisor;
+        if let Some(paddr) = self.tlb.fast_write(linear, size, user) {
+            if matches!(size, 1 | 2 | 4 | 8)
+                && !self.instrument.memory
+                && self.ram.contains(paddr, u64::from(size))
+            {
+                self.ram.write_value(paddr, size as usize, value);
+                return Ok(());
+            }
+        }
+        self.write_linear_slow(linear, size, value, supervisor)
+    }
+
+    #[inline(never)]
+    fn write_linear_slow(
         &mut self,
         linear: u64,
         size: u32,
@@ -472,6 +550,12 @@ impl X86Cpu {
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
         if data.len() <= in_first {
             self.phys_write(first, data);
+            if self.ram.contains(first & !0xfff, 0x1000)
+                && !self.code_pages.contains(&(first >> 12))
+            {
+                let user = self.state.cpl == 3 && !supervisor;
+                self.tlb.fill_fast(linear, first, user, true);
+            }
         } else {
             let second = self.translate(
                 linear.wrapping_add(in_first as u64),
@@ -560,16 +644,48 @@ impl X86Cpu {
     }
 
     /// The decoded block starting at the current RIP (cached by physical address and mode).
+    ///
+    /// In front of the cache: a direct-mapped jump cache by linear IP, whose hits skip the
+    /// fetch translation and the hash lookup while the TLB generation, mode and CPL are
+    /// those it was filled under and the block is still cached.
+    #[inline]
     pub(crate) fn block_here(&mut self) -> Result<Rc<Block>, Fault> {
         let linear = self.linear_ip()?;
-        let physical = self.translate(linear, Access::Fetch, false)?;
         let mode = self.state.mode();
+        let key = (self.tlb.generation() << 4) | ((mode as u64) << 2) | u64::from(self.state.cpl);
+        let slot = &self.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS];
+        if slot.linear == linear && slot.key == key {
+            if let Some(block) = &slot.block {
+                if Rc::strong_count(block) > 1 {
+                    return Ok(block.clone());
+                }
+            }
+        }
+        self.block_here_slow(linear, mode, key)
+    }
+
+    #[inline(never)]
+    fn block_here_slow(&mut self, linear: u64, mode: Mode, key: u64) -> Result<Rc<Block>, Fault> {
+        let physical = self.translate(linear, Access::Fetch, false)?;
+        let remember = |cpu: &mut X86Cpu, block: &Rc<Block>| {
+            // Blocks whose last instruction crosses into another page are checked at that
+            // instruction on every run: they stay out of the jump cache.
+            if block.crossing.is_none() {
+                cpu.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS] = JumpSlot {
+                    linear,
+                    key,
+                    block: Some(block.clone()),
+                };
+            }
+        };
         // Decoded instructions carry their IP (branch targets are absolute): a block decoded
         // where the same physical code is mapped at another address (a shared library in two
         // processes, an alias) is decoded again here, replacing it.
         if let Some(block) = self.blocks.get(&(physical, mode)) {
             if block.ip(0) == self.state.rip {
-                return Ok(block.clone());
+                let block = block.clone();
+                remember(self, &block);
+                return Ok(block);
             }
         }
         let mut instructions = Vec::new();
@@ -600,7 +716,9 @@ impl X86Cpu {
                 let last_end = lin.wrapping_add(len - 1);
                 if last_end >> 12 != linear >> 12 {
                     if let Ok(p) = self.translate(last_end, Access::Fetch, false) {
-                        self.code_pages.insert(p >> 12);
+                        if self.code_pages.insert(p >> 12) {
+                            self.tlb.forget_fast_writes(p >> 12);
+                        }
                         crossing = Some(p >> 12);
                     }
                 }
@@ -608,7 +726,9 @@ impl X86Cpu {
             }
             lin = next;
         }
-        self.code_pages.insert(physical >> 12);
+        if self.code_pages.insert(physical >> 12) {
+            self.tlb.forget_fast_writes(physical >> 12);
+        }
         let ops = instructions
             .iter()
             .map(|i| crate::ops::translate(self, i))
@@ -621,6 +741,7 @@ impl X86Cpu {
         });
         self.blocks.insert((physical, mode), block.clone());
         self.decoded_blocks += 1;
+        remember(self, &block);
         Ok(block)
     }
 
@@ -647,6 +768,39 @@ impl X86Cpu {
             return self.execute_op(op);
         }
         self.execute_one(block.instruction(n))
+    }
+
+    /// Runs the pre-decoded ops of `block` from its start while they are specialised (not
+    /// generic), up to `count` instructions: the uninstrumented loops' fast path, with
+    /// nothing to check between instructions (no op is a system call, software interrupt,
+    /// HLT or mode change, and within a block only the last instruction branches).
+    /// Stops before the first generic op, before the last instruction of a block that
+    /// crosses a page (the run loop checks its second page), after an op that wrote
+    /// decoded code, or at once when RFLAGS.TF is set or RIP is not at the block's start.
+    /// Returns how many retired, and the fault of the next one if it faulted (nothing of
+    /// it retired; the state is as before it).
+    #[inline]
+    pub(crate) fn execute_ops(&mut self, block: &Block, count: usize) -> (usize, Option<Fault>) {
+        if self.state.rflags & flags::TF != 0 || block.ip(0) != self.state.rip {
+            return (0, None);
+        }
+        let limit = if block.crossing.is_some() {
+            count.min(block.len() - 1)
+        } else {
+            count
+        };
+        for (n, op) in block.ops[..limit.min(block.ops.len())].iter().enumerate() {
+            if op.kind == crate::ops::Kind::Generic {
+                return (n, None);
+            }
+            if let Err(fault) = self.execute_op(op) {
+                return (n, Some(fault));
+            }
+            if self.code_written {
+                return (n + 1, None);
+            }
+        }
+        (limit, None)
     }
 
     pub(crate) fn execute_one(&mut self, instruction: &Instruction) -> Result<Event, Fault> {

@@ -36,11 +36,21 @@ impl std::fmt::Debug for MmioSpace {
 }
 
 impl crate::X86Cpu {
+    /// A device answered: the block ends after this instruction (the loops test
+    /// `code_written` after each instruction already, so this costs them nothing more) and
+    /// the run loop ends the slice there.
+    fn end_block_for_device(&mut self) {
+        self.device_accessed = true;
+        self.code_written = true;
+    }
+
     /// A device read at a physical address outside RAM; `None` when nothing answers.
     pub(crate) fn mmio_read(&mut self, address: u64, size: u8) -> Option<u64> {
         let now = self.icount;
         let value = self.mmio.as_mut()?.0.read(address, size, now);
-        self.device_accessed |= value.is_some();
+        if value.is_some() {
+            self.end_block_for_device();
+        }
         value
     }
 
@@ -51,7 +61,9 @@ impl crate::X86Cpu {
             Some(space) => space.0.write(address, size, value, now),
             None => false,
         };
-        self.device_accessed |= answered;
+        if answered {
+            self.end_block_for_device();
+        }
         answered
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct Mem {
     scale: u8,
     seg: u8,
     a32: bool,
+    /// 64-bit mode through a segment other than FS/GS: the linear address is the offset.
+    flat: bool,
     disp: u64,
 }
 
@@ -196,6 +198,8 @@ fn mem_operand(cpu: &X86Cpu, i: &Instruction) -> Option<Mem> {
         scale: i.memory_index_scale().trailing_zeros() as u8,
         seg: segment_index(i.memory_segment()),
         a32: address_mask == 0xffff_ffff,
+        flat: cpu.state.mode() == Mode::Long64
+            && !matches!(i.memory_segment(), Register::FS | Register::GS),
         disp: i.memory_displacement64(),
     };
     if base != Register::None && base != Register::RIP && base != Register::EIP {
@@ -680,13 +684,33 @@ impl X86Cpu {
     #[inline(always)]
     fn load(&mut self, m: &Mem, size: u8) -> Result<u64, Fault> {
         let offset = self.ea(m);
-        self.read(m.seg as usize, offset, size.into())
+        self.load_at(m, offset, size)
     }
 
     #[inline(always)]
     fn store(&mut self, m: &Mem, size: u8, v: u64) -> Result<(), Fault> {
         let offset = self.ea(m);
-        self.write(m.seg as usize, offset, size.into(), v & mask(size.into()))
+        self.store_at(m, offset, size, v)
+    }
+
+    /// Reads the operand at `offset` (its effective address) in `m`'s segment.
+    #[inline(always)]
+    fn load_at(&mut self, m: &Mem, offset: u64, size: u8) -> Result<u64, Fault> {
+        if m.flat {
+            flat_check(offset, m.seg)?;
+            return self.read_linear(offset, size.into(), false);
+        }
+        self.read(m.seg as usize, offset, size.into())
+    }
+
+    #[inline(always)]
+    fn store_at(&mut self, m: &Mem, offset: u64, size: u8, v: u64) -> Result<(), Fault> {
+        let v = v & mask(size.into());
+        if m.flat {
+            flat_check(offset, m.seg)?;
+            return self.write_linear(offset, size.into(), v, false);
+        }
+        self.write(m.seg as usize, offset, size.into(), v)
     }
 
     #[inline(always)]
@@ -698,7 +722,8 @@ impl X86Cpu {
     #[inline(always)]
     fn push64(&mut self, v: u64) -> Result<(), Fault> {
         let sp = self.state.gpr[4].wrapping_sub(8);
-        self.write(seg::SS, sp, 8, v)?;
+        flat_check(sp, seg::SS as u8)?;
+        self.write_linear(sp, 8, v, false)?;
         self.state.gpr[4] = sp;
         Ok(())
     }
@@ -793,8 +818,7 @@ impl X86Cpu {
             }
             Kind::AluMR | Kind::AluMI => {
                 let offset = self.ea(&op.mem);
-                let segment = op.mem.seg as usize;
-                let a = self.read(segment, offset, size.into())?;
+                let a = self.load_at(&op.mem, offset, size)?;
                 let b = if op.kind == Kind::AluMR {
                     self.get(op.r2, size)
                 } else {
@@ -802,7 +826,7 @@ impl X86Cpu {
                 };
                 let (r, f, write) = self.alu(op.sub, a, b, size);
                 if write {
-                    self.write(segment, offset, size.into(), r)?;
+                    self.store_at(&op.mem, offset, size, r)?;
                 }
                 self.set_arith(f, fl::ARITH);
             }
@@ -833,8 +857,16 @@ impl X86Cpu {
                 } else {
                     self.state.gpr[1] & 0xff
                 };
-                let kind = SHIFTS[(op.sub as usize).min(6)];
-                let (r, f) = alu::shift(kind, a, count, size.into(), self.state.rflags);
+                let (s, f) = (u32::from(size), self.state.rflags);
+                // One inlined copy per common kind, so each is straight-line code.
+                let (r, f) = match op.sub {
+                    0 => alu::shift(Shift::Rol, a, count, s, f),
+                    1 => alu::shift(Shift::Ror, a, count, s, f),
+                    4 => alu::shift(Shift::Shl, a, count, s, f),
+                    5 => alu::shift(Shift::Shr, a, count, s, f),
+                    6 => alu::shift(Shift::Sar, a, count, s, f),
+                    k => shift_slow(SHIFTS[(k as usize).min(6)], a, count, s, f),
+                };
                 self.set(op.r, size, r);
                 self.state.rflags = f;
             }
@@ -861,7 +893,8 @@ impl X86Cpu {
             Kind::PushI => self.push64(op.imm)?,
             Kind::PopR => {
                 let sp = self.state.gpr[4];
-                let v = self.read(seg::SS, sp, 8)?;
+                flat_check(sp, seg::SS as u8)?;
+                let v = self.read_linear(sp, 8, false)?;
                 self.state.gpr[4] = sp.wrapping_add(8);
                 self.state.gpr[(op.r & 15) as usize] = v;
             }
@@ -883,7 +916,8 @@ impl X86Cpu {
             }
             Kind::Ret => {
                 let sp = self.state.gpr[4];
-                let target = self.read(seg::SS, sp, 8)?;
+                flat_check(sp, seg::SS as u8)?;
+                let target = self.read_linear(sp, 8, false)?;
                 if !crate::mmu::canonical(target) {
                     return Err(Fault::gp(0));
                 }
@@ -946,6 +980,24 @@ impl X86Cpu {
         self.state.interrupt_shadow = false;
         self.icount += 1;
         Ok(Event::Retired)
+    }
+}
+
+#[inline(never)]
+fn shift_slow(kind: Shift, a: u64, count: u64, size: u32, flags: u64) -> (u64, u64) {
+    alu::shift(kind, a, count, size, flags)
+}
+
+/// The 64-bit-mode check of a linear address through a segment with base 0: canonical,
+/// else #SS(0) through SS and #GP(0) otherwise.
+#[inline(always)]
+fn flat_check(linear: u64, segment: u8) -> Result<(), Fault> {
+    if crate::mmu::canonical(linear) {
+        Ok(())
+    } else if usize::from(segment) == seg::SS {
+        Err(Fault::ss(0))
+    } else {
+        Err(Fault::gp(0))
     }
 }
 

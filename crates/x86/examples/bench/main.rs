@@ -5,9 +5,12 @@
 //! run time with the host `gcc`: a flat binary at 0x400000 this example runs on an
 //! `X86Cpu` in 64-bit long mode (identity-mapped with 2 MiB pages, CPL 0) up to its HLT, and
 //! a static Linux program run natively and under `qemu-x86_64`. Prints instructions,
-//! seconds and MIPS for each of `RUNS` (default 3) runs, then min/median/max.
+//! CPU seconds (this thread's, the children's: the machine may be shared) and MIPS for
+//! each of `RUNS` (default 3) runs, then min/median/max.
 //!
-//! `cargo run --release -p pandare-x86 --example bench`
+//! `cargo run --release -p pandare-x86 --example bench`; `PROFILE=N` runs only the first N
+//! emulated instructions (for a profiler or an instruction-counting tool such as
+//! `valgrind --tool=callgrind`, whose counts do not depend on the machine's load).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,6 +105,27 @@ fn machine(image: &[u8]) -> X86Cpu {
     X86Cpu::new(state, ram).expect("valid state")
 }
 
+/// CPU seconds (user + system) of this thread, or of the waited-for children.
+fn cpu_seconds(children: bool) -> f64 {
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    if children {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+        seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    } else {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime fills the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    }
+}
+
+/// Runs a program; returns its CPU seconds (user + system) and its output. CPU time, not
+/// wall time: the machine is shared, and a descheduled program should not look slow.
 fn timed(cmd: &Path, qemu: bool) -> Result<(f64, String), String> {
     let mut c = if qemu {
         let mut c = Command::new("qemu-x86_64");
@@ -110,10 +134,10 @@ fn timed(cmd: &Path, qemu: bool) -> Result<(f64, String), String> {
     } else {
         Command::new(cmd)
     };
-    let start = Instant::now();
+    let start = cpu_seconds(true);
     let out = run(&mut c)?;
     Ok((
-        start.elapsed().as_secs_f64(),
+        cpu_seconds(true) - start,
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
     ))
 }
@@ -133,6 +157,7 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
+    let profile_limit: Option<u64> = std::env::var("PROFILE").ok().and_then(|p| p.parse().ok());
     let dir = std::env::temp_dir().join(format!("pandare-x86-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let built = build(&dir);
@@ -157,7 +182,18 @@ fn main() {
             Err(e) => eprintln!("bench: qemu-x86_64 not measured: {e}"),
         }
         let mut cpu = machine(&image);
-        let start = Instant::now();
+        if let Some(limit) = profile_limit {
+            // Profiling (`PROFILE=N`): only the first N instructions, no comparison.
+            while cpu.instruction_count() < limit {
+                if cpu.run(limit - cpu.instruction_count()) != Exit::Budget {
+                    break;
+                }
+            }
+            println!("profiled {} instructions", cpu.instruction_count());
+            return;
+        }
+        let start = cpu_seconds(false);
+        let wall = Instant::now();
         loop {
             match cpu.run(1 << 24) {
                 Exit::Budget => {}
@@ -165,7 +201,8 @@ fn main() {
                 other => panic!("emulated kernel stopped: {other:?} at {:#x}", cpu.state.rip),
             }
         }
-        let t = start.elapsed().as_secs_f64();
+        let t = cpu_seconds(false) - start;
+        let wall = wall.elapsed().as_secs_f64();
         let mut r = [0u8; 8];
         assert!(cpu.ram.read_bytes(RESULT, &mut r));
         let got = format!("{:x}", u64::from_le_bytes(r));
@@ -176,7 +213,7 @@ fn main() {
         let count = cpu.instruction_count();
         let m = count as f64 / t / 1e6;
         println!(
-            "run {n}: {count} instructions, emulated {t:.3} s ({m:.1} MIPS), native {:.4} s, qemu-x86_64 {}",
+            "run {n}: {count} instructions, emulated {t:.3} s CPU ({wall:.3} s wall, {m:.1} MIPS), native {:.4} s, qemu-x86_64 {}",
             nat[n],
             qemu.last().map_or("-".into(), |q| format!("{q:.3} s"))
         );
@@ -184,12 +221,12 @@ fn main() {
         mips.push(m);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let mut ratio: Vec<f64> = emu.iter().zip(&qemu).map(|(e, q)| e / q).collect();
     println!("result {expected} (emulated = native = qemu)");
     println!("emulated s:    {}", spread(&mut emu));
     println!("MIPS:          {}", spread(&mut mips));
     println!("native s:      {}", spread(&mut nat));
     if !qemu.is_empty() {
-        let mut ratio: Vec<f64> = emu.iter().zip(&qemu).map(|(e, q)| e / q).collect();
         println!("qemu-x86_64 s: {}", spread(&mut qemu));
         println!("emulated / qemu-x86_64 (per run): {}", spread(&mut ratio));
     }
