@@ -874,8 +874,9 @@ impl BlockExecutor for Exec<'_> {
             self.cpu
                 .execute_block::<true, false>(hooks, &block, count, pc, selected.as_deref())
         } else {
-            // Memory callbacks are off: accesses take the plain path.
-            self.cpu.instrument.memory = false;
+            // Nothing fires inside the block: accesses take the plain path, and the CPU
+            // holds no loan of the registry while it runs.
+            self.cpu.instrument.clear();
             self.cpu
                 .execute_block::<false, false>(hooks, &block, count, pc, None)
         }
