@@ -216,7 +216,7 @@ impl X86Cpu {
                     break Exit::Stopped;
                 }
             }
-            if self.icount >= end || std::mem::take(&mut self.device_accessed) {
+            if self.icount >= end {
                 break Exit::Budget;
             }
             if self.state.halted {
@@ -486,7 +486,7 @@ impl X86Cpu {
                 };
             }
             if self.code_written {
-                return end;
+                return self.stale_block_end(end);
             }
             start = done;
         }
@@ -511,8 +511,8 @@ impl X86Cpu {
                         return end;
                     }
                 }
-                if block.instruction(n).mnemonic() == iced_x86::Mnemonic::Cpuid
-                    && hooks.has(CallbackKind::GuestHypercall)
+                if hooks.has(CallbackKind::GuestHypercall)
+                    && block.instruction(n).mnemonic() == iced_x86::Mnemonic::Cpuid
                 {
                     match self.hypercall(hooks, block, n, insn_pc) {
                         Some(true) => {
@@ -603,6 +603,7 @@ impl X86Cpu {
                 after_previous = Some(insn_pc);
             }
             if self.code_written {
+                end = self.stale_block_end(end);
                 break;
             }
         }
@@ -610,6 +611,18 @@ impl X86Cpu {
             if let Some(previous) = after_previous {
                 hooks.after_instruction(&mut X86View::new(self), previous);
             }
+        }
+        end
+    }
+
+    /// How a block ends that an instruction left stale (`code_written`): a store to code, or
+    /// a device access (see `mmio.rs`), which ends the run slice too. Out of the loops' way:
+    /// they test only `code_written` per instruction.
+    #[cold]
+    #[inline(never)]
+    fn stale_block_end(&mut self, end: BlockEnd) -> BlockEnd {
+        if std::mem::take(&mut self.device_accessed) {
+            return BlockEnd::Exit(Exit::Budget);
         }
         end
     }
@@ -860,6 +873,8 @@ impl BlockExecutor for Exec<'_> {
         let key = self.block().key;
         self.cpu.blocks.remove(&key);
         self.cpu.block_meta.remove(&key);
+        // Let go of it too: a block nothing else holds is gone for the jump cache as well.
+        self.block = None;
         let mask = hooks.mask();
         let block = self.cpu.translated_block(hooks, pc, mask).ok()?;
         self.block = Some(block);
