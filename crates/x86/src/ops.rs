@@ -1038,7 +1038,8 @@ impl X86Cpu {
                     self.state.gpr[1] & 0xff
                 };
                 let (s, f) = (u32::from(size), self.state.rflags);
-                if !want && op.kind == Kind::ShiftRI {
+                // RCL/RCR read CF: always through alu::shift.
+                if !want && op.kind == Kind::ShiftRI && !matches!(op.sub, 2 | 3) {
                     self.sm(op.r, op, shift_result(op.sub, a, op.imm, s));
                     return Ok(next);
                 }
