@@ -1,4 +1,4 @@
-# Not a suite program: arms the timer 3 instructions ahead from the middle of a block of
+# Not a suite program: arms the timer 12 instructions ahead from the middle of a block of
 # pre-decoded ops, then counts in ARG0 until the interrupt powers off. The count the
 # handler sees must not depend on which loop ran the block.
 .include "common.inc"
@@ -9,7 +9,7 @@ _start:
     jmp 1f
 1:
     mov edi, 0xfef00008
-    mov esi, 3
+    mov esi, 12
     xor eax, eax
     add eax, 1
     add eax, 1
