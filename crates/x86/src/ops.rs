@@ -70,6 +70,10 @@ fn logic_flags(r: u64, sign: u64) -> u64 {
     szp(r, sign)
 }
 
+/// In [`X86Cpu::execute_ops_inner`]'s count: the next op faulted (the fault is in
+/// `X86Cpu::op_fault`).
+const FAULTED: usize = 1 << (usize::BITS - 1);
+
 /// "No register" in [`Mem`].
 const NONE: u8 = 16;
 
@@ -887,10 +891,22 @@ impl X86Cpu {
     /// decoded code, or at once when RFLAGS.TF is set or RIP is not at the block's start.
     /// Returns how many retired, and the fault of the next one if it faulted (nothing of
     /// it retired; the state is as before it).
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn execute_ops(&mut self, block: &Block, count: usize) -> (usize, Option<Fault>) {
+        // The fault travels in a field: a returned `Option<Fault>` costs a store-forwarding
+        // stall on every call.
+        let done = self.execute_ops_inner(block, count);
+        if done & FAULTED != 0 {
+            (done & !FAULTED, self.op_fault.take())
+        } else {
+            (done, None)
+        }
+    }
+
+    #[inline(never)]
+    fn execute_ops_inner(&mut self, block: &Block, count: usize) -> usize {
         if self.state.rflags & fl::TF != 0 || block.ip(0) != self.state.rip {
-            return (0, None);
+            return 0;
         }
         let limit = if block.crossing.is_some() {
             count.min(block.len() - 1)
@@ -902,7 +918,7 @@ impl X86Cpu {
         let whole = limit == block.ops.len();
         let mut rip = self.state.rip;
         let mut done = 0;
-        let mut fault = None;
+        let mut faulted = 0;
         for op in &block.ops[..limit.min(block.ops.len())] {
             if op.kind == Kind::Generic {
                 break;
@@ -910,7 +926,8 @@ impl X86Cpu {
             match self.op_body(op, op.flags || !whole) {
                 Ok(next) => rip = next,
                 Err(f) => {
-                    fault = Some(f);
+                    self.op_fault = Some(f);
+                    faulted = FAULTED;
                     break;
                 }
             }
@@ -926,7 +943,7 @@ impl X86Cpu {
             self.state.interrupt_shadow = false;
             self.icount += done as u64;
         }
-        (done, fault)
+        done | faulted
     }
 
     /// The op's effect; returns the next RIP. `want`: compute the arithmetic flags it
