@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod mmu;
 mod run;
 pub mod state;
+pub mod user;
 
 pub use cpu::{Event, Exit, X86Cpu};
 pub use state::{Mode, Segment, State};
