@@ -40,6 +40,8 @@ pub enum Syscall {
     Gettimeofday,
     SchedYield,
     Kill,
+    /// `tkill(tid, signal)`: to the only thread.
+    Tkill,
     Tgkill,
     Sigaltstack,
     RtSigaction,
@@ -153,7 +155,7 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (123, "sched_getaffinity", None),
     (124, "sched_yield", Some(Syscall::SchedYield)),
     (129, "kill", Some(Syscall::Kill)),
-    (130, "tkill", None),
+    (130, "tkill", Some(Syscall::Tkill)),
     (131, "tgkill", Some(Syscall::Tgkill)),
     (132, "sigaltstack", Some(Syscall::Sigaltstack)),
     (134, "rt_sigaction", Some(Syscall::RtSigaction)),
@@ -501,11 +503,11 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             Action::Return(seconds)
         }
         Syscall::SchedYield => Action::Return(0),
-        Syscall::Kill | Syscall::Tgkill => {
-            let (pid, signal) = if call == Syscall::Kill {
-                (a[0], a[1])
-            } else {
+        Syscall::Kill | Syscall::Tkill | Syscall::Tgkill => {
+            let (pid, signal) = if call == Syscall::Tgkill {
                 (a[1], a[2])
+            } else {
+                (a[0], a[1])
             };
             if pid != PID && pid != 0 {
                 return err(ESRCH);

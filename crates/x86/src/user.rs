@@ -256,6 +256,9 @@ impl X86User {
             state.segments[seg::FS] = Segment::default();
             state.segments[seg::GS] = Segment::default();
             state.cpl = 3;
+            // The FPU as Linux hands it to a new process (FNINIT, MXCSR 0x1F80).
+            state.x87 = crate::state::X87State::default();
+            state.sse = crate::state::SseState::default();
             state
         };
         let mut state = state;
