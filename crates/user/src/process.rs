@@ -130,6 +130,8 @@ pub struct Process {
     pub sigactions: HashMap<u64, Vec<u8>>,
     /// Blocked signals.
     pub signal_mask: u64,
+    /// Signals sent while blocked (bit N-1 for signal N): delivered when unblocked.
+    pub pending_signals: u64,
     /// `set_tid_address`'s pointer.
     pub clear_child_tid: u64,
     /// `set_robust_list`'s head.
@@ -156,6 +158,7 @@ impl Process {
             open: [true; 3],
             sigactions: HashMap::new(),
             signal_mask: 0,
+            pending_signals: 0,
             clear_child_tid: 0,
             robust_list: 0,
             umask: 0o022,

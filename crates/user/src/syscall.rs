@@ -572,6 +572,13 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             if old != 0 && p.write_guest(cpu, old, &previous.to_le_bytes()).is_err() {
                 return err(EFAULT);
             }
+            // A pending signal now unblocked is delivered: its default action.
+            let deliverable = p.pending_signals & !p.signal_mask;
+            if deliverable != 0 {
+                let signal = u64::from(deliverable.trailing_zeros()) + 1;
+                p.pending_signals &= !(1 << (signal - 1));
+                return self_signal(p, signal, arch.pointer_bytes() as usize);
+            }
             Action::Return(0)
         }
         Syscall::Times => {
@@ -983,7 +990,12 @@ fn self_signal(p: &mut Process, signal: u64, pointer_bytes: usize) -> Action {
     // default is to be ignored are ignored, the rest end the process.
     const IGNORED: [u64; 4] = [17, 23, 28, 18]; // SIGCHLD, SIGURG, SIGWINCH, SIGCONT
     let blocked = p.signal_mask >> (signal - 1) & 1 != 0 && signal != 9;
-    if IGNORED.contains(&signal) || blocked {
+    if IGNORED.contains(&signal) {
+        return Action::Return(0);
+    }
+    if blocked {
+        // Pending until the program unblocks it (musl's abort raises SIGABRT blocked).
+        p.pending_signals |= 1 << (signal - 1);
         return Action::Return(0);
     }
     let handler_set = p

@@ -825,7 +825,11 @@ pub const I386_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (404, "clock_settime64", None),
     (405, "clock_adjtime64", None),
     (406, "clock_getres_time64", Some(Syscall::ClockGetres64)),
-    (407, "clock_nanosleep_time64", Some(Syscall::ClockNanosleep64)),
+    (
+        407,
+        "clock_nanosleep_time64",
+        Some(Syscall::ClockNanosleep64),
+    ),
     (408, "timer_gettime64", None),
     (409, "timer_settime64", None),
     (410, "timerfd_gettime64", None),
