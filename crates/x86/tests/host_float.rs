@@ -821,7 +821,7 @@ fn sse_floating_point_matches_host() {
     for imm in [0u8, 1, 2, 3] {
         both(&mut cases, "shufpd", &[0x66], 0xc6, Some(imm));
     }
-    let n = run(&cases, 30, 0x5ee_f10a7);
+    let n = run(&cases, 30, 0x05ee_f10a7);
     eprintln!("SSE/SSE2 floating point: {n} differential cases");
 }
 
@@ -893,7 +893,7 @@ fn sse_moves_match_host() {
         cases.push(case(name, code));
     }
     // LDMXCSR from memory: a valid MXCSR most of the time, reserved bits sometimes (#GP).
-    let n = run(&cases, 30, 0x0f_0f_5e_01);
+    let n = run(&cases, 30, 0x0f0f_5e01);
     eprintln!("SSE moves: {n} differential cases");
 }
 
@@ -996,7 +996,7 @@ fn integer_simd_matches_host() {
         cases.push(case("pinsrw", vec![0x66, 0x0f, 0xc4, 0x0b, imm]));
         cases.push(case("pinsrw", vec![0x0f, 0xc4, 0xca, imm]));
     }
-    let n = run(&cases, 12, 0x51_3d_1e);
+    let n = run(&cases, 12, 0x0051_3d1e);
     eprintln!("integer SIMD: {n} differential cases");
 }
 
@@ -1138,7 +1138,7 @@ fn x87_matches_host() {
     );
     env("fldenv", vec![0xd9, 0x26], vec![]);
     env("frstor", vec![0xdd, 0x26], vec![]);
-    let n = run(&cases, 25, 0x87_87_87);
+    let n = run(&cases, 25, 0x0087_8787);
     eprintln!("x87: {n} differential cases");
 }
 
@@ -1167,7 +1167,7 @@ fn x87_transcendentals_are_within_one_ulp_of_host() {
             unchecked: Vec::new(),
         });
     }
-    let n = run(&cases, 40, 0x7a_05);
+    let n = run(&cases, 40, 0x7a05);
     eprintln!("x87 transcendentals: {n} differential cases");
 }
 
@@ -1191,7 +1191,7 @@ fn mmx_and_x87_aliasing_matches_host() {
     ] {
         cases.push(case(name, code));
     }
-    let n = run(&cases, 30, 0x33_44);
+    let n = run(&cases, 30, 0x3344);
     eprintln!("MMX/x87 aliasing: {n} differential cases");
 }
 
@@ -1224,6 +1224,194 @@ fn fxsave_and_fxrstor_round_trip_like_the_host() {
         c.unchecked = vec![(6, 24)];
         cases.push(c);
     }
-    let n = run(&cases, 40, 0xf5_a7e);
+    let n = run(&cases, 40, 0x000f_5a7e);
     eprintln!("FXSAVE/FXRSTOR: {n} differential cases");
+}
+
+/// The CPUID features of the x87/MMX/SSE/SSE2 baseline this CPU implements.
+fn baseline(f: &iced_x86::CpuidFeature) -> bool {
+    use iced_x86::CpuidFeature as F;
+    matches!(
+        f,
+        F::FPU
+            | F::FPU287
+            | F::FPU387
+            | F::MMX
+            | F::SSE
+            | F::SSE2
+            | F::FXSR
+            | F::CMOV
+            | F::INTEL8086
+    )
+}
+
+/// A random instruction from the float opcode space: an optional mandatory prefix and REX,
+/// then `0F op` or an x87 escape (D8–DF), a ModRM byte (register-direct, or a [rbx/rsi/rdi +
+/// disp8] memory operand) and sometimes an imm8.
+fn random_float_instruction(r: &mut Rng) -> Vec<u8> {
+    let mut c = Vec::new();
+    match r.below(4) {
+        0 => c.push(0x66),
+        1 => c.push(0xf2),
+        2 => c.push(0xf3),
+        _ => {}
+    }
+    let x87 = r.below(3) == 0;
+    if !x87 && r.below(3) == 0 {
+        c.push(0x40 | (r.below(16) as u8 & 0xd)); // REX without .X
+    }
+    if x87 {
+        c.push(0xd8 + r.below(8) as u8);
+    } else {
+        c.push(0x0f);
+        // Mostly the SSE/MMX ranges; sometimes anything (SSE3+ maps, other opcodes).
+        let op = match r.below(6) {
+            0 => r.next() as u8,
+            1 => 0x10 + r.below(0x20) as u8,
+            2 => 0x50 + r.below(0x30) as u8,
+            3 => 0xc2 + r.below(6) as u8,
+            _ => 0xd0 + r.below(0x30) as u8,
+        };
+        c.push(op);
+    }
+    if r.below(2) == 0 {
+        c.push(0xc0 | r.below(64) as u8);
+    } else {
+        let rm = [3u8, 6, 7][r.below(3) as usize];
+        c.push(0x40 | ((r.below(8) as u8) << 3) | rm);
+        c.push((r.below(8) as u8) * 16); // disp8: 16-byte steps keep most operands aligned
+    }
+    if r.below(3) == 0 {
+        c.push(r.next() as u8);
+    }
+    c
+}
+
+#[test]
+fn random_float_sequences_match_host() {
+    // Random float-opcode byte strings on random states: whenever the sequence decodes to x87,
+    // MMX, SSE or SSE2 instructions (or later extensions, which must raise #UD here and may
+    // complete on the host), the outcome and the whole state must agree.
+    // PANDARE_FLOAT_SEED / PANDARE_FLOAT_SEQUENCES make the run different or longer.
+    let seed = std::env::var("PANDARE_FLOAT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x000f_10a7_5eed_u64);
+    let sequences: usize = std::env::var("PANDARE_FLOAT_SEQUENCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6000);
+    let mut r = Rng(seed | 1);
+    let (mut compared, mut beyond, mut faults) = (0, 0, 0);
+    for _ in 0..sequences {
+        let mut code = Vec::new();
+        for _ in 0..1 + r.below(3) {
+            code.extend(random_float_instruction(&mut r));
+        }
+        let mut decoder =
+            iced_x86::Decoder::with_ip(64, &code, CODE, iced_x86::DecoderOptions::NONE);
+        let mut usable = true;
+        let mut total = 0;
+        let mut needs_more = false;
+        while decoder.can_decode() {
+            let i = decoder.decode();
+            if i.is_invalid() {
+                break;
+            }
+            use iced_x86::Mnemonic as M;
+            let features = i.cpuid_features();
+            let float = features.iter().any(|f| {
+                baseline(f)
+                    && !matches!(
+                        f,
+                        iced_x86::CpuidFeature::INTEL8086 | iced_x86::CpuidFeature::CMOV
+                    )
+            });
+            let memory_ok = !(0..i.op_count()).any(|n| i.op_kind(n) == iced_x86::OpKind::Memory)
+                || (matches!(
+                    i.memory_base(),
+                    iced_x86::Register::RBX | iced_x86::Register::RSI | iced_x86::Register::RDI
+                ) && i.memory_index() == iced_x86::Register::None
+                    // The child's FS/GS bases are its thread's, not the emulator's 0.
+                    && !matches!(
+                        i.memory_segment(),
+                        iced_x86::Register::FS | iced_x86::Register::GS
+                    ));
+            if !float
+                || !memory_ok
+                || i.flow_control() != iced_x86::FlowControl::Next
+                || matches!(
+                    i.mnemonic(),
+                    // Results within 1 ulp, and images holding FIP/FDP/FOP: directed tests.
+                    M::F2xm1
+                        | M::Fyl2x
+                        | M::Fyl2xp1
+                        | M::Fptan
+                        | M::Fpatan
+                        | M::Fsin
+                        | M::Fcos
+                        | M::Fsincos
+                        | M::Fnstenv
+                        | M::Fstenv
+                        | M::Fnsave
+                        | M::Fsave
+                        | M::Fxsave
+                        | M::Fxsave64
+                        | M::Prefetchnta
+                        | M::Prefetcht0
+                        | M::Prefetcht1
+                        | M::Prefetcht2
+                        | M::Maskmovq
+                        | M::Maskmovdqu
+                )
+            {
+                usable = false;
+            }
+            needs_more |= features.iter().any(|f| !baseline(f));
+            total += i.len();
+        }
+        if !usable || total != code.len() {
+            continue;
+        }
+        let input = random_input(
+            &mut r,
+            Shape {
+                depth: None,
+                modest: false,
+                misalign: true,
+            },
+        );
+        let n = native(&code, &input);
+        let e = emulated(&code, &input);
+        if e == Err(libc::SIGILL) && n != Err(libc::SIGILL) {
+            assert!(
+                needs_more,
+                "the host ran {code:02x?} ({}) but the emulator raised #UD on a baseline x87/MMX/SSE/SSE2 instruction",
+                mnemonics(&code)
+            );
+            beyond += 1;
+            continue;
+        }
+        if e.is_err() {
+            faults += 1;
+        }
+        let c = Case {
+            name: mnemonics(&code),
+            code: code.clone(),
+            shape: ANY,
+            approx: false,
+            unchecked: Vec::new(),
+        };
+        if let Err(report) = compare(&c, &input, &n, &e) {
+            panic!("random sequence diverged:\n{report}");
+        }
+        compared += 1;
+    }
+    eprintln!(
+        "random float sequences: {compared} compared ({faults} faulting alike), {beyond} needing SSE3 or later skipped"
+    );
+    assert!(
+        compared > sequences / 10,
+        "too few usable sequences: {compared}"
+    );
 }
