@@ -1010,8 +1010,21 @@ fn x87(cpu: &mut X86Cpu, i: &Instruction) -> R<()> {
             };
             cpu.state.x87.fld_const(c);
         }
-        M::Fst | M::Fstp | M::Fstpnce | M::Fist | M::Fistp | M::Fbstp => {
-            let pop = matches!(m, M::Fstp | M::Fstpnce | M::Fistp | M::Fbstp);
+        M::Fstpnce => {
+            // D9 D8+i (FSTP1): FSTP ST(i) that does not check for an empty ST(0): then
+            // nothing is stored and no exception is raised; C1 is cleared and the stack pops
+            // (measured on an Intel host).
+            let x = &mut cpu.state.x87;
+            let st = st_index(i, 0);
+            if !x.is_empty(0) {
+                let v = x.st(0);
+                x.set_st(st, v);
+            }
+            x.fsw &= !0x200;
+            x.pop();
+        }
+        M::Fst | M::Fstp | M::Fist | M::Fistp | M::Fbstp => {
+            let pop = matches!(m, M::Fstp | M::Fistp | M::Fbstp);
             if has_mem {
                 let kind = store_kind(i).ok_or_else(Fault::ud)?;
                 // Check the destination first: a faulting store changes nothing.
