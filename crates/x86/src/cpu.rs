@@ -2,7 +2,7 @@
 //! and paging; fetch and decode; the step and run loops; exception and interrupt delivery.
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::sync::Arc as Rc; // Arc: the CPU must be Send (a board, `panda exec`)
+use std::rc::Rc;
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction};
 use pandare_core::memory::Ram;

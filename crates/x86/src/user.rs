@@ -212,6 +212,15 @@ pub struct X86User {
     idle: u64,
 }
 
+// SAFETY: `X86Cpu` is not `Send` only because its decoded-block cache uses `Rc`/`Weak`
+// (the executor's choice: no atomic reference counts on the hot path). Every `Rc` and
+// `Weak` it holds points at allocations referenced from inside that same `X86Cpu` and
+// nowhere else: blocks and their metadata are crate-private, no public function returns
+// one, and the run loops drop the clones they take before returning. Moving an `X86User`
+// (and with it the whole `X86Cpu`) to another thread therefore moves every reference to
+// those allocations together, and no two threads can ever touch the counts at once.
+unsafe impl Send for X86User {}
+
 /// A flat descriptor: base 0, limit 4 GiB, with the access byte and the flags nibble.
 const fn flat_descriptor(access: u64, flags: u64) -> u64 {
     0xffff | (access << 40) | (0xf << 48) | (flags << 52)
@@ -503,14 +512,10 @@ impl UserCpu for X86User {
     fn run(&mut self, instr: &mut Instrumentation, budget: u64) -> CpuExit {
         self.pending = None;
         let exit = self.cpu.run_with(instr, budget);
-        if std::mem::take(&mut self.cpu.stop_requested) {
-            if let Exit::Budget = exit {
-                return CpuExit::Stopped;
-            }
-        }
         let pc = self.cpu.state.rip;
         match exit {
             Exit::Budget => CpuExit::Budget,
+            Exit::Stopped => CpuExit::Stopped,
             Exit::Syscall => {
                 let gate = self.cpu.decode_current().ok().and_then(|i| {
                     let length = i.len() as u64;
@@ -835,9 +840,10 @@ impl CpuView for UserView<'_> {
     fn take_stop(&mut self) -> bool {
         std::mem::take(&mut self.cpu.stop_requested)
     }
-    /// Stores through this view drop the decoded code they overwrite at once.
+    /// Stores through this view drop the decoded code they overwrite at once; the flag
+    /// says the block about to run may have been one of them.
     fn code_modified(&self) -> bool {
-        false
+        self.cpu.code_written
     }
 }
 
