@@ -471,7 +471,23 @@ impl X86Cpu {
         // The previous instruction, when `after_insn_exec` is to fire for it.
         let mut after_previous: Option<u64> = None;
         let mut end = BlockEnd::Continue;
-        for n in 0..count {
+        // Uninstrumented: the leading run of pre-decoded ops in one go (see
+        // `X86Cpu::execute_ops`); the loop below takes over from the first other one.
+        let mut start = 0;
+        if !HOOKS {
+            let (done, fault) = self.execute_ops(block, count);
+            if let Some(fault) = fault {
+                return match self.take_fault::<false>(hooks, fault, None) {
+                    Some(exit) => BlockEnd::Exit(exit),
+                    None => BlockEnd::Trapped,
+                };
+            }
+            if self.code_written {
+                return end;
+            }
+            start = done;
+        }
+        for n in start..count {
             if block.ip(n) != self.state.rip {
                 break;
             }
