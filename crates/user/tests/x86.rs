@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use pandare_core::instrument::Callback;
 use pandare_core::Machine;
 use pandare_test_support::{tool, unavailable};
 use pandare_user::UserArch;
@@ -153,6 +154,16 @@ fn run_native(path: &Path, args: &[&str]) -> Run {
 
 /// Runs under `panda exec`; also returns the outcome, stderr and the instruction count.
 fn run_ours(path: &Path, args: &[&str], arch: &'static X86Linux) -> (Run, Outcome, String, u64) {
+    run_ours_with(path, args, arch, |_| {})
+}
+
+/// [`run_ours`] after `setup` registered callbacks.
+fn run_ours_with(
+    path: &Path,
+    args: &[&str],
+    arch: &'static X86Linux,
+    setup: impl FnOnce(&mut pandare_user::UserMachine<X86User>),
+) -> (Run, Outcome, String, u64) {
     let (stdout, stderr) = (Sink::default(), Sink::default());
     let io = Io {
         stdin: Box::new(std::io::empty()),
@@ -162,6 +173,7 @@ fn run_ours(path: &Path, args: &[&str], arch: &'static X86Linux) -> (Run, Outcom
     let file = std::fs::read(path).unwrap();
     let cpu = X86User::new(arch, MEMORY).unwrap();
     let mut machine = UserBoard::load(cpu, &file, &program(path, args), io).unwrap();
+    setup(&mut machine);
     let outcome = run_to_end(&mut machine).expect("no callback stops the run");
     let run = Run {
         stdout: stdout.text(),
@@ -349,4 +361,132 @@ fn an_unimplemented_call_is_named() {
         );
         let _ = std::fs::remove_file(&binary);
     }
+}
+
+#[test]
+fn callbacks_fire_under_panda_exec() {
+    // (variant, system call exception index, its register, write, exit_group)
+    let cases = [
+        (&VARIANTS[0], 0x100, "rax", 1, 231),
+        (&VARIANTS[1], 0x80, "eax", 4, 252),
+    ];
+    for (variant, index, register, write, exit_group) in cases {
+        let Some(binary) = build("callbacks", variant) else {
+            continue;
+        };
+        let blocks = Arc::new(Mutex::new(0u64));
+        let instructions = Arc::new(Mutex::new(0u64));
+        let exceptions = Arc::new(Mutex::new(Vec::new()));
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let (run, outcome, stderr, retired) =
+            run_ours_with(&binary, &[], variant.arch, |machine| {
+                let hooks = &mut machine.instrumentation;
+                let counter = Arc::clone(&blocks);
+                hooks
+                    .register(
+                        "blocks",
+                        Callback::BeforeBlockExec(Box::new(move |cpu, _| {
+                            assert!(!cpu.in_kernel_mode());
+                            *counter.lock().unwrap() += 1;
+                        })),
+                    )
+                    .unwrap();
+                hooks
+                    .register("every", Callback::InsnTranslate(Box::new(|_, _| true)))
+                    .unwrap();
+                let counter = Arc::clone(&instructions);
+                hooks
+                    .register(
+                        "insns",
+                        Callback::InsnExec(Box::new(move |_, _| {
+                            *counter.lock().unwrap() += 1;
+                        })),
+                    )
+                    .unwrap();
+                let log = Arc::clone(&exceptions);
+                hooks
+                    .register(
+                        "exceptions",
+                        Callback::BeforeHandleException(Box::new(move |cpu, index| {
+                            let number = cpu.register(register).unwrap();
+                            log.lock().unwrap().push((index, number));
+                            index
+                        })),
+                    )
+                    .unwrap();
+                let log = Arc::clone(&writes);
+                hooks
+                    .register(
+                        "writes",
+                        Callback::VirtMemAfterWrite(Box::new(move |_, _, address, _, data| {
+                            if data == 0x5eed_1234u32.to_le_bytes() {
+                                log.lock().unwrap().push(address);
+                            }
+                        })),
+                    )
+                    .unwrap();
+            });
+        assert_eq!(run.status, 0, "{} {outcome:?} {stderr}", variant.name);
+        let address = u64::from_str_radix(run.stdout.lines().next().unwrap(), 16).unwrap();
+        assert_eq!(run.stdout.lines().nth(1), Some("done"));
+        // The program's store of the marker, at the global's address; the syscall layer's
+        // copies into the program's memory are the kernel's and fire nothing.
+        assert_eq!(*writes.lock().unwrap(), [address], "{}", variant.name);
+        let exceptions = exceptions.lock().unwrap();
+        assert!(
+            exceptions.iter().all(|&(i, _)| i == index),
+            "{exceptions:?}"
+        );
+        assert!(
+            exceptions.iter().any(|&(_, n)| n == write),
+            "{exceptions:?}"
+        );
+        assert_eq!(exceptions.last().map(|e| e.1), Some(exit_group));
+        let blocks = *blocks.lock().unwrap();
+        let instructions = *instructions.lock().unwrap();
+        assert!(
+            blocks > 100 && blocks < retired,
+            "{blocks} blocks, {retired} retired"
+        );
+        // insn_exec fires for every instruction retired and for each system call
+        // instruction (which the layer answers instead of the CPU retiring it).
+        assert_eq!(
+            instructions,
+            retired + exceptions.len() as u64,
+            "{}",
+            variant.name
+        );
+    }
+}
+
+#[test]
+fn a_callback_can_stop_the_program() {
+    let Some(binary) = build("flags", &VARIANTS[0]) else {
+        return;
+    };
+    let file = std::fs::read(&binary).unwrap();
+    let cpu = X86User::new(&X86_64, MEMORY).unwrap();
+    let io = Io {
+        stdin: Box::new(std::io::empty()),
+        stdout: Box::new(Sink::default()),
+        stderr: Box::new(Sink::default()),
+    };
+    let mut machine = UserBoard::load(cpu, &file, &program(&binary, &[]), io).unwrap();
+    let blocks = Arc::new(Mutex::new(0u32));
+    let counter = Arc::clone(&blocks);
+    machine
+        .instrumentation
+        .register(
+            "stop",
+            Callback::BeforeBlockExec(Box::new(move |cpu, _| {
+                let mut count = counter.lock().unwrap();
+                *count += 1;
+                if *count == 1000 {
+                    cpu.request_stop();
+                }
+            })),
+        )
+        .unwrap();
+    assert_eq!(run_to_end(&mut machine), None);
+    assert_eq!(*blocks.lock().unwrap(), 1000);
 }
