@@ -108,6 +108,8 @@ pub enum Syscall {
     SetThreadArea,
     /// x86's `get_thread_area(struct user_desc *)`.
     GetThreadArea,
+    /// `sysinfo(struct sysinfo *)`: uptime from virtual time, guest memory, one process.
+    Sysinfo,
 }
 
 /// The asm-generic system call table (riscv64, aarch64, loongarch64): `(number, name,
@@ -189,7 +191,7 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (176, "getgid", Some(Syscall::Getgid)),
     (177, "getegid", Some(Syscall::Getegid)),
     (178, "gettid", Some(Syscall::Gettid)),
-    (179, "sysinfo", None),
+    (179, "sysinfo", Some(Syscall::Sysinfo)),
     (198, "socket", None),
     (203, "connect", None),
     (214, "brk", Some(Syscall::Brk)),
@@ -717,6 +719,35 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             mmap(cpu, p, args)
         }
         Syscall::ArchPrctl => arch_prctl(cpu, p, a[0], a[1]),
+        Syscall::Sysinfo => {
+            // struct sysinfo: uptime, loads[3], totalram, freeram, sharedram, bufferram,
+            // totalswap, freeswap (longs), procs (u16), totalhigh, freehigh (longs),
+            // mem_unit (u32), padding to 20 bytes past the longs.
+            let w = arch.pointer_bytes() as usize;
+            let total = cpu.memory_bytes();
+            let used = p.memory.mapped_pages() as u64 * PAGE_SIZE;
+            let mut bytes = Vec::new();
+            let long = |bytes: &mut Vec<u8>, value: u64| {
+                bytes.extend_from_slice(&value.to_le_bytes()[..w])
+            };
+            long(&mut bytes, cpu.now() / 1_000_000_000);
+            for _ in 0..3 {
+                long(&mut bytes, 0);
+            }
+            for value in [total, total.saturating_sub(used), 0, 0, 0, 0] {
+                long(&mut bytes, value);
+            }
+            bytes.extend_from_slice(&1u16.to_le_bytes());
+            bytes.resize(bytes.len().next_multiple_of(w), 0);
+            long(&mut bytes, 0);
+            long(&mut bytes, 0);
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.resize((bytes.len() + 20 - 2 * w - 4).next_multiple_of(w), 0);
+            match p.write_guest(cpu, a[0], &bytes) {
+                Ok(()) => Action::Return(0),
+                Err(_) => err(EFAULT),
+            }
+        }
         Syscall::SetThreadArea => {
             let Ok(bytes) = p.read_guest(cpu, a[0], 16) else {
                 return err(EFAULT);

@@ -490,3 +490,129 @@ fn a_callback_can_stop_the_program() {
     assert_eq!(run_to_end(&mut machine), None);
     assert_eq!(*blocks.lock().unwrap(), 1000);
 }
+
+/// Debian's static busybox for amd64 (the host's architecture), fetched once with the
+/// host's apt (`apt-get download busybox-static`, no root) and extracted with `dpkg-deb`.
+fn busybox_amd64() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-amd64");
+    let path = dir.join("busybox");
+    if path.is_file() {
+        return Some(path);
+    }
+    let (Ok(apt), Ok(dpkg)) = (tool("apt-get"), tool("dpkg-deb")) else {
+        unavailable("apt-get and dpkg-deb are needed to fetch Debian's busybox-static");
+        return None;
+    };
+    let work = dir.join(format!("fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let fetched = Command::new(apt)
+        .args(["download", "busybox-static"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let deb = std::fs::read_dir(&work)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|e| e == "deb"));
+    let Some(deb) = deb.filter(|_| fetched.status.success()) else {
+        unavailable(&format!(
+            "apt-get download busybox-static failed: {}",
+            String::from_utf8_lossy(&fetched.stderr)
+        ));
+        return None;
+    };
+    let tree = work.join("tree");
+    let status = Command::new(dpkg)
+        .arg("-x")
+        .arg(&deb)
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(status.success(), "dpkg-deb -x {}", deb.display());
+    let binary = ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|p| tree.join(p))
+        .find(|p| p.is_file())
+        .expect("busybox-static holds bin/busybox or usr/bin/busybox");
+    // Renamed into place: another run may be using the previous copy.
+    std::fs::rename(&binary, &path).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    Some(path)
+}
+
+#[test]
+fn debian_busybox_matches_the_host() {
+    let Some(busybox) = busybox_amd64() else {
+        return;
+    };
+    let input: Vec<u8> = (0..300_000u32)
+        .map(|i| i.wrapping_mul(2_654_435_761).rotate_left(9) as u8)
+        .collect();
+    let lines: String = (0..2000u32)
+        .map(|i| format!("{}\n", i.wrapping_mul(7919) % 1000))
+        .collect();
+    let cases: &[(&[&str], &[u8])] = &[
+        (&["echo", "hello", "world"], b""),
+        (&["sh", "-c", "echo $((6*7)); exit 3"], b""),
+        (
+            &["sh", "-c", "for i in 1 2 3; do printf '%s-' $i; done; echo"],
+            b"",
+        ),
+        (&["true"], b""),
+        (&["false"], b""),
+        (&["sha256sum"], &input),
+        (&["md5sum"], &input),
+        (&["wc"], &input),
+        (&["sort", "-n"], lines.as_bytes()),
+        (&["uniq", "-c"], lines.as_bytes()),
+        (&["seq", "3", "9"], b""),
+        (&["uname", "-m"], b""),
+        (&["sh", "-c", "kill -SEGV $$"], b""),
+    ];
+    for (args, stdin) in cases {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = Command::new(&busybox)
+            .env_clear()
+            .args(*args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let native = Run {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            status: output
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0)),
+        };
+        let (stdout, stderr) = (Sink::default(), Sink::default());
+        let io = Io {
+            stdin: Box::new(std::io::Cursor::new(stdin.to_vec())),
+            stdout: Box::new(stdout.clone()),
+            stderr: Box::new(stderr.clone()),
+        };
+        let file = std::fs::read(&busybox).unwrap();
+        let cpu = X86User::new(&X86_64, MEMORY).unwrap();
+        let mut machine = UserBoard::load(cpu, &file, &program(&busybox, args), io).unwrap();
+        let outcome = run_to_end(&mut machine).unwrap();
+        let ours = Run {
+            stdout: stdout.text(),
+            status: outcome.status(),
+        };
+        assert_eq!(
+            ours,
+            native,
+            "busybox {args:?}: {outcome:?} {}",
+            stderr.text()
+        );
+    }
+}
