@@ -728,7 +728,7 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             let used = p.memory.mapped_pages() as u64 * PAGE_SIZE;
             let mut bytes = Vec::new();
             let long = |bytes: &mut Vec<u8>, value: u64| {
-                bytes.extend_from_slice(&value.to_le_bytes()[..w])
+                bytes.extend_from_slice(&value.to_le_bytes()[..w]);
             };
             long(&mut bytes, cpu.now() / 1_000_000_000);
             for _ in 0..3 {

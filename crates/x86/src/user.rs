@@ -230,7 +230,7 @@ impl X86User {
     /// A CPU for `arch`'s programs ([`X86_64`] or [`I386`]) with `ram_bytes` of RAM (a
     /// whole number of MiB, at least 16 MiB) for the program's pages and the page tables.
     pub fn new(arch: &'static X86Linux, ram_bytes: u64) -> Result<X86User, UserCpuError> {
-        if !(16 << 20..=64 << 30).contains(&ram_bytes) || ram_bytes % (1 << 20) != 0 {
+        if !(16 << 20..=64 << 30).contains(&ram_bytes) || !ram_bytes.is_multiple_of(1 << 20) {
             return Err(UserCpuError::BadMemorySize { bytes: ram_bytes });
         }
         let size = usize::try_from(ram_bytes).map_err(|_| UserCpuError::HostMemory {
