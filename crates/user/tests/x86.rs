@@ -616,3 +616,66 @@ fn debian_busybox_matches_the_host() {
         );
     }
 }
+
+#[test]
+fn static_pie_programs_run_at_the_pie_base() {
+    for (variant, base) in [
+        (&VARIANTS[0], 0x5555_5555_4000u64),
+        (&VARIANTS[1], 0x40_0000),
+    ] {
+        let pie = Variant {
+            name: variant.name,
+            compiler: variant.compiler,
+            flags: if variant.arch.elf_64() {
+                &["-static-pie", "-O2"]
+            } else {
+                &["-m32", "-static-pie", "-O2"]
+            },
+            arch: variant.arch,
+        };
+        let Some(binary) = build("callbacks", &pie) else {
+            continue;
+        };
+        let (run, outcome, stderr, _) = run_ours(&binary, &[], variant.arch);
+        assert_eq!(run.status, 0, "{} {outcome:?} {stderr}", variant.name);
+        let marker = u64::from_str_radix(run.stdout.lines().next().unwrap(), 16).unwrap();
+        assert!(
+            (base..base + (16 << 20)).contains(&marker),
+            "{}: the global is at {marker:#x}, not just above {base:#x}",
+            variant.name
+        );
+        let _ = std::fs::remove_file(&binary);
+    }
+}
+
+#[test]
+fn damaged_programs_never_panic() {
+    for variant in &VARIANTS[..2] {
+        let Some(binary) = build("callbacks", variant) else {
+            continue;
+        };
+        let good = std::fs::read(&binary).unwrap();
+        let try_load = |bytes: &[u8]| {
+            let cpu = X86User::new(variant.arch, 16 << 20).unwrap();
+            let _ = UserBoard::load(cpu, bytes, &program(&binary, &[]), Io::host());
+        };
+        for len in (0..4096.min(good.len())).step_by(13) {
+            try_load(&good[..len]);
+        }
+        // Every byte of the ELF header and the first program headers set to a few
+        // extreme values.
+        let headers = if variant.arch.elf_64() {
+            64 + 56 * 4
+        } else {
+            52 + 32 * 4
+        };
+        for index in 0..headers {
+            for value in [0u8, 0x7f, 0x80, 0xff] {
+                let mut bytes = good.clone();
+                bytes[index] = value;
+                try_load(&bytes);
+            }
+        }
+        let _ = std::fs::remove_file(&binary);
+    }
+}
