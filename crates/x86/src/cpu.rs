@@ -26,7 +26,8 @@ pub enum Event {
 /// Why [`X86Cpu::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// The instruction budget ran out.
+    /// The instruction budget ran out, or a device on the MMIO seam was accessed (the
+    /// platform brings its timers and interrupt lines up to date and runs on).
     Budget,
     /// HLT with interrupts that can wake it.
     Halted,
@@ -144,6 +145,11 @@ pub struct X86Cpu {
     pub(crate) block_meta: FxHashMap<(u64, Mode), crate::run::BlockMeta>,
     /// The block-start loop returned because the registry needs attention.
     pub(crate) attention: bool,
+    /// Blocks decoded so far (the instrumented loop tells fresh translations by it).
+    pub(crate) decoded_blocks: u64,
+    /// A device on the MMIO seam was accessed: the run loop ends the slice after that
+    /// instruction (timers and interrupt lines may have changed).
+    pub(crate) device_accessed: bool,
 }
 
 impl X86Cpu {
@@ -167,6 +173,8 @@ impl X86Cpu {
             instrument: Default::default(),
             block_meta: FxHashMap::default(),
             attention: false,
+            decoded_blocks: 0,
+            device_accessed: false,
         })
     }
 
@@ -670,10 +678,15 @@ impl X86Cpu {
                 };
             }
         };
+        // Decoded instructions carry their IP (branch targets are absolute): a block decoded
+        // where the same physical code is mapped at another address (a shared library in two
+        // processes, an alias) is decoded again here, replacing it.
         if let Some(block) = self.blocks.get(&(physical, mode)) {
-            let block = block.clone();
-            remember(self, &block);
-            return Ok(block);
+            if block.ip(0) == self.state.rip {
+                let block = block.clone();
+                remember(self, &block);
+                return Ok(block);
+            }
         }
         let mut instructions = Vec::new();
         let mut crossing = None;
@@ -727,6 +740,7 @@ impl X86Cpu {
             crossing,
         });
         self.blocks.insert((physical, mode), block.clone());
+        self.decoded_blocks += 1;
         remember(self, &block);
         Ok(block)
     }

@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod alu;
+pub mod bare;
 pub mod cpu;
 pub mod cpuid;
 pub mod exec;

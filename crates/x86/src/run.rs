@@ -298,9 +298,9 @@ impl X86Cpu {
         }
         // Decoding ends blocks before hooked addresses: it looks them up in the registry.
         self.lend(hooks);
-        let cached = self.blocks.len();
+        let decoded = self.decoded_blocks;
         let block = self.block_here()?;
-        let fresh = self.blocks.len() > cached;
+        let fresh = self.decoded_blocks != decoded;
         let key = block.key;
         let known = self
             .block_meta
@@ -343,7 +343,10 @@ impl X86Cpu {
             return false;
         };
         match self.translate(linear, Access::Fetch, false) {
-            Ok(physical) => self.blocks.contains_key(&(physical, self.state.mode())),
+            Ok(physical) => self
+                .blocks
+                .get(&(physical, self.state.mode()))
+                .is_some_and(|block| block.ip(0) == self.state.rip),
             Err(_) => false,
         }
     }
@@ -483,7 +486,7 @@ impl X86Cpu {
                 };
             }
             if self.code_written {
-                return end;
+                return self.stale_block_end(end);
             }
             start = done;
         }
@@ -508,8 +511,8 @@ impl X86Cpu {
                         return end;
                     }
                 }
-                if block.instruction(n).mnemonic() == iced_x86::Mnemonic::Cpuid
-                    && hooks.has(CallbackKind::GuestHypercall)
+                if hooks.has(CallbackKind::GuestHypercall)
+                    && block.instruction(n).mnemonic() == iced_x86::Mnemonic::Cpuid
                 {
                     match self.hypercall(hooks, block, n, insn_pc) {
                         Some(true) => {
@@ -600,6 +603,7 @@ impl X86Cpu {
                 after_previous = Some(insn_pc);
             }
             if self.code_written {
+                end = self.stale_block_end(end);
                 break;
             }
         }
@@ -607,6 +611,18 @@ impl X86Cpu {
             if let Some(previous) = after_previous {
                 hooks.after_instruction(&mut X86View::new(self), previous);
             }
+        }
+        end
+    }
+
+    /// How a block ends that an instruction left stale (`code_written`): a store to code, or
+    /// a device access (see `mmio.rs`), which ends the run slice too. Out of the loops' way:
+    /// they test only `code_written` per instruction.
+    #[cold]
+    #[inline(never)]
+    fn stale_block_end(&mut self, end: BlockEnd) -> BlockEnd {
+        if std::mem::take(&mut self.device_accessed) {
+            return BlockEnd::Exit(Exit::Budget);
         }
         end
     }
@@ -857,6 +873,8 @@ impl BlockExecutor for Exec<'_> {
         let key = self.block().key;
         self.cpu.blocks.remove(&key);
         self.cpu.block_meta.remove(&key);
+        // Let go of it too: a block nothing else holds is gone for the jump cache as well.
+        self.block = None;
         let mask = hooks.mask();
         let block = self.cpu.translated_block(hooks, pc, mask).ok()?;
         self.block = Some(block);
@@ -871,8 +889,9 @@ impl BlockExecutor for Exec<'_> {
             self.cpu
                 .execute_block::<true, false>(hooks, &block, count, pc, selected.as_deref())
         } else {
-            // Memory callbacks are off: accesses take the plain path.
-            self.cpu.instrument.memory = false;
+            // Nothing fires inside the block: accesses take the plain path, and the CPU
+            // holds no loan of the registry while it runs.
+            self.cpu.instrument.clear();
             self.cpu
                 .execute_block::<false, false>(hooks, &block, count, pc, None)
         }
