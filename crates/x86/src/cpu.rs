@@ -729,10 +729,11 @@ impl X86Cpu {
         if self.code_pages.insert(physical >> 12) {
             self.tlb.forget_fast_writes(physical >> 12);
         }
-        let ops = instructions
+        let mut ops: Vec<crate::ops::Op> = instructions
             .iter()
             .map(|i| crate::ops::translate(self, i))
             .collect();
+        crate::ops::analyse_flags(&mut ops, crossing.is_some());
         let block = Rc::new(Block {
             instructions,
             ops,
@@ -768,39 +769,6 @@ impl X86Cpu {
             return self.execute_op(op);
         }
         self.execute_one(block.instruction(n))
-    }
-
-    /// Runs the pre-decoded ops of `block` from its start while they are specialised (not
-    /// generic), up to `count` instructions: the uninstrumented loops' fast path, with
-    /// nothing to check between instructions (no op is a system call, software interrupt,
-    /// HLT or mode change, and within a block only the last instruction branches).
-    /// Stops before the first generic op, before the last instruction of a block that
-    /// crosses a page (the run loop checks its second page), after an op that wrote
-    /// decoded code, or at once when RFLAGS.TF is set or RIP is not at the block's start.
-    /// Returns how many retired, and the fault of the next one if it faulted (nothing of
-    /// it retired; the state is as before it).
-    #[inline]
-    pub(crate) fn execute_ops(&mut self, block: &Block, count: usize) -> (usize, Option<Fault>) {
-        if self.state.rflags & flags::TF != 0 || block.ip(0) != self.state.rip {
-            return (0, None);
-        }
-        let limit = if block.crossing.is_some() {
-            count.min(block.len() - 1)
-        } else {
-            count
-        };
-        for (n, op) in block.ops[..limit.min(block.ops.len())].iter().enumerate() {
-            if op.kind == crate::ops::Kind::Generic {
-                return (n, None);
-            }
-            if let Err(fault) = self.execute_op(op) {
-                return (n, Some(fault));
-            }
-            if self.code_written {
-                return (n + 1, None);
-            }
-        }
-        (limit, None)
     }
 
     pub(crate) fn execute_one(&mut self, instruction: &Instruction) -> Result<Event, Fault> {
