@@ -253,17 +253,42 @@ fn epilogue() -> Vec<u8> {
     c
 }
 
-/// The code page: prologue, the case, epilogue; and the case's offset.
-fn program(code: &[u8]) -> (Vec<u8>, u64) {
+/// The code page: prologue, the case, epilogue; and the case's offset. For compatibility
+/// mode the prologue loads DS/ES with the user data selector, far-jumps into the 32-bit
+/// code segment 0x23, and the case is followed by a far jump back to 0x33.
+fn program(code: &[u8], compat: bool) -> (Vec<u8>, u64) {
     let mut p = prologue();
+    if !compat {
+        let start = p.len() as u64;
+        p.extend_from_slice(code);
+        p.extend(epilogue());
+        return (p, start);
+    }
+    // The prologue ends with `mov rax, [rax]`; DS/ES are loaded through a scratch register
+    // before it would be clobbered, so reload RAX afterwards.
+    let reload = p.split_off(p.len() - 3);
+    p.extend([0x66, 0xb9, 0x2b, 0x00, 0x8e, 0xd9, 0x8e, 0xc1]); // mov cx, 0x2b; mov ds/es, ecx
+    p.extend([0x48, 0x8b, 0x48, 0x08]); // mov rcx, [rax+8]
+    p.extend(reload);
+    let at = p.len() as u64;
+    let target = CODE + at + 6;
+    let farptr = target + code.len() as u64 + 7;
+    let back = farptr + 6;
+    p.extend([0xff, 0x2d]); // jmp far [rip+disp32]
+    p.extend(((farptr - (CODE + at + 6)) as u32).to_le_bytes());
     let start = p.len() as u64;
     p.extend_from_slice(code);
+    p.push(0xea); // jmp far 0x33:back (32-bit code)
+    p.extend((back as u32).to_le_bytes());
+    p.extend([0x33, 0x00]);
+    p.extend((target as u32).to_le_bytes());
+    p.extend([0x23, 0x00]);
     p.extend(epilogue());
     (p, start)
 }
 
-fn native(code: &[u8], input: &Input) -> Outcome {
-    let (program, _) = program(code);
+fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
+    let (program, _) = program(code, compat);
     // SAFETY: anonymous shared mapping, checked for failure, unmapped below.
     let shared = unsafe {
         libc::mmap(
@@ -354,7 +379,7 @@ fn signal_of(vector: u8) -> i32 {
 }
 
 /// Runs `code` on the emulated CPU at CPL 3 in 64-bit mode, as Linux sets a process up.
-fn emulated(code: &[u8], input: &Input) -> Outcome {
+fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
     let mut ram = Ram::new(0, 0x40000);
     let user = 0x7;
     write_u64(&mut ram, PML4, PDPT | user);
@@ -368,15 +393,22 @@ fn emulated(code: &[u8], input: &Input) -> Outcome {
             (DATA_PHYS + page * 0x1000) | user | (1 << 63),
         );
     }
-    let (image, start) = program(code);
+    let (image, start) = program(code, compat);
     assert!(ram.write_bytes(CODE_PHYS, &image));
     assert!(ram.write_bytes(DATA_PHYS, &input.data));
     let mut state = State::long_mode(PML4, 3);
     state.gpr = input.gpr;
     state.rflags = input.flags | FIXED | IF;
     state.rip = CODE + start;
-    for index in [0, 3, 4, 5] {
-        state.segments[index].selector = 0;
+    if compat {
+        // CS 0x23 (32-bit user code), DS = ES = 0x2b as the prologue loads them.
+        state.segments[pandare_x86::state::seg::CS] = pandare_x86::Segment::flat(0x23, 0xc0fb);
+        state.segments[4].selector = 0;
+        state.segments[5].selector = 0;
+    } else {
+        for index in [0, 3, 4, 5] {
+            state.segments[index].selector = 0;
+        }
     }
     let (mut x87, mut sse) = (X87State::default(), SseState::default());
     fxrstor(&mut x87, &mut sse, FxForm::Bits64, 16, &input.fx).expect("valid input image");
@@ -543,7 +575,12 @@ const ANY: Shape = Shape {
 };
 
 fn mnemonics(code: &[u8]) -> String {
-    let mut decoder = iced_x86::Decoder::with_ip(64, code, CODE, iced_x86::DecoderOptions::NONE);
+    mnemonics_in(code, 64)
+}
+
+fn mnemonics_in(code: &[u8], bitness: u32) -> String {
+    let mut decoder =
+        iced_x86::Decoder::with_ip(bitness, code, CODE, iced_x86::DecoderOptions::NONE);
     let mut names = Vec::new();
     while decoder.can_decode() {
         let i = decoder.decode();
@@ -673,6 +710,20 @@ fn compare(case: &Case, input: &Input, n: &Outcome, e: &Outcome) -> Result<(), S
 }
 
 fn run(cases: &[Case], per_case: usize, seed: u64) -> usize {
+    run_in(cases, per_case, seed, false)
+}
+
+/// Only the low halves of the GPRs are defined after 32-bit code returns to 64-bit mode.
+fn low_halves(o: &mut Outcome) {
+    if let Ok(f) = o.as_mut() {
+        for g in f.gpr.iter_mut() {
+            *g &= 0xffff_ffff;
+        }
+    }
+}
+
+/// Runs the cases in 64-bit mode, or (`compat`) as 32-bit code in compatibility mode.
+fn run_in(cases: &[Case], per_case: usize, seed: u64, compat: bool) -> usize {
     let per_case = per_case
         * std::env::var("PANDARE_FLOAT_SCALE")
             .ok()
@@ -682,7 +733,7 @@ fn run(cases: &[Case], per_case: usize, seed: u64) -> usize {
     let mut failures = Vec::new();
     let mut count = 0;
     for case in cases {
-        let decoded = mnemonics(&case.code);
+        let decoded = mnemonics_in(&case.code, if compat { 32 } else { 64 });
         assert_eq!(
             decoded, case.name,
             "the test's encoding {:02x?} decodes as something else",
@@ -690,8 +741,12 @@ fn run(cases: &[Case], per_case: usize, seed: u64) -> usize {
         );
         for _ in 0..per_case {
             let input = random_input(&mut r, case.shape);
-            let n = native(&case.code, &input);
-            let e = emulated(&case.code, &input);
+            let mut n = native(&case.code, &input, compat);
+            let mut e = emulated(&case.code, &input, compat);
+            if compat {
+                low_halves(&mut n);
+                low_halves(&mut e);
+            }
             count += 1;
             if let Err(report) = compare(case, &input, &n, &e) {
                 failures.push(report);
@@ -1381,8 +1436,8 @@ fn random_float_sequences_match_host() {
                 misalign: true,
             },
         );
-        let n = native(&code, &input);
-        let e = emulated(&code, &input);
+        let n = native(&code, &input, false);
+        let e = emulated(&code, &input, false);
         if e == Err(libc::SIGILL) && n != Err(libc::SIGILL) {
             assert!(
                 needs_more,
@@ -1414,4 +1469,57 @@ fn random_float_sequences_match_host() {
         compared > sequences / 10,
         "too few usable sequences: {compared}"
     );
+}
+
+#[test]
+fn compatibility_mode_matches_host() {
+    // 32-bit code under a 64-bit kernel, as i386 programs run: legacy FXSAVE/FNSTENV layouts,
+    // XMM0–7 only, 32-bit addressing.
+    let mut cases = Vec::new();
+    for (name, prefix, op) in [
+        ("addsd", &[0xf2u8][..], 0x58u8),
+        ("mulps", &[][..], 0x59),
+        ("divpd", &[0x66][..], 0x5e),
+        ("sqrtss", &[0xf3][..], 0x51),
+        ("cvtsd2ss", &[0xf2][..], 0x5a),
+        ("cvttsd2si", &[0xf2][..], 0x2c),
+        ("cvtsi2sd", &[0xf2][..], 0x2a),
+        ("ucomisd", &[0x66][..], 0x2e),
+        ("movaps", &[][..], 0x28),
+        ("movdqu", &[0xf3][..], 0x6f),
+        ("movdqa", &[0x66][..], 0x7f),
+        ("movq", &[0xf3][..], 0x7e),
+        ("pcmpeqb", &[0x66][..], 0x74),
+        ("paddd", &[][..], 0xfe),
+        ("punpcklbw", &[0x66][..], 0x60),
+    ] {
+        both(&mut cases, name, prefix, op, None);
+    }
+    for (name, code) in [
+        ("fld", vec![0xdd, 0x03]),
+        ("fadd", vec![0xd8, 0x03]),
+        ("fistp", vec![0xdf, 0x1b]),
+        ("fstp", vec![0xdb, 0x3b]),
+        ("fcomi", vec![0xdb, 0xf2]),
+        ("fnstsw", vec![0xdf, 0xe0]),
+        ("emms", vec![0x0f, 0x77]),
+        ("pmovmskb", vec![0x66, 0x0f, 0xd7, 0xca]),
+        ("movd", vec![0x66, 0x0f, 0x7e, 0xca]),
+        ("stmxcsr", vec![0x0f, 0xae, 0x1b]),
+    ] {
+        let mut c = case(name, code);
+        c.shape.misalign = false;
+        cases.push(c);
+    }
+    for (name, code) in [
+        ("fnstenv", vec![0xd9, 0x33]),
+        ("fxsave", vec![0x0f, 0xae, 0x03]),
+        ("fxsave fxrstor", vec![0x0f, 0xae, 0x03, 0x0f, 0xae, 0x0b]),
+    ] {
+        let mut c = case(name, code);
+        c.unchecked = vec![(6, 28)];
+        cases.push(c);
+    }
+    let n = run_in(&cases, 25, 0x3232_f10a, true);
+    eprintln!("compatibility mode: {n} differential cases");
 }
