@@ -14,11 +14,16 @@ pub mod cpuid;
 pub mod exec;
 mod float;
 pub mod fuzzing;
+pub mod hooks;
+pub mod mmio;
 pub mod mmu;
+mod ops;
 mod run;
 pub mod state;
 
 pub use cpu::{Event, Exit, X86Cpu};
+pub use hooks::X86View;
+pub use mmio::{MmioSpace, PhysicalDevices};
 pub use state::{Mode, Segment, State};
 
 /// The pseudo exception index pandare reports to `before_handle_exception` for a SYSCALL
