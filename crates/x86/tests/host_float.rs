@@ -11,9 +11,8 @@
 //! NaNs, infinities). The sequence runs natively in a forked child (FXRSTOR64 in the
 //! prologue, FXSAVE64 in the epilogue) and on the emulated CPU in 64-bit user mode; GPRs,
 //! the arithmetic flags, the data and the FXSAVE image are compared, or the fault (signal
-//! against vector). FOP, FIP and FDP are not compared (the host, an Intel processor, only
-//! updates some of them on unmasked exceptions; the emulator does not track FOP). The first
-//! divergence is reported with the bytes and both states.
+//! against vector); the image's FOP, FIP and FDP too (the emulator keeps them as current
+//! Intel processors do). The first divergence is reported with the bytes and both states.
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
@@ -563,9 +562,6 @@ struct Case {
     /// Transcendental: x87 registers within 1 ulp and C1 not compared (as the semantics
     /// crate's own host test).
     approx: bool,
-    /// Byte ranges relative to RBX whose stored value is not compared (FIP/FOP/FDP written by
-    /// FNSTENV, FNSAVE, FXSAVE).
-    unchecked: Vec<(u64, u64)>,
 }
 
 const ANY: Shape = Shape {
@@ -573,10 +569,6 @@ const ANY: Shape = Shape {
     modest: false,
     misalign: true,
 };
-
-fn mnemonics(code: &[u8]) -> String {
-    mnemonics_in(code, 64)
-}
 
 fn mnemonics_in(code: &[u8], bitness: u32) -> String {
     let mut decoder =
@@ -595,7 +587,6 @@ fn case(name: &str, code: Vec<u8>) -> Case {
         code,
         shape: ANY,
         approx: false,
-        unchecked: Vec::new(),
     }
 }
 
@@ -655,13 +646,7 @@ fn compare(case: &Case, input: &Input, n: &Outcome, e: &Outcome) -> Result<(), S
         ));
     }
     let rbx = input.gpr[3];
-    let unchecked = |address: u64| {
-        case.unchecked
-            .iter()
-            .any(|&(s, t)| address >= rbx + s && address < rbx + t)
-    };
-    if let Some(k) = (0..DATA_LEN).find(|&k| a.data[k] != b.data[k] && !unchecked(DATA + k as u64))
-    {
+    if let Some(k) = (0..DATA_LEN).find(|&k| a.data[k] != b.data[k]) {
         return Err(format!(
             "{}\n first divergence: memory {:#x} (rbx{:+}): host {:#x} emulated {:#x}",
             describe(),
@@ -671,17 +656,20 @@ fn compare(case: &Case, input: &Input, n: &Outcome, e: &Outcome) -> Result<(), S
             b.data[k]
         ));
     }
-    // The FXSAVE image, FOP/FIP/FDP (bytes 6–23) aside.
+    // The whole FXSAVE image, FOP/FIP/FDP included.
     let name = |k: usize| match k {
         0..=1 => "FCW".to_string(),
         2..=3 => "FSW".to_string(),
         4 => "FTW (abridged)".to_string(),
+        6..=7 => "FOP".to_string(),
+        8..=15 => "FIP".to_string(),
+        16..=23 => "FDP".to_string(),
         24..=27 => "MXCSR".to_string(),
         28..=31 => "MXCSR_MASK".to_string(),
         32..=159 => format!("ST/MM physical register R{}", (k - 32) / 16),
         _ => format!("XMM{}", (k - 160) / 16),
     };
-    for k in (0..416).filter(|k| !(6..24).contains(k)) {
+    for k in 0..416 {
         let (mut x, mut y) = (a.fx[k], b.fx[k]);
         if case.approx && k == 3 {
             // C1 (FSW bit 9).
@@ -1172,27 +1160,20 @@ fn x87_matches_host() {
     ] {
         add(name, code);
     }
-    let mut env = |name: &str, code: Vec<u8>, unchecked: Vec<(u64, u64)>| {
+    let mut env = |name: &str, code: Vec<u8>| {
         let mut c = case(name, code);
         c.shape = deep;
-        c.unchecked = unchecked;
         cases.push(c);
     };
-    // FNSTENV/FNSAVE (28-byte environment: FIP 12–15, FCS 16, FOP 18, FDP 20–23, FDS 24).
-    env("fnstenv", vec![0xd9, 0x33], vec![(12, 28)]);
-    env("fnsave", vec![0xdd, 0x33], vec![(12, 28)]);
-    env(
-        "fnstenv fldenv",
-        vec![0xd9, 0x33, 0xd9, 0x23],
-        vec![(12, 28)],
-    );
-    env(
-        "fnsave frstor",
-        vec![0xdd, 0x33, 0xdd, 0x23],
-        vec![(12, 28)],
-    );
-    env("fldenv", vec![0xd9, 0x26], vec![]);
-    env("frstor", vec![0xdd, 0x26], vec![]);
+    // FNSTENV/FNSAVE: the 28-byte environment with FIP, FOP and FDP compared too.
+    env("fnstenv", vec![0xd9, 0x33]);
+    env("fnsave", vec![0xdd, 0x33]);
+    env("fnstenv fldenv", vec![0xd9, 0x33, 0xd9, 0x23]);
+    env("fnsave frstor", vec![0xdd, 0x33, 0xdd, 0x23]);
+    env("fdiv fnstenv", vec![0xd8, 0x33, 0xd9, 0x36]);
+    env("fld fnsave", vec![0xdd, 0x03, 0xdd, 0x36]);
+    env("fldenv", vec![0xd9, 0x26]);
+    env("frstor", vec![0xdd, 0x26]);
     let n = run(&cases, 25, 0x0087_8787);
     eprintln!("x87: {n} differential cases");
 }
@@ -1219,7 +1200,6 @@ fn x87_transcendentals_are_within_one_ulp_of_host() {
                 misalign: false,
             },
             approx: true,
-            unchecked: Vec::new(),
         });
     }
     let n = run(&cases, 40, 0x7a05);
@@ -1275,9 +1255,7 @@ fn fxsave_and_fxrstor_round_trip_like_the_host() {
             ],
         ),
     ] {
-        let mut c = case(name, code);
-        c.unchecked = vec![(6, 24)];
-        cases.push(c);
+        cases.push(case(name, code));
     }
     let n = run(&cases, 40, 0x000f_5a7e);
     eprintln!("FXSAVE/FXRSTOR: {n} differential cases");
@@ -1425,12 +1403,6 @@ fn random_float_sequences(compat: bool) {
                         | M::Fsin
                         | M::Fcos
                         | M::Fsincos
-                        | M::Fnstenv
-                        | M::Fstenv
-                        | M::Fnsave
-                        | M::Fsave
-                        | M::Fxsave
-                        | M::Fxsave64
                         | M::Prefetchnta
                         | M::Prefetcht0
                         | M::Prefetcht1
@@ -1478,7 +1450,6 @@ fn random_float_sequences(compat: bool) {
             code: code.clone(),
             shape: ANY,
             approx: false,
-            unchecked: Vec::new(),
         };
         if let Err(report) = compare(&c, &input, &n, &e) {
             panic!("random sequence diverged:\n{report}");
@@ -1539,9 +1510,7 @@ fn compatibility_mode_matches_host() {
         ("fxsave", vec![0x0f, 0xae, 0x03]),
         ("fxsave fxrstor", vec![0x0f, 0xae, 0x03, 0x0f, 0xae, 0x0b]),
     ] {
-        let mut c = case(name, code);
-        c.unchecked = vec![(6, 28)];
-        cases.push(c);
+        cases.push(case(name, code));
     }
     let n = run_in(&cases, 25, 0x3232_f10a, true);
     eprintln!("compatibility mode: {n} differential cases");
