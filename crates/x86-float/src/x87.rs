@@ -1344,20 +1344,18 @@ impl X87State {
     /// partial remainder of ST(0) by ST(1); C2 set when incomplete, C0/C3/C1 = quotient
     /// bits 2/1/0.
     pub fn fprem(&mut self, ieee: bool) {
+        // C2 ("incomplete") is only left set by a partial reduction: a stack underflow, a
+        // NaN operand or an exception that stops the instruction clears it (measured on an
+        // Intel host).
+        self.fsw &= !sw::C2;
         let a = self.fetch(Operand::St(0));
         let b = self.fetch(Operand::St(1));
         let (va, vb, de) = match self.two_operands(0, &a, &b) {
             Ok(x) => x,
-            Err(_) => {
-                // A stack underflow or a NaN operand clears C2 ("complete"; measured on an
-                // Intel host).
-                self.fsw &= !sw::C2;
-                return;
-            }
+            Err(_) => return,
         };
         match (va, vb) {
             (Value::Inf { .. }, _) | (_, Value::Zero { .. }) => {
-                self.fsw &= !sw::C2;
                 self.invalid(0);
                 return;
             }

@@ -20,8 +20,9 @@
 //! Faults are precise: memory is read before any state changes, and stores are written
 //! before the register state is committed (x87 instructions restore their state when the
 //! store faults). FISTTP (SSE3) is not handled here and raises #UD like the rest of SSE3.
-//! The x87 last-instruction pointers FIP/FCS and FDP/FDS are recorded for every
-//! non-control x87 instruction (FDP only for a memory operand); FOP is not tracked (0).
+//! The x87 last-instruction pointers follow current Intel processors (the host the tests
+//! compare with): FIP for every non-control x87 instruction, FOP and FDP only for one that
+//! leaves an unmasked exception pending, FCS and FDS saved as 0.
 
 use iced_x86::{Code, CpuidFeature, Instruction, MemorySize, Mnemonic as M, OpKind, Register};
 use pandare_x86_float::image::{self, EnvForm, FxForm};
@@ -980,18 +981,6 @@ fn store_kind(i: &Instruction) -> Option<StoreKind> {
 fn x87(cpu: &mut X86Cpu, i: &Instruction) -> R<()> {
     let m = i.mnemonic();
     let has_mem = (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory);
-    if !is_control(m) {
-        let cs = cpu.state.segments[seg::CS].selector;
-        let (fdp, fds) = if has_mem {
-            (
-                ea(cpu, i),
-                cpu.state.segments[seg_index(i.memory_segment())].selector,
-            )
-        } else {
-            (cpu.state.x87.fdp, cpu.state.x87.fds)
-        };
-        cpu.state.x87.set_last(0, i.ip(), cs, fdp, fds);
-    }
     let f = cpu.state.rflags;
     match m {
         M::Fld | M::Fild | M::Fbld => {
@@ -1210,5 +1199,48 @@ fn x87(cpu: &mut X86Cpu, i: &Instruction) -> R<()> {
         }
         _ => return Err(Fault::ud()),
     }
+    if !is_control(m) {
+        // The last-instruction pointers as current Intel processors keep them: FIP for every
+        // non-control instruction; FOP and FDP only when the instruction leaves an unmasked
+        // exception pending; FCS and FDS deprecated (saved as 0).
+        let pending = cpu.state.x87.exception_pending();
+        let fop = if pending { fop_of(cpu, i) } else { 0 };
+        let fdp = if pending && has_mem { ea(cpu, i) } else { 0 };
+        let x = &mut cpu.state.x87;
+        x.fip = i.ip();
+        x.fcs = 0;
+        if pending {
+            x.fop = fop;
+            if has_mem {
+                x.fdp = fdp;
+                x.fds = 0;
+            }
+        }
+    }
     Ok(())
+}
+
+/// FOP of the x87 instruction `i`: the low three bits of its escape byte (D8–DF) and its
+/// ModRM byte, read again from the code (only on the rare path of an unmasked exception;
+/// a fetch translation, no data access).
+fn fop_of(cpu: &mut X86Cpu, i: &Instruction) -> u16 {
+    let base = cpu.state.segments[seg::CS].base;
+    let long = cpu.state.mode() == Mode::Long64;
+    let len = i.len().min(15);
+    let mut bytes = [0u8; 15];
+    for (k, byte) in bytes.iter_mut().enumerate().take(len) {
+        let mut linear = base.wrapping_add(i.ip()).wrapping_add(k as u64);
+        if !long {
+            linear &= 0xffff_ffff;
+        }
+        match cpu.translate(linear, crate::mmu::Access::Fetch, false) {
+            Ok(p) => cpu.phys_read(p, std::slice::from_mut(byte)),
+            Err(_) => return 0,
+        }
+    }
+    // Prefixes (66, 67, F0, F2, F3, segment overrides, REX) are never D8–DF.
+    match bytes[..len].iter().position(|b| (0xd8..=0xdf).contains(b)) {
+        Some(k) if k + 1 < len => (u16::from(bytes[k] & 7) << 8) | u16::from(bytes[k + 1]),
+        _ => 0,
+    }
 }

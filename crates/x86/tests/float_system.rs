@@ -372,3 +372,44 @@ fn cpuid_advertises_exactly_what_executes() {
         );
     }
 }
+
+/// Not a timed test: the speed of SSE2 code through `float.rs` next to the same loop's
+/// integer instructions (`cargo test -p pandare-x86 --release --test float_system --
+/// --ignored --nocapture sse_speed`).
+#[test]
+#[ignore]
+fn sse_speed() {
+    // A strlen-like loop: movdqa xmm0, [rbx]; pcmpeqb xmm0, xmm1; pmovmskb eax, xmm0;
+    // add rbx, 16; and rbx, 0x40fff; dec ecx; jnz; then an addsd/mulsd loop; hlt.
+    let mut code = vec![0xb9, 0x40, 0x42, 0x0f, 0x00]; // mov ecx, 1_000_000
+    let top = code.len();
+    code.extend([0x66, 0x0f, 0x6f, 0x03]); // movdqa xmm0, [rbx]
+    code.extend([0x66, 0x0f, 0x74, 0xc1]); // pcmpeqb xmm0, xmm1
+    code.extend([0x66, 0x0f, 0xd7, 0xc0]); // pmovmskb eax, xmm0
+    code.extend([0x48, 0x83, 0xc3, 0x10]); // add rbx, 16
+    code.extend([0x48, 0x81, 0xe3, 0xff, 0x0f, 0x04, 0x00]); // and rbx, 0x40fff
+    code.extend([0xff, 0xc9]); // dec ecx
+    let back = top as i64 - (code.len() as i64 + 2);
+    code.extend([0x75, back as u8]); // jnz
+    code.extend([0xb9, 0x40, 0x42, 0x0f, 0x00]); // mov ecx, 1_000_000
+    let top = code.len();
+    code.extend([0xf2, 0x0f, 0x58, 0xc2]); // addsd xmm0, xmm2
+    code.extend([0xf2, 0x0f, 0x59, 0xc3]); // mulsd xmm0, xmm3
+    code.extend([0xff, 0xc9]); // dec ecx
+    let back = top as i64 - (code.len() as i64 + 2);
+    code.extend([0x75, back as u8]);
+    code.push(0xf4);
+    let mut cpu = kernel(&code);
+    cpu.state.gpr[3] = layout::DATA;
+    cpu.state.sse.xmm[2] = u128::from(1.5f64.to_bits());
+    cpu.state.sse.xmm[3] = u128::from(0.75f64.to_bits());
+    let start = std::time::Instant::now();
+    assert_eq!(cpu.run(u64::MAX), Exit::Halted);
+    let elapsed = start.elapsed();
+    let n = cpu.instruction_count();
+    eprintln!(
+        "{n} instructions (3/7 and 2/4 of them SSE2) in {:.3} s: {:.1} MIPS",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}

@@ -11,9 +11,8 @@
 //! NaNs, infinities). The sequence runs natively in a forked child (FXRSTOR64 in the
 //! prologue, FXSAVE64 in the epilogue) and on the emulated CPU in 64-bit user mode; GPRs,
 //! the arithmetic flags, the data and the FXSAVE image are compared, or the fault (signal
-//! against vector). FOP, FIP and FDP are not compared (the host, an Intel processor, only
-//! updates some of them on unmasked exceptions; the emulator does not track FOP). The first
-//! divergence is reported with the bytes and both states.
+//! against vector); the image's FOP, FIP and FDP too (the emulator keeps them as current
+//! Intel processors do). The first divergence is reported with the bytes and both states.
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
@@ -253,17 +252,42 @@ fn epilogue() -> Vec<u8> {
     c
 }
 
-/// The code page: prologue, the case, epilogue; and the case's offset.
-fn program(code: &[u8]) -> (Vec<u8>, u64) {
+/// The code page: prologue, the case, epilogue; and the case's offset. For compatibility
+/// mode the prologue loads DS/ES with the user data selector, far-jumps into the 32-bit
+/// code segment 0x23, and the case is followed by a far jump back to 0x33.
+fn program(code: &[u8], compat: bool) -> (Vec<u8>, u64) {
     let mut p = prologue();
+    if !compat {
+        let start = p.len() as u64;
+        p.extend_from_slice(code);
+        p.extend(epilogue());
+        return (p, start);
+    }
+    // The prologue ends with `mov rax, [rax]`; DS/ES are loaded through a scratch register
+    // before it would be clobbered, so reload RAX afterwards.
+    let reload = p.split_off(p.len() - 3);
+    p.extend([0x66, 0xb9, 0x2b, 0x00, 0x8e, 0xd9, 0x8e, 0xc1]); // mov cx, 0x2b; mov ds/es, ecx
+    p.extend([0x48, 0x8b, 0x48, 0x08]); // mov rcx, [rax+8]
+    p.extend(reload);
+    let at = p.len() as u64;
+    let target = CODE + at + 6;
+    let farptr = target + code.len() as u64 + 7;
+    let back = farptr + 6;
+    p.extend([0xff, 0x2d]); // jmp far [rip+disp32]
+    p.extend(((farptr - (CODE + at + 6)) as u32).to_le_bytes());
     let start = p.len() as u64;
     p.extend_from_slice(code);
+    p.push(0xea); // jmp far 0x33:back (32-bit code)
+    p.extend((back as u32).to_le_bytes());
+    p.extend([0x33, 0x00]);
+    p.extend((target as u32).to_le_bytes());
+    p.extend([0x23, 0x00]);
     p.extend(epilogue());
     (p, start)
 }
 
-fn native(code: &[u8], input: &Input) -> Outcome {
-    let (program, _) = program(code);
+fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
+    let (program, _) = program(code, compat);
     // SAFETY: anonymous shared mapping, checked for failure, unmapped below.
     let shared = unsafe {
         libc::mmap(
@@ -354,7 +378,7 @@ fn signal_of(vector: u8) -> i32 {
 }
 
 /// Runs `code` on the emulated CPU at CPL 3 in 64-bit mode, as Linux sets a process up.
-fn emulated(code: &[u8], input: &Input) -> Outcome {
+fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
     let mut ram = Ram::new(0, 0x40000);
     let user = 0x7;
     write_u64(&mut ram, PML4, PDPT | user);
@@ -368,15 +392,22 @@ fn emulated(code: &[u8], input: &Input) -> Outcome {
             (DATA_PHYS + page * 0x1000) | user | (1 << 63),
         );
     }
-    let (image, start) = program(code);
+    let (image, start) = program(code, compat);
     assert!(ram.write_bytes(CODE_PHYS, &image));
     assert!(ram.write_bytes(DATA_PHYS, &input.data));
     let mut state = State::long_mode(PML4, 3);
     state.gpr = input.gpr;
     state.rflags = input.flags | FIXED | IF;
     state.rip = CODE + start;
-    for index in [0, 3, 4, 5] {
-        state.segments[index].selector = 0;
+    if compat {
+        // CS 0x23 (32-bit user code), DS = ES = 0x2b as the prologue loads them.
+        state.segments[pandare_x86::state::seg::CS] = pandare_x86::Segment::flat(0x23, 0xc0fb);
+        state.segments[4].selector = 0;
+        state.segments[5].selector = 0;
+    } else {
+        for index in [0, 3, 4, 5] {
+            state.segments[index].selector = 0;
+        }
     }
     let (mut x87, mut sse) = (X87State::default(), SseState::default());
     fxrstor(&mut x87, &mut sse, FxForm::Bits64, 16, &input.fx).expect("valid input image");
@@ -531,9 +562,6 @@ struct Case {
     /// Transcendental: x87 registers within 1 ulp and C1 not compared (as the semantics
     /// crate's own host test).
     approx: bool,
-    /// Byte ranges relative to RBX whose stored value is not compared (FIP/FOP/FDP written by
-    /// FNSTENV, FNSAVE, FXSAVE).
-    unchecked: Vec<(u64, u64)>,
 }
 
 const ANY: Shape = Shape {
@@ -542,8 +570,9 @@ const ANY: Shape = Shape {
     misalign: true,
 };
 
-fn mnemonics(code: &[u8]) -> String {
-    let mut decoder = iced_x86::Decoder::with_ip(64, code, CODE, iced_x86::DecoderOptions::NONE);
+fn mnemonics_in(code: &[u8], bitness: u32) -> String {
+    let mut decoder =
+        iced_x86::Decoder::with_ip(bitness, code, CODE, iced_x86::DecoderOptions::NONE);
     let mut names = Vec::new();
     while decoder.can_decode() {
         let i = decoder.decode();
@@ -558,7 +587,6 @@ fn case(name: &str, code: Vec<u8>) -> Case {
         code,
         shape: ANY,
         approx: false,
-        unchecked: Vec::new(),
     }
 }
 
@@ -618,13 +646,7 @@ fn compare(case: &Case, input: &Input, n: &Outcome, e: &Outcome) -> Result<(), S
         ));
     }
     let rbx = input.gpr[3];
-    let unchecked = |address: u64| {
-        case.unchecked
-            .iter()
-            .any(|&(s, t)| address >= rbx + s && address < rbx + t)
-    };
-    if let Some(k) = (0..DATA_LEN).find(|&k| a.data[k] != b.data[k] && !unchecked(DATA + k as u64))
-    {
+    if let Some(k) = (0..DATA_LEN).find(|&k| a.data[k] != b.data[k]) {
         return Err(format!(
             "{}\n first divergence: memory {:#x} (rbx{:+}): host {:#x} emulated {:#x}",
             describe(),
@@ -634,17 +656,20 @@ fn compare(case: &Case, input: &Input, n: &Outcome, e: &Outcome) -> Result<(), S
             b.data[k]
         ));
     }
-    // The FXSAVE image, FOP/FIP/FDP (bytes 6–23) aside.
+    // The whole FXSAVE image, FOP/FIP/FDP included.
     let name = |k: usize| match k {
         0..=1 => "FCW".to_string(),
         2..=3 => "FSW".to_string(),
         4 => "FTW (abridged)".to_string(),
+        6..=7 => "FOP".to_string(),
+        8..=15 => "FIP".to_string(),
+        16..=23 => "FDP".to_string(),
         24..=27 => "MXCSR".to_string(),
         28..=31 => "MXCSR_MASK".to_string(),
         32..=159 => format!("ST/MM physical register R{}", (k - 32) / 16),
         _ => format!("XMM{}", (k - 160) / 16),
     };
-    for k in (0..416).filter(|k| !(6..24).contains(k)) {
+    for k in 0..416 {
         let (mut x, mut y) = (a.fx[k], b.fx[k]);
         if case.approx && k == 3 {
             // C1 (FSW bit 9).
@@ -673,6 +698,20 @@ fn compare(case: &Case, input: &Input, n: &Outcome, e: &Outcome) -> Result<(), S
 }
 
 fn run(cases: &[Case], per_case: usize, seed: u64) -> usize {
+    run_in(cases, per_case, seed, false)
+}
+
+/// Only the low halves of the GPRs are defined after 32-bit code returns to 64-bit mode.
+fn low_halves(o: &mut Outcome) {
+    if let Ok(f) = o.as_mut() {
+        for g in f.gpr.iter_mut() {
+            *g &= 0xffff_ffff;
+        }
+    }
+}
+
+/// Runs the cases in 64-bit mode, or (`compat`) as 32-bit code in compatibility mode.
+fn run_in(cases: &[Case], per_case: usize, seed: u64, compat: bool) -> usize {
     let per_case = per_case
         * std::env::var("PANDARE_FLOAT_SCALE")
             .ok()
@@ -682,7 +721,7 @@ fn run(cases: &[Case], per_case: usize, seed: u64) -> usize {
     let mut failures = Vec::new();
     let mut count = 0;
     for case in cases {
-        let decoded = mnemonics(&case.code);
+        let decoded = mnemonics_in(&case.code, if compat { 32 } else { 64 });
         assert_eq!(
             decoded, case.name,
             "the test's encoding {:02x?} decodes as something else",
@@ -690,8 +729,12 @@ fn run(cases: &[Case], per_case: usize, seed: u64) -> usize {
         );
         for _ in 0..per_case {
             let input = random_input(&mut r, case.shape);
-            let n = native(&case.code, &input);
-            let e = emulated(&case.code, &input);
+            let mut n = native(&case.code, &input, compat);
+            let mut e = emulated(&case.code, &input, compat);
+            if compat {
+                low_halves(&mut n);
+                low_halves(&mut e);
+            }
             count += 1;
             if let Err(report) = compare(case, &input, &n, &e) {
                 failures.push(report);
@@ -1117,27 +1160,20 @@ fn x87_matches_host() {
     ] {
         add(name, code);
     }
-    let mut env = |name: &str, code: Vec<u8>, unchecked: Vec<(u64, u64)>| {
+    let mut env = |name: &str, code: Vec<u8>| {
         let mut c = case(name, code);
         c.shape = deep;
-        c.unchecked = unchecked;
         cases.push(c);
     };
-    // FNSTENV/FNSAVE (28-byte environment: FIP 12–15, FCS 16, FOP 18, FDP 20–23, FDS 24).
-    env("fnstenv", vec![0xd9, 0x33], vec![(12, 28)]);
-    env("fnsave", vec![0xdd, 0x33], vec![(12, 28)]);
-    env(
-        "fnstenv fldenv",
-        vec![0xd9, 0x33, 0xd9, 0x23],
-        vec![(12, 28)],
-    );
-    env(
-        "fnsave frstor",
-        vec![0xdd, 0x33, 0xdd, 0x23],
-        vec![(12, 28)],
-    );
-    env("fldenv", vec![0xd9, 0x26], vec![]);
-    env("frstor", vec![0xdd, 0x26], vec![]);
+    // FNSTENV/FNSAVE: the 28-byte environment with FIP, FOP and FDP compared too.
+    env("fnstenv", vec![0xd9, 0x33]);
+    env("fnsave", vec![0xdd, 0x33]);
+    env("fnstenv fldenv", vec![0xd9, 0x33, 0xd9, 0x23]);
+    env("fnsave frstor", vec![0xdd, 0x33, 0xdd, 0x23]);
+    env("fdiv fnstenv", vec![0xd8, 0x33, 0xd9, 0x36]);
+    env("fld fnsave", vec![0xdd, 0x03, 0xdd, 0x36]);
+    env("fldenv", vec![0xd9, 0x26]);
+    env("frstor", vec![0xdd, 0x26]);
     let n = run(&cases, 25, 0x0087_8787);
     eprintln!("x87: {n} differential cases");
 }
@@ -1164,7 +1200,6 @@ fn x87_transcendentals_are_within_one_ulp_of_host() {
                 misalign: false,
             },
             approx: true,
-            unchecked: Vec::new(),
         });
     }
     let n = run(&cases, 40, 0x7a05);
@@ -1220,9 +1255,7 @@ fn fxsave_and_fxrstor_round_trip_like_the_host() {
             ],
         ),
     ] {
-        let mut c = case(name, code);
-        c.unchecked = vec![(6, 24)];
-        cases.push(c);
+        cases.push(case(name, code));
     }
     let n = run(&cases, 40, 0x000f_5a7e);
     eprintln!("FXSAVE/FXRSTOR: {n} differential cases");
@@ -1289,6 +1322,15 @@ fn random_float_instruction(r: &mut Rng) -> Vec<u8> {
 
 #[test]
 fn random_float_sequences_match_host() {
+    random_float_sequences(false);
+}
+
+#[test]
+fn random_float_sequences_in_compatibility_mode_match_host() {
+    random_float_sequences(true);
+}
+
+fn random_float_sequences(compat: bool) {
     // Random float-opcode byte strings on random states: whenever the sequence decodes to x87,
     // MMX, SSE or SSE2 instructions (or later extensions, which must raise #UD here and may
     // complete on the host), the outcome and the whole state must agree.
@@ -1300,8 +1342,13 @@ fn random_float_sequences_match_host() {
     let sequences: usize = std::env::var("PANDARE_FLOAT_SEQUENCES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6000);
-    let mut r = Rng(seed | 1);
+        .unwrap_or(30_000);
+    let (sequences, bitness) = if compat {
+        (sequences / 2, 32)
+    } else {
+        (sequences, 64)
+    };
+    let mut r = Rng((seed ^ u64::from(bitness)) | 1);
     let (mut compared, mut beyond, mut faults) = (0, 0, 0);
     for _ in 0..sequences {
         let mut code = Vec::new();
@@ -1309,7 +1356,7 @@ fn random_float_sequences_match_host() {
             code.extend(random_float_instruction(&mut r));
         }
         let mut decoder =
-            iced_x86::Decoder::with_ip(64, &code, CODE, iced_x86::DecoderOptions::NONE);
+            iced_x86::Decoder::with_ip(bitness, &code, CODE, iced_x86::DecoderOptions::NONE);
         let mut usable = true;
         let mut total = 0;
         let mut needs_more = false;
@@ -1330,7 +1377,12 @@ fn random_float_sequences_match_host() {
             let memory_ok = !(0..i.op_count()).any(|n| i.op_kind(n) == iced_x86::OpKind::Memory)
                 || (matches!(
                     i.memory_base(),
-                    iced_x86::Register::RBX | iced_x86::Register::RSI | iced_x86::Register::RDI
+                    iced_x86::Register::RBX
+                        | iced_x86::Register::RSI
+                        | iced_x86::Register::RDI
+                        | iced_x86::Register::EBX
+                        | iced_x86::Register::ESI
+                        | iced_x86::Register::EDI
                 ) && i.memory_index() == iced_x86::Register::None
                     // The child's FS/GS bases are its thread's, not the emulator's 0.
                     && !matches!(
@@ -1351,12 +1403,6 @@ fn random_float_sequences_match_host() {
                         | M::Fsin
                         | M::Fcos
                         | M::Fsincos
-                        | M::Fnstenv
-                        | M::Fstenv
-                        | M::Fnsave
-                        | M::Fsave
-                        | M::Fxsave
-                        | M::Fxsave64
                         | M::Prefetchnta
                         | M::Prefetcht0
                         | M::Prefetcht1
@@ -1381,13 +1427,17 @@ fn random_float_sequences_match_host() {
                 misalign: true,
             },
         );
-        let n = native(&code, &input);
-        let e = emulated(&code, &input);
+        let mut n = native(&code, &input, compat);
+        let mut e = emulated(&code, &input, compat);
+        if compat {
+            low_halves(&mut n);
+            low_halves(&mut e);
+        }
         if e == Err(libc::SIGILL) && n != Err(libc::SIGILL) {
             assert!(
                 needs_more,
                 "the host ran {code:02x?} ({}) but the emulator raised #UD on a baseline x87/MMX/SSE/SSE2 instruction",
-                mnemonics(&code)
+                mnemonics_in(&code, bitness)
             );
             beyond += 1;
             continue;
@@ -1396,11 +1446,10 @@ fn random_float_sequences_match_host() {
             faults += 1;
         }
         let c = Case {
-            name: mnemonics(&code),
+            name: mnemonics_in(&code, bitness),
             code: code.clone(),
             shape: ANY,
             approx: false,
-            unchecked: Vec::new(),
         };
         if let Err(report) = compare(&c, &input, &n, &e) {
             panic!("random sequence diverged:\n{report}");
@@ -1408,10 +1457,61 @@ fn random_float_sequences_match_host() {
         compared += 1;
     }
     eprintln!(
-        "random float sequences: {compared} compared ({faults} faulting alike), {beyond} needing SSE3 or later skipped"
+        "random float sequences ({bitness}-bit code): {compared} compared ({faults} faulting alike), {beyond} needing SSE3 or later skipped"
     );
     assert!(
         compared > sequences / 10,
         "too few usable sequences: {compared}"
     );
+}
+
+#[test]
+fn compatibility_mode_matches_host() {
+    // 32-bit code under a 64-bit kernel, as i386 programs run: legacy FXSAVE/FNSTENV layouts,
+    // XMM0–7 only, 32-bit addressing.
+    let mut cases = Vec::new();
+    for (name, prefix, op) in [
+        ("addsd", &[0xf2u8][..], 0x58u8),
+        ("mulps", &[][..], 0x59),
+        ("divpd", &[0x66][..], 0x5e),
+        ("sqrtss", &[0xf3][..], 0x51),
+        ("cvtsd2ss", &[0xf2][..], 0x5a),
+        ("cvttsd2si", &[0xf2][..], 0x2c),
+        ("cvtsi2sd", &[0xf2][..], 0x2a),
+        ("ucomisd", &[0x66][..], 0x2e),
+        ("movaps", &[][..], 0x28),
+        ("movdqu", &[0xf3][..], 0x6f),
+        ("movdqa", &[0x66][..], 0x7f),
+        ("movq", &[0xf3][..], 0x7e),
+        ("pcmpeqb", &[0x66][..], 0x74),
+        ("paddd", &[][..], 0xfe),
+        ("punpcklbw", &[0x66][..], 0x60),
+    ] {
+        both(&mut cases, name, prefix, op, None);
+    }
+    for (name, code) in [
+        ("fld", vec![0xdd, 0x03]),
+        ("fadd", vec![0xd8, 0x03]),
+        ("fistp", vec![0xdf, 0x1b]),
+        ("fstp", vec![0xdb, 0x3b]),
+        ("fcomi", vec![0xdb, 0xf2]),
+        ("fnstsw", vec![0xdf, 0xe0]),
+        ("emms", vec![0x0f, 0x77]),
+        ("pmovmskb", vec![0x66, 0x0f, 0xd7, 0xca]),
+        ("movd", vec![0x66, 0x0f, 0x7e, 0xca]),
+        ("stmxcsr", vec![0x0f, 0xae, 0x1b]),
+    ] {
+        let mut c = case(name, code);
+        c.shape.misalign = false;
+        cases.push(c);
+    }
+    for (name, code) in [
+        ("fnstenv", vec![0xd9, 0x33]),
+        ("fxsave", vec![0x0f, 0xae, 0x03]),
+        ("fxsave fxrstor", vec![0x0f, 0xae, 0x03, 0x0f, 0xae, 0x0b]),
+    ] {
+        cases.push(case(name, code));
+    }
+    let n = run_in(&cases, 25, 0x3232_f10a, true);
+    eprintln!("compatibility mode: {n} differential cases");
 }
