@@ -303,16 +303,18 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
     let count = i.op_count();
     let kind = |n: u32| i.op_kind(n);
     let reg = |n: u32| gpr(i.op_register(n));
-    let imm_size = |n: u32| match kind(n) {
-        OpKind::Immediate8
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate32to64
-        | OpKind::Immediate64 => true,
-        _ => false,
+    let imm_size = |n: u32| {
+        matches!(
+            kind(n),
+            OpKind::Immediate8
+                | OpKind::Immediate8to16
+                | OpKind::Immediate8to32
+                | OpKind::Immediate8to64
+                | OpKind::Immediate16
+                | OpKind::Immediate32
+                | OpKind::Immediate32to64
+                | OpKind::Immediate64
+        )
     };
     let m = i.mnemonic();
     // Two-operand forms with GPR/memory/immediate operands, by operand size.
