@@ -88,6 +88,8 @@ pub(crate) struct Mem {
     a32: bool,
     /// 64-bit mode through a segment other than FS/GS: the linear address is the offset.
     flat: bool,
+    /// 64-bit mode through FS or GS: the linear address is the segment base plus the offset.
+    based: bool,
     disp: u64,
 }
 
@@ -272,6 +274,8 @@ fn mem_operand(cpu: &X86Cpu, i: &Instruction) -> Option<Mem> {
         a32: address_mask == 0xffff_ffff,
         flat: cpu.state.mode() == Mode::Long64
             && !matches!(i.memory_segment(), Register::FS | Register::GS),
+        based: cpu.state.mode() == Mode::Long64
+            && matches!(i.memory_segment(), Register::FS | Register::GS),
         disp: i.memory_displacement64(),
     };
     if base != Register::None && base != Register::RIP && base != Register::EIP {
@@ -798,6 +802,13 @@ impl X86Cpu {
             flat_check(offset, m.seg)?;
             return self.read_linear(offset, size.into(), false);
         }
+        if m.based {
+            let linear = self.state.segments[usize::from(m.seg) % 6]
+                .base
+                .wrapping_add(offset);
+            flat_check(linear, m.seg)?;
+            return self.read_linear(linear, size.into(), false);
+        }
         self.read(m.seg as usize, offset, size.into())
     }
 
@@ -807,6 +818,13 @@ impl X86Cpu {
         if m.flat {
             flat_check(offset, m.seg)?;
             return self.write_linear(offset, size.into(), v, false);
+        }
+        if m.based {
+            let linear = self.state.segments[usize::from(m.seg) % 6]
+                .base
+                .wrapping_add(offset);
+            flat_check(linear, m.seg)?;
+            return self.write_linear(linear, size.into(), v, false);
         }
         self.write(m.seg as usize, offset, size.into(), v)
     }
