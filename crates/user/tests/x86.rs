@@ -96,8 +96,9 @@ fn build(name: &str, variant: &Variant) -> Option<PathBuf> {
         )
         .replace(['(', ')'], ""),
     );
-    // float.c's SSE assembly needs SSE2 enabled for i386 (its C arithmetic stays x87).
-    let sse2: &[&str] = if name == "float" && !variant.arch.elf_64() {
+    // SSE assembly (float.c, faults.c) needs SSE2 enabled for i386 (the C arithmetic stays
+    // x87).
+    let sse2: &[&str] = if matches!(name, "float" | "faults") && !variant.arch.elf_64() {
         &["-msse2"]
     } else {
         &[]
@@ -252,6 +253,8 @@ fn faults_end_the_program_with_the_hosts_signal() {
             &["null"],
             &["exec"],
             &["abort"],
+            &["sse"],
+            &["x87"],
             &["none"],
         ],
     );
