@@ -688,3 +688,29 @@ fn damaged_programs_never_panic() {
         let _ = std::fs::remove_file(&binary);
     }
 }
+
+#[test]
+fn clocks_and_randomness_come_from_virtual_time_and_a_fixed_seed() {
+    for variant in VARIANTS {
+        let Some(binary) = build("clocks", variant) else {
+            continue;
+        };
+        let (first, outcome, stderr, count) = run_ours(&binary, &[], variant.arch);
+        assert_eq!(first.status, 0, "{} {outcome:?} {stderr}", variant.name);
+        let lines: Vec<&str> = first.stdout.lines().collect();
+        assert_eq!(lines[0], "realtime 2026-01-01", "{}", variant.name);
+        assert_eq!(lines[1], "resolution 1 ns");
+        assert_eq!(lines[2], "slept at least 1.5 s: 1");
+        assert_eq!(lines[3], "time and gettimeofday agree: 1");
+        assert!(lines[4].starts_with("getrandom 8:"), "{}", lines[4]);
+        let (second, _, _, again) = run_ours(&binary, &[], variant.arch);
+        assert_eq!(first, second, "{}", variant.name);
+        assert_eq!(count, again);
+        // The native run agrees on everything that does not depend on the host's clock
+        // and entropy.
+        let native = run_native(&binary, &[]);
+        let native_lines: Vec<&str> = native.stdout.lines().collect();
+        assert_eq!(native_lines[1..4], lines[1..4], "{}", variant.name);
+        let _ = std::fs::remove_file(&binary);
+    }
+}
