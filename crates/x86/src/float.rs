@@ -107,20 +107,20 @@ pub(crate) fn execute(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         }
         return Ok(Event::Retired);
     }
+    // iced lists an instruction's defining feature first (FPU for FCMOVcc's [FPU, CMOV]).
     let features = i.cpuid_features();
-    if features.contains(&CpuidFeature::FXSR) {
+    let first = features.first().copied();
+    if first == Some(CpuidFeature::FXSR) {
         if cr0 & (cr::CR0_EM | cr::CR0_TS) != 0 {
             return Err(Fault::nm());
         }
         fxsave_fxrstor(cpu, i)?;
         return Ok(Event::Retired);
     }
-    if features.iter().any(|f| {
-        matches!(
-            f,
-            CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387
-        )
-    }) {
+    if matches!(
+        first,
+        Some(CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387)
+    ) {
         if cr0 & (cr::CR0_EM | cr::CR0_TS) != 0 {
             return Err(Fault::nm());
         }
