@@ -8,14 +8,21 @@
 use crate::state::flags::{AF, CF, OF, PF, SF, ZF};
 
 /// All ones in the low `size` bytes.
-#[inline]
+#[inline(always)]
 pub fn mask(size: u32) -> u64 {
-    if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (size * 8)) - 1
-    }
+    MASKS[(size & 15) as usize]
 }
+
+/// [`mask`] by size (sizes above 8 give all ones, as before).
+const MASKS: [u64; 16] = {
+    let mut t = [u64::MAX; 16];
+    let mut n = 0;
+    while n < 8 {
+        t[n] = (1u64 << (n * 8)) - 1;
+        n += 1;
+    }
+    t
+};
 
 /// The sign bit of a `size`-byte value.
 #[inline]

@@ -26,7 +26,8 @@ pub enum Event {
 /// Why [`X86Cpu::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// The instruction budget ran out.
+    /// The instruction budget ran out, or a device on the MMIO seam was accessed (the
+    /// platform brings its timers and interrupt lines up to date and runs on).
     Budget,
     /// HLT with interrupts that can wake it.
     Halted,
@@ -119,6 +120,8 @@ pub struct X86Cpu {
     pub(crate) blocks: FxHashMap<(u64, Mode), Rc<Block>>,
     /// Blocks by linear IP, in front of `blocks` (see [`JumpSlot`]).
     jump: Box<[JumpSlot]>,
+    /// The fault of the op [`X86Cpu::execute_ops`] stopped at, on its way out.
+    pub(crate) op_fault: Option<Fault>,
     /// Physical pages holding decoded code; a store to one drops its blocks.
     code_pages: FxHashSet<u64>,
     /// Retired instructions.
@@ -144,6 +147,11 @@ pub struct X86Cpu {
     pub(crate) block_meta: FxHashMap<(u64, Mode), crate::run::BlockMeta>,
     /// The block-start loop returned because the registry needs attention.
     pub(crate) attention: bool,
+    /// Blocks decoded so far (the instrumented loop tells fresh translations by it).
+    pub(crate) decoded_blocks: u64,
+    /// A device on the MMIO seam was accessed: the run loop ends the slice after that
+    /// instruction (timers and interrupt lines may have changed).
+    pub(crate) device_accessed: bool,
 }
 
 impl X86Cpu {
@@ -156,6 +164,7 @@ impl X86Cpu {
             tlb: Tlb::default(),
             blocks: FxHashMap::default(),
             jump: (0..JUMP_SLOTS).map(|_| JumpSlot::default()).collect(),
+            op_fault: None,
             code_pages: FxHashSet::default(),
             icount: 0,
             code_written: false,
@@ -167,6 +176,8 @@ impl X86Cpu {
             instrument: Default::default(),
             block_meta: FxHashMap::default(),
             attention: false,
+            decoded_blocks: 0,
+            device_accessed: false,
         })
     }
 
@@ -442,8 +453,11 @@ impl X86Cpu {
     ) -> Result<u64, Fault> {
         let user = self.state.cpl == 3 && !supervisor;
         if let Some(paddr) = self.tlb.fast_read(linear, size, user) {
-            if let Some(value) = self.ram_value(paddr, size) {
-                return Ok(value);
+            // Memory callbacks divert every access (read_linear_bytes' cold branch).
+            if !self.instrument.memory {
+                if let Some(value) = self.ram_value(paddr, size) {
+                    return Ok(value);
+                }
             }
         }
         self.read_linear_slow(linear, size, supervisor)
@@ -501,7 +515,10 @@ impl X86Cpu {
     ) -> Result<(), Fault> {
         let user = self.state.cpl == 3 && !supervisor;
         if let Some(paddr) = self.tlb.fast_write(linear, size, user) {
-            if matches!(size, 1 | 2 | 4 | 8) && self.ram.contains(paddr, u64::from(size)) {
+            if matches!(size, 1 | 2 | 4 | 8)
+                && !self.instrument.memory
+                && self.ram.contains(paddr, u64::from(size))
+            {
                 self.ram.write_value(paddr, size as usize, value);
                 return Ok(());
             }
@@ -664,10 +681,15 @@ impl X86Cpu {
                 };
             }
         };
+        // Decoded instructions carry their IP (branch targets are absolute): a block decoded
+        // where the same physical code is mapped at another address (a shared library in two
+        // processes, an alias) is decoded again here, replacing it.
         if let Some(block) = self.blocks.get(&(physical, mode)) {
-            let block = block.clone();
-            remember(self, &block);
-            return Ok(block);
+            if block.ip(0) == self.state.rip {
+                let block = block.clone();
+                remember(self, &block);
+                return Ok(block);
+            }
         }
         let mut instructions = Vec::new();
         let mut crossing = None;
@@ -710,10 +732,11 @@ impl X86Cpu {
         if self.code_pages.insert(physical >> 12) {
             self.tlb.forget_fast_writes(physical >> 12);
         }
-        let ops = instructions
+        let mut ops: Vec<crate::ops::Op> = instructions
             .iter()
             .map(|i| crate::ops::translate(self, i))
             .collect();
+        crate::ops::analyse_flags(&mut ops, crossing.is_some());
         let block = Rc::new(Block {
             instructions,
             ops,
@@ -721,6 +744,7 @@ impl X86Cpu {
             crossing,
         });
         self.blocks.insert((physical, mode), block.clone());
+        self.decoded_blocks += 1;
         remember(self, &block);
         Ok(block)
     }

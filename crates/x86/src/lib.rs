@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod alu;
+pub mod bare;
 pub mod cpu;
 pub mod cpuid;
 pub mod exec;
@@ -20,6 +21,7 @@ pub mod mmu;
 mod ops;
 mod run;
 pub mod state;
+pub mod user;
 
 pub use cpu::{Event, Exit, X86Cpu};
 pub use hooks::X86View;

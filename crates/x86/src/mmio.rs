@@ -11,7 +11,9 @@
 //!
 //! The platform implements [`PhysicalDevices`] over its own bus, typically a
 //! `pandare_devices::MmioBus` with the board's devices behind its keys, so the CPU crate
-//! does not name any device.
+//! does not name any device. An access a device answered ends the run slice after its
+//! instruction ([`crate::Exit::Budget`]), so the platform sees timers and interrupt lines it
+//! may have changed before the next instruction.
 
 /// The devices a platform maps at physical addresses outside RAM. One machine thread: no
 /// locks, no host side effects beyond the devices' own state.
@@ -34,18 +36,34 @@ impl std::fmt::Debug for MmioSpace {
 }
 
 impl crate::X86Cpu {
+    /// A device answered: the block ends after this instruction (the loops test
+    /// `code_written` after each instruction already, so this costs them nothing more) and
+    /// the run loop ends the slice there.
+    fn end_block_for_device(&mut self) {
+        self.device_accessed = true;
+        self.code_written = true;
+    }
+
     /// A device read at a physical address outside RAM; `None` when nothing answers.
     pub(crate) fn mmio_read(&mut self, address: u64, size: u8) -> Option<u64> {
         let now = self.icount;
-        self.mmio.as_mut()?.0.read(address, size, now)
+        let value = self.mmio.as_mut()?.0.read(address, size, now);
+        if value.is_some() {
+            self.end_block_for_device();
+        }
+        value
     }
 
     /// A device write at a physical address outside RAM; false when nothing answers.
     pub(crate) fn mmio_write(&mut self, address: u64, size: u8, value: u64) -> bool {
         let now = self.icount;
-        match self.mmio.as_mut() {
+        let answered = match self.mmio.as_mut() {
             Some(space) => space.0.write(address, size, value, now),
             None => false,
+        };
+        if answered {
+            self.end_block_for_device();
         }
+        answered
     }
 }

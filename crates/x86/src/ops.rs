@@ -11,10 +11,68 @@
 use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
 use crate::alu::{self, mask, sign_extend, Shift};
-use crate::cpu::{Event, X86Cpu};
+use crate::cpu::{Block, Event, X86Cpu};
 use crate::state::flags::{self as fl, CF};
 use crate::state::{seg, Mode};
 use crate::Fault;
+
+/// The bits of a register a write of each size keeps (8/16-bit writes merge).
+const KEEP: [u64; 16] = {
+    let mut t = [0u64; 16];
+    t[1] = !0xff;
+    t[2] = !0xffff;
+    t
+};
+
+/// Sign bit by size.
+const SIGN: [u64; 16] = {
+    let mut t = [1u64 << 63; 16];
+    t[1] = 0x80;
+    t[2] = 0x8000;
+    t[4] = 0x8000_0000;
+    t
+};
+
+/// PF, ZF and SF of a result already masked to its size.
+#[inline(always)]
+fn szp(r: u64, sign: u64) -> u64 {
+    let low = (r ^ (r >> 4)) & 0xf;
+    (((0x9669u64 >> low) & 1) << 2) | (u64::from(r == 0) << 6) | (u64::from(r & sign != 0) << 7)
+}
+
+/// `a + b + carry` of masked operands: the result and its arithmetic flags.
+#[inline(always)]
+fn add_flags(a: u64, b: u64, carry: bool, m: u64, sign: u64) -> (u64, u64) {
+    let r = a.wrapping_add(b).wrapping_add(u64::from(carry)) & m;
+    let cf = if carry { r <= a } else { r < a };
+    let of = u64::from((a ^ r) & (b ^ r) & sign != 0) << 11;
+    (
+        r,
+        szp(r, sign) | u64::from(cf) | ((a ^ b ^ r) & fl::AF) | of,
+    )
+}
+
+/// `a - b - borrow` of masked operands: the result and its arithmetic flags.
+#[inline(always)]
+fn sub_flags(a: u64, b: u64, borrow: bool, m: u64, sign: u64) -> (u64, u64) {
+    let r = a.wrapping_sub(b).wrapping_sub(u64::from(borrow)) & m;
+    let cf = a < b || (borrow && a == b);
+    let of = u64::from((a ^ b) & (a ^ r) & sign != 0) << 11;
+    (
+        r,
+        szp(r, sign) | u64::from(cf) | ((a ^ b ^ r) & fl::AF) | of,
+    )
+}
+
+/// Flags of a logical result (CF = OF = AF = 0).
+#[inline(always)]
+fn logic_flags(r: u64, sign: u64) -> u64 {
+    szp(r, sign)
+}
+
+/// In [`X86Cpu::execute_ops_inner`]'s count: the next op faulted (the fault is in
+/// `X86Cpu::op_fault`).
+const FAULTED: usize = 1 << (usize::BITS - 1);
 
 /// "No register" in [`Mem`].
 const NONE: u8 = 16;
@@ -66,6 +124,9 @@ pub(crate) enum Kind {
     ImulRM,
     ImulRRI,
     ImulRMI,
+    /// One-operand MUL (`sub` 0) and IMUL (`sub` 1) of 2, 4 or 8 bytes: rDX:rAX.
+    MulR,
+    MulM,
     /// 64-bit mode stack operations.
     PushR,
     PushI,
@@ -143,6 +204,13 @@ pub(crate) struct Op {
     imm: u64,
     /// IP of the next instruction.
     next: u64,
+    /// [`mask`] of `size`, the bits a register write of `size` keeps, the sign bit.
+    m: u64,
+    keep: u64,
+    sign: u64,
+    /// The arithmetic flags this op writes are read later (see [`analyse_flags`]): when
+    /// false, [`X86Cpu::execute_ops`] skips computing them.
+    flags: bool,
 }
 
 impl Op {
@@ -157,6 +225,10 @@ impl Op {
             mem: Mem::default(),
             imm: 0,
             next: 0,
+            m: 0,
+            keep: 0,
+            sign: 0,
+            flags: true,
         }
     }
 }
@@ -398,6 +470,19 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
                 op.imm = i.immediate(1) & 0xff;
             }
         }
+        Mnemonic::Mul | Mnemonic::Imul if count == 1 => {
+            op.sub = u8::from(m == Mnemonic::Imul);
+            if kind(0) == OpKind::Register {
+                let (a, size) = reg(0)?;
+                (op.kind, op.r, op.size) = (Kind::MulR, a, size);
+            } else {
+                op.mem = mem_operand(cpu, i)?;
+                (op.kind, op.size) = (Kind::MulM, i.memory_size().size() as u8);
+            }
+            if !matches!(op.size, 2 | 4 | 8) {
+                return None;
+            }
+        }
         Mnemonic::Imul if count >= 2 && kind(0) == OpKind::Register => {
             let (a, size) = reg(0)?;
             (op.r, op.size) = (a, size);
@@ -599,6 +684,8 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
         }
         _ => return None,
     }
+    let size = usize::from(op.size & 15);
+    (op.m, op.keep, op.sign) = (mask(size as u32), KEEP[size], SIGN[size]);
     Some(op)
 }
 
@@ -654,16 +741,25 @@ impl X86Cpu {
         self.state.gpr[(r & 15) as usize] & mask(size.into())
     }
 
+    /// Reads register `r` at the op's size.
+    #[inline(always)]
+    fn gm(&self, r: u8, op: &Op) -> u64 {
+        self.state.gpr[(r & 15) as usize] & op.m
+    }
+
+    /// Writes register `r` at the op's size (8/16-bit writes merge, 32-bit writes
+    /// zero-extend).
+    #[inline(always)]
+    fn sm(&mut self, r: u8, op: &Op, v: u64) {
+        let g = &mut self.state.gpr[(r & 15) as usize];
+        *g = (*g & op.keep) | (v & op.m);
+    }
+
     /// Writes a register: 8/16-bit writes merge, 32-bit writes zero-extend.
     #[inline(always)]
     fn set(&mut self, r: u8, size: u8, v: u64) {
         let g = &mut self.state.gpr[(r & 15) as usize];
-        *g = match size {
-            1 => (*g & !0xff) | (v & 0xff),
-            2 => (*g & !0xffff) | (v & 0xffff),
-            4 => v & 0xffff_ffff,
-            _ => v,
-        };
+        *g = (*g & KEEP[(size & 15) as usize]) | (v & mask(size.into()));
     }
 
     #[inline(always)]
@@ -730,58 +826,146 @@ impl X86Cpu {
 
     /// ALU operation `k` on `a` and `b`: (result, flags, whether the result is written).
     #[inline(always)]
-    fn alu(&self, k: u8, a: u64, b: u64, size: u8) -> (u64, u64, bool) {
-        let size = u32::from(size);
+    fn alu(&self, op: &Op, a: u64, b: u64, want: bool) -> (u64, u64, bool) {
+        let (k, m, sign) = (op.sub, op.m, op.sign);
         let carry = self.state.rflags & CF != 0;
-        match ALU[(k as usize).min(8)] {
+        let alu = ALU[(k as usize).min(8)];
+        if !want {
+            let r = match alu {
+                Alu::Add => a.wrapping_add(b),
+                Alu::Adc => a.wrapping_add(b).wrapping_add(u64::from(carry)),
+                Alu::Sub | Alu::Cmp => a.wrapping_sub(b),
+                Alu::Sbb => a.wrapping_sub(b).wrapping_sub(u64::from(carry)),
+                Alu::And | Alu::Test => a & b,
+                Alu::Or => a | b,
+                Alu::Xor => a ^ b,
+            };
+            return (r, 0, !matches!(alu, Alu::Cmp | Alu::Test));
+        }
+        match alu {
             Alu::Add => {
-                let (r, f) = alu::add(a, b, false, size);
+                let (r, f) = add_flags(a, b, false, m, sign);
                 (r, f, true)
             }
             Alu::Adc => {
-                let (r, f) = alu::add(a, b, carry, size);
+                let (r, f) = add_flags(a, b, carry, m, sign);
                 (r, f, true)
             }
             Alu::Sub => {
-                let (r, f) = alu::sub(a, b, false, size);
+                let (r, f) = sub_flags(a, b, false, m, sign);
                 (r, f, true)
             }
             Alu::Cmp => {
-                let (r, f) = alu::sub(a, b, false, size);
+                let (r, f) = sub_flags(a, b, false, m, sign);
                 (r, f, false)
             }
             Alu::Sbb => {
-                let (r, f) = alu::sub(a, b, carry, size);
+                let (r, f) = sub_flags(a, b, carry, m, sign);
                 (r, f, true)
             }
-            Alu::And => (a & b, alu::logic(a & b, size), true),
-            Alu::Test => (a & b, alu::logic(a & b, size), false),
-            Alu::Or => (a | b, alu::logic(a | b, size), true),
-            Alu::Xor => (a ^ b, alu::logic(a ^ b, size), true),
+            Alu::And => (a & b, logic_flags(a & b, sign), true),
+            Alu::Test => (a & b, logic_flags(a & b, sign), false),
+            Alu::Or => (a | b, logic_flags(a | b, sign), true),
+            Alu::Xor => (a ^ b, logic_flags(a ^ b, sign), true),
         }
     }
 
     /// Executes a specialised op (not [`Kind::Generic`]) at RIP. On `Ok` RIP is at the next
     /// instruction (or the branch target) and the instruction has retired; on `Err` no
     /// architectural state changed.
-    #[inline]
+    #[inline(never)]
     pub(crate) fn execute_op(&mut self, op: &Op) -> Result<Event, Fault> {
+        let next = self.op_body(op, true)?;
+        self.state.rip = next;
+        self.state.interrupt_shadow = false;
+        self.icount += 1;
+        Ok(Event::Retired)
+    }
+
+    /// Runs the pre-decoded ops of `block` from its start while they are specialised (not
+    /// generic), up to `count` instructions: the uninstrumented loops' fast path, with
+    /// nothing to check between instructions (no op is a system call, software interrupt,
+    /// HLT or mode change, and within a block only the last instruction branches).
+    /// Stops before the first generic op, before the last instruction of a block that
+    /// crosses a page (the run loop checks its second page), after an op that wrote
+    /// decoded code, or at once when RFLAGS.TF is set or RIP is not at the block's start.
+    /// Returns how many retired, and the fault of the next one if it faulted (nothing of
+    /// it retired; the state is as before it).
+    #[inline(always)]
+    pub(crate) fn execute_ops(&mut self, block: &Block, count: usize) -> (usize, Option<Fault>) {
+        // The fault travels in a field: a returned `Option<Fault>` costs a store-forwarding
+        // stall on every call.
+        let done = self.execute_ops_inner(block, count);
+        if done & FAULTED != 0 {
+            (done & !FAULTED, self.op_fault.take())
+        } else {
+            (done, None)
+        }
+    }
+
+    #[inline(never)]
+    fn execute_ops_inner(&mut self, block: &Block, count: usize) -> usize {
+        if self.state.rflags & fl::TF != 0 || block.ip(0) != self.state.rip {
+            return 0;
+        }
+        let limit = if block.crossing.is_some() {
+            count.min(block.len() - 1)
+        } else {
+            count
+        };
+        // Flags an op's successors overwrite are skipped only when the whole block runs
+        // (a budget may end it between the writer and the overwriter).
+        let whole = limit == block.ops.len();
+        let mut rip = self.state.rip;
+        let mut done = 0;
+        let mut faulted = 0;
+        for op in &block.ops[..limit.min(block.ops.len())] {
+            if op.kind == Kind::Generic {
+                break;
+            }
+            match self.op_body(op, op.flags || !whole) {
+                Ok(next) => rip = next,
+                Err(f) => {
+                    self.op_fault = Some(f);
+                    faulted = FAULTED;
+                    break;
+                }
+            }
+            done += 1;
+            if self.code_written {
+                break;
+            }
+        }
+        // RIP, the count and the interrupt shadow once for the run (no op reads RIP: their
+        // RIP-relative operands and return addresses were resolved when translated).
+        self.state.rip = rip;
+        if done > 0 {
+            self.state.interrupt_shadow = false;
+            self.icount += done as u64;
+        }
+        done | faulted
+    }
+
+    /// The op's effect; returns the next RIP. `want`: compute the arithmetic flags it
+    /// writes. RIP, the instruction count and the interrupt shadow are the caller's.
+    #[inline(always)]
+    fn op_body(&mut self, op: &Op, want: bool) -> Result<u64, Fault> {
         let mut next = op.next;
         let size = op.size;
         match op.kind {
             Kind::Generic => unreachable!("generic ops run through exec::execute"),
             Kind::Nop => {}
             Kind::MovRR => {
-                let v = self.get(op.r2, size);
-                self.set(op.r, size, v);
+                let v = self.gm(op.r2, op);
+                self.sm(op.r, op, v);
             }
-            Kind::MovRI => self.set(op.r, size, op.imm),
+            Kind::MovRI => self.sm(op.r, op, op.imm),
             Kind::MovRM => {
                 let v = self.load(&op.mem, size)?;
-                self.set(op.r, size, v);
+                self.sm(op.r, op, v);
             }
             Kind::MovMR => {
-                let v = self.get(op.r2, size);
+                let v = self.gm(op.r2, op);
                 self.store(&op.mem, size, v)?;
             }
             Kind::MovMI => self.store(&op.mem, size, op.imm)?,
@@ -797,67 +981,85 @@ impl X86Cpu {
                 } else {
                     v
                 };
-                self.set(op.r, size, v & mask(size.into()));
+                self.sm(op.r, op, v & mask(size.into()));
             }
             Kind::Lea => {
                 let a = self.ea(&op.mem);
-                self.set(op.r, size, a & mask(size.into()));
+                self.sm(op.r, op, a & mask(size.into()));
             }
             Kind::AluRR | Kind::AluRI | Kind::AluRM => {
-                let a = self.get(op.r, size);
+                let a = self.gm(op.r, op);
                 let b = match op.kind {
-                    Kind::AluRR => self.get(op.r2, size),
+                    Kind::AluRR => self.gm(op.r2, op),
                     Kind::AluRI => op.imm,
                     _ => self.load(&op.mem, size)?,
                 };
-                let (r, f, write) = self.alu(op.sub, a, b, size);
+                let (r, f, write) = self.alu(op, a, b, want);
                 if write {
-                    self.set(op.r, size, r);
+                    self.sm(op.r, op, r);
                 }
-                self.set_arith(f, fl::ARITH);
+                if want {
+                    self.set_arith(f, fl::ARITH);
+                }
             }
             Kind::AluMR | Kind::AluMI => {
                 let offset = self.ea(&op.mem);
                 let a = self.load_at(&op.mem, offset, size)?;
                 let b = if op.kind == Kind::AluMR {
-                    self.get(op.r2, size)
+                    self.gm(op.r2, op)
                 } else {
                     op.imm
                 };
-                let (r, f, write) = self.alu(op.sub, a, b, size);
+                let (r, f, write) = self.alu(op, a, b, true);
                 if write {
                     self.store_at(&op.mem, offset, size, r)?;
                 }
                 self.set_arith(f, fl::ARITH);
             }
             Kind::Inc | Kind::Dec => {
-                let a = self.get(op.r, size);
+                let a = self.gm(op.r, op);
+                if !want {
+                    let r = if op.kind == Kind::Inc {
+                        a.wrapping_add(1)
+                    } else {
+                        a.wrapping_sub(1)
+                    };
+                    self.sm(op.r, op, r);
+                    return Ok(next);
+                }
                 let (r, f) = if op.kind == Kind::Inc {
-                    alu::add(a, 1, false, size.into())
+                    add_flags(a, 1, false, op.m, op.sign)
                 } else {
-                    alu::sub(a, 1, false, size.into())
+                    sub_flags(a, 1, false, op.m, op.sign)
                 };
-                self.set(op.r, size, r);
+                self.sm(op.r, op, r);
                 self.set_arith(f, fl::ARITH & !CF);
             }
             Kind::Neg => {
-                let a = self.get(op.r, size);
-                let (r, f) = alu::sub(0, a, false, size.into());
-                self.set(op.r, size, r);
-                self.set_arith(f, fl::ARITH);
+                let a = self.gm(op.r, op);
+                let (r, f) = sub_flags(0, a, false, op.m, op.sign);
+                self.sm(op.r, op, r);
+                if want {
+                    self.set_arith(f, fl::ARITH);
+                }
             }
             Kind::Not => {
-                let a = self.get(op.r, size);
-                self.set(op.r, size, !a);
+                let a = self.gm(op.r, op);
+                self.sm(op.r, op, !a);
             }
             Kind::ShiftRI | Kind::ShiftRC => {
-                let a = self.get(op.r, size);
+                let a = self.gm(op.r, op);
                 let count = if op.kind == Kind::ShiftRI {
                     op.imm
                 } else {
                     self.state.gpr[1] & 0xff
                 };
                 let (s, f) = (u32::from(size), self.state.rflags);
+                // RCL/RCR read CF: always through alu::shift.
+                if !want && op.kind == Kind::ShiftRI && !matches!(op.sub, 2 | 3) {
+                    self.sm(op.r, op, shift_result(op.sub, a, op.imm, s));
+                    return Ok(next);
+                }
                 // One inlined copy per common kind, so each is straight-line code.
                 let (r, f) = match op.sub {
                     0 => alu::shift(Shift::Rol, a, count, s, f),
@@ -867,23 +1069,47 @@ impl X86Cpu {
                     6 => alu::shift(Shift::Sar, a, count, s, f),
                     k => shift_slow(SHIFTS[(k as usize).min(6)], a, count, s, f),
                 };
-                self.set(op.r, size, r);
+                self.sm(op.r, op, r);
                 self.state.rflags = f;
             }
             Kind::ImulRR | Kind::ImulRM | Kind::ImulRRI | Kind::ImulRMI => {
                 let src = match op.kind {
-                    Kind::ImulRR | Kind::ImulRRI => self.get(op.r2, size),
+                    Kind::ImulRR | Kind::ImulRRI => self.gm(op.r2, op),
                     _ => self.load(&op.mem, size)?,
                 };
                 let (a, b) = match op.kind {
-                    Kind::ImulRR | Kind::ImulRM => (self.get(op.r, size), src),
+                    Kind::ImulRR | Kind::ImulRM => (self.gm(op.r, op), src),
                     _ => (src, op.imm),
                 };
                 let s = u32::from(size);
                 let p = sign_extend(a, s) as i64 as i128 * sign_extend(b, s) as i64 as i128;
                 let low = (p as u64) & mask(s);
                 let overflow = sign_extend(low, s) as i64 as i128 != p;
-                self.set(op.r, size, low);
+                self.sm(op.r, op, low);
+                if want {
+                    self.set_arith(alu::with_cf_of(low, s, overflow), fl::ARITH);
+                }
+            }
+            Kind::MulR | Kind::MulM => {
+                let src = if op.kind == Kind::MulR {
+                    self.gm(op.r, op)
+                } else {
+                    self.load(&op.mem, size)?
+                };
+                let s = u32::from(size);
+                let a = self.get(0, size);
+                let (low, high, overflow) = if op.sub == 0 {
+                    let p = u128::from(a) * u128::from(src);
+                    let (low, high) = ((p as u64) & mask(s), ((p >> (s * 8)) as u64) & mask(s));
+                    (low, high, high != 0)
+                } else {
+                    let p = i128::from(sign_extend(a, s) as i64)
+                        * i128::from(sign_extend(src, s) as i64);
+                    let (low, high) = ((p as u64) & mask(s), ((p >> (s * 8)) as u64) & mask(s));
+                    (low, high, i128::from(sign_extend(low, s) as i64) != p)
+                };
+                self.set(0, size, low);
+                self.set(2, size, high);
                 self.set_arith(alu::with_cf_of(low, s, overflow), fl::ARITH);
             }
             Kind::PushR => {
@@ -947,12 +1173,12 @@ impl X86Cpu {
             }
             Kind::CmovRR | Kind::CmovRM => {
                 let v = if op.kind == Kind::CmovRR {
-                    self.get(op.r2, size)
+                    self.gm(op.r2, op)
                 } else {
                     self.load(&op.mem, size)?
                 };
                 if condition(self.state.rflags, op.sub) {
-                    self.set(op.r, size, v);
+                    self.sm(op.r, op, v);
                 } else if size == 4 {
                     // A 32-bit CMOV zero-extends its destination even when it does not move.
                     let keep = self.get(op.r, 4);
@@ -960,10 +1186,10 @@ impl X86Cpu {
                 }
             }
             Kind::XchgRR => {
-                let a = self.get(op.r, size);
-                let b = self.get(op.r2, size);
-                self.set(op.r, size, b);
-                self.set(op.r2, size, a);
+                let a = self.gm(op.r, op);
+                let b = self.gm(op.r2, op);
+                self.sm(op.r, op, b);
+                self.sm(op.r2, op, a);
             }
             Kind::Cext => {
                 let a = self.state.gpr[0];
@@ -976,10 +1202,89 @@ impl X86Cpu {
                 self.set(2, size, v);
             }
         }
-        self.state.rip = next;
-        self.state.interrupt_shadow = false;
-        self.icount += 1;
-        Ok(Event::Retired)
+        Ok(next)
+    }
+}
+
+/// The result of a shift or rotate by an immediate whose flags are not needed.
+#[inline(always)]
+fn shift_result(kind: u8, a: u64, count: u64, size: u32) -> u64 {
+    let bits = size * 8;
+    let count = (count & if size == 8 { 0x3f } else { 0x1f }) as u32;
+    let m = mask(size);
+    match kind {
+        0 | 1 => {
+            let n = count % bits;
+            if n == 0 {
+                a
+            } else if kind == 0 {
+                ((a << n) | (a >> (bits - n))) & m
+            } else {
+                ((a >> n) | (a << (bits - n))) & m
+            }
+        }
+        4 => a.checked_shl(count).unwrap_or(0) & m,
+        5 => a.checked_shr(count).unwrap_or(0),
+        _ => ((sign_extend(a, size) as i64) >> count.min(63)) as u64 & m,
+    }
+}
+
+/// Marks which ops of a block must compute their arithmetic flags: those whose flags are
+/// read (or may be observed) before later ops of the block overwrite them. Backwards over
+/// the block, per flag: live at the end of the block (the next block may read them), at
+/// any op that can fault (the exception sees RFLAGS as before it) and at any generic op.
+/// `crossing`: the last op runs apart (its second page is checked first), so it counts as
+/// a reader.
+pub(crate) fn analyse_flags(ops: &mut [Op], crossing: bool) {
+    let mut live = fl::ARITH;
+    let last = ops.len().wrapping_sub(1);
+    for (n, op) in ops.iter_mut().enumerate().rev() {
+        let (reads, writes, faults) = flag_use(op);
+        op.flags = live & writes != 0 || faults || (crossing && n == last);
+        if faults || (crossing && n == last) {
+            live = fl::ARITH;
+        } else {
+            live = (live & !writes) | reads;
+        }
+    }
+}
+
+/// The arithmetic flags an op reads, those it always writes, and whether it can fault.
+fn flag_use(op: &Op) -> (u64, u64, bool) {
+    const ALL: u64 = fl::ARITH;
+    let alu_reads = |op: &Op| {
+        if matches!(ALU[(op.sub as usize).min(8)], Alu::Adc | Alu::Sbb) {
+            CF
+        } else {
+            0
+        }
+    };
+    match op.kind {
+        Kind::Nop
+        | Kind::MovRR
+        | Kind::MovRI
+        | Kind::ExtRR
+        | Kind::Lea
+        | Kind::Not
+        | Kind::XchgRR
+        | Kind::Cext
+        | Kind::Cdx
+        | Kind::Jmp => (0, 0, false),
+        Kind::AluRR | Kind::AluRI => (alu_reads(op), ALL, false),
+        Kind::Inc | Kind::Dec => (0, ALL & !CF, false),
+        Kind::Neg | Kind::ImulRR | Kind::ImulRRI | Kind::MulR => (0, ALL, false),
+        Kind::ShiftRI => {
+            let count = op.imm & if op.size == 8 { 0x3f } else { 0x1f };
+            match op.sub {
+                _ if count == 0 => (0, 0, false),
+                0 | 1 => (0, CF | fl::OF, false),
+                4..=6 => (0, ALL, false),
+                // RCL/RCR read CF.
+                _ => (ALL, 0, false),
+            }
+        }
+        Kind::ShiftRC | Kind::Jcc | Kind::SetccR | Kind::CmovRR => (ALL, 0, false),
+        _ => (ALL, 0, true),
     }
 }
 

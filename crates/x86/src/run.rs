@@ -298,9 +298,9 @@ impl X86Cpu {
         }
         // Decoding ends blocks before hooked addresses: it looks them up in the registry.
         self.lend(hooks);
-        let cached = self.blocks.len();
+        let decoded = self.decoded_blocks;
         let block = self.block_here()?;
-        let fresh = self.blocks.len() > cached;
+        let fresh = self.decoded_blocks != decoded;
         let key = block.key;
         let known = self
             .block_meta
@@ -343,7 +343,10 @@ impl X86Cpu {
             return false;
         };
         match self.translate(linear, Access::Fetch, false) {
-            Ok(physical) => self.blocks.contains_key(&(physical, self.state.mode())),
+            Ok(physical) => self
+                .blocks
+                .get(&(physical, self.state.mode()))
+                .is_some_and(|block| block.ip(0) == self.state.rip),
             Err(_) => false,
         }
     }
@@ -471,7 +474,23 @@ impl X86Cpu {
         // The previous instruction, when `after_insn_exec` is to fire for it.
         let mut after_previous: Option<u64> = None;
         let mut end = BlockEnd::Continue;
-        for n in 0..count {
+        // Uninstrumented: the leading run of pre-decoded ops in one go (see
+        // `X86Cpu::execute_ops`); the loop below takes over from the first other one.
+        let mut start = 0;
+        if !HOOKS {
+            let (done, fault) = self.execute_ops(block, count);
+            if let Some(fault) = fault {
+                return match self.take_fault::<false>(hooks, fault, None) {
+                    Some(exit) => BlockEnd::Exit(exit),
+                    None => BlockEnd::Trapped,
+                };
+            }
+            if self.code_written {
+                return self.stale_block_end(end);
+            }
+            start = done;
+        }
+        for n in start..count {
             if block.ip(n) != self.state.rip {
                 break;
             }
@@ -492,8 +511,8 @@ impl X86Cpu {
                         return end;
                     }
                 }
-                if block.instruction(n).mnemonic() == iced_x86::Mnemonic::Cpuid
-                    && hooks.has(CallbackKind::GuestHypercall)
+                if hooks.has(CallbackKind::GuestHypercall)
+                    && block.instruction(n).mnemonic() == iced_x86::Mnemonic::Cpuid
                 {
                     match self.hypercall(hooks, block, n, insn_pc) {
                         Some(true) => {
@@ -584,6 +603,7 @@ impl X86Cpu {
                 after_previous = Some(insn_pc);
             }
             if self.code_written {
+                end = self.stale_block_end(end);
                 break;
             }
         }
@@ -591,6 +611,18 @@ impl X86Cpu {
             if let Some(previous) = after_previous {
                 hooks.after_instruction(&mut X86View::new(self), previous);
             }
+        }
+        end
+    }
+
+    /// How a block ends that an instruction left stale (`code_written`): a store to code, or
+    /// a device access (see `mmio.rs`), which ends the run slice too. Out of the loops' way:
+    /// they test only `code_written` per instruction.
+    #[cold]
+    #[inline(never)]
+    fn stale_block_end(&mut self, end: BlockEnd) -> BlockEnd {
+        if std::mem::take(&mut self.device_accessed) {
+            return BlockEnd::Exit(Exit::Budget);
         }
         end
     }
@@ -841,6 +873,8 @@ impl BlockExecutor for Exec<'_> {
         let key = self.block().key;
         self.cpu.blocks.remove(&key);
         self.cpu.block_meta.remove(&key);
+        // Let go of it too: a block nothing else holds is gone for the jump cache as well.
+        self.block = None;
         let mask = hooks.mask();
         let block = self.cpu.translated_block(hooks, pc, mask).ok()?;
         self.block = Some(block);
@@ -855,8 +889,9 @@ impl BlockExecutor for Exec<'_> {
             self.cpu
                 .execute_block::<true, false>(hooks, &block, count, pc, selected.as_deref())
         } else {
-            // Memory callbacks are off: accesses take the plain path.
-            self.cpu.instrument.memory = false;
+            // Nothing fires inside the block: accesses take the plain path, and the CPU
+            // holds no loan of the registry while it runs.
+            self.cpu.instrument.clear();
             self.cpu
                 .execute_block::<false, false>(hooks, &block, count, pc, None)
         }

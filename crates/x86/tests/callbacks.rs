@@ -455,6 +455,10 @@ fn mmio_reaches_the_platform_and_fires_device_callbacks() {
     let mut cpu = machine(&code, 0);
     let (w, written) = log();
     cpu.mmio = Some(pandare_x86::MmioSpace(Box::new(Device(w))));
+    // Each access a device answered ends the slice after its instruction.
+    assert_eq!(cpu.run(100), Exit::Budget);
+    assert_eq!(cpu.instruction_count(), 1);
+    assert_eq!(cpu.run(100), Exit::Budget);
     assert_eq!(cpu.run(100), Exit::Halted);
     assert_eq!(taken(&written), vec![(DEVICE + 0x10, 8, 0xabd5)]);
     assert_eq!(cpu.state.gpr[0], 0xffff_ffff);
@@ -510,6 +514,8 @@ fn mmio_reaches_the_platform_and_fires_device_callbacks() {
             })),
         )
         .unwrap();
+    assert_eq!(cpu.run_with(&mut instr, 100), Exit::Budget);
+    assert_eq!(cpu.run_with(&mut instr, 100), Exit::Budget);
     assert_eq!(cpu.run_with(&mut instr, 100), Exit::Halted);
     assert_eq!(
         taken(&events),
@@ -758,4 +764,115 @@ fn two_runs_give_identical_callback_traces() {
         .any(|line| line.starts_with("exception 0x100")));
     assert!(first.0.iter().any(|line| line.starts_with("write")));
     assert_eq!(first, second);
+}
+
+#[test]
+fn invalidate_opt_retranslates_and_a_mid_block_fault_restores_state_first() {
+    // nop ; nop ; ud2 (in a kernel: the #UD handler halts)
+    let mut cpu = machine(&[0x90, 0x90, 0x0f, 0x0b], 0);
+    let mut instr = Instrumentation::new();
+    let (l, events) = log();
+    let (l2, l3, l4, l5) = (
+        Arc::clone(&l),
+        Arc::clone(&l),
+        Arc::clone(&l),
+        Arc::clone(&l),
+    );
+    instr
+        .register(
+            "translate",
+            Callback::BeforeBlockTranslate(Box::new(move |_, pc| {
+                l.lock().unwrap().push(format!("translate {pc:#x}"));
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "translated",
+            Callback::AfterBlockTranslate(Box::new(move |_, block| {
+                l2.lock().unwrap().push(format!(
+                    "translated {:#x} {} {}",
+                    block.pc, block.size, block.instruction_count
+                ));
+            })),
+        )
+        .unwrap();
+    let mut first = true;
+    instr
+        .register(
+            "invalidate",
+            Callback::BeforeBlockExecInvalidateOpt(Box::new(move |_, block| {
+                l3.lock()
+                    .unwrap()
+                    .push(format!("invalidate? {:#x}", block.pc));
+                std::mem::take(&mut first)
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "restore",
+            Callback::CpuRestoreState(Box::new(move |cpu, block| {
+                l4.lock().unwrap().push(format!(
+                    "restore {:#x} at {:#x} after {}",
+                    block.pc,
+                    cpu.pc(),
+                    cpu.instruction_count()
+                ));
+            })),
+        )
+        .unwrap();
+    instr
+        .register(
+            "exception",
+            Callback::BeforeHandleException(Box::new(move |_, index| {
+                l5.lock().unwrap().push(format!("exception {index}"));
+                index
+            })),
+        )
+        .unwrap();
+    assert_eq!(cpu.run_with(&mut instr, 100), Exit::Halted);
+    assert_eq!(halted_in(&cpu), 6);
+    let events = taken(&events);
+    assert_eq!(
+        events[..7],
+        [
+            format!("translate {CODE:#x}"),
+            format!("translated {CODE:#x} 4 3"),
+            format!("invalidate? {CODE:#x}"),
+            format!("translate {CODE:#x}"),
+            format!("translated {CODE:#x} 4 3"),
+            format!("restore {CODE:#x} at {:#x} after 2", CODE + 2),
+            "exception 6".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn code_written_by_a_callback_runs_at_once() {
+    // mov eax, 1 ; hlt: a block callback rewrites the immediate before the block runs.
+    let mut cpu = machine(&[0xb8, 1, 0, 0, 0, 0xf4], 0);
+    let mut instr = Instrumentation::new();
+    let (l, blocks) = log();
+    instr
+        .register(
+            "patch",
+            Callback::BeforeBlockExec(Box::new(move |cpu, block| {
+                l.lock().unwrap().push(block.pc);
+                let mut immediate = [0u8];
+                cpu.read_memory(CODE + 1, &mut immediate).unwrap();
+                if immediate[0] == 1 {
+                    cpu.write_memory(CODE + 1, &[2]).unwrap();
+                }
+            })),
+        )
+        .unwrap();
+    assert_eq!(cpu.run_with(&mut instr, 100), Exit::Halted);
+    assert_eq!(cpu.state.gpr[0], 2, "the rewritten instruction ran");
+    assert_eq!(
+        taken(&blocks),
+        vec![CODE, CODE],
+        "the stale block did not run"
+    );
+    assert_eq!(cpu.instruction_count(), 2);
 }

@@ -8,7 +8,9 @@
 //! CPU seconds (this thread's, the children's: the machine may be shared) and MIPS for
 //! each of `RUNS` (default 3) runs, then min/median/max.
 //!
-//! `cargo run --release -p pandare-x86 --example bench`
+//! `cargo run --release -p pandare-x86 --example bench`; `PROFILE=N` runs only the first N
+//! emulated instructions (for a profiler or an instruction-counting tool such as
+//! `valgrind --tool=callgrind`, whose counts do not depend on the machine's load).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -155,6 +157,7 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
+    let profile_limit: Option<u64> = std::env::var("PROFILE").ok().and_then(|p| p.parse().ok());
     let dir = std::env::temp_dir().join(format!("pandare-x86-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let built = build(&dir);
@@ -179,6 +182,16 @@ fn main() {
             Err(e) => eprintln!("bench: qemu-x86_64 not measured: {e}"),
         }
         let mut cpu = machine(&image);
+        if let Some(limit) = profile_limit {
+            // Profiling (`PROFILE=N`): only the first N instructions, no comparison.
+            while cpu.instruction_count() < limit {
+                if cpu.run(limit - cpu.instruction_count()) != Exit::Budget {
+                    break;
+                }
+            }
+            println!("profiled {} instructions", cpu.instruction_count());
+            return;
+        }
         let start = cpu_seconds(false);
         let wall = Instant::now();
         loop {
