@@ -944,7 +944,12 @@ impl X86Cpu {
                 break;
             }
             match self.op_body(op, op.flags || !whole) {
-                Ok(next) => rip = next,
+                Ok(next) => {
+                    rip = next;
+                    // Counted per op: a device reached by a later op's access reads the
+                    // count as its clock.
+                    self.icount += 1;
+                }
                 Err(f) => {
                     self.op_fault = Some(f);
                     faulted = FAULTED;
@@ -956,12 +961,11 @@ impl X86Cpu {
                 break;
             }
         }
-        // RIP, the count and the interrupt shadow once for the run (no op reads RIP: their
+        // RIP and the interrupt shadow once for the run (no op reads RIP: their
         // RIP-relative operands and return addresses were resolved when translated).
         self.state.rip = rip;
         if done > 0 {
             self.state.interrupt_shadow = false;
-            self.icount += done as u64;
         }
         done | faulted
     }
