@@ -915,7 +915,18 @@ impl X86Cpu {
     pub(crate) fn execute_ops(&mut self, block: &Block, count: usize) -> (usize, Option<Fault>) {
         // The fault travels in a field: a returned `Option<Fault>` costs a store-forwarding
         // stall on every call.
-        let done = self.execute_ops_inner(block, count);
+        // Flags an op's successors overwrite are skipped only when the whole block runs
+        // (a budget may end it between the writer and the overwriter).
+        let limit = if block.crossing.is_some() {
+            count.min(block.len() - 1)
+        } else {
+            count
+        };
+        let done = if limit == block.ops.len() {
+            self.execute_ops_inner::<true>(block, limit)
+        } else {
+            self.execute_ops_inner::<false>(block, limit)
+        };
         if done & FAULTED != 0 {
             (done & !FAULTED, self.op_fault.take())
         } else {
@@ -923,19 +934,12 @@ impl X86Cpu {
         }
     }
 
+    /// Runs up to `limit` ops; `WHOLE`: they are the whole block (flags may be skipped).
     #[inline(never)]
-    fn execute_ops_inner(&mut self, block: &Block, count: usize) -> usize {
+    fn execute_ops_inner<const WHOLE: bool>(&mut self, block: &Block, limit: usize) -> usize {
         if self.state.rflags & fl::TF != 0 || block.ip(0) != self.state.rip {
             return 0;
         }
-        let limit = if block.crossing.is_some() {
-            count.min(block.len() - 1)
-        } else {
-            count
-        };
-        // Flags an op's successors overwrite are skipped only when the whole block runs
-        // (a budget may end it between the writer and the overwriter).
-        let whole = limit == block.ops.len();
         let mut rip = self.state.rip;
         let mut done = 0;
         let mut faulted = 0;
@@ -943,7 +947,7 @@ impl X86Cpu {
             if op.kind == Kind::Generic {
                 break;
             }
-            match self.op_body(op, op.flags || !whole) {
+            match self.op_body(op, op.flags || !WHOLE) {
                 Ok(next) => {
                     rip = next;
                     // Counted per op: a device reached by a later op's access reads the
