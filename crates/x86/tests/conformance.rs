@@ -299,9 +299,6 @@ fn the_block_start_loop_and_the_instrumented_loop_agree_bare_metal() {
 /// A timer armed from the middle of a block fires at the same instruction whether the block
 /// ran uninstrumented (its pre-decoded ops in one go) or instrumented (one by one).
 #[test]
-#[ignore = "known, for x86-speed: execute_ops adds the instruction count once per run of \
-            pre-decoded ops, so the timer register sees the run's start count and the \
-            uninstrumented run takes the interrupt 7 instructions early (rax 5 vs 8)"]
 fn a_timer_armed_mid_block_fires_at_the_same_count_in_every_loop() {
     use pandare_core::instrument::Callback;
     use pandare_core::{Exit, Machine, ShutdownKind};
