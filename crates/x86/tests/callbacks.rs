@@ -891,10 +891,6 @@ impl PhysicalDevices for Clocked {
 }
 
 #[test]
-#[ignore = "known, for x86-speed: execute_ops (the uninstrumented loops' run of pre-decoded ops) \
-            adds the instruction count once per run, so a device accessed mid-run sees the \
-            count at the run's start (here 0, not 5); counting per op costs +2.9% host \
-            instructions on the bench (callgrind, PROFILE=5000000)"]
 fn devices_see_the_exact_instruction_count_in_every_loop() {
     // Five register ops, then a store to the device (the sixth instruction), then HLT.
     let mut code = vec![0x31, 0xc0, 0x83, 0xc0, 0x01, 0x83, 0xc0, 0x01];
