@@ -66,8 +66,11 @@ fn run_tool(command: &mut Command) -> Result<Vec<u8>, String> {
 /// Assembles, links and dumps `tests/conformance/<name>.S`: its raw image and symbols.
 fn build(name: &str) -> Result<GuestProgram, String> {
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    // One directory per build: tests run in parallel and build the same programs.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let build = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "pandare-x86-conformance-{}-{name}",
+        "pandare-x86-conformance-{}-{build}-{name}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
