@@ -333,3 +333,33 @@ fn a_timer_armed_mid_block_fires_at_the_same_count_in_every_loop() {
     };
     assert_eq!(run(false), run(true));
 }
+
+/// The bare board's snapshots: a machine restored mid-run runs on to the same end.
+#[test]
+fn a_snapshot_of_the_bare_board_runs_on_identically() {
+    use pandare_core::{Exit, Machine, ShutdownKind};
+
+    let program = match X86_64.program(Program::TimerInterrupt) {
+        Ok(program) => program,
+        Err(reason) => {
+            pandare_test_support::unavailable(&reason);
+            return;
+        }
+    };
+    let mut machine = X86_64.bare_metal(&program);
+    // Stop while the timer is armed and not yet due.
+    assert_eq!(machine.run(25), Exit::BudgetExhausted);
+    assert!(machine.next_event().is_some());
+    let snapshot = machine.save_snapshot();
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    let end = (machine.instruction_count(), machine.state_hash());
+    machine.load_snapshot(&snapshot).unwrap();
+    assert_eq!(machine.instruction_count(), 25);
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!((machine.instruction_count(), machine.state_hash()), end);
+    // A fresh machine takes the snapshot too.
+    let mut other = X86_64.bare_metal(&program);
+    other.load_snapshot(&snapshot).unwrap();
+    assert_eq!(other.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!((other.instruction_count(), other.state_hash()), end);
+}
