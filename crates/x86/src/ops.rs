@@ -88,6 +88,8 @@ pub(crate) struct Mem {
     a32: bool,
     /// 64-bit mode through a segment other than FS/GS: the linear address is the offset.
     flat: bool,
+    /// 64-bit mode through FS or GS: the linear address is the segment base plus the offset.
+    based: bool,
     disp: u64,
 }
 
@@ -272,6 +274,8 @@ fn mem_operand(cpu: &X86Cpu, i: &Instruction) -> Option<Mem> {
         a32: address_mask == 0xffff_ffff,
         flat: cpu.state.mode() == Mode::Long64
             && !matches!(i.memory_segment(), Register::FS | Register::GS),
+        based: cpu.state.mode() == Mode::Long64
+            && matches!(i.memory_segment(), Register::FS | Register::GS),
         disp: i.memory_displacement64(),
     };
     if base != Register::None && base != Register::RIP && base != Register::EIP {
@@ -303,16 +307,18 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
     let count = i.op_count();
     let kind = |n: u32| i.op_kind(n);
     let reg = |n: u32| gpr(i.op_register(n));
-    let imm_size = |n: u32| match kind(n) {
-        OpKind::Immediate8
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate32to64
-        | OpKind::Immediate64 => true,
-        _ => false,
+    let imm_size = |n: u32| {
+        matches!(
+            kind(n),
+            OpKind::Immediate8
+                | OpKind::Immediate8to16
+                | OpKind::Immediate8to32
+                | OpKind::Immediate8to64
+                | OpKind::Immediate16
+                | OpKind::Immediate32
+                | OpKind::Immediate32to64
+                | OpKind::Immediate64
+        )
     };
     let m = i.mnemonic();
     // Two-operand forms with GPR/memory/immediate operands, by operand size.
@@ -796,6 +802,13 @@ impl X86Cpu {
             flat_check(offset, m.seg)?;
             return self.read_linear(offset, size.into(), false);
         }
+        if m.based {
+            let linear = self.state.segments[usize::from(m.seg) % 6]
+                .base
+                .wrapping_add(offset);
+            flat_check(linear, m.seg)?;
+            return self.read_linear(linear, size.into(), false);
+        }
         self.read(m.seg as usize, offset, size.into())
     }
 
@@ -805,6 +818,13 @@ impl X86Cpu {
         if m.flat {
             flat_check(offset, m.seg)?;
             return self.write_linear(offset, size.into(), v, false);
+        }
+        if m.based {
+            let linear = self.state.segments[usize::from(m.seg) % 6]
+                .base
+                .wrapping_add(offset);
+            flat_check(linear, m.seg)?;
+            return self.write_linear(linear, size.into(), v, false);
         }
         self.write(m.seg as usize, offset, size.into(), v)
     }
@@ -895,7 +915,18 @@ impl X86Cpu {
     pub(crate) fn execute_ops(&mut self, block: &Block, count: usize) -> (usize, Option<Fault>) {
         // The fault travels in a field: a returned `Option<Fault>` costs a store-forwarding
         // stall on every call.
-        let done = self.execute_ops_inner(block, count);
+        // Flags an op's successors overwrite are skipped only when the whole block runs
+        // (a budget may end it between the writer and the overwriter).
+        let limit = if block.crossing.is_some() {
+            count.min(block.len() - 1)
+        } else {
+            count
+        };
+        let done = if limit == block.ops.len() {
+            self.execute_ops_inner::<true>(block, limit)
+        } else {
+            self.execute_ops_inner::<false>(block, limit)
+        };
         if done & FAULTED != 0 {
             (done & !FAULTED, self.op_fault.take())
         } else {
@@ -903,19 +934,12 @@ impl X86Cpu {
         }
     }
 
+    /// Runs up to `limit` ops; `WHOLE`: they are the whole block (flags may be skipped).
     #[inline(never)]
-    fn execute_ops_inner(&mut self, block: &Block, count: usize) -> usize {
+    fn execute_ops_inner<const WHOLE: bool>(&mut self, block: &Block, limit: usize) -> usize {
         if self.state.rflags & fl::TF != 0 || block.ip(0) != self.state.rip {
             return 0;
         }
-        let limit = if block.crossing.is_some() {
-            count.min(block.len() - 1)
-        } else {
-            count
-        };
-        // Flags an op's successors overwrite are skipped only when the whole block runs
-        // (a budget may end it between the writer and the overwriter).
-        let whole = limit == block.ops.len();
         let mut rip = self.state.rip;
         let mut done = 0;
         let mut faulted = 0;
@@ -923,8 +947,13 @@ impl X86Cpu {
             if op.kind == Kind::Generic {
                 break;
             }
-            match self.op_body(op, op.flags || !whole) {
-                Ok(next) => rip = next,
+            match self.op_body(op, op.flags || !WHOLE) {
+                Ok(next) => {
+                    rip = next;
+                    // Counted per op: a device reached by a later op's access reads the
+                    // count as its clock.
+                    self.icount += 1;
+                }
                 Err(f) => {
                     self.op_fault = Some(f);
                     faulted = FAULTED;
@@ -936,12 +965,11 @@ impl X86Cpu {
                 break;
             }
         }
-        // RIP, the count and the interrupt shadow once for the run (no op reads RIP: their
+        // RIP and the interrupt shadow once for the run (no op reads RIP: their
         // RIP-relative operands and return addresses were resolved when translated).
         self.state.rip = rip;
         if done > 0 {
             self.state.interrupt_shadow = false;
-            self.icount += done as u64;
         }
         done | faulted
     }

@@ -1415,7 +1415,8 @@ fn flag_liveness_in_blocks() {
     fn und_of(_: &Input) -> u64 {
         OF
     }
-    let sequences: Vec<(&str, Vec<u8>, fn(&Input) -> u64)> = vec![
+    type Sequence = (&'static str, Vec<u8>, fn(&Input) -> u64);
+    let sequences: Vec<Sequence> = vec![
         (
             "add xor ror shl inc adc setc",
             vec![
