@@ -145,6 +145,8 @@ pub(crate) enum Kind {
     CmovRR,
     CmovRM,
     XchgRR,
+    /// BSWAP of a 32- or 64-bit register.
+    Bswap,
     /// CBW/CWDE/CDQE (by size) and CWD/CDQ/CQO.
     Cext,
     Cdx,
@@ -364,7 +366,15 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
         Some(())
     };
     match m {
-        Mnemonic::Nop => op.kind = Kind::Nop,
+        // ENDBR64/ENDBR32: CET is not implemented (nor advertised), so they are NOPs.
+        Mnemonic::Nop | Mnemonic::Endbr64 | Mnemonic::Endbr32 => op.kind = Kind::Nop,
+        Mnemonic::Bswap if kind(0) == OpKind::Register => {
+            let (a, size) = reg(0)?;
+            if size < 4 {
+                return None;
+            }
+            (op.kind, op.r, op.size) = (Kind::Bswap, a, size);
+        }
         Mnemonic::Mov => {
             two(
                 &mut op,
@@ -1219,6 +1229,15 @@ impl X86Cpu {
                 self.sm(op.r, op, b);
                 self.sm(op.r2, op, a);
             }
+            Kind::Bswap => {
+                let v = self.gm(op.r, op);
+                let r = if size == 8 {
+                    v.swap_bytes()
+                } else {
+                    u64::from((v as u32).swap_bytes())
+                };
+                self.sm(op.r, op, r);
+            }
             Kind::Cext => {
                 let a = self.state.gpr[0];
                 let v = sign_extend(a, u32::from(size) / 2);
@@ -1295,6 +1314,7 @@ fn flag_use(op: &Op) -> (u64, u64, bool) {
         | Kind::Lea
         | Kind::Not
         | Kind::XchgRR
+        | Kind::Bswap
         | Kind::Cext
         | Kind::Cdx
         | Kind::Jmp => (0, 0, false),
