@@ -557,6 +557,9 @@ impl X86Cpu {
     pub(crate) fn execute_one(&mut self, instruction: &Instruction) -> Result<Event, Fault> {
         let saved_gpr = self.state.gpr;
         let saved_rflags = self.state.rflags;
+        // RF is cleared at the start of every instruction (SDM vol. 3 §17.3.1.1); IRET may
+        // set it again. A fault restores it with the other flags.
+        self.state.rflags &= !flags::RF;
         let result = crate::exec::execute(self, instruction);
         match result {
             Ok(event) => {
@@ -569,6 +572,8 @@ impl X86Cpu {
                 if !crate::exec::is_string(instruction) {
                     self.state.gpr = saved_gpr;
                     self.state.rflags = saved_rflags;
+                } else {
+                    self.state.rflags |= saved_rflags & flags::RF;
                 }
                 Err(fault)
             }
@@ -582,6 +587,12 @@ impl X86Cpu {
     pub fn deliver_fault(&mut self, fault: Fault) -> Result<(), Fault> {
         if let Some(address) = fault.address {
             self.state.cr2 = address;
+        }
+        // Fault-class exceptions push RF = 1 so that the handler's IRET does not trip an
+        // instruction breakpoint again (SDM vol. 3 §17.3.1.1); traps and aborts push it as
+        // it was.
+        if !matches!(fault.vector, 1 | 3 | 4 | 8 | 18) {
+            self.state.rflags |= flags::RF;
         }
         let rip = self.state.rip;
         match self.deliver(fault.vector, fault.error_code, rip, false) {
@@ -678,7 +689,9 @@ impl X86Cpu {
                 selector: (selector & !3) | u16::from(new_cpl),
                 ..code
             };
-            if new_cpl != old_cpl {
+            // A privilege change, or any IST stack, loads a null SS with RPL = new CPL
+            // (SDM vol. 3 §6.14.4 and §6.14.5).
+            if new_cpl != old_cpl || ist != 0 {
                 self.state.segments[seg::SS] = Segment {
                     selector: u16::from(new_cpl),
                     base: 0,
@@ -789,6 +802,16 @@ impl X86Cpu {
 
     /// Reads the descriptor `selector` names from the GDT or LDT (null selectors: #GP(0)).
     pub(crate) fn load_descriptor(&mut self, selector: u16) -> Result<Segment, Fault> {
+        let segment = self.read_descriptor(selector)?;
+        if !segment.present() {
+            return Err(Fault::np(u32::from(selector & !3)));
+        }
+        Ok(segment)
+    }
+
+    /// Reads the descriptor `selector` names, present or not (for loads that check its
+    /// type and privilege before presence).
+    pub(crate) fn read_descriptor(&mut self, selector: u16) -> Result<Segment, Fault> {
         let index = u64::from(selector & !7);
         if index == 0 && selector & 4 == 0 {
             return Err(Fault::gp(0));
@@ -802,11 +825,11 @@ impl X86Cpu {
             return Err(Fault::gp(u32::from(selector & !3)));
         }
         let raw = self.read_linear(base + index, 8, true)?;
-        let segment = Segment::from_descriptor(selector, raw as u32, (raw >> 32) as u32);
-        if !segment.present() {
-            return Err(Fault::np(u32::from(selector & !3)));
-        }
-        Ok(segment)
+        Ok(Segment::from_descriptor(
+            selector,
+            raw as u32,
+            (raw >> 32) as u32,
+        ))
     }
 
     /// Reads the 16-byte system descriptor (LDT, TSS in long mode) at `selector`.

@@ -1459,7 +1459,9 @@ fn load_segment(cpu: &mut X86Cpu, index: usize, selector: u16) -> R<()> {
         };
         return Ok(());
     }
-    let d = cpu.load_descriptor(selector)?;
+    // Type and privilege are checked before presence, and a not-present stack segment is
+    // #SS, not #NP (SDM vol. 2, MOV and POP: "segment marked not present").
+    let d = cpu.read_descriptor(selector)?;
     let error = u32::from(selector & !3);
     let rpl = (selector & 3) as u8;
     let cpl = cpu.state.cpl;
@@ -1478,6 +1480,13 @@ fn load_segment(cpu: &mut X86Cpu, index: usize, selector: u16) -> R<()> {
         if !readable || (!conforming && (d.dpl() < cpl || d.dpl() < rpl)) {
             return Err(Fault::gp(error));
         }
+    }
+    if !d.present() {
+        return Err(if index == seg::SS {
+            Fault::ss(error)
+        } else {
+            Fault::np(error)
+        });
     }
     // FS and GS take the descriptor's 32-bit base (in 64-bit mode it replaces the MSR value).
     cpu.state.segments[index] = d;
