@@ -1712,11 +1712,12 @@ fn iret(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         cpu.state.gpr[4] = sp;
     }
     if rpl > cpl {
-        // Data segments the outer level may not use become null.
+        // Data segments the outer level may not use become null, in IA-32e mode too
+        // (SDM vol. 2 IRET, RETURN-TO-OUTER-PRIVILEGE-LEVEL; AMD APM vol. 3 IRET).
         for index in [seg::ES, seg::DS, seg::FS, seg::GS] {
             let s = cpu.state.segments[index];
             let code_conforming = s.kind() & 0xc == 0xc;
-            if s.present() && !code_conforming && s.dpl() < rpl && !long {
+            if s.present() && !code_conforming && s.dpl() < rpl {
                 cpu.state.segments[index] = Segment {
                     selector: 0,
                     ..Segment::default()

@@ -659,16 +659,26 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
             };
             return Err(report(&history, headline, &diffs));
         }
-        if ports.lock().unwrap().exit.is_some() {
-            return Err(report(
-                &history,
-                format!(
-                    "pandare's program wrote the exit port, but QEMU went on to instruction \
-                     {index} at {:#x} (log line {})",
-                    dump.rip, dump.line
-                ),
-                &[],
-            ));
+        // The exit port written: QEMU may still log the instruction after the OUT (its
+        // exit request lands asynchronously), so the comparison ends here.
+        let exited = ports.lock().unwrap().exit;
+        if let Some(exit) = exited {
+            if qemu.exit.is_none() {
+                return Err(report(
+                    &history,
+                    format!("pandare's program exited ({exit}) but QEMU's did not"),
+                    &[],
+                ));
+            }
+            let log = ports.lock().unwrap();
+            return Ok(Agreement {
+                instructions: index,
+                exceptions,
+                deviations,
+                corrections,
+                output: log.output.clone(),
+                exit: log.exit,
+            });
         }
         let instruction = cpu.decode_current().ok();
         let text = instruction
@@ -680,7 +690,7 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
         } else {
             cpu.state.segments[1].base
         });
-        let result = cpu.step();
+        let mut result = cpu.step();
         // QEMU's exceptions between this instruction and the next.
         at += 1;
         let mut theirs: Vec<&Interrupt> = Vec::new();
@@ -695,98 +705,116 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
         let output_now = ports.lock().unwrap().output.len();
         let mut ours: Option<Delivered> = None;
         let mut halted = false;
-        match result {
-            Err(fault) => {
-                if let Some(note) = qemu_skips_msr_fault(&cpu, instruction.as_ref(), fault, &theirs)
-                {
-                    // Follow QEMU past the instruction so that the comparison goes on.
-                    let Some(next) = next else {
-                        return Err(report(&history, format!("{note}; QEMU's log ends"), &[]));
-                    };
-                    cpu.state.rip = next.rip;
-                    if instruction.as_ref().map(Instruction::mnemonic) == Some(Mnemonic::Rdmsr) {
-                        cpu.state.gpr[0] = next.gpr[0];
-                        cpu.state.gpr[2] = next.gpr[2];
-                    }
-                    deviations.push(format!(
-                        "instruction {index} at {linear:#x} `{text}`: {note}"
-                    ));
-                    corrections.push(Correction {
-                        offset: output_now,
-                        qemu: String::new(),
-                        ours: handler_text(fault.vector, fault.error_code.unwrap_or(0)),
-                    });
-                } else {
-                    let mut event = delivered(fault, false);
-                    if cpu.deliver_fault(fault).is_err() {
-                        return Err(report(
-                            &history,
-                            format!(
-                                "pandare triple-faulted at instruction {index} {linear:#x} \
-                                 `{text}` ({event})"
-                            ),
-                            &[],
-                        ));
-                    }
-                    if let Some(qemu_code) = qemu_drops_present_bit(fault, &theirs) {
-                        // Follow QEMU: its error code on the handler's stack.
-                        let rsp = cpu.state.gpr[4];
-                        let width = if cpu.state.long_mode_active() { 8 } else { 4 };
-                        let mut bytes = [0u8; 8];
-                        bytes[..4].copy_from_slice(&qemu_code.to_le_bytes());
-                        if let Some(physical) = cpu.virt_to_phys(rsp) {
-                            cpu.ram.write_bytes(physical, &bytes[..width]);
+        let mut fetched_again = false;
+        loop {
+            match result {
+                Err(fault) => {
+                    if let Some(note) =
+                        qemu_skips_msr_fault(&cpu, instruction.as_ref(), fault, &theirs)
+                    {
+                        // Follow QEMU past the instruction so that the comparison goes on.
+                        let Some(next) = next else {
+                            return Err(report(&history, format!("{note}; QEMU's log ends"), &[]));
+                        };
+                        cpu.state.rip = next.rip;
+                        if instruction.as_ref().map(Instruction::mnemonic) == Some(Mnemonic::Rdmsr)
+                        {
+                            cpu.state.gpr[0] = next.gpr[0];
+                            cpu.state.gpr[2] = next.gpr[2];
                         }
                         deviations.push(format!(
+                            "instruction {index} at {linear:#x} `{text}`: {note}"
+                        ));
+                        corrections.push(Correction {
+                            offset: output_now,
+                            qemu: String::new(),
+                            ours: handler_text(fault.vector, fault.error_code.unwrap_or(0)),
+                        });
+                    } else {
+                        let mut event = delivered(fault, false);
+                        if cpu.deliver_fault(fault).is_err() {
+                            return Err(report(
+                                &history,
+                                format!(
+                                    "pandare triple-faulted at instruction {index} {linear:#x} \
+                                 `{text}` ({event})"
+                                ),
+                                &[],
+                            ));
+                        }
+                        if let Some(qemu_code) = qemu_drops_present_bit(fault, &theirs) {
+                            // Follow QEMU: its error code on the handler's stack.
+                            let rsp = cpu.state.gpr[4];
+                            let width = if cpu.state.long_mode_active() { 8 } else { 4 };
+                            let mut bytes = [0u8; 8];
+                            bytes[..4].copy_from_slice(&qemu_code.to_le_bytes());
+                            if let Some(physical) = cpu.virt_to_phys(rsp) {
+                                cpu.ram.write_bytes(physical, &bytes[..width]);
+                            }
+                            deviations.push(format!(
                             "instruction {index} at {linear:#x} `{text}`: QEMU's #PF error code \
                              for a reserved-bit violation lacks P (QEMU {qemu_code:#x}, the \
                              manuals and pandare {:#x})",
                             fault.error_code.unwrap_or(0)
                         ));
-                        corrections.push(Correction {
-                            offset: output_now,
-                            qemu: handler_text(14, qemu_code),
-                            ours: handler_text(14, fault.error_code.unwrap_or(0)),
-                        });
-                        event.error_code = Some(qemu_code);
-                    }
-                    if let Some(next) = next.filter(|n| n.cr2 != cpu.state.cr2) {
-                        if fault.vector != 14 && theirs.first().map(|t| t.vector) == Some(13) {
-                            // QEMU's TCG takes a non-canonical access through its page-fault
-                            // path and leaves the address in CR2 when it raises #GP; only
-                            // #PF loads CR2 (SDM vol. 3 §2.5, §6.15). Follow QEMU's CR2.
-                            deviations.push(format!(
-                                "instruction {index} at {linear:#x} `{text}`: QEMU's #GP \
+                            corrections.push(Correction {
+                                offset: output_now,
+                                qemu: handler_text(14, qemu_code),
+                                ours: handler_text(14, fault.error_code.unwrap_or(0)),
+                            });
+                            event.error_code = Some(qemu_code);
+                        }
+                        if let Some(next) = next.filter(|n| n.cr2 != cpu.state.cr2) {
+                            if fault.vector != 14 && theirs.first().map(|t| t.vector) == Some(13) {
+                                // QEMU's TCG takes a non-canonical access through its page-fault
+                                // path and leaves the address in CR2 when it raises #GP; only
+                                // #PF loads CR2 (SDM vol. 3 §2.5, §6.15). Follow QEMU's CR2.
+                                deviations.push(format!(
+                                    "instruction {index} at {linear:#x} `{text}`: QEMU's #GP \
                                  wrote CR2 = {:#x}; the manuals leave CR2 alone",
-                                next.cr2
-                            ));
-                            cpu.state.cr2 = next.cr2;
+                                    next.cr2
+                                ));
+                                cpu.state.cr2 = next.cr2;
+                            }
+                        }
+                        ours = Some(event);
+                    }
+                }
+                Ok(Event::Halted) => halted = true,
+                Ok(_) => {
+                    if let Some(i) = &instruction {
+                        let next_ip = rip.wrapping_add(i.len() as u64);
+                        let vector = match i.mnemonic() {
+                            Mnemonic::Int => Some(i.immediate8()),
+                            Mnemonic::Int3 => Some(3),
+                            Mnemonic::Into => Some(4),
+                            Mnemonic::Int1 => Some(1),
+                            _ => None,
+                        };
+                        if let Some(vector) = vector.filter(|_| cpu.state.rip != next_ip) {
+                            ours = Some(Delivered {
+                                vector,
+                                error_code: None,
+                                address: None,
+                                software: true,
+                            });
                         }
                     }
-                    ours = Some(event);
                 }
             }
-            Ok(Event::Halted) => halted = true,
-            Ok(_) => {
-                if let Some(i) = &instruction {
-                    let next_ip = rip.wrapping_add(i.len() as u64);
-                    let vector = match i.mnemonic() {
-                        Mnemonic::Int => Some(i.immediate8()),
-                        Mnemonic::Int3 => Some(3),
-                        Mnemonic::Into => Some(4),
-                        Mnemonic::Int1 => Some(1),
-                        _ => None,
-                    };
-                    if let Some(vector) = vector.filter(|_| cpu.state.rip != next_ip) {
-                        ours = Some(Delivered {
-                            vector,
-                            error_code: None,
-                            address: None,
-                            software: true,
-                        });
-                    }
+            // QEMU raises a fault on fetching the next instruction before it logs that
+            // instruction (it translates, then logs and runs): take it as this step's.
+            let fetch_fault = theirs
+                .first()
+                .is_some_and(|t| !t.software && t.pc == linear_ip(&cpu.state));
+            if ours.is_none() && !halted && !fetched_again && fetch_fault {
+                fetched_again = true;
+                result = cpu.step();
+                if result.is_err() {
+                    continue;
                 }
             }
+            break;
         }
         // A REP string instruction: QEMU may log it once per iteration batch.
         if let Some(i) = &instruction {
@@ -808,7 +836,13 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
         if history.len() > CONTEXT {
             history.pop_front();
         }
-        let same = match (ours, theirs.first()) {
+        // A software interrupt whose gate refuses it: QEMU logs the attempt, then the #GP
+        // it delivers instead.
+        let delivered_by_qemu = match theirs.as_slice() {
+            [first, second, ..] if first.software && !second.software => Some(*second),
+            _ => theirs.first().copied(),
+        };
+        let same = match (ours, delivered_by_qemu) {
             (None, None) => true,
             (Some(ours), Some(theirs)) => {
                 ours.vector == theirs.vector
@@ -861,11 +895,25 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
         }
         // Values that differ by design: take QEMU's.
         if let (Some(i), Some(Record::Step(next))) = (&instruction, records.get(at)) {
-            let undefined = if ours.is_none() {
+            let mut undefined = if ours.is_none() {
                 undefined_flags(i)
             } else {
                 0
             };
+            let others_same = (cpu.state.rflags ^ next.rflags) & !flags::ARITH == 0;
+            if i.mnemonic() == Mnemonic::Syscall && others_same {
+                // QEMU 10's SYSCALL loses the arithmetic flags (it masks its lazily computed
+                // EFLAGS image without them); the manuals keep every flag SFMASK does not
+                // clear (SDM vol. 2 SYSCALL: RFLAGS AND NOT(IA32_FMASK)), as pandare does.
+                if (cpu.state.rflags ^ next.rflags) & flags::ARITH != 0 {
+                    deviations.push(format!(
+                        "instruction {index} at {linear:#x} `{text}`: QEMU's SYSCALL cleared \
+                         the arithmetic flags (QEMU RFLAGS {:#x}, pandare {:#x})",
+                        next.rflags, cpu.state.rflags
+                    ));
+                }
+                undefined |= flags::ARITH;
+            }
             cpu.state.rflags = (cpu.state.rflags & !undefined) | (next.rflags & undefined);
             let time = matches!(i.mnemonic(), Mnemonic::Rdtsc | Mnemonic::Rdtscp)
                 || (i.mnemonic() == Mnemonic::Rdmsr && cpu.state.gpr[1] as u32 == 0x10);
@@ -953,6 +1001,15 @@ fn qemu_drops_present_bit(fault: Fault, theirs: &[&Interrupt]) -> Option<u32> {
         && theirs.error_code == ours & !1
         && Some(theirs.error_code) != fault.error_code)
         .then_some(theirs.error_code)
+}
+
+/// The linear address of RIP.
+fn linear_ip(state: &State) -> u64 {
+    if state.mode() == pandare_x86::Mode::Long64 {
+        state.rip
+    } else {
+        state.rip.wrapping_add(state.segments[1].base) & 0xffff_ffff
+    }
 }
 
 fn delivered(fault: Fault, software: bool) -> Delivered {
