@@ -1842,6 +1842,15 @@ fn far_return(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         cpu.state.segments[seg::SS] = stack;
         cpu.state.gpr[4] = new_sp.wrapping_add(extra);
         cpu.state.cpl = rpl;
+        // As IRET does: data segments the outer level may not use become null (SDM vol. 2
+        // RET, RETURN-TO-OUTER-PRIVILEGE-LEVEL).
+        for index in [seg::ES, seg::DS, seg::FS, seg::GS] {
+            let s = cpu.state.segments[index];
+            let code_conforming = s.kind() & 0xc == 0xc;
+            if s.present() && !code_conforming && s.dpl() < rpl {
+                cpu.state.segments[index] = Segment::default();
+            }
+        }
     }
     cpu.state.segments[seg::CS] = code;
     cpu.state.rip = offset & mask(size);

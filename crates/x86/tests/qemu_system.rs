@@ -58,3 +58,8 @@ fn oracle(name: &str) {
 fn long_mode() {
     oracle("long_mode");
 }
+
+#[test]
+fn protected_mode_32() {
+    oracle("protected32");
+}
