@@ -46,7 +46,7 @@ use trace::{Dump, Interrupt, Record, SegmentDump};
 /// with popcnt. The local APIC stays: microvm's firmware expects one (pandare's PC brings
 /// its own), and no program here touches it.
 pub const QEMU_CPU: &str =
-    "qemu64,-de,-mce,-mtrr,-mca,-pse36,-pni,-svm,-3dnowprefetch,-hypervisor,+popcnt";
+    "qemu64,-de,-mce,-mtrr,-mca,-pse36,-pni,-svm,-3dnowprefetch,-hypervisor,+popcnt,level=1,xlevel=0x80000008";
 
 /// Guest RAM on both sides.
 const RAM_MIB: u64 = 32;
@@ -690,9 +690,18 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
         } else {
             cpu.state.segments[1].base
         });
+        let leaf = cpu.state.gpr[0] as u32;
         let mut result = cpu.step();
         // QEMU's exceptions between this instruction and the next.
         at += 1;
+        // A repeat of the dump before this instruction: a block QEMU logged but left before
+        // running it (see below); the instruction ran after the repeat.
+        while let Some(Record::Step(again)) = records.get(at) {
+            if !same_state(again, dump) || differences(&cpu.state, again).is_empty() {
+                break;
+            }
+            at += 1;
+        }
         let mut theirs: Vec<&Interrupt> = Vec::new();
         while let Some(Record::Interrupt(interrupt)) = records.get(at) {
             theirs.push(interrupt);
@@ -917,11 +926,23 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
             cpu.state.rflags = (cpu.state.rflags & !undefined) | (next.rflags & undefined);
             let time = matches!(i.mnemonic(), Mnemonic::Rdtsc | Mnemonic::Rdtscp)
                 || (i.mnemonic() == Mnemonic::Rdmsr && cpu.state.gpr[1] as u32 == 0x10);
-            if (time || i.mnemonic() == Mnemonic::Cpuid) && ours.is_none() {
-                let registers: &[usize] = if time { &[0, 2] } else { &[0, 1, 2, 3] };
-                for &r in registers {
-                    cpu.state.gpr[r] = next.gpr[r];
-                }
+            if time && ours.is_none() {
+                cpu.state.gpr[0] = next.gpr[0];
+                cpu.state.gpr[2] = next.gpr[2];
+            }
+            if i.mnemonic() == Mnemonic::Cpuid && leaf == 0x8000_0001 && ours.is_none() {
+                // The AMD alias of EDX.APIC (see leaf 1 below).
+                let apic = 1 << 9;
+                cpu.state.gpr[2] = (cpu.state.gpr[2] & !apic) | (next.gpr[2] & apic);
+            }
+            if i.mnemonic() == Mnemonic::Cpuid && leaf == 1 && ours.is_none() {
+                // QEMU keeps its local APIC (microvm's firmware needs one), so it sets
+                // EDX.APIC, which pandare's CPU leaves to the PC platform; EBX[23:16]
+                // (logical processors) means something only with EDX.HTT, set by neither.
+                let apic = 1 << 9;
+                cpu.state.gpr[2] = (cpu.state.gpr[2] & !apic) | (next.gpr[2] & apic);
+                let count = 0xff << 16;
+                cpu.state.gpr[3] = (cpu.state.gpr[3] & !count) | (next.gpr[3] & count);
             }
         }
     }

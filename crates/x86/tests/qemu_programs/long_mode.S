@@ -258,6 +258,17 @@ long64:
     wrmsr
     rdmsr
     SETMSR MSR_PAT, 0x0007040600070106
+    /* CPUID: QEMU's -cpu is reduced to pandare's model (qemu_oracle::QEMU_CPU). */
+    xorl %eax, %eax
+    cpuid
+    movl $1, %eax
+    cpuid
+    movl $0x80000000, %eax
+    cpuid
+    movl $0x80000001, %eax
+    cpuid
+    movl $0x80000008, %eax
+    cpuid
     /* CR8, the task priority. */
     movl $5, %eax
     movq %rax, %cr8
