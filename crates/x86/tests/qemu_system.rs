@@ -63,3 +63,37 @@ fn long_mode() {
 fn protected_mode_32() {
     oracle("protected32");
 }
+
+/// The comparison can fail: a register changed in one of QEMU's logged states is reported
+/// as the first divergence, with the register, both values and the instruction before it.
+#[test]
+fn a_planted_difference_is_reported() {
+    let tools = match tools() {
+        Ok(tools) => tools,
+        Err(reason) => return pandare_test_support::unavailable(&format!("planted: {reason}")),
+    };
+    let program = build(&tools, "protected32").unwrap_or_else(|e| panic!("{e}"));
+    let mut qemu = run_qemu(&tools, &program).unwrap_or_else(|e| panic!("{e}"));
+    let steps: Vec<usize> = qemu
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, qemu_oracle::trace::Record::Step(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let victim = steps[steps.len() / 2];
+    let qemu_oracle::trace::Record::Step(dump) = &mut qemu.records[victim] else {
+        unreachable!()
+    };
+    dump.gpr[3] ^= 0x100;
+    let report = match lockstep(&program, &qemu) {
+        Ok(_) => panic!("a changed RBX in QEMU's log went unnoticed"),
+        Err(report) => report,
+    };
+    assert!(
+        report.contains("first divergence after instruction"),
+        "{report}"
+    );
+    assert!(report.contains("RBX"), "{report}");
+    assert!(report.contains("instructions before"), "{report}");
+}

@@ -104,9 +104,12 @@ pub fn build(tools: &Tools, name: &str) -> Result<Program, String> {
     if !source.is_file() {
         return Err(format!("no program {}", source.display()));
     }
+    // One directory per build: tests run in parallel and may build the same program.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let build = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir()
         .join(format!("pandare-x86-qemu-{}", std::process::id()))
-        .join(name);
+        .join(format!("{name}-{build}"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let object = dir.join(format!("{name}.o"));
     let elf = dir.join(format!("{name}.elf"));
