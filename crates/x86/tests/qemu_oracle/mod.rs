@@ -700,7 +700,9 @@ pub fn lockstep(program: &Program, qemu: &QemuRun) -> Result<Agreement, String> 
         // A repeat of the dump before this instruction: a block QEMU logged but left before
         // running it (see below); the instruction ran after the repeat.
         while let Some(Record::Step(again)) = records.get(at) {
-            if !same_state(again, dump) || differences(&cpu.state, again).is_empty() {
+            // (A faulting instruction leaves pandare's state as it was: the repeat is one.)
+            let moved = result.is_err() || !differences(&cpu.state, again).is_empty();
+            if !same_state(again, dump) || !moved {
                 break;
             }
             at += 1;
