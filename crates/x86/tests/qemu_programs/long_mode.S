@@ -278,6 +278,25 @@ long64:
     movq %cr0, %rax
     movq %cr3, %rax
     movq %cr4, %rax
+    /* Control-register writes long mode refuses: #GP(0). */
+    movl $16, %ecx
+    FAULT movq %rcx, %cr8                  /* CR8 above 15 */
+    /* Not here: CR4.PAE cleared in long mode (#GP(0) by the manuals; QEMU 10 accepts it and
+       its paging falls apart) and a CR4 bit the CPU lacks such as SMEP (#GP(0); QEMU 10
+       re-executes the MOV forever). */
+    /* Nor CR0.PE cleared with PG set (#GP(0); QEMU 10 accepts it). */
+    /* Not EFER.LME cleared with paging on (#GP(0) by the manuals; QEMU 10 accepts it and
+       then delivers exceptions through a legacy IDT). */
+    /* The descriptor-table registers read back. */
+    sgdt table_store(%rip)
+    movq table_store + 2(%rip), %rax
+    sidt table_store(%rip)
+    movq table_store + 2(%rip), %rax
+    str %eax
+    sldt %eax
+    smsw %eax
+    str %ax
+    smsw %ax
     leaq msg_msrs(%rip), %rsi
     call puts
 
@@ -763,6 +782,7 @@ compat_user_pointer:
     .word UCODE32
 
     .balign 8
+table_store: .quad 0, 0
 recover: .quad 0
 recover_rsp: .quad 0
 last_vector: .quad 0
