@@ -334,6 +334,7 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             return port_io(cpu, i)
         }
         M::Sysenter => return sysenter(cpu),
+        M::Lsl | M::Lar => return lsl_lar(cpu, i),
         M::Sysexit | M::Sysexitq => return sysexit(cpu, i),
         M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test => {
             let size = op_size(i, 0);
@@ -1724,6 +1725,70 @@ fn iret(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
                 };
             }
         }
+    }
+    Ok(Event::Retired)
+}
+
+/// LSL and LAR: the segment limit (scaled) or the access rights (second dword AND
+/// 0x00F0FF00) of the descriptor a selector names, with ZF set, when that descriptor is of a
+/// type they accept and visible at CPL and RPL; otherwise ZF clear and the destination
+/// unchanged (SDM vol. 2 LSL, LAR). Linux's vDSO getcpu reads its per-CPU segment with LSL.
+fn lsl_lar(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    if matches!(cpu.state.mode(), Mode::Real) {
+        return Err(Fault::ud());
+    }
+    let lar = i.mnemonic() == Mnemonic::Lar;
+    let source_size = if i.op_kind(1) == OpKind::Memory {
+        2
+    } else {
+        op_size(i, 1)
+    };
+    let selector = read_op(cpu, i, 1, source_size)? as u16;
+    let index = u64::from(selector & !7);
+    let (base, limit) = if selector & 4 != 0 {
+        (cpu.state.ldtr.base, u64::from(cpu.state.ldtr.limit))
+    } else {
+        (cpu.state.gdtr.base, u64::from(cpu.state.gdtr.limit))
+    };
+    let mut found = None;
+    if selector & !3 != 0 && index + 7 <= limit {
+        let raw = cpu.read_linear(base + index, 8, true)?;
+        let high = (raw >> 32) as u32;
+        let kind = (high >> 8) & 0xf;
+        let system = high & (1 << 12) == 0;
+        let dpl = ((high >> 13) & 3) as u8;
+        let long = cpu.state.long_mode_active();
+        let type_ok = if system {
+            match kind {
+                2 | 9 | 0xb => true,
+                0xc => lar,
+                1 | 3 => !long,
+                4 | 5 => lar && !long,
+                _ => false,
+            }
+        } else {
+            true
+        };
+        let conforming = !system && kind & 0xc == 0xc;
+        let visible = conforming || (dpl >= cpu.state.cpl && dpl >= (selector & 3) as u8);
+        if type_ok && visible {
+            let raw_limit = (raw & 0xffff) | (u64::from(high) & 0x000f_0000);
+            found = Some(if lar {
+                u64::from(high & 0x00f0_ff00)
+            } else if high & (1 << 23) != 0 {
+                (raw_limit << 12) | 0xfff
+            } else {
+                raw_limit
+            });
+        }
+    }
+    match found {
+        Some(value) => {
+            let size = op_size(i, 0);
+            write_op(cpu, i, 0, size, value & mask(size))?;
+            set_flags(cpu, ZF, ZF);
+        }
+        None => set_flags(cpu, 0, ZF),
     }
     Ok(Event::Retired)
 }

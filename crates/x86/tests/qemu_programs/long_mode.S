@@ -324,6 +324,15 @@ long64:
     call puts
 
     /* ---- segments from the LDT and GDT; far transfers ---- */
+    movl $TSSSEL, %eax                     /* system descriptors at CPL 0 */
+    lsl %eax, %ecx
+    lar %eax, %edx
+    movl $LDTSEL, %eax
+    lsl %eax, %ecx
+    lar %eax, %edx
+    movl $KCODE, %eax
+    lsl %eax, %ecx
+    lar %eax, %edx
     movw $LDTDATA, %ax
     movw %ax, %fs
     movl $MSR_FS_BASE, %ecx
@@ -474,6 +483,24 @@ user64:
     FAULT rdmsr                            /* #GP(0) */
     FAULT int $0x81                        /* gate DPL 0: #GP(0x40a) */
     FAULT ud2
+    /* LSL and LAR, as Linux's vDSO getcpu reads its per-CPU segment: visible (ZF = 1)
+       for DPL 3 segments, not for the kernel's, the TSS, a null or an out-of-table one. */
+    movl $UDATA, %eax
+    lsl %eax, %ecx
+    lar %eax, %edx
+    movl $UCODE, %eax
+    lsl %ax, %ecx
+    lar %eax, %edx
+    movl $KDATA, %eax
+    movl $0x1234, %ecx
+    lsl %eax, %ecx
+    lar %eax, %edx
+    movl $TSSSEL, %eax
+    lsl %eax, %ecx
+    xorl %eax, %eax
+    lsl %eax, %ecx
+    movl $0xfff8, %eax
+    lar %eax, %edx
     ljmpl *compat_user_pointer(%rip)
 user64_again:
     leaq msg_user_back(%rip), %rsi
