@@ -335,6 +335,7 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
         }
         M::Sysenter => return sysenter(cpu),
         M::Lsl | M::Lar => return lsl_lar(cpu, i),
+        M::Verr | M::Verw => return verify(cpu, i),
         M::Sysexit | M::Sysexitq => return sysexit(cpu, i),
         M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test => {
             let size = op_size(i, 0);
@@ -1790,6 +1791,44 @@ fn lsl_lar(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         }
         None => set_flags(cpu, 0, ZF),
     }
+    Ok(Event::Retired)
+}
+
+/// VERR and VERW: ZF set when the selector names a code or data segment visible at CPL
+/// and RPL (conforming code: always, for VERR) that is readable (VERR) or writable data
+/// (VERW); presence is not checked (SDM vol. 2 VERR/VERW).
+fn verify(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    if matches!(cpu.state.mode(), Mode::Real) {
+        return Err(Fault::ud());
+    }
+    let size = if i.op_kind(0) == OpKind::Memory {
+        2
+    } else {
+        op_size(i, 0)
+    };
+    let selector = read_op(cpu, i, 0, size)? as u16;
+    let index = u64::from(selector & !7);
+    let (base, limit) = if selector & 4 != 0 {
+        (cpu.state.ldtr.base, u64::from(cpu.state.ldtr.limit))
+    } else {
+        (cpu.state.gdtr.base, u64::from(cpu.state.gdtr.limit))
+    };
+    let mut ok = false;
+    if selector & !3 != 0 && index + 7 <= limit {
+        let high = (cpu.read_linear(base + index, 8, true)? >> 32) as u32;
+        let kind = (high >> 8) & 0xf;
+        let code = kind & 8 != 0;
+        let dpl = ((high >> 13) & 3) as u8;
+        let conforming = code && kind & 4 != 0;
+        let visible = dpl >= cpu.state.cpl && dpl >= (selector & 3) as u8;
+        ok = high & (1 << 12) != 0
+            && if i.mnemonic() == Mnemonic::Verr {
+                (!code || kind & 2 != 0) && (conforming || visible)
+            } else {
+                !code && kind & 2 != 0 && visible
+            };
+    }
+    set_flags(cpu, if ok { ZF } else { 0 }, ZF);
     Ok(Event::Retired)
 }
 

@@ -324,6 +324,43 @@ long64:
     call puts
 
     /* ---- segments from the LDT and GDT; far transfers ---- */
+    /* What else a kernel executes: cache and ordering instructions, CLTS, debug
+       registers, VERR/VERW, LMSW, POPFQ of system flags. */
+    clflush page_a(%rip)
+    mfence
+    lfence
+    sfence
+    wbinvd
+    movq %cr0, %rax
+    orq $8, %rax
+    movq %rax, %cr0                        /* TS set ... */
+    clts                                   /* ... and cleared */
+    movq %dr7, %rax
+    movq %dr6, %rax
+    movl $0x401, %eax
+    movq %rax, %dr7
+    movq %dr7, %rbx
+    movl $0x400, %eax
+    movq %rax, %dr7
+    movl $0x10000, %eax
+    movq %rax, %dr0
+    movq %dr0, %rbx
+    movl $KDATA, %eax
+    verr %ax
+    verw %ax
+    movl $KCODE, %eax
+    verr %ax
+    verw %ax
+    movl $NPDATA, %eax
+    verr %ax
+    smsw %ax
+    lmsw %ax
+    pushq $0x3ed7                          /* every arithmetic flag, DF, IOPL 3, NT */
+    popfq
+    pushfq
+    popq %rax
+    pushq $2
+    popfq
     movl $TSSSEL, %eax                     /* system descriptors at CPL 0 */
     lsl %eax, %ecx
     lar %eax, %edx
@@ -501,6 +538,15 @@ user64:
     lsl %eax, %ecx
     movl $0xfff8, %eax
     lar %eax, %edx
+    movl $KDATA, %eax
+    verr %ax
+    verw %ax
+    movl $UDATA, %eax
+    verr %ax
+    verw %ax
+    movl $UCODE, %eax
+    verr %ax
+    verw %ax
     ljmpl *compat_user_pointer(%rip)
 user64_again:
     leaq msg_user_back(%rip), %rsi
