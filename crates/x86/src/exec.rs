@@ -336,6 +336,7 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
         M::Sysenter => return sysenter(cpu),
         M::Lsl | M::Lar => return lsl_lar(cpu, i),
         M::Verr | M::Verw => return verify(cpu, i),
+        M::Lss | M::Lds | M::Les | M::Lfs | M::Lgs => return load_far_pointer(cpu, i),
         M::Sysexit | M::Sysexitq => return sysexit(cpu, i),
         M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test => {
             let size = op_size(i, 0);
@@ -1791,6 +1792,30 @@ fn lsl_lar(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         }
         None => set_flags(cpu, 0, ZF),
     }
+    Ok(Event::Retired)
+}
+
+/// LSS, LDS, LES, LFS, LGS: a far pointer from memory (offset, then selector) into a segment
+/// register and a general register; the segment load's checks come first (SDM vol. 2 LDS/
+/// LES/LFS/LGS/LSS). The i386 kernel's espfix path returns through LSS.
+fn load_far_pointer(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    if i.op_kind(1) != OpKind::Memory {
+        return Err(Fault::ud());
+    }
+    let size = op_size(i, 0);
+    let segment = seg_index(i.memory_segment());
+    let offset_at = ea(cpu, i);
+    let offset = cpu.read(segment, offset_at, size)?;
+    let selector = cpu.read(segment, offset_at.wrapping_add(u64::from(size)), 2)? as u16;
+    let index = match i.mnemonic() {
+        Mnemonic::Lss => seg::SS,
+        Mnemonic::Lds => seg::DS,
+        Mnemonic::Les => seg::ES,
+        Mnemonic::Lfs => seg::FS,
+        _ => seg::GS,
+    };
+    load_segment(cpu, index, selector)?;
+    write_op(cpu, i, 0, size, offset)?;
     Ok(Event::Retired)
 }
 

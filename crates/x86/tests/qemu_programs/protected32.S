@@ -129,7 +129,29 @@ _start:
 1:  pushl $KCODE
     pushl $2f
     lret
-2:  movl $msg_exceptions, %esi
+2:  /* Far pointers, PUSHA/POPA, ARPL, CPUID. */
+    lss far_stack, %ecx
+    movl %ecx, %esp
+    lds far_data, %eax
+    les far_data, %eax
+    lfs far_data, %eax
+    lgs far_data, %eax
+    movl $KDATA, %eax
+    movw %ax, %fs
+    movw %ax, %gs
+    pushal
+    movl $1, %eax
+    movl $2, %ebx
+    popal
+    movw $0x1b, %ax
+    movw $0x10, %cx
+    arpl %ax, %cx                          /* RPL 0 raised to 3, ZF = 1 */
+    arpl %ax, %cx                          /* already 3: ZF = 0 */
+    xorl %eax, %eax
+    cpuid
+    movl $1, %eax
+    cpuid
+    movl $msg_exceptions, %esi
     call puts
 
     /* ---- 2-level paging: 4 KiB pages, a 4 MiB page, CR0.WP ---- */
@@ -287,6 +309,18 @@ user:
     FAULT hlt                              /* #GP(0) */
     FAULT movl %cr0, %eax                  /* #GP(0) */
     FAULT int $0x81                        /* gate DPL 0: #GP(0x40a) */
+    pushfl
+    andl $~0x200, (%esp)                   /* IOPL 3: POPF may change IF ... */
+    popfl
+    pushfl
+    popl %eax
+    pushl $0x202                           /* ... but not IOPL at CPL 3 */
+    popfl
+    pushfl
+    popl %eax
+    movl $KDATA, %eax
+    lsl %eax, %ecx
+    verr %ax
     movl $user_after_sysenter, %edx
     movl %esp, %ecx
     sysenter
@@ -525,6 +559,12 @@ tss:
 
 bounds:
     .long 0, 3
+far_stack:
+    .long kstack_top
+    .word KDATA
+far_data:
+    .long 0x1234
+    .word KDATA
 recover: .long 0
 recover_esp: .long 0
 kernel_resume: .long 0
