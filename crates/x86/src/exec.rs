@@ -337,6 +337,14 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
         M::Lsl | M::Lar => return lsl_lar(cpu, i),
         M::Verr | M::Verw => return verify(cpu, i),
         M::Lss | M::Lds | M::Les | M::Lfs | M::Lgs => return load_far_pointer(cpu, i),
+        M::Rdpmc => {
+            // Outside CPL 0 without CR4.PCE: #GP(0) (SDM vol. 2 RDPMC). No performance
+            // counters are implemented, so an allowed RDPMC is #UD, as in QEMU.
+            if cpu.state.cpl != 0 && cpu.state.cr4 & cr::CR4_PCE == 0 {
+                return Err(Fault::gp(0));
+            }
+            return Err(Fault::ud());
+        }
         M::Sysexit | M::Sysexitq => return sysexit(cpu, i),
         M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test => {
             let size = op_size(i, 0);

@@ -1001,7 +1001,8 @@ fn handler_text(vector: u8, error_code: u32) -> String {
 /// a reserved memory type written to IA32_PAT, or for a non-canonical address written to
 /// LSTAR, CSTAR, FS_BASE, GS_BASE, KERNEL_GS_BASE or SYSENTER_ESP/EIP, nor for a CR8 write
 /// above 15; the manuals (Intel SDM vol. 4 and the RDMSR/WRMSR and MOV CR pages, AMD APM
-/// vol. 2) require #GP(0) and pandare raises it. Returns the note when that happened.
+/// vol. 2) require #GP(0) and pandare raises it; likewise WBINVD and INVD outside CPL 0.
+/// Returns the note when that happened.
 fn qemu_skips_msr_fault(
     cpu: &X86Cpu,
     instruction: Option<&Instruction>,
@@ -1010,7 +1011,18 @@ fn qemu_skips_msr_fault(
 ) -> Option<String> {
     let instruction = instruction?;
     let mnemonic = instruction.mnemonic();
-    if fault != Fault::gp(0) || !theirs.is_empty() || cpu.state.cpl != 0 {
+    if fault != Fault::gp(0) || !theirs.is_empty() {
+        return None;
+    }
+    if matches!(mnemonic, Mnemonic::Wbinvd | Mnemonic::Invd) && cpu.state.cpl != 0 {
+        // QEMU 10 executes WBINVD/INVD at any privilege; the manuals raise #GP(0) outside
+        // CPL 0.
+        return Some(format!(
+            "{mnemonic:?} at CPL {}: pandare raises #GP(0) as the manuals say, QEMU does not",
+            cpu.state.cpl
+        ));
+    }
+    if cpu.state.cpl != 0 {
         return None;
     }
     if mnemonic == Mnemonic::Mov && instruction.op0_register() == iced_x86::Register::CR8 {

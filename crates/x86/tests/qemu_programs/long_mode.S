@@ -324,6 +324,13 @@ long64:
     call puts
 
     /* ---- segments from the LDT and GDT; far transfers ---- */
+    /* Instructions pandare's CPUID does not advertise: #UD. */
+    FAULT rdtscp
+    FAULT rdpid %rax
+    FAULT xgetbv
+    FAULT monitor
+    FAULT mwait
+    FAULT ud1 %eax, %eax
     /* What else a kernel executes: cache and ordering instructions, CLTS, debug
        registers, VERR/VERW, LMSW, POPFQ of system flags. */
     clflush page_a(%rip)
@@ -556,6 +563,19 @@ user64_again:
 
 user64_quiet:
     FAULT cli                              /* IOPL 0 at CPL 3: #GP(0) */
+    /* Privileged at CPL 3: #GP(0) each. */
+    FAULT swapgs
+    FAULT sysretq
+    FAULT lgdt table_store(%rip)
+    FAULT invlpg page_a(%rip)
+    FAULT wbinvd
+    FAULT movq %rax, %dr7
+    FAULT clts
+    FAULT lmsw %ax
+    FAULT inb $0x80, %al                   /* IOPL 0 and no I/O bitmap */
+    FAULT outb %al, $0x80
+    movl $0, %ecx
+    FAULT rdpmc                            /* CR4.PCE clear */
     movl $99, %eax
     syscall
 
