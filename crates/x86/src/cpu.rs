@@ -595,14 +595,33 @@ impl X86Cpu {
             self.state.rflags |= flags::RF;
         }
         let rip = self.state.rip;
-        match self.deliver(fault.vector, fault.error_code, rip, false) {
-            Ok(()) => Ok(()),
-            Err(second) => {
-                if let Some(address) = second.address {
-                    self.state.cr2 = address;
-                }
-                self.deliver(8, Some(0), rip, false)
+        // A fault while delivering: #DF when both are contributory or the first is #PF and
+        // the second contributory or #PF; after a benign first exception the second is
+        // delivered in its place; a fault delivering #DF shuts down (SDM vol. 3 Table 6-5).
+        let contributory = |vector: u8| matches!(vector, 0 | 10 | 11 | 12 | 13);
+        let mut current = fault;
+        loop {
+            let second = match self.deliver(current.vector, current.error_code, rip, false) {
+                Ok(()) => return Ok(()),
+                Err(second) => second,
+            };
+            if let Some(address) = second.address {
+                self.state.cr2 = address;
             }
+            if current.vector == 8 {
+                return Err(second);
+            }
+            let double = (contributory(current.vector) || current.vector == 14)
+                && (contributory(second.vector) || (current.vector == 14 && second.vector == 14));
+            current = if double {
+                Fault {
+                    vector: 8,
+                    error_code: Some(0),
+                    address: None,
+                }
+            } else {
+                second
+            };
         }
     }
 
@@ -630,7 +649,9 @@ impl X86Cpu {
         software: bool,
     ) -> Result<(), Fault> {
         self.state.halted = false;
-        let idt_error = u32::from(vector) * 8 + 2;
+        // Error code of a fault on the IDT entry: the IDT bit, and EXT unless the event is a
+        // software interrupt (SDM vol. 3 §6.13).
+        let idt_error = u32::from(vector) * 8 + 2 + u32::from(!software);
         if self.state.long_mode_active() {
             let offset = u64::from(vector) * 16;
             if offset + 15 > u64::from(self.state.idtr.limit) {
@@ -722,7 +743,7 @@ impl X86Cpu {
         return_rip: u64,
         software: bool,
     ) -> Result<(), Fault> {
-        let idt_error = u32::from(vector) * 8 + 2;
+        let idt_error = u32::from(vector) * 8 + 2 + u32::from(!software);
         if self.state.mode() == Mode::Real {
             let entry = self.read_linear(self.state.idtr.base + u64::from(vector) * 4, 4, true)?;
             let mut sp = self.state.gpr[4] as u16;

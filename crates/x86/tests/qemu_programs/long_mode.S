@@ -403,6 +403,14 @@ long64:
 far_jumped:
     ljmpl *compat_kernel_pointer(%rip)     /* to 32-bit code under the 64-bit kernel */
 back_in_64:
+    lcall *compat_call_pointer(%rip)       /* a far call into 32-bit code, LRET back */
+    /* An exception whose gate is not present: #NP with the IDT bit and, the exception
+       being an event external to the program, EXT (error code 6 * 8 + 3). */
+    andb $0x7f, idt + 6 * 16 + 5(%rip)
+    FAULT ud2
+    orb $0x80, idt + 6 * 16 + 5(%rip)
+    /* The same for INT n: software, so no EXT (0x7d * 8 + 2). */
+    FAULT int $0x7d
     leaq msg_far(%rip), %rsi
     call puts
 
@@ -734,6 +742,10 @@ compat_kernel:
     movl %esp, %ecx
     ljmp $KCODE, $back_in_64
 
+compat_call:
+    movl $6, %eax
+    lret
+
 compat_user:
     movw $UDATA, %ax
     movw %ax, %ds
@@ -869,6 +881,9 @@ farjump_pointer:
     .word KCODE
 compat_kernel_pointer:
     .long compat_kernel
+    .word KCODE32
+compat_call_pointer:
+    .long compat_call
     .word KCODE32
 compat_user_pointer:
     .long compat_user
