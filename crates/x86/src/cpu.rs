@@ -589,11 +589,9 @@ impl X86Cpu {
             self.state.cr2 = address;
         }
         // Fault-class exceptions push RF = 1 so that the handler's IRET does not trip an
-        // instruction breakpoint again (SDM vol. 3 §17.3.1.1); traps and aborts push it as
-        // it was.
-        if !matches!(fault.vector, 1 | 3 | 4 | 8 | 18) {
-            self.state.rflags |= flags::RF;
-        }
+        // instruction breakpoint again (SDM vol. 3 §17.3.1.1); traps and aborts (#DF) push
+        // it as it was.
+        let rf = self.state.rflags & flags::RF;
         let rip = self.state.rip;
         // A fault while delivering: #DF when both are contributory or the first is #PF and
         // the second contributory or #PF; after a benign first exception the second is
@@ -601,6 +599,11 @@ impl X86Cpu {
         let contributory = |vector: u8| matches!(vector, 0 | 10 | 11 | 12 | 13);
         let mut current = fault;
         loop {
+            self.state.rflags = if matches!(current.vector, 1 | 3 | 4 | 8 | 18) {
+                (self.state.rflags & !flags::RF) | rf
+            } else {
+                self.state.rflags | flags::RF
+            };
             let second = match self.deliver(current.vector, current.error_code, rip, false) {
                 Ok(()) => return Ok(()),
                 Err(second) => second,

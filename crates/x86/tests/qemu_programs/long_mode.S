@@ -411,6 +411,13 @@ back_in_64:
     orb $0x80, idt + 6 * 16 + 5(%rip)
     /* The same for INT n: software, so no EXT (0x7d * 8 + 2). */
     FAULT int $0x7d
+    /* A contributory fault while delivering a contributory one: #GP, whose gate is not
+       present, gives #NP, and the two make a double fault (on IST 1). */
+    movq $1, expect_double(%rip)
+    andb $0x7f, idt + 13 * 16 + 5(%rip)
+    movabsq $0x8000000000000000, %rbx
+    FAULT movq (%rbx), %rax
+    orb $0x80, idt + 13 * 16 + 5(%rip)
     leaq msg_far(%rip), %rsi
     call puts
 
@@ -681,8 +688,11 @@ common_handler:
     PUTC $' '
     movq last_vector(%rip), %rax
     cmpl $8, %eax
+    jne 2f
+    cmpq $0, expect_double(%rip)           /* an expected double fault resumes as a fault */
     je double_fault
-    cmpl $3, %eax                          /* traps resume after the instruction */
+    movq $0, expect_double(%rip)
+2:  cmpl $3, %eax                          /* traps resume after the instruction */
     je 1f
     cmpl $4, %eax
     je 1f
@@ -898,6 +908,7 @@ last_error: .quad 0
 last_cr2: .quad 0
 exception_count: .quad 0
 kernel_resume: .quad 0
+expect_double: .quad 0
 percpu:
     .quad 0                                /* the user's RSP during a system call */
     .quad kstack2_top
