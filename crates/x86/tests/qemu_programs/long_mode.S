@@ -324,6 +324,16 @@ long64:
     call puts
 
     /* ---- segments from the LDT and GDT; far transfers ---- */
+    /* Invalid in 64-bit mode: #UD. */
+    FAULT .byte 0xce                       /* INTO */
+    FAULT .byte 0x37                       /* AAA */
+    FAULT .byte 0x60                       /* PUSHA */
+    FAULT .byte 0x1e                       /* PUSH DS */
+    /* A null SS is allowed at CPL 0 in 64-bit mode. */
+    xorl %eax, %eax
+    movw %ax, %ss
+    movl $KDATA, %eax
+    movw %ax, %ss
     /* Instructions pandare's CPUID does not advertise: #UD. */
     FAULT rdtscp
     FAULT rdpid %rax
@@ -537,6 +547,11 @@ user64:
     FAULT movq page_sup(%rip), %rax        /* #PF 5 */
     FAULT movq %rax, page_ro(%rip)         /* #PF 7 */
     FAULT call page_nx                     /* #PF 0x15 */
+    FAULT movq 0x200008, %rax              /* a supervisor 2 MiB page: #PF 5 */
+    xorl %eax, %eax
+    FAULT movw %ax, %ss                    /* null SS at CPL 3: #GP(0) */
+    movl $KDATA, %eax
+    FAULT movw %ax, %ds                    /* DPL 0 data at CPL 3: #GP(0x18) */
     FAULT hlt                              /* #GP(0) */
     FAULT movq %cr0, %rax                  /* #GP(0) */
     FAULT rdmsr                            /* #GP(0) */
