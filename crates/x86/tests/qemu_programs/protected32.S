@@ -139,6 +139,18 @@ _start:
     movl $KDATA, %eax
     movw %ax, %fs
     movw %ax, %gs
+    movw $0x38, %ax                        /* a based segment, as i386 Linux's per-CPU FS */
+    movw %ax, %fs
+    movl %fs:page_b - 0x1000, %eax
+    movl $0x77, %fs:page_b - 0x1000 + 4
+    movl page_b + 4, %ebx
+    pushl %fs
+    popl %gs
+    pushl %cs
+    popl %eax
+    movl $KDATA, %eax
+    movw %ax, %fs
+    movw %ax, %gs
     pushal
     movl $1, %eax
     movl $2, %ebx
@@ -510,7 +522,7 @@ gdt:
     .quad 0x00cff2000000ffff               /* 0x20 user data */
     .quad 0x0000890000000067               /* 0x28 TSS (base filled in) */
     .quad 0x00cf12000000ffff               /* 0x30 data, not present */
-    .quad 0
+    .quad 0x00cf92001000ffff               /* 0x38 data based at 0x1000 (per-CPU style) */
     .quad 0x00cf98000000ffff               /* 0x40 code, execute-only */
     .quad 0x12cf92345000ffff               /* 0x48 data based at 0x12345000 */
     .quad 0x0000820000000000 + (ldt_end - ldt - 1)   /* 0x50 LDT */
