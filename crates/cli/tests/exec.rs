@@ -104,9 +104,10 @@ fn bad_programs_get_one_clear_error() {
     for (program, expected) in [
         (script.clone(), "is not an ELF program"),
         (dir.path("missing"), "cannot read"),
+        // This test binary: an x86_64 program, but dynamically linked.
         (
             std::env::current_exe().unwrap(),
-            "cannot run x86_64 programs yet",
+            "runs statically linked programs only (link with -static)",
         ),
     ] {
         let run = exec(&[], &program, &[]);
@@ -132,4 +133,58 @@ fn bad_programs_get_one_clear_error() {
         "{}",
         run.stderr
     );
+}
+
+/// Builds a static C program with the host's gcc (`-m32` for i386), or `None` (SKIP, or a
+/// failure under `CI=true`) without gcc and its multilib.
+fn static_c(dir: &TempDir, name: &str, source: &str, flags: &[&str]) -> Option<PathBuf> {
+    let c = dir.path(&format!("{name}.c"));
+    std::fs::write(&c, source).unwrap();
+    let binary = dir.path(name);
+    let built = std::process::Command::new("gcc")
+        .args(flags)
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&c)
+        .output();
+    match built {
+        Ok(output) if output.status.success() => Some(binary),
+        other => {
+            pandare_test_support::unavailable(&format!(
+                "gcc {flags:?} -static cannot build a test program ({other:?}); run scripts/install-test-tools.sh"
+            ));
+            None
+        }
+    }
+}
+
+#[test]
+fn x86_programs_run_with_the_architecture_of_their_header() {
+    let dir = TempDir::new("exec-x86");
+    let source = "#include <stdio.h>\nint main(int c, char **v) { printf(\"%s %d\\n\", v[1], (int)sizeof(void *)); return 7; }\n";
+    for (name, flags, arch, other) in [
+        ("hello64", &[][..], "x86_64", "i386"),
+        ("hello32", &["-m32"][..], "i386", "x86_64"),
+    ] {
+        let Some(binary) = static_c(&dir, name, source, flags) else {
+            continue;
+        };
+        let width = if arch == "x86_64" { 8 } else { 4 };
+        // Detected from the ELF header, and asked for explicitly.
+        for args in [&[][..], &["--arch", arch][..]] {
+            let run = exec(args, &binary, &["hi"]);
+            assert_eq!(run.stdout, format!("hi {width}\n"), "{}", run.stderr);
+            assert_eq!(run.status.code(), Some(7), "{}", run.stderr);
+        }
+        // The other x86: refused by the header, with what to do.
+        let run = exec(&["--arch", other], &binary, &[]);
+        assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "is a {arch} program but the CPU is {other}; run it with --arch {arch}"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
 }

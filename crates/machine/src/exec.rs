@@ -5,7 +5,7 @@
 use pandare_user::{Elf, Io, LoadError, ProcessMachine, Program};
 
 /// The architectures `panda exec` runs.
-pub const ARCHITECTURES: &[&str] = &["riscv64"];
+pub const ARCHITECTURES: &[&str] = &["riscv64", "x86_64", "i386"];
 
 /// Why a program could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,15 @@ pub fn load(
         "riscv64" => {
             let cpu = pandare_riscv::user::RiscvUser::new(memory_bytes)
                 .map_err(|e| ExecError::Memory(e.to_string()))?;
+            Ok(Box::new(pandare_user::UserBoard::load(
+                cpu, &file, program, io,
+            )?))
+        }
+        "x86_64" | "i386" => {
+            use pandare_x86::user::{X86User, I386, X86_64};
+            let facts = if arch == "x86_64" { &X86_64 } else { &I386 };
+            let cpu =
+                X86User::new(facts, memory_bytes).map_err(|e| ExecError::Memory(e.to_string()))?;
             Ok(Box::new(pandare_user::UserBoard::load(
                 cpu, &file, program, io,
             )?))

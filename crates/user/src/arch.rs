@@ -129,6 +129,29 @@ pub trait UserCpu: Send {
     fn memory_bytes(&self) -> u64;
     /// Captures RAM as a snapshot image.
     fn capture_ram(&mut self) -> RamImage;
+    /// x86_64's `arch_prctl(ARCH_SET_FS / ARCH_SET_GS)`: sets the FS (`gs` false) or GS
+    /// base. `Err` is the errno (architectures without segment bases: ENOSYS).
+    fn set_segment_base(&mut self, gs: bool, base: u64) -> Result<(), u64> {
+        let _ = (gs, base);
+        Err(crate::syscall::errno::ENOSYS)
+    }
+    /// x86_64's `arch_prctl(ARCH_GET_FS / ARCH_GET_GS)`.
+    fn segment_base(&self, gs: bool) -> Result<u64, u64> {
+        let _ = gs;
+        Err(crate::syscall::errno::ENOSYS)
+    }
+    /// x86's `set_thread_area`: installs the TLS descriptor `desc` (a `struct user_desc`)
+    /// and returns its entry number (the slot chosen for `entry_number` -1). `Err` is the
+    /// errno.
+    fn set_thread_area(&mut self, desc: [u8; 16]) -> Result<u32, u64> {
+        let _ = desc;
+        Err(crate::syscall::errno::ENOSYS)
+    }
+    /// x86's `get_thread_area`: the `struct user_desc` of TLS entry `entry`.
+    fn get_thread_area(&mut self, entry: u32) -> Result<[u8; 16], u64> {
+        let _ = entry;
+        Err(crate::syscall::errno::ENOSYS)
+    }
 }
 
 /// An architecture's facts for user-mode Linux programs.

@@ -17,6 +17,7 @@ pub mod elf;
 pub mod memory;
 pub mod process;
 pub mod syscall;
+pub mod x86;
 
 pub use arch::{CpuExit, Fault, OutOfMemory, Prot, Stat, UserArch, UserCpu, PAGE_SIZE};
 pub use board::{run_to_end, Outcome, ProcessMachine, UserBoard, UserMachine};

@@ -130,6 +130,8 @@ pub struct Process {
     pub sigactions: HashMap<u64, Vec<u8>>,
     /// Blocked signals.
     pub signal_mask: u64,
+    /// Signals sent while blocked (bit N-1 for signal N): delivered when unblocked.
+    pub pending_signals: u64,
     /// `set_tid_address`'s pointer.
     pub clear_child_tid: u64,
     /// `set_robust_list`'s head.
@@ -156,6 +158,7 @@ impl Process {
             open: [true; 3],
             sigactions: HashMap::new(),
             signal_mask: 0,
+            pending_signals: 0,
             clear_child_tid: 0,
             robust_list: 0,
             umask: 0o022,
@@ -242,7 +245,8 @@ impl Process {
         Err(BadAddress)
     }
 
-    /// Writes a `timespec`/`timeval` of `value` in units of `1/per_second` s.
+    /// Writes a `timespec`/`timeval` of `value` in units of `1/per_second` s, with `long`
+    /// fields.
     pub fn write_timespec<C: UserCpu>(
         &self,
         cpu: &mut C,
@@ -250,7 +254,21 @@ impl Process {
         value: u64,
         per_second: u64,
     ) -> Action {
-        let size = cpu.arch().pointer_bytes() as usize;
+        let size = cpu.arch().pointer_bytes();
+        self.write_time(cpu, address, value, per_second, size)
+    }
+
+    /// Writes a `timespec`/`timeval` of `value` in units of `1/per_second` s, with fields
+    /// of `size` bytes (8 for the `*_time64` calls of 32-bit architectures).
+    pub fn write_time<C: UserCpu>(
+        &self,
+        cpu: &mut C,
+        address: u64,
+        value: u64,
+        per_second: u64,
+        size: u64,
+    ) -> Action {
+        let size = size as usize;
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&(value / per_second).to_le_bytes()[..size]);
         bytes.extend_from_slice(&(value % per_second).to_le_bytes()[..size]);

@@ -40,6 +40,8 @@ pub enum Syscall {
     Gettimeofday,
     SchedYield,
     Kill,
+    /// `tkill(tid, signal)`: to the only thread.
+    Tkill,
     Tgkill,
     Sigaltstack,
     RtSigaction,
@@ -77,6 +79,37 @@ pub enum Syscall {
     RiscvHwprobe,
     /// Nothing to do: translations are coherent with stores.
     RiscvFlushIcache,
+    /// `open(path, ...)`: ENOENT, as `openat`.
+    Open,
+    /// `stat`, `lstat`, `stat64`, `lstat64` on a path: ENOENT.
+    Stat,
+    /// `readlink(path, buf, size)`: as `readlinkat` from the working directory.
+    Readlink,
+    /// `access(path, mode)`: ENOENT.
+    Access,
+    /// i386's `_llseek(fd, high, low, result, whence)`: ESPIPE.
+    Llseek,
+    /// The `clock_*` calls with a 64-bit `struct timespec` on a 32-bit architecture
+    /// (`clock_gettime64`, ...).
+    ClockGettime64,
+    /// See [`Syscall::ClockGettime64`].
+    ClockGetres64,
+    /// See [`Syscall::ClockGettime64`].
+    ClockNanosleep64,
+    /// i386's `mmap2`: the offset in pages.
+    Mmap2,
+    /// i386's old `mmap(struct mmap_arg_struct *)`: the six arguments in memory.
+    OldMmap,
+    /// `time(tloc)`: seconds of `CLOCK_REALTIME`.
+    Time,
+    /// x86_64's `arch_prctl`: the FS and GS bases (TLS).
+    ArchPrctl,
+    /// x86's `set_thread_area(struct user_desc *)`: a TLS entry in the GDT.
+    SetThreadArea,
+    /// x86's `get_thread_area(struct user_desc *)`.
+    GetThreadArea,
+    /// `sysinfo(struct sysinfo *)`: uptime from virtual time, guest memory, one process.
+    Sysinfo,
 }
 
 /// The asm-generic system call table (riscv64, aarch64, loongarch64): `(number, name,
@@ -124,7 +157,7 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (123, "sched_getaffinity", None),
     (124, "sched_yield", Some(Syscall::SchedYield)),
     (129, "kill", Some(Syscall::Kill)),
-    (130, "tkill", None),
+    (130, "tkill", Some(Syscall::Tkill)),
     (131, "tgkill", Some(Syscall::Tgkill)),
     (132, "sigaltstack", Some(Syscall::Sigaltstack)),
     (134, "rt_sigaction", Some(Syscall::RtSigaction)),
@@ -158,7 +191,7 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (176, "getgid", Some(Syscall::Getgid)),
     (177, "getegid", Some(Syscall::Getegid)),
     (178, "gettid", Some(Syscall::Gettid)),
-    (179, "sysinfo", None),
+    (179, "sysinfo", Some(Syscall::Sysinfo)),
     (198, "socket", None),
     (203, "connect", None),
     (214, "brk", Some(Syscall::Brk)),
@@ -348,7 +381,14 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             }
             err(ENOENT)
         }
+        Syscall::Open | Syscall::Stat | Syscall::Access => {
+            if p.read_string(cpu, a[0]).is_err() {
+                return err(EFAULT);
+            }
+            err(ENOENT)
+        }
         Syscall::Faccessat => err(ENOENT),
+        Syscall::Llseek => fd_or(p, a[0], || err(ESPIPE)),
         Syscall::Close => {
             if p.fd_open(a[0]) {
                 p.close(a[0]);
@@ -387,23 +427,8 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
         }
         // glibc falls back to newfstatat.
         Syscall::Statx => err(ENOSYS),
-        Syscall::Readlinkat => {
-            let Ok(path) = p.read_string(cpu, a[1]) else {
-                return err(EFAULT);
-            };
-            if a[0] as i64 as i32 as i64 != AT_FDCWD && !path.starts_with('/') {
-                return err(EBADF);
-            }
-            if path != "/proc/self/exe" {
-                return err(ENOENT);
-            }
-            let target = p.exe_path.clone().into_bytes();
-            let len = target.len().min(a[3] as usize);
-            if p.write_guest(cpu, a[2], &target[..len]).is_err() {
-                return err(EFAULT);
-            }
-            Action::Return(len as u64)
-        }
+        Syscall::Readlinkat => readlink(cpu, p, a[0], a[1], a[2], a[3]),
+        Syscall::Readlink => readlink(cpu, p, AT_FDCWD as u64, a[0], a[1], a[2]),
         Syscall::Exit | Syscall::ExitGroup => Action::Exit(a[0] as i32 & 0xff),
         Syscall::SetTidAddress => {
             p.clear_child_tid = a[0];
@@ -414,19 +439,26 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             Action::Return(0)
         }
         Syscall::Futex => futex(cpu, p, a),
-        Syscall::Nanosleep | Syscall::ClockNanosleep => {
+        Syscall::Nanosleep | Syscall::ClockNanosleep | Syscall::ClockNanosleep64 => {
             // Sleeping lets virtual time pass; nothing else runs meanwhile.
             let at = if call == Syscall::Nanosleep {
                 a[0]
             } else {
                 a[2]
             };
-            let Ok(bytes) = p.read_guest(cpu, at, 16) else {
+            let width = time_width(arch, call);
+            let Ok(bytes) = p.read_guest(cpu, at, 2 * width) else {
                 return err(EFAULT);
             };
-            let seconds = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-            let nanos = u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
-            let absolute = call == Syscall::ClockNanosleep && a[1] & 1 != 0;
+            let (seconds, nanos) = (
+                le_signed(&bytes[..width as usize]),
+                le_signed(&bytes[width as usize..]),
+            );
+            if seconds < 0 || !(0..1_000_000_000).contains(&nanos) {
+                return err(EINVAL);
+            }
+            let (seconds, nanos) = (seconds as u64, nanos as u64);
+            let absolute = call != Syscall::Nanosleep && a[1] & 1 != 0;
             let target = seconds.saturating_mul(1_000_000_000).saturating_add(nanos);
             let now = cpu.now();
             let wake = if absolute {
@@ -444,15 +476,15 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             }
             Action::Return(0)
         }
-        Syscall::ClockGettime => {
+        Syscall::ClockGettime | Syscall::ClockGettime64 => {
             let nanos = clock_nanos(cpu.now(), a[0]);
-            p.write_timespec(cpu, a[1], nanos, 1_000_000_000)
+            p.write_time(cpu, a[1], nanos, 1_000_000_000, time_width(arch, call))
         }
-        Syscall::ClockGetres => {
+        Syscall::ClockGetres | Syscall::ClockGetres64 => {
             if a[1] == 0 {
                 return Action::Return(0);
             }
-            p.write_timespec(cpu, a[1], 1, 1_000_000_000)
+            p.write_time(cpu, a[1], 1, 1_000_000_000, time_width(arch, call))
         }
         Syscall::Gettimeofday => {
             if a[0] == 0 {
@@ -461,17 +493,28 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             let nanos = clock_nanos(cpu.now(), 0);
             p.write_timespec(cpu, a[0], nanos / 1000, 1_000_000)
         }
+        Syscall::Time => {
+            let seconds = clock_nanos(cpu.now(), 0) / 1_000_000_000;
+            let size = arch.pointer_bytes() as usize;
+            if a[0] != 0
+                && p.write_guest(cpu, a[0], &seconds.to_le_bytes()[..size])
+                    .is_err()
+            {
+                return err(EFAULT);
+            }
+            Action::Return(seconds)
+        }
         Syscall::SchedYield => Action::Return(0),
-        Syscall::Kill | Syscall::Tgkill => {
-            let (pid, signal) = if call == Syscall::Kill {
-                (a[0], a[1])
-            } else {
+        Syscall::Kill | Syscall::Tkill | Syscall::Tgkill => {
+            let (pid, signal) = if call == Syscall::Tgkill {
                 (a[1], a[2])
+            } else {
+                (a[0], a[1])
             };
             if pid != PID && pid != 0 {
                 return err(ESRCH);
             }
-            self_signal(p, signal)
+            self_signal(p, signal, arch.pointer_bytes() as usize)
         }
         Syscall::Sigaltstack => {
             if a[1] != 0 {
@@ -531,6 +574,13 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             if old != 0 && p.write_guest(cpu, old, &previous.to_le_bytes()).is_err() {
                 return err(EFAULT);
             }
+            // A pending signal now unblocked is delivered: its default action.
+            let deliverable = p.pending_signals & !p.signal_mask;
+            if deliverable != 0 {
+                let signal = u64::from(deliverable.trailing_zeros()) + 1;
+                p.pending_signals &= !(1 << (signal - 1));
+                return self_signal(p, signal, arch.pointer_bytes() as usize);
+            }
             Action::Return(0)
         }
         Syscall::Times => {
@@ -564,7 +614,7 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
                 Err(_) => err(EFAULT),
             }
         }
-        Syscall::Getrlimit => rlimit(cpu, p, a[0], 0, a[1]),
+        Syscall::Getrlimit => rlimit(cpu, p, a[0], a[1], arch.pointer_bytes() as usize),
         Syscall::Prlimit64 => {
             if a[0] != 0 && a[0] != PID {
                 return err(ESRCH);
@@ -574,7 +624,8 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
                 // raising a hard limit.
                 return err(EPERM);
             }
-            rlimit(cpu, p, a[1], a[2], a[3])
+            // struct rlimit64: two 64-bit words on every architecture.
+            rlimit(cpu, p, a[1], a[3], 8)
         }
         Syscall::Umask => Action::Return(std::mem::replace(&mut p.umask, a[0] & 0o777)),
         Syscall::Prctl => {
@@ -652,6 +703,77 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             Action::Return(0)
         }
         Syscall::Mmap => mmap(cpu, p, a),
+        // The offset counts pages; only anonymous mappings exist, whose offset is ignored.
+        Syscall::Mmap2 => mmap(cpu, p, a),
+        Syscall::OldMmap => {
+            let Ok(block) = p.read_guest(cpu, a[0], 24) else {
+                return err(EFAULT);
+            };
+            let mut args = [0u64; 6];
+            for (index, word) in block.chunks_exact(4).enumerate() {
+                args[index] = u64::from(u32::from_le_bytes(word.try_into().expect("4 bytes")));
+            }
+            if args[5] % PAGE_SIZE != 0 {
+                return err(EINVAL);
+            }
+            mmap(cpu, p, args)
+        }
+        Syscall::ArchPrctl => arch_prctl(cpu, p, a[0], a[1]),
+        Syscall::Sysinfo => {
+            // struct sysinfo: uptime, loads[3], totalram, freeram, sharedram, bufferram,
+            // totalswap, freeswap (longs), procs (u16), totalhigh, freehigh (longs),
+            // mem_unit (u32), padding to 20 bytes past the longs.
+            let w = arch.pointer_bytes() as usize;
+            let total = cpu.memory_bytes();
+            let used = p.memory.mapped_pages() as u64 * PAGE_SIZE;
+            let mut bytes = Vec::new();
+            let long = |bytes: &mut Vec<u8>, value: u64| {
+                bytes.extend_from_slice(&value.to_le_bytes()[..w]);
+            };
+            long(&mut bytes, cpu.now() / 1_000_000_000);
+            for _ in 0..3 {
+                long(&mut bytes, 0);
+            }
+            for value in [total, total.saturating_sub(used), 0, 0, 0, 0] {
+                long(&mut bytes, value);
+            }
+            bytes.extend_from_slice(&1u16.to_le_bytes());
+            bytes.resize(bytes.len().next_multiple_of(w), 0);
+            long(&mut bytes, 0);
+            long(&mut bytes, 0);
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.resize((bytes.len() + 20 - 2 * w - 4).next_multiple_of(w), 0);
+            match p.write_guest(cpu, a[0], &bytes) {
+                Ok(()) => Action::Return(0),
+                Err(_) => err(EFAULT),
+            }
+        }
+        Syscall::SetThreadArea => {
+            let Ok(bytes) = p.read_guest(cpu, a[0], 16) else {
+                return err(EFAULT);
+            };
+            let desc: [u8; 16] = bytes.try_into().expect("16 bytes");
+            match cpu.set_thread_area(desc) {
+                Ok(entry) => match p.write_guest(cpu, a[0], &entry.to_le_bytes()) {
+                    Ok(()) => Action::Return(0),
+                    Err(_) => err(EFAULT),
+                },
+                Err(code) => err(code),
+            }
+        }
+        Syscall::GetThreadArea => {
+            let Ok(bytes) = p.read_guest(cpu, a[0], 4) else {
+                return err(EFAULT);
+            };
+            let entry = u32::from_le_bytes(bytes.try_into().expect("4 bytes"));
+            match cpu.get_thread_area(entry) {
+                Ok(desc) => match p.write_guest(cpu, a[0], &desc) {
+                    Ok(()) => Action::Return(0),
+                    Err(_) => err(EFAULT),
+                },
+                Err(code) => err(code),
+            }
+        }
         Syscall::Mremap => mremap(cpu, p, a),
         Syscall::Mprotect => {
             let (start, len) = (a[0], page_ceil(a[1]));
@@ -692,6 +814,79 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
         }
         Syscall::Rseq | Syscall::RiscvHwprobe => err(ENOSYS),
         Syscall::RiscvFlushIcache => Action::Return(0),
+    }
+}
+
+/// Bytes of each field of the `struct timespec` a time call uses: the `*64` calls of
+/// 32-bit architectures use 64-bit fields, the others `long`s.
+fn time_width(arch: &dyn crate::arch::UserArch, call: Syscall) -> u64 {
+    match call {
+        Syscall::ClockGettime64 | Syscall::ClockGetres64 | Syscall::ClockNanosleep64 => 8,
+        _ => arch.pointer_bytes(),
+    }
+}
+
+/// A little-endian signed integer of 4 or 8 bytes.
+fn le_signed(bytes: &[u8]) -> i64 {
+    let value = bytes
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+    match bytes.len() {
+        4 => value as u32 as i32 as i64,
+        _ => value as i64,
+    }
+}
+
+fn readlink<C: UserCpu>(
+    cpu: &mut C,
+    p: &mut Process,
+    dirfd: u64,
+    path: u64,
+    buffer: u64,
+    size: u64,
+) -> Action {
+    let Ok(path) = p.read_string(cpu, path) else {
+        return err(EFAULT);
+    };
+    if dirfd as i64 as i32 as i64 != AT_FDCWD && !path.starts_with('/') {
+        return err(EBADF);
+    }
+    if path != "/proc/self/exe" {
+        return err(ENOENT);
+    }
+    let target = p.exe_path.clone().into_bytes();
+    let len = target.len().min(size as usize);
+    if p.write_guest(cpu, buffer, &target[..len]).is_err() {
+        return err(EFAULT);
+    }
+    Action::Return(len as u64)
+}
+
+/// x86_64's `arch_prctl`: the FS and GS bases (what glibc and musl point at their thread
+/// control block). Other codes (CET, CPUID faulting, AMX) are EINVAL, as on a kernel
+/// without those features.
+fn arch_prctl<C: UserCpu>(cpu: &mut C, p: &mut Process, code: u64, address: u64) -> Action {
+    const ARCH_SET_GS: u64 = 0x1001;
+    const ARCH_SET_FS: u64 = 0x1002;
+    const ARCH_GET_FS: u64 = 0x1003;
+    const ARCH_GET_GS: u64 = 0x1004;
+    if !cpu.arch().elf_64() {
+        return err(EINVAL);
+    }
+    match code {
+        ARCH_SET_FS | ARCH_SET_GS => match cpu.set_segment_base(code == ARCH_SET_GS, address) {
+            Ok(()) => Action::Return(0),
+            Err(code) => err(code),
+        },
+        ARCH_GET_FS | ARCH_GET_GS => match cpu.segment_base(code == ARCH_GET_GS) {
+            Ok(base) => match p.write_guest(cpu, address, &base.to_le_bytes()) {
+                Ok(()) => Action::Return(0),
+                Err(_) => err(EFAULT),
+            },
+            Err(code) => err(code),
+        },
+        _ => err(EINVAL),
     }
 }
 
@@ -815,7 +1010,7 @@ fn futex<C: UserCpu>(cpu: &mut C, p: &mut Process, a: [u64; 6]) -> Action {
     }
 }
 
-fn self_signal(p: &mut Process, signal: u64) -> Action {
+fn self_signal(p: &mut Process, signal: u64, pointer_bytes: usize) -> Action {
     if signal == 0 {
         return Action::Return(0);
     }
@@ -826,13 +1021,18 @@ fn self_signal(p: &mut Process, signal: u64) -> Action {
     // default is to be ignored are ignored, the rest end the process.
     const IGNORED: [u64; 4] = [17, 23, 28, 18]; // SIGCHLD, SIGURG, SIGWINCH, SIGCONT
     let blocked = p.signal_mask >> (signal - 1) & 1 != 0 && signal != 9;
-    if IGNORED.contains(&signal) || blocked {
+    if IGNORED.contains(&signal) {
+        return Action::Return(0);
+    }
+    if blocked {
+        // Pending until the program unblocks it (musl's abort raises SIGABRT blocked).
+        p.pending_signals |= 1 << (signal - 1);
         return Action::Return(0);
     }
     let handler_set = p
         .sigactions
         .get(&signal)
-        .is_some_and(|bytes| bytes.iter().take(8).any(|&b| b != 0));
+        .is_some_and(|bytes| bytes.iter().take(pointer_bytes).any(|&b| b != 0));
     if handler_set {
         return Action::Stop(UserError::Unsupported {
             call: "kill",
@@ -842,7 +1042,13 @@ fn self_signal(p: &mut Process, signal: u64) -> Action {
     Action::Killed(signal as u32)
 }
 
-fn rlimit<C: UserCpu>(cpu: &mut C, p: &mut Process, resource: u64, _new: u64, old: u64) -> Action {
+fn rlimit<C: UserCpu>(
+    cpu: &mut C,
+    p: &mut Process,
+    resource: u64,
+    old: u64,
+    size: usize,
+) -> Action {
     const RLIMIT_STACK: u64 = 3;
     const RLIMIT_NOFILE: u64 = 7;
     if resource > 15 {
@@ -856,7 +1062,6 @@ fn rlimit<C: UserCpu>(cpu: &mut C, p: &mut Process, resource: u64, _new: u64, ol
         RLIMIT_NOFILE => (1024, 4096),
         _ => (u64::MAX, u64::MAX),
     };
-    let size = if cpu.arch().elf_64() { 8 } else { 4 };
     let mut bytes = Vec::new();
     bytes.extend_from_slice(&soft.to_le_bytes()[..size]);
     bytes.extend_from_slice(&hard.to_le_bytes()[..size]);

@@ -109,8 +109,11 @@ pub fn fxrstor(
     if mxcsr & !MXCSR_MASK != 0 {
         return Err(ReservedMxcsr(mxcsr).into());
     }
-    x.fcw = get16(img, 0);
+    // As FLDCW: reserved FCW bits read back as on hardware (bit 6 set, 13–15 clear), and
+    // ES/B follow the loaded flags and masks rather than the image's bits (measured on an
+    // Intel host).
     x.fsw = get16(img, 2);
+    x.fldcw(get16(img, 0));
     x.tags = img[4];
     x.fop = get16(img, 6) & 0x7ff;
     match form {

@@ -474,6 +474,8 @@ impl X87State {
 
     /// FFREE ST(i).
     pub fn ffree(&mut self, i: u8) {
+        // C1 is cleared (the manuals leave C0–C3 undefined; measured on an Intel host).
+        self.set_c1(false);
         let p = self.phys(i);
         self.tags &= !(1 << p);
     }
@@ -494,6 +496,18 @@ impl X87State {
 
     /// FLD (m32/m64/m80 fp, ST(i)), FILD (m16/32/64 int), FBLD (m80 bcd).
     pub fn fld(&mut self, src: Operand) {
+        if let Operand::St(i) = src {
+            if self.is_empty(i) {
+                // An empty source is reported as a stack underflow (C1 = 0) even when the
+                // stack is also full (measured on an Intel host); masked, the indefinite is
+                // pushed.
+                if self.underflow() {
+                    self.set_top(self.top().wrapping_sub(1));
+                    self.set_st(0, F80Bits::INDEFINITE);
+                }
+                return;
+            }
+        }
         if !self.is_empty(7) {
             // Stack overflow is detected before the operand is examined.
             self.push(F80Bits::INDEFINITE);
@@ -1026,7 +1040,7 @@ impl X87State {
             }
             return;
         }
-        self.set_c1(false);
+        // C1 is left as it was (measured on an Intel host).
         if cond {
             let v = self.st(i);
             self.set_st(0, v);
@@ -1123,8 +1137,14 @@ impl X87State {
     /// and AF cleared by the caller). As for FCOM, an unmasked invalid operation still sets
     /// them but suppresses the pop.
     pub fn fcomi(&mut self, kind: CompareKind, i: u8, pop: bool) -> u64 {
+        // C1 is left as it was unless the stack underflows (measured on an Intel host: the
+        // manual's "C1 set to 0" does not hold for FCOMI/FUCOMI).
+        let c1 = self.fsw & sw::C1;
+        let underflow = self.is_empty(0) || self.is_empty(i);
         let ((c3, c2, c0), raised) = self.compare(kind, Operand::St(i));
-        self.set_c1(false);
+        if !underflow {
+            self.fsw = (self.fsw & !sw::C1) | c1;
+        }
         if pop && self.masked(raised) {
             self.pop();
         }
@@ -1257,9 +1277,12 @@ impl X87State {
     /// ST(0) = significand).
     pub fn fxtract(&mut self) {
         let Fetched::Ok(v, den, class) = self.fetch(Operand::St(0)) else {
+            // Underflow: both results are the indefinite, with C1 = 0 even when the push
+            // finds the stack full (measured on an Intel host).
             if self.underflow() {
                 self.set_st(0, F80Bits::INDEFINITE);
-                self.push(F80Bits::INDEFINITE);
+                self.set_top(self.top().wrapping_sub(1));
+                self.set_st(0, F80Bits::INDEFINITE);
             }
             return;
         };
@@ -1321,6 +1344,10 @@ impl X87State {
     /// partial remainder of ST(0) by ST(1); C2 set when incomplete, C0/C3/C1 = quotient
     /// bits 2/1/0.
     pub fn fprem(&mut self, ieee: bool) {
+        // C2 ("incomplete") is only left set by a partial reduction: a stack underflow, a
+        // NaN operand or an exception that stops the instruction clears it (measured on an
+        // Intel host).
+        self.fsw &= !sw::C2;
         let a = self.fetch(Operand::St(0));
         let b = self.fetch(Operand::St(1));
         let (va, vb, de) = match self.two_operands(0, &a, &b) {

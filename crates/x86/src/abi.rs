@@ -5,8 +5,11 @@
 //! `0x1_0000 + n` (CRn), segment selectors `0x2_0000 + index` (ES, CS, SS, DS, FS, GS) and
 //! RFLAGS `0x3_0000`: x86 has no single numbering for them.
 //!
-//! The hypercall is CPUID, as in PANDA: `guest_hypercall` fires before a CPUID whose RAX
-//! (EAX) holds the magic number; the arguments follow in RBX, RCX, RDX, RDI, RSI.
+//! The hypercall is CPUID, as in PANDA (`helper_cpuid`): `guest_hypercall` fires before
+//! every CPUID the instrumented loop runs, and a callback returning true makes the CPUID do
+//! nothing else (its registers stay as the callback left them). By convention RAX (EAX)
+//! holds the magic number, which the `hypercaller` plugin dispatches on; the arguments
+//! follow in RBX, RCX, RDX, RDI, RSI.
 
 use pandare_core::abi::{
     CallingConvention, Convention, Endianness, GuestAbi, KernelSymbols, LinuxAbi, RegisterClass,
@@ -344,11 +347,12 @@ impl GuestCpu for X86Cpu {
     fn abi(&self) -> &'static dyn GuestAbi {
         self.guest_abi()
     }
+    /// The linear address `CS.base + RIP`, PANDA's pc on x86 (see `hooks.rs`).
     fn pc(&self) -> u64 {
-        self.state.rip
+        self.linear_pc()
     }
     fn set_pc(&mut self, pc: u64) {
-        self.state.rip = pc;
+        self.set_linear_pc(pc);
     }
     fn register(&self, name: &str) -> Result<u64, InstrumentError> {
         let info = self

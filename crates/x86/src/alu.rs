@@ -8,14 +8,21 @@
 use crate::state::flags::{AF, CF, OF, PF, SF, ZF};
 
 /// All ones in the low `size` bytes.
-#[inline]
+#[inline(always)]
 pub fn mask(size: u32) -> u64 {
-    if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (size * 8)) - 1
-    }
+    MASKS[(size & 15) as usize]
 }
+
+/// [`mask`] by size (sizes above 8 give all ones, as before).
+const MASKS: [u64; 16] = {
+    let mut t = [u64::MAX; 16];
+    let mut n = 0;
+    while n < 8 {
+        t[n] = (1u64 << (n * 8)) - 1;
+        n += 1;
+    }
+    t
+};
 
 /// The sign bit of a `size`-byte value.
 #[inline]
@@ -30,61 +37,55 @@ pub fn sign_extend(value: u64, size: u32) -> u64 {
     (((value << shift) as i64) >> shift) as u64
 }
 
-/// PF, ZF and SF of a result.
-#[inline]
+/// PF, ZF and SF of a result (branch-free: PF from a 16-entry parity table of the low
+/// byte's nibbles folded together).
+#[inline(always)]
 pub fn szp(result: u64, size: u32) -> u64 {
-    let mut f = 0;
-    if (result as u8).count_ones() & 1 == 0 {
-        f |= PF;
-    }
-    if result & mask(size) == 0 {
-        f |= ZF;
-    }
-    if result & sign_bit(size) != 0 {
-        f |= SF;
-    }
-    f
+    let low = (result ^ (result >> 4)) & 0xf;
+    let pf = ((0x9669u64 >> low) & 1) << 2;
+    let zf = u64::from(result & mask(size) == 0) << 6;
+    let sf = ((result >> (size * 8 - 1)) & 1) << 7;
+    pf | zf | sf
+}
+
+/// AF and OF from the operands and result of an addition (`b`) or subtraction (`b`
+/// inverted by the caller for OF).
+#[inline(always)]
+fn af(a: u64, b: u64, r: u64) -> u64 {
+    (a ^ b ^ r) & AF
 }
 
 /// `a + b + carry`.
-#[inline]
+#[inline(always)]
 pub fn add(a: u64, b: u64, carry: bool, size: u32) -> (u64, u64) {
     let m = mask(size);
-    let wide = a as u128 + b as u128 + carry as u128;
-    let r = (wide as u64) & m;
-    let mut f = szp(r, size);
-    if wide > m as u128 {
-        f |= CF;
-    }
-    if (a ^ b ^ r) & 0x10 != 0 {
-        f |= AF;
-    }
-    if (a ^ r) & (b ^ r) & sign_bit(size) != 0 {
-        f |= OF;
-    }
-    (r, f)
+    let (r, cf) = if size == 8 {
+        let (s1, c1) = a.overflowing_add(b);
+        let (s2, c2) = s1.overflowing_add(u64::from(carry));
+        (s2, u64::from(c1 | c2))
+    } else {
+        let wide = a + b + u64::from(carry);
+        (wide & m, (wide >> (size * 8)) & 1)
+    };
+    let of = (((a ^ r) & (b ^ r)) >> (size * 8 - 1)) & 1;
+    (r, szp(r, size) | cf | af(a, b, r) | (of << 11))
 }
 
 /// `a - b - borrow`.
-#[inline]
+#[inline(always)]
 pub fn sub(a: u64, b: u64, borrow: bool, size: u32) -> (u64, u64) {
     let m = mask(size);
-    let r = a.wrapping_sub(b).wrapping_sub(borrow as u64) & m;
-    let mut f = szp(r, size);
-    if (a as u128) < b as u128 + borrow as u128 {
-        f |= CF;
-    }
-    if (a ^ b ^ r) & 0x10 != 0 {
-        f |= AF;
-    }
-    if (a ^ b) & (a ^ r) & sign_bit(size) != 0 {
-        f |= OF;
-    }
-    (r, f)
+    let (d1, c1) = a.overflowing_sub(b);
+    let (d2, c2) = d1.overflowing_sub(u64::from(borrow));
+    let r = d2 & m;
+    // Operands are below 2^bits: the full-width borrow is the sized borrow.
+    let cf = u64::from(c1 | c2);
+    let of = (((a ^ b) & (a ^ r)) >> (size * 8 - 1)) & 1;
+    (r, szp(r, size) | cf | af(a, b, r) | (of << 11))
 }
 
 /// Flags of a logical operation's result (CF = OF = 0; AF is undefined, given as 0).
-#[inline]
+#[inline(always)]
 pub fn logic(r: u64, size: u32) -> u64 {
     szp(r, size)
 }
@@ -110,6 +111,7 @@ pub enum Shift {
 
 /// A shift or rotate of `a` (`size` bytes) by `count` (unmasked); `flags` are the current
 /// RFLAGS. Returns the result and the new RFLAGS (unchanged when the masked count is 0).
+#[inline(always)]
 pub fn shift(kind: Shift, a: u64, count: u64, size: u32, flags: u64) -> (u64, u64) {
     let bits = size * 8;
     let count = (count & if size == 8 { 0x3f } else { 0x1f }) as u32;

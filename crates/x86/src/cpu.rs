@@ -26,7 +26,8 @@ pub enum Event {
 /// Why [`X86Cpu::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// The instruction budget ran out.
+    /// The instruction budget ran out, or a device on the MMIO seam was accessed (the
+    /// platform brings its timers and interrupt lines up to date and runs on).
     Budget,
     /// HLT with interrupts that can wake it.
     Halted,
@@ -38,6 +39,8 @@ pub enum Exit {
     /// [`X86Cpu::user_mode`]: the instruction at RIP faulted (not delivered: there is no
     /// kernel); the state is as before it.
     Fault(Fault),
+    /// A callback asked to stop (PANDA's `end_analysis`); RIP is at a block boundary.
+    Stopped,
 }
 
 /// A pre-decoded block: the instructions from a physical address to the first control
@@ -45,6 +48,8 @@ pub enum Exit {
 #[derive(Debug)]
 pub(crate) struct Block {
     pub(crate) instructions: Vec<Instruction>,
+    /// The instructions pre-decoded (same indices as `instructions`).
+    pub(crate) ops: Vec<crate::ops::Op>,
     /// The cache key: physical address of the first byte and mode.
     pub(crate) key: (u64, Mode),
     /// When the last instruction crosses into the next page: that page's physical frame
@@ -81,6 +86,19 @@ impl Block {
 
 const MAX_BLOCK: usize = 32;
 
+/// Slots in the block jump cache.
+const JUMP_SLOTS: usize = 1024;
+
+/// A jump-cache slot: the block last entered at a linear IP, valid while the key (mode,
+/// CPL, TLB generation) is the same and the block is still in the cache (`Rc` count above
+/// one: every removal from [`X86Cpu::blocks`] is seen without being told).
+#[derive(Debug, Default)]
+pub(crate) struct JumpSlot {
+    linear: u64,
+    key: u64,
+    block: Option<Rc<Block>>,
+}
+
 /// The device answering the whole port-I/O space (offset = port number).
 pub struct PortSpace(pub Box<dyn pandare_core::memory::PortIoDevice + Send>);
 
@@ -100,6 +118,10 @@ pub struct X86Cpu {
     pub(crate) tlb: Tlb,
     /// Blocks by (physical address, mode).
     pub(crate) blocks: FxHashMap<(u64, Mode), Rc<Block>>,
+    /// Blocks by linear IP, in front of `blocks` (see [`JumpSlot`]).
+    jump: Box<[JumpSlot]>,
+    /// The fault of the op [`X86Cpu::execute_ops`] stopped at, on its way out.
+    pub(crate) op_fault: Option<Fault>,
     /// Physical pages holding decoded code; a store to one drops its blocks.
     code_pages: FxHashSet<u64>,
     /// Retired instructions.
@@ -116,6 +138,20 @@ pub struct X86Cpu {
     /// The port-I/O space (`in`/`out`): the whole 64 Ki ports as one device, offset = port.
     /// `None`: reads give all ones, writes are dropped (the PC platform plugs its bus here).
     pub ports: Option<PortSpace>,
+    /// Physical addresses outside RAM (local APIC, IOAPIC, HPET, ...): see `mmio.rs`.
+    /// `None`: reads give all ones, writes are dropped.
+    pub mmio: Option<crate::mmio::MmioSpace>,
+    /// What the instrumented run loop lends the access functions (see `hooks.rs`).
+    pub(crate) instrument: crate::hooks::Instrumented,
+    /// What the instrumented loop knows of cached blocks (see `run.rs`).
+    pub(crate) block_meta: FxHashMap<(u64, Mode), crate::run::BlockMeta>,
+    /// The block-start loop returned because the registry needs attention.
+    pub(crate) attention: bool,
+    /// Blocks decoded so far (the instrumented loop tells fresh translations by it).
+    pub(crate) decoded_blocks: u64,
+    /// A device on the MMIO seam was accessed: the run loop ends the slice after that
+    /// instruction (timers and interrupt lines may have changed).
+    pub(crate) device_accessed: bool,
 }
 
 impl X86Cpu {
@@ -127,6 +163,8 @@ impl X86Cpu {
             ram,
             tlb: Tlb::default(),
             blocks: FxHashMap::default(),
+            jump: (0..JUMP_SLOTS).map(|_| JumpSlot::default()).collect(),
+            op_fault: None,
             code_pages: FxHashSet::default(),
             icount: 0,
             code_written: false,
@@ -134,6 +172,12 @@ impl X86Cpu {
             stop_requested: false,
             user_mode: false,
             ports: None,
+            mmio: None,
+            instrument: Default::default(),
+            block_meta: FxHashMap::default(),
+            attention: false,
+            decoded_blocks: 0,
+            device_accessed: false,
         })
     }
 
@@ -160,23 +204,44 @@ impl X86Cpu {
     /// Drops the TLB and every decoded block.
     pub fn flush_all(&mut self) {
         self.tlb.flush(false);
+        self.flush_blocks();
+    }
+
+    /// Drops every decoded block, keeping the TLB (the guest sees no difference).
+    pub(crate) fn flush_blocks(&mut self) {
         self.blocks.clear();
         self.code_pages.clear();
+        self.block_meta.clear();
     }
 
     // ---- physical memory -------------------------------------------------------------
 
-    /// Reads physical memory; bytes outside RAM read as 0xff (no device answers yet).
-    pub(crate) fn phys_read(&self, paddr: u64, out: &mut [u8]) {
+    /// Reads physical memory. Outside RAM the platform's [`X86Cpu::mmio`] answers (an
+    /// access of 1, 2, 4 or 8 bytes wholly outside RAM goes to it whole, anything else byte
+    /// by byte); where nothing answers, bytes read as 0xff.
+    pub(crate) fn phys_read(&mut self, paddr: u64, out: &mut [u8]) {
         if !self.ram.read_bytes(paddr, out) {
-            for (i, byte) in out.iter_mut().enumerate() {
-                let mut b = [0u8; 1];
-                *byte = if self.ram.read_bytes(paddr + i as u64, &mut b) {
-                    b[0]
-                } else {
-                    0xff
-                };
-            }
+            self.phys_read_outside_ram(paddr, out);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn phys_read_outside_ram(&mut self, paddr: u64, out: &mut [u8]) {
+        let size = out.len();
+        if matches!(size, 1 | 2 | 4 | 8) && !self.ram.contains(paddr, 1) {
+            let value = self.mmio_read(paddr, size as u8).unwrap_or(u64::MAX);
+            out.copy_from_slice(&value.to_le_bytes()[..size]);
+            return;
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            let address = paddr.wrapping_add(i as u64);
+            let mut b = [0u8; 1];
+            *byte = if self.ram.read_bytes(address, &mut b) {
+                b[0]
+            } else {
+                self.mmio_read(address, 1).unwrap_or(0xff) as u8
+            };
         }
     }
 
@@ -195,8 +260,27 @@ impl X86Cpu {
             }
         }
         if !self.ram.write_bytes(paddr, data) {
-            for (i, &byte) in data.iter().enumerate() {
-                self.ram.write_bytes(paddr + i as u64, &[byte]);
+            self.phys_write_outside_ram(paddr, data);
+        }
+    }
+
+    /// A write not wholly in RAM: the platform's [`X86Cpu::mmio`] takes what is outside RAM
+    /// (whole for 1, 2, 4 or 8 bytes wholly outside, else byte by byte); where nothing
+    /// answers, it is dropped.
+    #[cold]
+    #[inline(never)]
+    fn phys_write_outside_ram(&mut self, paddr: u64, data: &[u8]) {
+        let size = data.len();
+        if matches!(size, 1 | 2 | 4 | 8) && !self.ram.contains(paddr, 1) {
+            let mut bytes = [0u8; 8];
+            bytes[..size].copy_from_slice(data);
+            self.mmio_write(paddr, size as u8, u64::from_le_bytes(bytes));
+            return;
+        }
+        for (i, &byte) in data.iter().enumerate() {
+            let address = paddr.wrapping_add(i as u64);
+            if !self.ram.write_bytes(address, &[byte]) {
+                self.mmio_write(address, 1, u64::from(byte));
             }
         }
     }
@@ -340,13 +424,47 @@ impl X86Cpu {
         Ok(())
     }
 
+    /// A value of `size` (1, 2, 4 or 8) bytes in RAM at physical `paddr`, if all in RAM.
+    #[inline(always)]
+    fn ram_value(&self, paddr: u64, size: u32) -> Option<u64> {
+        let offset = paddr.wrapping_sub(self.ram.base()) as usize;
+        let bytes = self.ram.as_slice();
+        Some(match size {
+            1 => u64::from(*bytes.get(offset)?),
+            2 => u64::from(u16::from_le_bytes(
+                bytes.get(offset..offset.wrapping_add(2))?.try_into().ok()?,
+            )),
+            4 => u64::from(u32::from_le_bytes(
+                bytes.get(offset..offset.wrapping_add(4))?.try_into().ok()?,
+            )),
+            8 => u64::from_le_bytes(bytes.get(offset..offset.wrapping_add(8))?.try_into().ok()?),
+            _ => return None,
+        })
+    }
+
     /// Reads `size` bytes at a linear address (both pages translated before any read).
+    /// The fast path: a page already checked for reads at this privilege, in RAM.
+    #[inline]
     pub(crate) fn read_linear(
         &mut self,
         linear: u64,
         size: u32,
         supervisor: bool,
     ) -> Result<u64, Fault> {
+        let user = self.state.cpl == 3 && !supervisor;
+        if let Some(paddr) = self.tlb.fast_read(linear, size, user) {
+            // Memory callbacks divert every access (read_linear_bytes' cold branch).
+            if !self.instrument.memory {
+                if let Some(value) = self.ram_value(paddr, size) {
+                    return Ok(value);
+                }
+            }
+        }
+        self.read_linear_slow(linear, size, supervisor)
+    }
+
+    #[inline(never)]
+    fn read_linear_slow(&mut self, linear: u64, size: u32, supervisor: bool) -> Result<u64, Fault> {
         let mut bytes = [0u8; 8];
         let out = bytes.get_mut(..size as usize).ok_or_else(Fault::ud)?;
         self.read_linear_bytes(linear, out, supervisor)?;
@@ -360,8 +478,15 @@ impl X86Cpu {
         out: &mut [u8],
         supervisor: bool,
     ) -> Result<(), Fault> {
+        if self.instrument.memory {
+            return crate::hooks::read_hooked(self, linear, out, supervisor);
+        }
         let first = self.translate(linear, Access::Read, supervisor)?;
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
+        if self.ram.contains(first & !0xfff, 0x1000) {
+            let user = self.state.cpl == 3 && !supervisor;
+            self.tlb.fill_fast(linear, first, user, false);
+        }
         if out.len() <= in_first {
             self.phys_read(first, out);
         } else {
@@ -378,7 +503,31 @@ impl X86Cpu {
     }
 
     /// Writes `size` bytes at a linear address (both pages checked before any write).
+    /// The fast path: a page already checked for writes at this privilege, in RAM, holding
+    /// no decoded code.
+    #[inline]
     pub(crate) fn write_linear(
+        &mut self,
+        linear: u64,
+        size: u32,
+        value: u64,
+        supervisor: bool,
+    ) -> Result<(), Fault> {
+        let user = self.state.cpl == 3 && !supervisor;
+        if let Some(paddr) = self.tlb.fast_write(linear, size, user) {
+            if matches!(size, 1 | 2 | 4 | 8)
+                && !self.instrument.memory
+                && self.ram.contains(paddr, u64::from(size))
+            {
+                self.ram.write_value(paddr, size as usize, value);
+                return Ok(());
+            }
+        }
+        self.write_linear_slow(linear, size, value, supervisor)
+    }
+
+    #[inline(never)]
+    fn write_linear_slow(
         &mut self,
         linear: u64,
         size: u32,
@@ -397,10 +546,19 @@ impl X86Cpu {
         data: &[u8],
         supervisor: bool,
     ) -> Result<(), Fault> {
+        if self.instrument.memory {
+            return crate::hooks::write_hooked(self, linear, data, supervisor);
+        }
         let first = self.translate(linear, Access::Write, supervisor)?;
         let in_first = (0x1000 - (linear & 0xfff)) as usize;
         if data.len() <= in_first {
             self.phys_write(first, data);
+            if self.ram.contains(first & !0xfff, 0x1000)
+                && !self.code_pages.contains(&(first >> 12))
+            {
+                let user = self.state.cpl == 3 && !supervisor;
+                self.tlb.fill_fast(linear, first, user, true);
+            }
         } else {
             let second = self.translate(
                 linear.wrapping_add(in_first as u64),
@@ -489,18 +647,59 @@ impl X86Cpu {
     }
 
     /// The decoded block starting at the current RIP (cached by physical address and mode).
+    ///
+    /// In front of the cache: a direct-mapped jump cache by linear IP, whose hits skip the
+    /// fetch translation and the hash lookup while the TLB generation, mode and CPL are
+    /// those it was filled under and the block is still cached.
+    #[inline]
     pub(crate) fn block_here(&mut self) -> Result<Rc<Block>, Fault> {
         let linear = self.linear_ip()?;
-        let physical = self.translate(linear, Access::Fetch, false)?;
         let mode = self.state.mode();
+        let key = (self.tlb.generation() << 4) | ((mode as u64) << 2) | u64::from(self.state.cpl);
+        let slot = &self.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS];
+        if slot.linear == linear && slot.key == key {
+            if let Some(block) = &slot.block {
+                if Rc::strong_count(block) > 1 {
+                    return Ok(block.clone());
+                }
+            }
+        }
+        self.block_here_slow(linear, mode, key)
+    }
+
+    #[inline(never)]
+    fn block_here_slow(&mut self, linear: u64, mode: Mode, key: u64) -> Result<Rc<Block>, Fault> {
+        let physical = self.translate(linear, Access::Fetch, false)?;
+        let remember = |cpu: &mut X86Cpu, block: &Rc<Block>| {
+            // Blocks whose last instruction crosses into another page are checked at that
+            // instruction on every run: they stay out of the jump cache.
+            if block.crossing.is_none() {
+                cpu.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS] = JumpSlot {
+                    linear,
+                    key,
+                    block: Some(block.clone()),
+                };
+            }
+        };
+        // Decoded instructions carry their IP (branch targets are absolute): a block decoded
+        // where the same physical code is mapped at another address (a shared library in two
+        // processes, an alias) is decoded again here, replacing it.
         if let Some(block) = self.blocks.get(&(physical, mode)) {
-            return Ok(block.clone());
+            if block.ip(0) == self.state.rip {
+                let block = block.clone();
+                remember(self, &block);
+                return Ok(block);
+            }
         }
         let mut instructions = Vec::new();
         let mut crossing = None;
         let mut ip = self.state.rip;
         let mut lin = linear;
         loop {
+            // A block ends before an address hook (so that a block starts there).
+            if !instructions.is_empty() && self.instrument.splits_at(lin) {
+                break;
+            }
             let result = self.decode_at(lin, ip);
             let (instruction, _) = match result {
                 Ok(decoded) => decoded,
@@ -520,7 +719,9 @@ impl X86Cpu {
                 let last_end = lin.wrapping_add(len - 1);
                 if last_end >> 12 != linear >> 12 {
                     if let Ok(p) = self.translate(last_end, Access::Fetch, false) {
-                        self.code_pages.insert(p >> 12);
+                        if self.code_pages.insert(p >> 12) {
+                            self.tlb.forget_fast_writes(p >> 12);
+                        }
                         crossing = Some(p >> 12);
                     }
                 }
@@ -528,13 +729,23 @@ impl X86Cpu {
             }
             lin = next;
         }
-        self.code_pages.insert(physical >> 12);
+        if self.code_pages.insert(physical >> 12) {
+            self.tlb.forget_fast_writes(physical >> 12);
+        }
+        let mut ops: Vec<crate::ops::Op> = instructions
+            .iter()
+            .map(|i| crate::ops::translate(self, i))
+            .collect();
+        crate::ops::analyse_flags(&mut ops, crossing.is_some());
         let block = Rc::new(Block {
             instructions,
+            ops,
             key: (physical, mode),
             crossing,
         });
         self.blocks.insert((physical, mode), block.clone());
+        self.decoded_blocks += 1;
+        remember(self, &block);
         Ok(block)
     }
 
@@ -545,12 +756,21 @@ impl X86Cpu {
     pub fn step(&mut self) -> Result<Event, Fault> {
         let linear = self.linear_ip()?;
         let (instruction, _) = self.decode_at(linear, self.state.rip)?;
+        let op = crate::ops::translate(self, &instruction);
+        if op.kind != crate::ops::Kind::Generic {
+            return self.execute_op(&op);
+        }
         self.execute_one(&instruction)
     }
 
     /// Executes instruction `n` of `block` (at RIP). A fault leaves the state as it was
     /// before the instruction, except for the iterations a string instruction completed.
+    #[inline]
     pub(crate) fn execute_in_block(&mut self, block: &Block, n: usize) -> Result<Event, Fault> {
+        let op = &block.ops[n];
+        if op.kind != crate::ops::Kind::Generic {
+            return self.execute_op(op);
+        }
         self.execute_one(block.instruction(n))
     }
 

@@ -4,14 +4,22 @@
 //! so that Linux chooses the same paths as under `-cpu qemu64` and does not turn on page-table
 //! isolation (it does for an Intel vendor without `ARCH_CAPABILITIES.RDCL_NO`).
 //!
-//! Advertised, and implemented: the integer x86-64 baseline — tsc, msr, pae, pse, cx8, sep,
-//! sep, pge, cmov, pat, clflush, syscall, nx, lm, lahf_lm, cx16, popcnt.
-//! Advertised as the x86-64 baseline but **not yet implemented**: fpu, mmx, fxsr, sse, sse2
-//! (their instructions raise #UD until the `x86-float` crate is wired in). Programs built for
-//! baseline x86-64 use SSE2 freely, so this gap must close before `panda exec` runs them.
-//! Not advertised: apic (comes with the PC platform), mtrr, mce/mca, pse36, sse3 and later,
-//! AVX, XSAVE, RDRAND, RDTSCP, 1 GiB pages, BMI1/ABM (so TZCNT/LZCNT execute as BSF/BSR),
-//! the hypervisor bit, leaves 0x15/0x16 (Linux calibrates the TSC against the PIT).
+//! Every bit set is implemented, checked against the executor (`exec.rs` for the integer
+//! and system instructions, `float.rs` for x87/MMX/SSE/SSE2):
+//! - leaf 1 EDX: fpu (x87, `float.rs`), pse (4 MiB pages, `mmu.rs`), tsc (RDTSC from virtual
+//!   time), msr (RDMSR/WRMSR), pae, cx8 (CMPXCHG8B), sep (SYSENTER/SYSEXIT), pge (global
+//!   pages), cmov, pat (the PAT MSR), clflush, mmx, fxsr (FXSAVE/FXRSTOR, CR4.OSFXSR), sse,
+//!   sse2;
+//! - leaf 1 ECX: cx16 (CMPXCHG16B with its alignment #GP), popcnt;
+//! - leaf 0x8000_0001 EDX: syscall (SYSCALL/SYSRET), nx, lm; ECX: lahf_lm (LAHF/SAHF in
+//!   64-bit mode).
+//!
+//! Not advertised, and raising #UD where an instruction exists: sse3 and later (FISTTP,
+//! MOVDDUP, the 0F 38/0F 3A maps…), AVX, XSAVE, RDRAND, RDTSCP, BMI1/ABM (so TZCNT/LZCNT
+//! execute as BSF/BSR, as on processors without them). Not advertised although partly
+//! present: apic (comes with the PC platform), de/vme/mce (CR4 bits accepted, no
+//! machinery), mtrr, mca, pse36, 1 GiB pages, the hypervisor bit, leaves 0x15/0x16 (Linux
+//! calibrates the TSC against the PIT).
 
 /// LAHF/SAHF are available in 64-bit mode (CPUID 0x8000_0001 ECX bit 0).
 pub const LAHF_LM: bool = true;
@@ -23,22 +31,21 @@ const VENDOR: [u32; 3] = [
 ];
 
 /// CPUID.1 EDX.
-pub const LEAF1_EDX: u32 = (1 << 0) // fpu (not yet implemented)
+pub const LEAF1_EDX: u32 = (1 << 0) // fpu
     | (1 << 3) // pse
     | (1 << 4) // tsc
     | (1 << 5) // msr
     | (1 << 6) // pae
     | (1 << 8) // cx8
     | (1 << 11) // sep
-    | (1 << 11) // sep
     | (1 << 13) // pge
     | (1 << 15) // cmov
     | (1 << 16) // pat
     | (1 << 19) // clflush
-    | (1 << 23) // mmx (not yet implemented)
-    | (1 << 24) // fxsr (not yet implemented)
-    | (1 << 25) // sse (not yet implemented)
-    | (1 << 26); // sse2 (not yet implemented)
+    | (1 << 23) // mmx
+    | (1 << 24) // fxsr
+    | (1 << 25) // sse
+    | (1 << 26); // sse2
 
 /// CPUID.1 ECX.
 pub const LEAF1_ECX: u32 = (1 << 13) // cx16

@@ -126,7 +126,7 @@ fn seg_index(r: Register) -> usize {
 
 // ---- operands ----------------------------------------------------------------------------
 
-fn address_mask(cpu: &X86Cpu, i: &Instruction) -> u64 {
+pub(crate) fn address_mask(cpu: &X86Cpu, i: &Instruction) -> u64 {
     let base = i.memory_base();
     let index = i.memory_index();
     let size = if base != Register::None && base != Register::RIP && base != Register::EIP {
@@ -1544,6 +1544,10 @@ pub fn write_cr(cpu: &mut X86Cpu, n: u32, v: u64) -> R<()> {
             if s.long_mode_active() && v >> mmu::PHYS_BITS != 0 {
                 return Err(Fault::gp(0));
             }
+            if crate::hooks::cr3_write_refused(cpu, v) {
+                return Ok(());
+            }
+            let s = &mut cpu.state;
             s.cr3 = v;
             let keep_global = s.cr4 & cr::CR4_PGE != 0;
             cpu.tlb.flush(keep_global);

@@ -4,21 +4,28 @@
 //! coherent with stores); `exec.rs` gives the integer and system instructions their
 //! semantics with the flags of `alu.rs`; `mmu.rs` walks 4-level, PAE and 32-bit page tables
 //! behind a software TLB; `cpuid.rs` is the documented CPUID model; `abi.rs` is the guest-ABI
-//! seam (register names, conventions, Linux facts). x87, MMX and SSE instructions raise #UD
-//! until the `x86-float` crate's semantics are wired in.
+//! seam (register names, conventions, Linux facts); `float.rs` runs x87, MMX, SSE and SSE2
+//! on the semantics of the `pandare-x86-float` crate.
 
 pub mod abi;
 pub mod alu;
+pub mod bare;
 pub mod cpu;
 pub mod cpuid;
 pub mod exec;
 mod float;
 pub mod fuzzing;
+pub mod hooks;
+pub mod mmio;
 pub mod mmu;
+mod ops;
 mod run;
 pub mod state;
+pub mod user;
 
 pub use cpu::{Event, Exit, X86Cpu};
+pub use hooks::X86View;
+pub use mmio::{MmioSpace, PhysicalDevices};
 pub use state::{Mode, Segment, State};
 
 /// The pseudo exception index pandare reports to `before_handle_exception` for a SYSCALL

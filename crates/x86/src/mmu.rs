@@ -263,12 +263,39 @@ struct Entry {
 
 const TLB_SIZE: usize = 256;
 
+/// A fast-path slot: the linear page (tagged with the privilege it was checked for) whose
+/// reads, and writes, may go straight to RAM, and the physical address of that page.
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    /// `page << 1 | user`, or `u64::MAX`.
+    read_tag: u64,
+    /// The same for writes (set only for dirty, writable pages in RAM holding no decoded
+    /// code).
+    write_tag: u64,
+    /// Physical address of the page.
+    physical: u64,
+}
+
+const NO_FAST: Fast = Fast {
+    read_tag: u64::MAX,
+    write_tag: u64::MAX,
+    physical: 0,
+};
+
 /// The software TLB: direct-mapped, 256 entries, one 4 KiB page each (large pages fill one
 /// entry per 4 KiB page used). Flushed whole on CR3 writes (global entries kept when
 /// CR4.PGE is on), CR0.PG/WP and CR4 paging changes; INVLPG drops one page.
+///
+/// Beside it, the data fast path: per slot, a linear page already checked for reads (and
+/// writes) at user or supervisor privilege whose frame is in RAM, so that a hit is a tag
+/// compare and a RAM access. Every flush drops it whole (global pages too), and
+/// [`Tlb::generation`] counts flushes so that caches keyed by linear address (the block
+/// jump cache) can tell when a mapping may have changed.
 #[derive(Clone, Debug)]
 pub struct Tlb {
     entries: Box<[Entry; TLB_SIZE]>,
+    fast: Box<[Fast; TLB_SIZE]>,
+    generation: u64,
 }
 
 impl Default for Tlb {
@@ -287,8 +314,15 @@ impl Default for Tlb {
                     },
                 }; TLB_SIZE],
             ),
+            fast: Box::new([NO_FAST; TLB_SIZE]),
+            generation: 0,
         }
     }
+}
+
+#[inline(always)]
+fn fast_tag(vaddr: u64, user: bool) -> u64 {
+    ((vaddr >> 12) << 1) | u64::from(user)
 }
 
 impl Tlb {
@@ -313,21 +347,83 @@ impl Tlb {
         self.entries[(page as usize) % TLB_SIZE] = Entry { page, translation };
     }
 
-    /// Drops everything (`keep_global`: except global pages).
+    /// Drops everything (`keep_global`: except global pages; the fast path is dropped
+    /// whole).
     pub fn flush(&mut self, keep_global: bool) {
         for entry in self.entries.iter_mut() {
             if !(keep_global && entry.translation.global) {
                 entry.page = u64::MAX;
             }
         }
+        self.fast.fill(NO_FAST);
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// Drops the page holding `vaddr` (INVLPG), global or not.
     pub fn flush_page(&mut self, vaddr: u64) {
         let page = vaddr >> 12;
-        let entry = &mut self.entries[(page as usize) % TLB_SIZE];
+        let slot = (page as usize) % TLB_SIZE;
+        let entry = &mut self.entries[slot];
         if entry.page == page {
             entry.page = u64::MAX;
+        }
+        self.fast[slot] = NO_FAST;
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Counts flushes: a linear-address cache filled at one generation is valid while the
+    /// generation stays the same.
+    #[inline(always)]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The physical address of `vaddr` when a read of `size` bytes there at privilege
+    /// `user` may go straight to RAM (within one page, already checked).
+    #[inline(always)]
+    pub(crate) fn fast_read(&self, vaddr: u64, size: u32, user: bool) -> Option<u64> {
+        let slot = &self.fast[((vaddr >> 12) as usize) % TLB_SIZE];
+        if slot.read_tag == fast_tag(vaddr, user) && (vaddr & 0xfff) + u64::from(size) <= 0x1000 {
+            Some(slot.physical | (vaddr & 0xfff))
+        } else {
+            None
+        }
+    }
+
+    /// The same for a write.
+    #[inline(always)]
+    pub(crate) fn fast_write(&self, vaddr: u64, size: u32, user: bool) -> Option<u64> {
+        let slot = &self.fast[((vaddr >> 12) as usize) % TLB_SIZE];
+        if slot.write_tag == fast_tag(vaddr, user) && (vaddr & 0xfff) + u64::from(size) <= 0x1000 {
+            Some(slot.physical | (vaddr & 0xfff))
+        } else {
+            None
+        }
+    }
+
+    /// Records that reads (and, with `write`, writes) of `vaddr`'s page at privilege `user`
+    /// were allowed and reach RAM at `physical`'s page.
+    pub(crate) fn fill_fast(&mut self, vaddr: u64, physical: u64, user: bool, write: bool) {
+        let slot = &mut self.fast[((vaddr >> 12) as usize) % TLB_SIZE];
+        let tag = fast_tag(vaddr, user);
+        let physical = physical & !0xfff;
+        if slot.read_tag != tag || slot.physical != physical {
+            *slot = NO_FAST;
+        }
+        slot.read_tag = tag;
+        slot.physical = physical;
+        if write {
+            slot.write_tag = tag;
+        }
+    }
+
+    /// Sends every later write to physical page `frame` (a page number) through the slow
+    /// path (it now holds decoded code).
+    pub(crate) fn forget_fast_writes(&mut self, frame: u64) {
+        for slot in self.fast.iter_mut() {
+            if slot.physical >> 12 == frame {
+                slot.write_tag = u64::MAX;
+            }
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Architectural state of one x86 CPU: general registers, RIP, RFLAGS, segment registers
 //! with their hidden descriptor caches, descriptor-table registers, control registers,
-//! EFER and the model-specific registers Linux touches.
+//! EFER and the model-specific registers Linux touches, and the x87/MMX/SSE register state
+//! (`pandare-x86-float`'s [`X87State`] and [`SseState`]; MMi alias the x87 registers' significands).
+
+pub use pandare_x86_float::sse::SseState;
+pub use pandare_x86_float::x87::{F80Bits, X87State};
 
 /// RFLAGS bits.
 pub mod flags {
@@ -359,6 +363,11 @@ pub struct State {
     pub halted: bool,
     /// Interrupts are inhibited for one instruction (after STI or MOV SS).
     pub interrupt_shadow: bool,
+    /// The x87 FPU: R0–R7 (MM0–MM7 are their significands), control/status/tag words and
+    /// the last-instruction pointers.
+    pub x87: X87State,
+    /// XMM0–XMM15 and MXCSR.
+    pub sse: SseState,
 }
 
 impl State {
@@ -421,6 +430,13 @@ impl State {
             dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
             halted: false,
             interrupt_shadow: false,
+            x87: X87State {
+                // RESET: FCW 0x0040, all registers +0.0 and tagged valid (FTW 0x5555).
+                fcw: 0x0040,
+                tags: 0xff,
+                ..X87State::default()
+            },
+            sse: SseState::default(),
         }
     }
 
@@ -452,6 +468,10 @@ impl State {
         state.cr4 = cr::CR4_PAE | cr::CR4_PGE | cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
         state.efer = msr::EFER_LME | msr::EFER_LMA | msr::EFER_NXE | msr::EFER_SCE;
         state.rip = 0;
+        // The FPU as Linux hands it to a new process: FNINIT (FCW 0x037F, all empty) and
+        // MXCSR 0x1F80.
+        state.x87 = X87State::default();
+        state.sse = SseState::default();
         state
     }
 
@@ -522,6 +542,14 @@ impl State {
         if self.cr0 >> 32 != 0 {
             return Err(StateError::Invalid("CR0 bits 32–63 are reserved"));
         }
+        if self.sse.validate().is_err() {
+            return Err(StateError::Invalid(
+                "MXCSR sets reserved bits (only bits 0–15 exist)",
+            ));
+        }
+        if self.x87.fop > 0x7ff {
+            return Err(StateError::Invalid("x87 FOP wider than 11 bits"));
+        }
         Ok(())
     }
 }
@@ -539,8 +567,9 @@ pub enum StateError {
 
 /// Magic and version of the serialized state ([`State::to_bytes`]).
 const STATE_MAGIC: &[u8; 4] = b"PX86";
-/// Version 1: the field order of [`State::to_bytes`].
-pub const STATE_VERSION: u32 = 1;
+/// Version 2: the field order of [`State::to_bytes`], the x87 and SSE state last. Version 1
+/// (no FPU state) is refused: its FPU contents cannot be reconstructed.
+pub const STATE_VERSION: u32 = 2;
 
 struct Writer(Vec<u8>);
 impl Writer {
@@ -637,6 +666,25 @@ impl State {
             w.u64(d);
         }
         w.u64(u64::from(self.halted) | (u64::from(self.interrupt_shadow) << 1));
+        let x = &self.x87;
+        for r in x.regs {
+            w.u64(r.m);
+            w.u64(u64::from(r.se));
+        }
+        w.u64(
+            u64::from(x.fcw)
+                | (u64::from(x.fsw) << 16)
+                | (u64::from(x.tags) << 32)
+                | (u64::from(x.fop) << 40),
+        );
+        w.u64(x.fip);
+        w.u64(x.fdp);
+        w.u64(u64::from(x.fcs) | (u64::from(x.fds) << 16));
+        for v in self.sse.xmm {
+            w.u64(v as u64);
+            w.u64((v >> 64) as u64);
+        }
+        w.u64(u64::from(self.sse.mxcsr));
         w.0
     }
 
@@ -649,8 +697,14 @@ impl State {
         let (version, rest) = rest
             .split_first_chunk::<4>()
             .ok_or(StateError::Format("truncated"))?;
-        if u32::from_le_bytes(*version) != STATE_VERSION {
-            return Err(StateError::Format("unknown version"));
+        match u32::from_le_bytes(*version) {
+            STATE_VERSION => {}
+            1 => {
+                return Err(StateError::Format(
+                    "version 1 (before the x87/SSE state was saved) is no longer read",
+                ))
+            }
+            _ => return Err(StateError::Format("unknown version")),
         }
         let mut r = Reader(rest);
         let mut state = State::reset();
@@ -707,6 +761,42 @@ impl State {
         }
         state.halted = bits & 1 != 0;
         state.interrupt_shadow = bits & 2 != 0;
+        for reg in state.x87.regs.iter_mut() {
+            let m = r.u64()?;
+            let se = r.u64()?;
+            if se > 0xffff {
+                return Err(StateError::Format(
+                    "x87 register exponent wider than 16 bits",
+                ));
+            }
+            *reg = F80Bits { m, se: se as u16 };
+        }
+        let words = r.u64()?;
+        if words >> 51 != 0 {
+            return Err(StateError::Format("x87 control words have unknown bits"));
+        }
+        state.x87.fcw = words as u16;
+        state.x87.fsw = (words >> 16) as u16;
+        state.x87.tags = (words >> 32) as u8;
+        state.x87.fop = (words >> 40) as u16;
+        state.x87.fip = r.u64()?;
+        state.x87.fdp = r.u64()?;
+        let selectors = r.u64()?;
+        if selectors >> 32 != 0 {
+            return Err(StateError::Format("x87 selectors wider than 16 bits"));
+        }
+        state.x87.fcs = selectors as u16;
+        state.x87.fds = (selectors >> 16) as u16;
+        for v in state.sse.xmm.iter_mut() {
+            let low = r.u64()?;
+            let high = r.u64()?;
+            *v = u128::from(low) | (u128::from(high) << 64);
+        }
+        let mxcsr = r.u64()?;
+        if mxcsr > 0xffff_ffff {
+            return Err(StateError::Format("MXCSR wider than 32 bits"));
+        }
+        state.sse.mxcsr = mxcsr as u32;
         if !r.0.is_empty() {
             return Err(StateError::Format("trailing bytes"));
         }

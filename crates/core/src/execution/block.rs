@@ -345,6 +345,26 @@ impl Hooks {
         (cpu.pc() != pc || cpu.code_modified()).then(|| cpu.pc())
     }
 
+    /// `guest_hypercall` for a hypercall instruction that has an effect of its own (x86's
+    /// CPUID, as in PANDA): true when a callback returned true (handled it), and the
+    /// instruction's own effect is to be skipped. The view's pc and count are at it. (An
+    /// architecture whose hypercall does nothing passes it through
+    /// [`InstructionPoint::hypercall`] instead.)
+    #[cold]
+    #[inline(never)]
+    pub fn handled_hypercall<C: CpuView>(&mut self, cpu: &mut C) -> bool {
+        let mut handled = false;
+        fire!(
+            &mut self.instr,
+            &mut *cpu,
+            GuestHypercall,
+            |callback, view| {
+                handled |= callback(view);
+            }
+        );
+        handled
+    }
+
     /// A trap inside an instrumented block (the view's pc at the faulting instruction):
     /// `cpu_restore_state` for the block, then [`Hooks::exception`].
     #[cold]

@@ -1,0 +1,3 @@
+#include <stdio.h>
+unsigned long kernel(void);
+int main(void) { printf("%lx\n", kernel()); return 0; }
