@@ -777,6 +777,9 @@ impl X86Cpu {
     pub(crate) fn execute_one(&mut self, instruction: &Instruction) -> Result<Event, Fault> {
         let saved_gpr = self.state.gpr;
         let saved_rflags = self.state.rflags;
+        // RF is cleared at the start of every instruction (SDM vol. 3 §17.3.1.1); IRET may
+        // set it again. A fault restores it with the other flags.
+        self.state.rflags &= !flags::RF;
         let result = crate::exec::execute(self, instruction);
         match result {
             Ok(event) => {
@@ -789,6 +792,8 @@ impl X86Cpu {
                 if !crate::exec::is_string(instruction) {
                     self.state.gpr = saved_gpr;
                     self.state.rflags = saved_rflags;
+                } else {
+                    self.state.rflags |= saved_rflags & flags::RF;
                 }
                 Err(fault)
             }
@@ -803,15 +808,43 @@ impl X86Cpu {
         if let Some(address) = fault.address {
             self.state.cr2 = address;
         }
+        // Fault-class exceptions push RF = 1 so that the handler's IRET does not trip an
+        // instruction breakpoint again (SDM vol. 3 §17.3.1.1); traps and aborts (#DF) push
+        // it as it was.
+        let rf = self.state.rflags & flags::RF;
         let rip = self.state.rip;
-        match self.deliver(fault.vector, fault.error_code, rip, false) {
-            Ok(()) => Ok(()),
-            Err(second) => {
-                if let Some(address) = second.address {
-                    self.state.cr2 = address;
-                }
-                self.deliver(8, Some(0), rip, false)
+        // A fault while delivering: #DF when both are contributory or the first is #PF and
+        // the second contributory or #PF; after a benign first exception the second is
+        // delivered in its place; a fault delivering #DF shuts down (SDM vol. 3 Table 6-5).
+        let contributory = |vector: u8| matches!(vector, 0 | 10 | 11 | 12 | 13);
+        let mut current = fault;
+        loop {
+            self.state.rflags = if matches!(current.vector, 1 | 3 | 4 | 8 | 18) {
+                (self.state.rflags & !flags::RF) | rf
+            } else {
+                self.state.rflags | flags::RF
+            };
+            let second = match self.deliver(current.vector, current.error_code, rip, false) {
+                Ok(()) => return Ok(()),
+                Err(second) => second,
+            };
+            if let Some(address) = second.address {
+                self.state.cr2 = address;
             }
+            if current.vector == 8 {
+                return Err(second);
+            }
+            let double = (contributory(current.vector) || current.vector == 14)
+                && (contributory(second.vector) || (current.vector == 14 && second.vector == 14));
+            current = if double {
+                Fault {
+                    vector: 8,
+                    error_code: Some(0),
+                    address: None,
+                }
+            } else {
+                second
+            };
         }
     }
 
@@ -839,7 +872,9 @@ impl X86Cpu {
         software: bool,
     ) -> Result<(), Fault> {
         self.state.halted = false;
-        let idt_error = u32::from(vector) * 8 + 2;
+        // Error code of a fault on the IDT entry: the IDT bit, and EXT unless the event is a
+        // software interrupt (SDM vol. 3 §6.13).
+        let idt_error = u32::from(vector) * 8 + 2 + u32::from(!software);
         if self.state.long_mode_active() {
             let offset = u64::from(vector) * 16;
             if offset + 15 > u64::from(self.state.idtr.limit) {
@@ -898,7 +933,9 @@ impl X86Cpu {
                 selector: (selector & !3) | u16::from(new_cpl),
                 ..code
             };
-            if new_cpl != old_cpl {
+            // A privilege change, or any IST stack, loads a null SS with RPL = new CPL
+            // (SDM vol. 3 §6.14.4 and §6.14.5).
+            if new_cpl != old_cpl || ist != 0 {
                 self.state.segments[seg::SS] = Segment {
                     selector: u16::from(new_cpl),
                     base: 0,
@@ -929,7 +966,7 @@ impl X86Cpu {
         return_rip: u64,
         software: bool,
     ) -> Result<(), Fault> {
-        let idt_error = u32::from(vector) * 8 + 2;
+        let idt_error = u32::from(vector) * 8 + 2 + u32::from(!software);
         if self.state.mode() == Mode::Real {
             let entry = self.read_linear(self.state.idtr.base + u64::from(vector) * 4, 4, true)?;
             let mut sp = self.state.gpr[4] as u16;
@@ -1009,6 +1046,16 @@ impl X86Cpu {
 
     /// Reads the descriptor `selector` names from the GDT or LDT (null selectors: #GP(0)).
     pub(crate) fn load_descriptor(&mut self, selector: u16) -> Result<Segment, Fault> {
+        let segment = self.read_descriptor(selector)?;
+        if !segment.present() {
+            return Err(Fault::np(u32::from(selector & !3)));
+        }
+        Ok(segment)
+    }
+
+    /// Reads the descriptor `selector` names, present or not (for loads that check its
+    /// type and privilege before presence).
+    pub(crate) fn read_descriptor(&mut self, selector: u16) -> Result<Segment, Fault> {
         let index = u64::from(selector & !7);
         if index == 0 && selector & 4 == 0 {
             return Err(Fault::gp(0));
@@ -1022,11 +1069,11 @@ impl X86Cpu {
             return Err(Fault::gp(u32::from(selector & !3)));
         }
         let raw = self.read_linear(base + index, 8, true)?;
-        let segment = Segment::from_descriptor(selector, raw as u32, (raw >> 32) as u32);
-        if !segment.present() {
-            return Err(Fault::np(u32::from(selector & !3)));
-        }
-        Ok(segment)
+        Ok(Segment::from_descriptor(
+            selector,
+            raw as u32,
+            (raw >> 32) as u32,
+        ))
     }
 
     /// Reads the 16-byte system descriptor (LDT, TSS in long mode) at `selector`.

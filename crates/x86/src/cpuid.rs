@@ -51,8 +51,13 @@ pub const LEAF1_EDX: u32 = (1 << 0) // fpu
 pub const LEAF1_ECX: u32 = (1 << 13) // cx16
     | (1 << 23); // popcnt
 
+/// The CPUID.1 EDX bits AMD processors repeat in CPUID.8000_0001 EDX (bits 0–9, 12–17,
+/// 23 and 24; AMD APM vol. 3, CPUID Fn8000_0001_EDX), as `qemu64` does.
+const AMD_ALIASES: u32 = 0x0183_f3ff;
+
 /// CPUID.8000_0001 EDX.
-pub const EXT1_EDX: u32 = (1 << 11) // syscall
+pub const EXT1_EDX: u32 = (LEAF1_EDX & AMD_ALIASES)
+    | (1 << 11) // syscall
     | (1 << 20) // nx
     | (1 << 29); // lm
 

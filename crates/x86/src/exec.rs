@@ -334,6 +334,17 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
             return port_io(cpu, i)
         }
         M::Sysenter => return sysenter(cpu),
+        M::Lsl | M::Lar => return lsl_lar(cpu, i),
+        M::Verr | M::Verw => return verify(cpu, i),
+        M::Lss | M::Lds | M::Les | M::Lfs | M::Lgs => return load_far_pointer(cpu, i),
+        M::Rdpmc => {
+            // Outside CPL 0 without CR4.PCE: #GP(0) (SDM vol. 2 RDPMC). No performance
+            // counters are implemented, so an allowed RDPMC is #UD, as in QEMU.
+            if cpu.state.cpl != 0 && cpu.state.cr4 & cr::CR4_PCE == 0 {
+                return Err(Fault::gp(0));
+            }
+            return Err(Fault::ud());
+        }
         M::Sysexit | M::Sysexitq => return sysexit(cpu, i),
         M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test => {
             let size = op_size(i, 0);
@@ -1459,7 +1470,9 @@ fn load_segment(cpu: &mut X86Cpu, index: usize, selector: u16) -> R<()> {
         };
         return Ok(());
     }
-    let d = cpu.load_descriptor(selector)?;
+    // Type and privilege are checked before presence, and a not-present stack segment is
+    // #SS, not #NP (SDM vol. 2, MOV and POP: "segment marked not present").
+    let d = cpu.read_descriptor(selector)?;
     let error = u32::from(selector & !3);
     let rpl = (selector & 3) as u8;
     let cpl = cpu.state.cpl;
@@ -1478,6 +1491,13 @@ fn load_segment(cpu: &mut X86Cpu, index: usize, selector: u16) -> R<()> {
         if !readable || (!conforming && (d.dpl() < cpl || d.dpl() < rpl)) {
             return Err(Fault::gp(error));
         }
+    }
+    if !d.present() {
+        return Err(if index == seg::SS {
+            Fault::ss(error)
+        } else {
+            Fault::np(error)
+        });
     }
     // FS and GS take the descriptor's 32-bit base (in 64-bit mode it replaces the MSR value).
     cpu.state.segments[index] = d;
@@ -1707,11 +1727,12 @@ fn iret(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         cpu.state.gpr[4] = sp;
     }
     if rpl > cpl {
-        // Data segments the outer level may not use become null.
+        // Data segments the outer level may not use become null, in IA-32e mode too
+        // (SDM vol. 2 IRET, RETURN-TO-OUTER-PRIVILEGE-LEVEL; AMD APM vol. 3 IRET).
         for index in [seg::ES, seg::DS, seg::FS, seg::GS] {
             let s = cpu.state.segments[index];
             let code_conforming = s.kind() & 0xc == 0xc;
-            if s.present() && !code_conforming && s.dpl() < rpl && !long {
+            if s.present() && !code_conforming && s.dpl() < rpl {
                 cpu.state.segments[index] = Segment {
                     selector: 0,
                     ..Segment::default()
@@ -1719,6 +1740,132 @@ fn iret(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
             }
         }
     }
+    Ok(Event::Retired)
+}
+
+/// LSL and LAR: the segment limit (scaled) or the access rights (second dword AND
+/// 0x00F0FF00) of the descriptor a selector names, with ZF set, when that descriptor is of a
+/// type they accept and visible at CPL and RPL; otherwise ZF clear and the destination
+/// unchanged (SDM vol. 2 LSL, LAR). Linux's vDSO getcpu reads its per-CPU segment with LSL.
+fn lsl_lar(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    if matches!(cpu.state.mode(), Mode::Real) {
+        return Err(Fault::ud());
+    }
+    let lar = i.mnemonic() == Mnemonic::Lar;
+    let source_size = if i.op_kind(1) == OpKind::Memory {
+        2
+    } else {
+        op_size(i, 1)
+    };
+    let selector = read_op(cpu, i, 1, source_size)? as u16;
+    let index = u64::from(selector & !7);
+    let (base, limit) = if selector & 4 != 0 {
+        (cpu.state.ldtr.base, u64::from(cpu.state.ldtr.limit))
+    } else {
+        (cpu.state.gdtr.base, u64::from(cpu.state.gdtr.limit))
+    };
+    let mut found = None;
+    if selector & !3 != 0 && index + 7 <= limit {
+        let raw = cpu.read_linear(base + index, 8, true)?;
+        let high = (raw >> 32) as u32;
+        let kind = (high >> 8) & 0xf;
+        let system = high & (1 << 12) == 0;
+        let dpl = ((high >> 13) & 3) as u8;
+        let long = cpu.state.long_mode_active();
+        let type_ok = if system {
+            match kind {
+                2 | 9 | 0xb => true,
+                0xc => lar,
+                1 | 3 => !long,
+                4 | 5 => lar && !long,
+                _ => false,
+            }
+        } else {
+            true
+        };
+        let conforming = !system && kind & 0xc == 0xc;
+        let visible = conforming || (dpl >= cpu.state.cpl && dpl >= (selector & 3) as u8);
+        if type_ok && visible {
+            let raw_limit = (raw & 0xffff) | (u64::from(high) & 0x000f_0000);
+            found = Some(if lar {
+                u64::from(high & 0x00f0_ff00)
+            } else if high & (1 << 23) != 0 {
+                (raw_limit << 12) | 0xfff
+            } else {
+                raw_limit
+            });
+        }
+    }
+    match found {
+        Some(value) => {
+            let size = op_size(i, 0);
+            write_op(cpu, i, 0, size, value & mask(size))?;
+            set_flags(cpu, ZF, ZF);
+        }
+        None => set_flags(cpu, 0, ZF),
+    }
+    Ok(Event::Retired)
+}
+
+/// LSS, LDS, LES, LFS, LGS: a far pointer from memory (offset, then selector) into a segment
+/// register and a general register; the segment load's checks come first (SDM vol. 2 LDS/
+/// LES/LFS/LGS/LSS). The i386 kernel's espfix path returns through LSS.
+fn load_far_pointer(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    if i.op_kind(1) != OpKind::Memory {
+        return Err(Fault::ud());
+    }
+    let size = op_size(i, 0);
+    let segment = seg_index(i.memory_segment());
+    let offset_at = ea(cpu, i);
+    let offset = cpu.read(segment, offset_at, size)?;
+    let selector = cpu.read(segment, offset_at.wrapping_add(u64::from(size)), 2)? as u16;
+    let index = match i.mnemonic() {
+        Mnemonic::Lss => seg::SS,
+        Mnemonic::Lds => seg::DS,
+        Mnemonic::Les => seg::ES,
+        Mnemonic::Lfs => seg::FS,
+        _ => seg::GS,
+    };
+    load_segment(cpu, index, selector)?;
+    write_op(cpu, i, 0, size, offset)?;
+    Ok(Event::Retired)
+}
+
+/// VERR and VERW: ZF set when the selector names a code or data segment visible at CPL
+/// and RPL (conforming code: always, for VERR) that is readable (VERR) or writable data
+/// (VERW); presence is not checked (SDM vol. 2 VERR/VERW).
+fn verify(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
+    if matches!(cpu.state.mode(), Mode::Real) {
+        return Err(Fault::ud());
+    }
+    let size = if i.op_kind(0) == OpKind::Memory {
+        2
+    } else {
+        op_size(i, 0)
+    };
+    let selector = read_op(cpu, i, 0, size)? as u16;
+    let index = u64::from(selector & !7);
+    let (base, limit) = if selector & 4 != 0 {
+        (cpu.state.ldtr.base, u64::from(cpu.state.ldtr.limit))
+    } else {
+        (cpu.state.gdtr.base, u64::from(cpu.state.gdtr.limit))
+    };
+    let mut ok = false;
+    if selector & !3 != 0 && index + 7 <= limit {
+        let high = (cpu.read_linear(base + index, 8, true)? >> 32) as u32;
+        let kind = (high >> 8) & 0xf;
+        let code = kind & 8 != 0;
+        let dpl = ((high >> 13) & 3) as u8;
+        let conforming = code && kind & 4 != 0;
+        let visible = dpl >= cpu.state.cpl && dpl >= (selector & 3) as u8;
+        ok = high & (1 << 12) != 0
+            && if i.mnemonic() == Mnemonic::Verr {
+                (!code || kind & 2 != 0) && (conforming || visible)
+            } else {
+                !code && kind & 2 != 0 && visible
+            };
+    }
+    set_flags(cpu, if ok { ZF } else { 0 }, ZF);
     Ok(Event::Retired)
 }
 
@@ -1836,6 +1983,15 @@ fn far_return(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         cpu.state.segments[seg::SS] = stack;
         cpu.state.gpr[4] = new_sp.wrapping_add(extra);
         cpu.state.cpl = rpl;
+        // As IRET does: data segments the outer level may not use become null (SDM vol. 2
+        // RET, RETURN-TO-OUTER-PRIVILEGE-LEVEL).
+        for index in [seg::ES, seg::DS, seg::FS, seg::GS] {
+            let s = cpu.state.segments[index];
+            let code_conforming = s.kind() & 0xc == 0xc;
+            if s.present() && !code_conforming && s.dpl() < rpl {
+                cpu.state.segments[index] = Segment::default();
+            }
+        }
     }
     cpu.state.segments[seg::CS] = code;
     cpu.state.rip = offset & mask(size);

@@ -112,6 +112,23 @@ pub(crate) enum Kind {
     AluRR,
     AluRI,
     AluRM,
+    /// The register and immediate forms of the ALU operations without a carry in, one kind
+    /// each (one dispatch instead of two).
+    AddRR,
+    AddRI,
+    OrRR,
+    OrRI,
+    AndRR,
+    AndRI,
+    SubRR,
+    SubRI,
+    XorRR,
+    XorRI,
+    CmpRR,
+    CmpRI,
+    TestRR,
+    TestRI,
+
     AluMR,
     AluMI,
     Inc,
@@ -413,6 +430,26 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
                 Kind::AluMR,
                 Kind::AluMI,
             )?;
+            let register = op.kind == Kind::AluRR;
+            if matches!(op.kind, Kind::AluRR | Kind::AluRI) {
+                op.kind = match (ALU[usize::from(op.sub).min(8)], register) {
+                    (Alu::Add, true) => Kind::AddRR,
+                    (Alu::Add, false) => Kind::AddRI,
+                    (Alu::Or, true) => Kind::OrRR,
+                    (Alu::Or, false) => Kind::OrRI,
+                    (Alu::And, true) => Kind::AndRR,
+                    (Alu::And, false) => Kind::AndRI,
+                    (Alu::Sub, true) => Kind::SubRR,
+                    (Alu::Sub, false) => Kind::SubRI,
+                    (Alu::Xor, true) => Kind::XorRR,
+                    (Alu::Xor, false) => Kind::XorRI,
+                    (Alu::Cmp, true) => Kind::CmpRR,
+                    (Alu::Cmp, false) => Kind::CmpRI,
+                    (Alu::Test, true) => Kind::TestRR,
+                    (Alu::Test, false) => Kind::TestRI,
+                    _ => op.kind,
+                };
+            }
         }
         Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd if count == 2 => {
             let (a, size) = reg(0)?;
@@ -857,7 +894,13 @@ impl X86Cpu {
     /// ALU operation `k` on `a` and `b`: (result, flags, whether the result is written).
     #[inline(always)]
     fn alu(&self, op: &Op, a: u64, b: u64, want: bool) -> (u64, u64, bool) {
-        let (k, m, sign) = (op.sub, op.m, op.sign);
+        self.alu_k(op.sub, op, a, b, want)
+    }
+
+    /// [`X86Cpu::alu`] with the operation given apart (a constant folds the dispatch away).
+    #[inline(always)]
+    fn alu_k(&self, k: u8, op: &Op, a: u64, b: u64, want: bool) -> (u64, u64, bool) {
+        let (m, sign) = (op.m, op.sign);
         let carry = self.state.rflags & CF != 0;
         let alu = ALU[(k as usize).min(8)];
         if !want {
@@ -900,12 +943,27 @@ impl X86Cpu {
         }
     }
 
+    /// ALU operation `k` (a constant at each use) on register `op.r` and `b`.
+    #[inline(always)]
+    fn alu_register(&mut self, k: u8, op: &Op, b: u64, want: bool) {
+        let a = self.gm(op.r, op);
+        let (r, f, write) = self.alu_k(k, op, a, b, want);
+        if write {
+            self.sm(op.r, op, r);
+        }
+        if want {
+            self.set_arith(f, fl::ARITH);
+        }
+    }
+
     /// Executes a specialised op (not [`Kind::Generic`]) at RIP. On `Ok` RIP is at the next
     /// instruction (or the branch target) and the instruction has retired; on `Err` no
     /// architectural state changed.
     #[inline(never)]
     pub(crate) fn execute_op(&mut self, op: &Op) -> Result<Event, Fault> {
         let next = self.op_body(op, true)?;
+        // A retired instruction clears RF (IRET, which sets it, is generic).
+        self.state.rflags &= !fl::RF;
         self.state.rip = next;
         self.state.interrupt_shadow = false;
         self.icount += 1;
@@ -937,6 +995,10 @@ impl X86Cpu {
         } else {
             self.execute_ops_inner::<false>(block, limit)
         };
+        if done & !FAULTED != 0 {
+            // Retired instructions clear RF (IRET, which sets it, is generic).
+            self.state.rflags &= !fl::RF;
+        }
         if done & FAULTED != 0 {
             (done & !FAULTED, self.op_fault.take())
         } else {
@@ -1040,6 +1102,41 @@ impl X86Cpu {
                     self.set_arith(f, fl::ARITH);
                 }
             }
+            Kind::AddRR => {
+                let b = self.gm(op.r2, op);
+                self.alu_register(Alu::Add as u8, op, b, want);
+            }
+            Kind::AddRI => self.alu_register(Alu::Add as u8, op, op.imm, want),
+            Kind::OrRR => {
+                let b = self.gm(op.r2, op);
+                self.alu_register(Alu::Or as u8, op, b, want);
+            }
+            Kind::OrRI => self.alu_register(Alu::Or as u8, op, op.imm, want),
+            Kind::AndRR => {
+                let b = self.gm(op.r2, op);
+                self.alu_register(Alu::And as u8, op, b, want);
+            }
+            Kind::AndRI => self.alu_register(Alu::And as u8, op, op.imm, want),
+            Kind::SubRR => {
+                let b = self.gm(op.r2, op);
+                self.alu_register(Alu::Sub as u8, op, b, want);
+            }
+            Kind::SubRI => self.alu_register(Alu::Sub as u8, op, op.imm, want),
+            Kind::XorRR => {
+                let b = self.gm(op.r2, op);
+                self.alu_register(Alu::Xor as u8, op, b, want);
+            }
+            Kind::XorRI => self.alu_register(Alu::Xor as u8, op, op.imm, want),
+            Kind::CmpRR => {
+                let b = self.gm(op.r2, op);
+                self.alu_register(Alu::Cmp as u8, op, b, want);
+            }
+            Kind::CmpRI => self.alu_register(Alu::Cmp as u8, op, op.imm, want),
+            Kind::TestRR => {
+                let b = self.gm(op.r2, op);
+                self.alu_register(Alu::Test as u8, op, b, want);
+            }
+            Kind::TestRI => self.alu_register(Alu::Test as u8, op, op.imm, want),
             Kind::AluMR | Kind::AluMI => {
                 let offset = self.ea(&op.mem);
                 let a = self.load_at(&op.mem, offset, size)?;
@@ -1319,6 +1416,14 @@ fn flag_use(op: &Op) -> (u64, u64, bool) {
         | Kind::Cdx
         | Kind::Jmp => (0, 0, false),
         Kind::AluRR | Kind::AluRI => (alu_reads(op), ALL, false),
+        Kind::AddRR | Kind::AddRI => (0, ALL, false),
+        Kind::OrRR | Kind::OrRI => (0, ALL, false),
+        Kind::AndRR | Kind::AndRI => (0, ALL, false),
+        Kind::SubRR | Kind::SubRI => (0, ALL, false),
+        Kind::XorRR | Kind::XorRI => (0, ALL, false),
+        Kind::CmpRR | Kind::CmpRI => (0, ALL, false),
+        Kind::TestRR | Kind::TestRI => (0, ALL, false),
+
         Kind::Inc | Kind::Dec => (0, ALL & !CF, false),
         Kind::Neg | Kind::ImulRR | Kind::ImulRRI | Kind::MulR => (0, ALL, false),
         Kind::ShiftRI => {
