@@ -451,6 +451,17 @@ impl X86Cpu {
         size: u32,
         supervisor: bool,
     ) -> Result<u64, Fault> {
+        self.read_linear_inline(linear, size, supervisor)
+    }
+
+    /// [`X86Cpu::read_linear`], always inlined (the pre-decoded ops' loads).
+    #[inline(always)]
+    pub(crate) fn read_linear_inline(
+        &mut self,
+        linear: u64,
+        size: u32,
+        supervisor: bool,
+    ) -> Result<u64, Fault> {
         let user = self.state.cpl == 3 && !supervisor;
         if let Some(paddr) = self.tlb.fast_read(linear, size, user) {
             // Memory callbacks divert every access (read_linear_bytes' cold branch).
@@ -507,6 +518,18 @@ impl X86Cpu {
     /// no decoded code.
     #[inline]
     pub(crate) fn write_linear(
+        &mut self,
+        linear: u64,
+        size: u32,
+        value: u64,
+        supervisor: bool,
+    ) -> Result<(), Fault> {
+        self.write_linear_inline(linear, size, value, supervisor)
+    }
+
+    /// [`X86Cpu::write_linear`], always inlined (the pre-decoded ops' stores).
+    #[inline(always)]
+    pub(crate) fn write_linear_inline(
         &mut self,
         linear: u64,
         size: u32,

@@ -847,14 +847,14 @@ impl X86Cpu {
     fn load_at(&mut self, m: &Mem, offset: u64, size: u8) -> Result<u64, Fault> {
         if m.flat {
             flat_check(offset, m.seg)?;
-            return self.read_linear(offset, size.into(), false);
+            return self.read_linear_inline(offset, size.into(), false);
         }
         if m.based {
             let linear = self.state.segments[usize::from(m.seg) % 6]
                 .base
                 .wrapping_add(offset);
             flat_check(linear, m.seg)?;
-            return self.read_linear(linear, size.into(), false);
+            return self.read_linear_inline(linear, size.into(), false);
         }
         self.read(m.seg as usize, offset, size.into())
     }
@@ -864,14 +864,14 @@ impl X86Cpu {
         let v = v & mask(size.into());
         if m.flat {
             flat_check(offset, m.seg)?;
-            return self.write_linear(offset, size.into(), v, false);
+            return self.write_linear_inline(offset, size.into(), v, false);
         }
         if m.based {
             let linear = self.state.segments[usize::from(m.seg) % 6]
                 .base
                 .wrapping_add(offset);
             flat_check(linear, m.seg)?;
-            return self.write_linear(linear, size.into(), v, false);
+            return self.write_linear_inline(linear, size.into(), v, false);
         }
         self.write(m.seg as usize, offset, size.into(), v)
     }
@@ -886,7 +886,7 @@ impl X86Cpu {
     fn push64(&mut self, v: u64) -> Result<(), Fault> {
         let sp = self.state.gpr[4].wrapping_sub(8);
         flat_check(sp, seg::SS as u8)?;
-        self.write_linear(sp, 8, v, false)?;
+        self.write_linear_inline(sp, 8, v, false)?;
         self.state.gpr[4] = sp;
         Ok(())
     }
@@ -1249,7 +1249,7 @@ impl X86Cpu {
             Kind::PopR => {
                 let sp = self.state.gpr[4];
                 flat_check(sp, seg::SS as u8)?;
-                let v = self.read_linear(sp, 8, false)?;
+                let v = self.read_linear_inline(sp, 8, false)?;
                 self.state.gpr[4] = sp.wrapping_add(8);
                 self.state.gpr[(op.r & 15) as usize] = v;
             }
@@ -1272,7 +1272,7 @@ impl X86Cpu {
             Kind::Ret => {
                 let sp = self.state.gpr[4];
                 flat_check(sp, seg::SS as u8)?;
-                let target = self.read_linear(sp, 8, false)?;
+                let target = self.read_linear_inline(sp, 8, false)?;
                 if !crate::mmu::canonical(target) {
                     return Err(Fault::gp(0));
                 }
