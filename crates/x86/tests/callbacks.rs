@@ -891,10 +891,6 @@ impl PhysicalDevices for Clocked {
 }
 
 #[test]
-#[ignore = "known, for x86-speed: execute_ops (the uninstrumented loops' run of pre-decoded ops) \
-            adds the instruction count once per run, so a device accessed mid-run sees the \
-            count at the run's start (here 0, not 5); counting per op costs +2.9% host \
-            instructions on the bench (callgrind, PROFILE=5000000)"]
 fn devices_see_the_exact_instruction_count_in_every_loop() {
     // Five register ops, then a store to the device (the sixth instruction), then HLT.
     let mut code = vec![0x31, 0xc0, 0x83, 0xc0, 0x01, 0x83, 0xc0, 0x01];
@@ -924,4 +920,38 @@ fn devices_see_the_exact_instruction_count_in_every_loop() {
         "five instructions retired before the store"
     );
     assert_eq!(seen[0], seen[1]);
+}
+
+#[test]
+fn the_pc_is_the_linear_address_cs_base_plus_ip() {
+    // Real mode, CS = 0x1000 (base 0x10000), IP = 0x20: nop ; nop ; hlt.
+    let mut state = State::reset();
+    state.segments[pandare_x86::state::seg::CS].selector = 0x1000;
+    state.segments[pandare_x86::state::seg::CS].base = 0x10000;
+    state.rip = 0x20;
+    let mut ram = Ram::new(0, 1 << 20);
+    assert!(ram.write_bytes(0x10020, &[0x90, 0x90, 0xf4]));
+    let mut cpu = X86Cpu::new(state, ram).unwrap();
+    let mut instr = Instrumentation::new();
+    let (l, seen) = log();
+    instr
+        .register(
+            "blocks",
+            Callback::BeforeBlockExec(Box::new(move |cpu, block| {
+                l.lock()
+                    .unwrap()
+                    .push((block.pc, cpu.pc(), cpu.register("rip").unwrap()));
+                if cpu.pc() == 0x10020 {
+                    // Skip the first NOP: set_pc takes a linear address.
+                    cpu.set_pc(0x10021);
+                }
+            })),
+        )
+        .unwrap();
+    assert_eq!(cpu.run_with(&mut instr, 100), Exit::Halted);
+    assert_eq!(
+        taken(&seen),
+        vec![(0x10020, 0x10020, 0x20), (0x10021, 0x10021, 0x21)]
+    );
+    assert_eq!(cpu.instruction_count(), 2, "the skipped NOP did not run");
 }

@@ -66,8 +66,11 @@ fn run_tool(command: &mut Command) -> Result<Vec<u8>, String> {
 /// Assembles, links and dumps `tests/conformance/<name>.S`: its raw image and symbols.
 fn build(name: &str) -> Result<GuestProgram, String> {
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    // One directory per build: tests run in parallel and build the same programs.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let build = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "pandare-x86-conformance-{}-{name}",
+        "pandare-x86-conformance-{}-{build}-{name}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -329,4 +332,34 @@ fn a_timer_armed_mid_block_fires_at_the_same_count_in_every_loop() {
         )
     };
     assert_eq!(run(false), run(true));
+}
+
+/// The bare board's snapshots: a machine restored mid-run runs on to the same end.
+#[test]
+fn a_snapshot_of_the_bare_board_runs_on_identically() {
+    use pandare_core::{Exit, Machine, ShutdownKind};
+
+    let program = match X86_64.program(Program::TimerInterrupt) {
+        Ok(program) => program,
+        Err(reason) => {
+            pandare_test_support::unavailable(&reason);
+            return;
+        }
+    };
+    let mut machine = X86_64.bare_metal(&program);
+    // Stop while the timer is armed and not yet due.
+    assert_eq!(machine.run(25), Exit::BudgetExhausted);
+    assert!(machine.next_event().is_some());
+    let snapshot = machine.save_snapshot();
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    let end = (machine.instruction_count(), machine.state_hash());
+    machine.load_snapshot(&snapshot).unwrap();
+    assert_eq!(machine.instruction_count(), 25);
+    assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!((machine.instruction_count(), machine.state_hash()), end);
+    // A fresh machine takes the snapshot too.
+    let mut other = X86_64.bare_metal(&program);
+    other.load_snapshot(&snapshot).unwrap();
+    assert_eq!(other.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+    assert_eq!((other.instruction_count(), other.state_hash()), end);
 }
