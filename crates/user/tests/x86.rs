@@ -1,6 +1,6 @@
 //! `panda exec`'s process on the x86 CPU: static C programs with inline assembly
 //! (`tests/programs/x86`: flags, string instructions and atomics, misaligned and
-//! page-crossing memory, faults, SSE and x87 rounding, TLS) built at test time for x86_64
+//! page-crossing memory, faults, SSE and x87 rounding, TLS, generated code) built at test time for x86_64
 //! (glibc and musl) and i386 (glibc), run natively on the host — the reference for
 //! user-level semantics — and under `panda exec`; stdout and exit status must be
 //! identical. Also: two runs are identical, wrong programs are refused.
@@ -713,4 +713,10 @@ fn clocks_and_randomness_come_from_virtual_time_and_a_fixed_seed() {
         assert_eq!(native_lines[1..4], lines[1..4], "{}", variant.name);
         let _ = std::fs::remove_file(&binary);
     }
+}
+
+#[test]
+fn generated_code_follows_its_stores_and_mappings() {
+    // With an argument: a store to the page after it was made read-only and executable.
+    matches_the_host("jit", &[&[], &["fault"]]);
 }
