@@ -30,13 +30,33 @@ fn sext(x: u64, w: LaneBytes) -> i64 {
 }
 
 /// Applies `f` to each pair of lanes of width `w` across `width` bytes.
+#[inline]
 fn map2(a: u128, b: u128, w: LaneBytes, width: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
-    let mut r = 0u128;
-    for i in 0..width / w {
-        let x = f(lane(a, w, i), lane(b, w, i)) as u128 & mask(w);
-        r |= x << (8 * w * i);
+    // One monomorphic loop per lane width over the registers' bytes: the lane accesses
+    // become plain loads and stores the compiler can unroll (this is the hot path of
+    // glibc's SSE2 string functions).
+    match w {
+        1 => map2_n::<1>(a, b, width, f),
+        2 => map2_n::<2>(a, b, width, f),
+        4 => map2_n::<4>(a, b, width, f),
+        _ => map2_n::<8>(a, b, width, f),
     }
-    r
+}
+
+#[inline]
+fn map2_n<const W: usize>(a: u128, b: u128, width: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
+    let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+    let mut r = [0u8; 16];
+    let n = (width as usize / W).min(16 / W);
+    for i in 0..n {
+        let mut x = [0u8; 8];
+        let mut y = [0u8; 8];
+        x[..W].copy_from_slice(&a[i * W..i * W + W]);
+        y[..W].copy_from_slice(&b[i * W..i * W + W]);
+        let v = f(u64::from_le_bytes(x), u64::from_le_bytes(y));
+        r[i * W..i * W + W].copy_from_slice(&v.to_le_bytes()[..W]);
+    }
+    u128::from_le_bytes(r)
 }
 
 /// Saturation of PADD/PSUB.
@@ -275,9 +295,22 @@ pub fn shufpd(a: u128, b: u128, imm: u8) -> u128 {
 
 /// PMOVMSKB (w=1), MOVMSKPS (w=4), MOVMSKPD (w=8): the lanes' sign bits.
 pub fn movmsk(a: u128, w: LaneBytes, width: u32) -> u32 {
+    if w == 1 {
+        // PMOVMSKB: the eight sign bits of each quadword gathered by one multiplication.
+        let gather =
+            |q: u64| ((q & 0x8080_8080_8080_8080).wrapping_mul(0x0002_0408_1020_4081) >> 56) as u32;
+        let low = gather(a as u64);
+        return if width == 8 {
+            low
+        } else {
+            low | (gather((a >> 64) as u64) << 8)
+        };
+    }
+    let bytes = a.to_le_bytes();
     let mut m = 0;
-    for i in 0..width / w {
-        m |= ((lane(a, w, i) >> (8 * w - 1)) as u32 & 1) << i;
+    for i in 0..(width / w).min(16 / w.max(1)) {
+        // A lane's sign bit is the top bit of its last byte.
+        m |= u32::from(bytes[((i + 1) * w - 1) as usize] >> 7) << i;
     }
     m
 }
@@ -305,6 +338,16 @@ mod tests {
     #[test]
     fn psraw_by_large_count_fills_with_the_sign() {
         assert_eq!(pshift(0x8000, 2, Shift::Arith, 99, 8) & 0xffff, 0xffff);
+    }
+
+    #[test]
+    fn pmovmskb_gathers_every_byte_sign() {
+        for k in 0..16 {
+            assert_eq!(movmsk(0x80u128 << (8 * k), 1, 16), 1 << k);
+        }
+        assert_eq!(movmsk(u128::MAX, 1, 16), 0xffff);
+        assert_eq!(movmsk(u128::MAX, 1, 8), 0xff);
+        assert_eq!(movmsk(0x7f7f_7f7f_7f7f_7f7f_7f7f_7f7f_7f7f_7f7f, 1, 16), 0);
     }
 
     #[test]

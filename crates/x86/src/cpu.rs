@@ -120,6 +120,8 @@ pub struct X86Cpu {
     pub(crate) blocks: FxHashMap<(u64, Mode), Rc<Block>>,
     /// Blocks by linear IP, in front of `blocks` (see [`JumpSlot`]).
     jump: Box<[JumpSlot]>,
+    /// The fault of the op [`X86Cpu::execute_ops`] stopped at, on its way out.
+    pub(crate) op_fault: Option<Fault>,
     /// Physical pages holding decoded code; a store to one drops its blocks.
     code_pages: FxHashSet<u64>,
     /// Retired instructions.
@@ -162,6 +164,7 @@ impl X86Cpu {
             tlb: Tlb::default(),
             blocks: FxHashMap::default(),
             jump: (0..JUMP_SLOTS).map(|_| JumpSlot::default()).collect(),
+            op_fault: None,
             code_pages: FxHashSet::default(),
             icount: 0,
             code_written: false,

@@ -43,33 +43,33 @@ type R<T> = Result<T, Fault>;
 /// (prefetches, fences and CLFLUSH stay with the integer executor; SSE3 and later raise #UD
 /// there).
 pub(crate) fn handles(instruction: &Instruction) -> bool {
+    // iced lists an instruction's defining feature first: FPU for FCMOVcc ([FPU, CMOV]) and
+    // FISTTP ([FPU, SSE3], which is not ours), SSE/SSE2 for the fences and prefetches.
     let features = instruction.cpuid_features();
-    let ours = features.iter().any(|f| {
-        matches!(
-            f,
+    match features.first() {
+        Some(
             CpuidFeature::FPU
-                | CpuidFeature::FPU287
-                | CpuidFeature::FPU387
-                | CpuidFeature::MMX
-                | CpuidFeature::SSE
-                | CpuidFeature::SSE2
-                | CpuidFeature::FXSR
-        )
-    });
-    if !ours {
-        return instruction.mnemonic() == M::Wait;
+            | CpuidFeature::FPU287
+            | CpuidFeature::FPU387
+            | CpuidFeature::MMX
+            | CpuidFeature::SSE
+            | CpuidFeature::SSE2
+            | CpuidFeature::FXSR,
+        ) => {
+            features.get(1) != Some(&CpuidFeature::SSE3)
+                && !matches!(
+                    instruction.mnemonic(),
+                    M::Prefetchnta
+                        | M::Prefetcht0
+                        | M::Prefetcht1
+                        | M::Prefetcht2
+                        | M::Sfence
+                        | M::Lfence
+                        | M::Mfence
+                )
+        }
+        _ => instruction.mnemonic() == M::Wait,
     }
-    !features.contains(&CpuidFeature::SSE3)
-        && !matches!(
-            instruction.mnemonic(),
-            M::Prefetchnta
-                | M::Prefetcht0
-                | M::Prefetcht1
-                | M::Prefetcht2
-                | M::Sfence
-                | M::Lfence
-                | M::Mfence
-        )
 }
 
 /// #MF.
@@ -107,20 +107,20 @@ pub(crate) fn execute(cpu: &mut X86Cpu, i: &Instruction) -> R<Event> {
         }
         return Ok(Event::Retired);
     }
+    // iced lists an instruction's defining feature first (FPU for FCMOVcc's [FPU, CMOV]).
     let features = i.cpuid_features();
-    if features.contains(&CpuidFeature::FXSR) {
+    let first = features.first().copied();
+    if first == Some(CpuidFeature::FXSR) {
         if cr0 & (cr::CR0_EM | cr::CR0_TS) != 0 {
             return Err(Fault::nm());
         }
         fxsave_fxrstor(cpu, i)?;
         return Ok(Event::Retired);
     }
-    if features.iter().any(|f| {
-        matches!(
-            f,
-            CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387
-        )
-    }) {
+    if matches!(
+        first,
+        Some(CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387)
+    ) {
         if cr0 & (cr::CR0_EM | cr::CR0_TS) != 0 {
             return Err(Fault::nm());
         }
@@ -1242,5 +1242,52 @@ fn fop_of(cpu: &mut X86Cpu, i: &Instruction) -> u16 {
     match bytes[..len].iter().position(|b| (0xd8..=0xdf).contains(b)) {
         Some(k) if k + 1 < len => (u16::from(bytes[k] & 7) << 8) | u16::from(bytes[k + 1]),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `handles` looks at iced's first feature only; this checks that against every feature
+    /// of every legacy encoding, so a reordering in iced cannot silently drop instructions.
+    #[test]
+    fn handles_agrees_with_the_whole_feature_list() {
+        for code in Code::values() {
+            let name = format!("{code:?}");
+            if ["VEX_", "EVEX_", "XOP_", "MVEX_", "D3NOW_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                continue;
+            }
+            let mut i = Instruction::default();
+            i.set_code(code);
+            let f = code.cpuid_features();
+            let ours = f.iter().any(|f| {
+                matches!(
+                    f,
+                    CpuidFeature::FPU
+                        | CpuidFeature::FPU287
+                        | CpuidFeature::FPU387
+                        | CpuidFeature::MMX
+                        | CpuidFeature::SSE
+                        | CpuidFeature::SSE2
+                        | CpuidFeature::FXSR
+                )
+            }) && !f.contains(&CpuidFeature::SSE3)
+                && !matches!(
+                    code.mnemonic(),
+                    M::Prefetchnta
+                        | M::Prefetcht0
+                        | M::Prefetcht1
+                        | M::Prefetcht2
+                        | M::Sfence
+                        | M::Lfence
+                        | M::Mfence
+                );
+            let expected = ours || code.mnemonic() == M::Wait;
+            assert_eq!(handles(&i), expected, "{name} {f:?}");
+        }
     }
 }

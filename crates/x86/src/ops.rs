@@ -70,6 +70,10 @@ fn logic_flags(r: u64, sign: u64) -> u64 {
     szp(r, sign)
 }
 
+/// In [`X86Cpu::execute_ops_inner`]'s count: the next op faulted (the fault is in
+/// `X86Cpu::op_fault`).
+const FAULTED: usize = 1 << (usize::BITS - 1);
+
 /// "No register" in [`Mem`].
 const NONE: u8 = 16;
 
@@ -84,6 +88,8 @@ pub(crate) struct Mem {
     a32: bool,
     /// 64-bit mode through a segment other than FS/GS: the linear address is the offset.
     flat: bool,
+    /// 64-bit mode through FS or GS: the linear address is the segment base plus the offset.
+    based: bool,
     disp: u64,
 }
 
@@ -268,6 +274,8 @@ fn mem_operand(cpu: &X86Cpu, i: &Instruction) -> Option<Mem> {
         a32: address_mask == 0xffff_ffff,
         flat: cpu.state.mode() == Mode::Long64
             && !matches!(i.memory_segment(), Register::FS | Register::GS),
+        based: cpu.state.mode() == Mode::Long64
+            && matches!(i.memory_segment(), Register::FS | Register::GS),
         disp: i.memory_displacement64(),
     };
     if base != Register::None && base != Register::RIP && base != Register::EIP {
@@ -299,16 +307,18 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
     let count = i.op_count();
     let kind = |n: u32| i.op_kind(n);
     let reg = |n: u32| gpr(i.op_register(n));
-    let imm_size = |n: u32| match kind(n) {
-        OpKind::Immediate8
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate32to64
-        | OpKind::Immediate64 => true,
-        _ => false,
+    let imm_size = |n: u32| {
+        matches!(
+            kind(n),
+            OpKind::Immediate8
+                | OpKind::Immediate8to16
+                | OpKind::Immediate8to32
+                | OpKind::Immediate8to64
+                | OpKind::Immediate16
+                | OpKind::Immediate32
+                | OpKind::Immediate32to64
+                | OpKind::Immediate64
+        )
     };
     let m = i.mnemonic();
     // Two-operand forms with GPR/memory/immediate operands, by operand size.
@@ -792,6 +802,13 @@ impl X86Cpu {
             flat_check(offset, m.seg)?;
             return self.read_linear(offset, size.into(), false);
         }
+        if m.based {
+            let linear = self.state.segments[usize::from(m.seg) % 6]
+                .base
+                .wrapping_add(offset);
+            flat_check(linear, m.seg)?;
+            return self.read_linear(linear, size.into(), false);
+        }
         self.read(m.seg as usize, offset, size.into())
     }
 
@@ -801,6 +818,13 @@ impl X86Cpu {
         if m.flat {
             flat_check(offset, m.seg)?;
             return self.write_linear(offset, size.into(), v, false);
+        }
+        if m.based {
+            let linear = self.state.segments[usize::from(m.seg) % 6]
+                .base
+                .wrapping_add(offset);
+            flat_check(linear, m.seg)?;
+            return self.write_linear(linear, size.into(), v, false);
         }
         self.write(m.seg as usize, offset, size.into(), v)
     }
@@ -887,10 +911,22 @@ impl X86Cpu {
     /// decoded code, or at once when RFLAGS.TF is set or RIP is not at the block's start.
     /// Returns how many retired, and the fault of the next one if it faulted (nothing of
     /// it retired; the state is as before it).
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn execute_ops(&mut self, block: &Block, count: usize) -> (usize, Option<Fault>) {
+        // The fault travels in a field: a returned `Option<Fault>` costs a store-forwarding
+        // stall on every call.
+        let done = self.execute_ops_inner(block, count);
+        if done & FAULTED != 0 {
+            (done & !FAULTED, self.op_fault.take())
+        } else {
+            (done, None)
+        }
+    }
+
+    #[inline(never)]
+    fn execute_ops_inner(&mut self, block: &Block, count: usize) -> usize {
         if self.state.rflags & fl::TF != 0 || block.ip(0) != self.state.rip {
-            return (0, None);
+            return 0;
         }
         let limit = if block.crossing.is_some() {
             count.min(block.len() - 1)
@@ -902,15 +938,21 @@ impl X86Cpu {
         let whole = limit == block.ops.len();
         let mut rip = self.state.rip;
         let mut done = 0;
-        let mut fault = None;
+        let mut faulted = 0;
         for op in &block.ops[..limit.min(block.ops.len())] {
             if op.kind == Kind::Generic {
                 break;
             }
             match self.op_body(op, op.flags || !whole) {
-                Ok(next) => rip = next,
+                Ok(next) => {
+                    rip = next;
+                    // Counted per op: a device reached by a later op's access reads the
+                    // count as its clock.
+                    self.icount += 1;
+                }
                 Err(f) => {
-                    fault = Some(f);
+                    self.op_fault = Some(f);
+                    faulted = FAULTED;
                     break;
                 }
             }
@@ -919,14 +961,13 @@ impl X86Cpu {
                 break;
             }
         }
-        // RIP, the count and the interrupt shadow once for the run (no op reads RIP: their
+        // RIP and the interrupt shadow once for the run (no op reads RIP: their
         // RIP-relative operands and return addresses were resolved when translated).
         self.state.rip = rip;
         if done > 0 {
             self.state.interrupt_shadow = false;
-            self.icount += done as u64;
         }
-        (done, fault)
+        done | faulted
     }
 
     /// The op's effect; returns the next RIP. `want`: compute the arithmetic flags it
@@ -1038,7 +1079,8 @@ impl X86Cpu {
                     self.state.gpr[1] & 0xff
                 };
                 let (s, f) = (u32::from(size), self.state.rflags);
-                if !want && op.kind == Kind::ShiftRI {
+                // RCL/RCR read CF: always through alu::shift.
+                if !want && op.kind == Kind::ShiftRI && !matches!(op.sub, 2 | 3) {
                     self.sm(op.r, op, shift_result(op.sub, a, op.imm, s));
                     return Ok(next);
                 }

@@ -295,3 +295,38 @@ fn the_block_start_loop_and_the_instrumented_loop_agree_bare_metal() {
     assert_eq!(fast, redirect(true));
     assert!(fast.0 < reference.instruction_count());
 }
+
+/// A timer armed from the middle of a block fires at the same instruction whether the block
+/// ran uninstrumented (its pre-decoded ops in one go) or instrumented (one by one).
+#[test]
+fn a_timer_armed_mid_block_fires_at_the_same_count_in_every_loop() {
+    use pandare_core::instrument::Callback;
+    use pandare_core::{Exit, Machine, ShutdownKind};
+
+    let program = match build("timer_mid_block") {
+        Ok(program) => program,
+        Err(reason) => {
+            pandare_test_support::unavailable(&reason);
+            return;
+        }
+    };
+    let run = |instrumented: bool| {
+        let mut machine = X86_64.bare_metal(&program);
+        if instrumented {
+            machine
+                .instrumentation()
+                .register("every", Callback::InsnExec(Box::new(|_, _| {})))
+                .unwrap();
+            machine
+                .instrumentation()
+                .register("select", Callback::InsnTranslate(Box::new(|_, _| true)))
+                .unwrap();
+        }
+        assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
+        (
+            X86_64.register(&mut machine, "rax"),
+            machine.instruction_count(),
+        )
+    };
+    assert_eq!(run(false), run(true));
+}

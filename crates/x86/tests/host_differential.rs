@@ -240,8 +240,42 @@ fn write_u64(ram: &mut Ram, address: u64, value: u64) {
     assert!(ram.write_bytes(address, &value.to_le_bytes()));
 }
 
-/// Runs `code` on the emulated CPU at CPL 3 in 64-bit mode.
+/// Runs `code` on the emulated CPU at CPL 3 in 64-bit mode, one instruction at a time
+/// ([`X86Cpu::step`]), and again from pre-decoded blocks ([`X86Cpu::run`], where an op's
+/// flags may be skipped when later ops of its block overwrite them): both must agree
+/// exactly (every RFLAGS bit), and the first is compared with the host.
 fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
+    let stepped = emulated_in(code, input, compat, false).expect("stepping always finishes");
+    if let Some(blocks) = emulated_in(code, input, compat, true) {
+        assert_eq!(
+            stepped, blocks,
+            "step-by-step and block execution differ for {code:02x?}"
+        );
+    }
+    stepped.0
+}
+
+/// Registers, RFLAGS and RIP when a run faulted (the state the exception would see).
+type FaultState = Option<([u64; 16], u64, u64)>;
+
+fn signal_of(fault: &pandare_x86::Fault) -> i32 {
+    match fault.vector {
+        0 => libc::SIGFPE,
+        3 => libc::SIGTRAP,
+        6 => libc::SIGILL,
+        12 | 17 => libc::SIGBUS,
+        _ => libc::SIGSEGV,
+    }
+}
+
+/// One emulated run (`blocks`: through the run loop, stopping at a SYSCALL written where
+/// the code ends; `None` when the code itself stops that run some other way).
+fn emulated_in(
+    code: &[u8],
+    input: &Input,
+    compat: bool,
+    blocks: bool,
+) -> Option<(Outcome, FaultState)> {
     let mut ram = Ram::new(0, 0x40000);
     let user = 0x7; // present, writable, user
     write_u64(&mut ram, PML4, PDPT | user);
@@ -257,7 +291,11 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
     }
     // The same bytes at the same virtual addresses as natively (CALL pushes addresses, and
     // a computed address may read the code page).
-    let (image, start) = program(code, compat);
+    let (mut image, start) = program(code, compat);
+    if blocks {
+        let end = (start as usize) + code.len();
+        image[end..end + 2].copy_from_slice(&[0x0f, 0x05]);
+    }
     assert!(ram.write_bytes(CODE_PHYS, &image));
     assert!(ram.write_bytes(DATA_PHYS, &input.data));
     let mut state = State::long_mode(PML4, 3);
@@ -278,6 +316,32 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
     let mut cpu = X86Cpu::new(state, ram).expect("valid state");
     let end = CODE + start + code.len() as u64;
     let mut steps = 0;
+    if blocks {
+        cpu.user_mode = true;
+        loop {
+            steps += 1;
+            assert!(
+                steps < 1000,
+                "block run did not reach the end of {code:02x?}"
+            );
+            match cpu.run(1_000) {
+                pandare_x86::Exit::Budget => {}
+                pandare_x86::Exit::Syscall if cpu.state.rip == end => break,
+                pandare_x86::Exit::Fault(fault) => {
+                    let s = &cpu.state;
+                    return Some((
+                        Outcome {
+                            result: Err(signal_of(&fault)),
+                            page_fault: fault.address,
+                            wrote_code: false,
+                        },
+                        Some((s.gpr, s.rflags, s.rip)),
+                    ));
+                }
+                _ => return None,
+            }
+        }
+    }
     while cpu.state.rip != end {
         steps += 1;
         assert!(
@@ -285,29 +349,29 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
             "emulated run did not reach the end of {code:02x?}"
         );
         if let Err(fault) = cpu.step() {
-            let signal = match fault.vector {
-                0 => libc::SIGFPE,
-                3 => libc::SIGTRAP,
-                6 => libc::SIGILL,
-                12 | 17 => libc::SIGBUS,
-                _ => libc::SIGSEGV,
-            };
-            return Outcome {
-                result: Err(signal),
-                page_fault: fault.address,
-                wrote_code: false,
-            };
+            let s = &cpu.state;
+            return Some((
+                Outcome {
+                    result: Err(signal_of(&fault)),
+                    page_fault: fault.address,
+                    wrote_code: false,
+                },
+                Some((s.gpr, s.rflags, s.rip)),
+            ));
         }
     }
     let mut data = vec![0u8; DATA_LEN];
     assert!(cpu.ram.read_bytes(DATA_PHYS, &mut data));
     let mut code_page = vec![0u8; image.len()];
     assert!(cpu.ram.read_bytes(CODE_PHYS, &mut code_page));
-    Outcome {
-        result: Ok((cpu.state.gpr, cpu.state.rflags, data)),
-        page_fault: None,
-        wrote_code: code_page != image,
-    }
+    Some((
+        Outcome {
+            result: Ok((cpu.state.gpr, cpu.state.rflags, data)),
+            page_fault: None,
+            wrote_code: code_page != image,
+        },
+        None,
+    ))
 }
 
 /// One instruction class: encodings and which flags the manuals leave undefined.
@@ -1333,4 +1397,107 @@ fn compatibility_mode() {
     });
     let n = run_cases_in(&cases, 30, 0x3232_3232_1010_0101, true);
     eprintln!("compatibility mode: {n} differential cases");
+}
+
+/// Sequences where later instructions of a block overwrite earlier ones' flags (which the
+/// block executor then skips computing), with flag readers, partial writers (INC/DEC,
+/// rotates), shifts by zero, and memory operands that may fault in between (the exception
+/// must see exact flags; `emulated` compares the faulting state of both executions).
+#[test]
+fn flag_liveness_in_blocks() {
+    fn und_sz(_: &Input) -> u64 {
+        SF | ZF | AF | PF
+    }
+    fn und_mul(_: &Input) -> u64 {
+        SF | ZF | AF | PF
+    }
+    // Rotates by more than one leave OF undefined.
+    fn und_of(_: &Input) -> u64 {
+        OF
+    }
+    type Sequence = (&'static str, Vec<u8>, fn(&Input) -> u64);
+    let sequences: Vec<Sequence> = vec![
+        (
+            "add xor ror shl inc adc setc",
+            vec![
+                0x01, 0xd8, 0x31, 0xd1, 0xc1, 0xce, 0x05, 0x48, 0xc1, 0xe7, 0x03, 0x49, 0xff, 0xc0,
+                0x4d, 0x11, 0xd1, 0x0f, 0x92, 0xc0,
+            ],
+            none,
+        ),
+        (
+            "cmp, load (may fault), sub",
+            vec![0x48, 0x39, 0xd8, 0x8b, 0x0b, 0x29, 0xf2],
+            none,
+        ),
+        (
+            "test lea cmovz imul",
+            vec![
+                0x85, 0xc0, 0x48, 0x8d, 0x0c, 0x58, 0x0f, 0x44, 0xf9, 0x0f, 0xaf, 0xd6,
+            ],
+            und_sz,
+        ),
+        (
+            "neg dec rol8 and",
+            vec![
+                0x48, 0xf7, 0xd8, 0xff, 0xc9, 0xd0, 0xc2, 0x81, 0xe6, 0xff, 0x00, 0x00, 0x00,
+            ],
+            none,
+        ),
+        (
+            "sub then shr by 0",
+            vec![0x29, 0xd8, 0xc1, 0xe9, 0x00],
+            none,
+        ),
+        (
+            "dec then ror (CF from dec's predecessor)",
+            vec![0x01, 0xd8, 0xff, 0xc9, 0xc1, 0xc8, 0x08, 0x0f, 0x92, 0xc1],
+            und_of,
+        ),
+        (
+            "add8 mul sbb, add to memory (may fault)",
+            vec![0x00, 0xd8, 0xf7, 0xe1, 0x19, 0xd2, 0x01, 0x03],
+            none,
+        ),
+        ("add rcr", vec![0x01, 0xd8, 0xd1, 0xd8], none),
+        (
+            "16/8-bit: add ax, add cl imm, rol dx, setg",
+            vec![
+                0x66, 0x01, 0xd8, 0x80, 0xc1, 0x7f, 0x66, 0xc1, 0xc2, 0x01, 0x0f, 0x9f, 0xc0,
+            ],
+            none,
+        ),
+        (
+            "xor, push (stack store), or, pop",
+            vec![0x31, 0xc0, 0x53, 0x09, 0xd1, 0x5b],
+            none,
+        ),
+        (
+            "imul by imm, mul, adc to carry",
+            vec![0x6b, 0xc3, 0x07, 0x48, 0xf7, 0xe3, 0x48, 0x83, 0xd1, 0x00],
+            none,
+        ),
+        (
+            "or then load, sar by cl",
+            vec![0x09, 0xd8, 0x0f, 0xb6, 0x0b, 0xd3, 0xfa],
+            und_mul,
+        ),
+    ];
+    let cases: Vec<Case> = sequences
+        .into_iter()
+        .map(|(name, code, undefined)| case(name.to_string(), code, undefined))
+        .collect();
+    let cases = cases
+        .into_iter()
+        .map(|mut c| {
+            // Half the time rbx points into the data pages (no fault).
+            c.shape = |input: &mut Input, rng: &mut Rng| {
+                if rng.next() & 1 == 0 {
+                    input.gpr[3] = DATA + (rng.next() % (DATA_LEN as u64 - 16));
+                }
+            };
+            c
+        })
+        .collect::<Vec<_>>();
+    run_cases(&cases, 200, 0x5eed_f1a9);
 }

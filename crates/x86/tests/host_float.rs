@@ -19,7 +19,7 @@
 use pandare_core::memory::Ram;
 use pandare_x86::state::flags::{ARITH, FIXED, IF};
 use pandare_x86::state::{SseState, X87State};
-use pandare_x86::{State, X86Cpu};
+use pandare_x86::{Exit, State, X86Cpu};
 use pandare_x86_float::image::{fxrstor, fxsave, FxForm};
 
 const CODE: u64 = 0x1000_0000;
@@ -377,8 +377,27 @@ fn signal_of(vector: u8) -> i32 {
     }
 }
 
-/// Runs `code` on the emulated CPU at CPL 3 in 64-bit mode, as Linux sets a process up.
+/// Runs `code` on the emulated CPU at CPL 3 (64-bit or compatibility mode), as Linux sets
+/// a process up: one instruction at a time ([`X86Cpu::step`]), and again from pre-decoded
+/// blocks ([`X86Cpu::run`] in user mode, stopping at a SYSCALL written where the code
+/// ends). Both must agree exactly, the FPU state included; the first is compared with the
+/// host.
 fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
+    let stepped = emulated_in(code, input, compat, false).expect("stepping always finishes");
+    if let Some(blocks) = emulated_in(code, input, compat, true) {
+        BLOCK_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            stepped, blocks,
+            "step-by-step and block execution differ for {code:02x?}"
+        );
+    }
+    stepped
+}
+
+/// How many emulated runs were also made from blocks (reported, so the check is seen to run).
+static BLOCK_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn emulated_in(code: &[u8], input: &Input, compat: bool, blocks: bool) -> Option<Outcome> {
     let mut ram = Ram::new(0, 0x40000);
     let user = 0x7;
     write_u64(&mut ram, PML4, PDPT | user);
@@ -392,7 +411,11 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
             (DATA_PHYS + page * 0x1000) | user | (1 << 63),
         );
     }
-    let (image, start) = program(code, compat);
+    let (mut image, start) = program(code, compat);
+    if blocks {
+        let end = (start as usize) + code.len();
+        image[end..end + 2].copy_from_slice(&[0x0f, 0x05]);
+    }
     assert!(ram.write_bytes(CODE_PHYS, &image));
     assert!(ram.write_bytes(DATA_PHYS, &input.data));
     let mut state = State::long_mode(PML4, 3);
@@ -417,6 +440,21 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
     cpu.user_mode = true;
     let end = CODE + start + code.len() as u64;
     let mut steps = 0;
+    if blocks {
+        loop {
+            steps += 1;
+            assert!(
+                steps < 100,
+                "block run did not reach the end of {code:02x?}"
+            );
+            match cpu.run(1_000) {
+                Exit::Budget => {}
+                Exit::Syscall if cpu.state.rip == end => break,
+                Exit::Fault(fault) => return Some(Err(signal_of(fault.vector))),
+                _ => return None,
+            }
+        }
+    }
     while cpu.state.rip != end {
         steps += 1;
         assert!(
@@ -424,19 +462,19 @@ fn emulated(code: &[u8], input: &Input, compat: bool) -> Outcome {
             "emulated run did not reach the end of {code:02x?}"
         );
         if let Err(fault) = cpu.step() {
-            return Err(signal_of(fault.vector));
+            return Some(Err(signal_of(fault.vector)));
         }
     }
     let mut data = vec![0u8; DATA_LEN];
     assert!(cpu.ram.read_bytes(DATA_PHYS, &mut data));
     let mut fx = [0u8; 512];
     fxsave(&cpu.state.x87, &cpu.state.sse, FxForm::Bits64, 16, &mut fx);
-    Ok(Finish {
+    Some(Ok(Finish {
         gpr: cpu.state.gpr,
         flags: cpu.state.rflags,
         data,
         fx: fx[..416].to_vec(),
-    })
+    }))
 }
 
 // ---- inputs -----------------------------------------------------------------------------
@@ -742,6 +780,10 @@ fn run_in(cases: &[Case], per_case: usize, seed: u64, compat: bool) -> usize {
             }
         }
     }
+    eprintln!(
+        "({} runs so far in this process also compared from pre-decoded blocks)",
+        BLOCK_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+    );
     assert!(
         failures.is_empty(),
         "{} of {} classes diverged:\n{}",

@@ -109,8 +109,9 @@ fn machine(image: &[u8]) -> X86Cpu {
 fn cpu_seconds(children: bool) -> f64 {
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     if children {
-        // SAFETY: getrusage fills the struct it is given.
+        // SAFETY: rusage is plain data; all zeroes is a valid value.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage fills the struct it is given.
         unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
         seconds(usage.ru_utime) + seconds(usage.ru_stime)
     } else {
