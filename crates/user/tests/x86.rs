@@ -703,6 +703,7 @@ fn clocks_and_randomness_come_from_virtual_time_and_a_fixed_seed() {
         assert_eq!(lines[2], "slept at least 1.5 s: 1");
         assert_eq!(lines[3], "time and gettimeofday agree: 1");
         assert!(lines[4].starts_with("getrandom 8:"), "{}", lines[4]);
+        assert!(lines[6].starts_with("cpus 1, user time 0."), "{}", lines[6]);
         let (second, _, _, again) = run_ours(&binary, &[], variant.arch);
         assert_eq!(first, second, "{}", variant.name);
         assert_eq!(count, again);
