@@ -726,7 +726,7 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
         Syscall::SchedGetaffinity => {
             // The mask is a whole number of longs; CPU 0 is the only one.
             let size = arch.pointer_bytes();
-            if a[1] < size || a[1] % size != 0 {
+            if a[1] < size || !a[1].is_multiple_of(size) {
                 return err(EINVAL);
             }
             let mut mask = vec![0u8; size as usize];
