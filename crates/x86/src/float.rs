@@ -879,7 +879,11 @@ fn fxsave_fxrstor(cpu: &mut X86Cpu, i: &Instruction) -> R<()> {
                 xmm_count,
                 &img,
             )
-            .map_err(|_| Fault::gp(0))
+            .map_err(|_| Fault::gp(0))?;
+            // FCS and FDS are deprecated (saved as 0 whatever was loaded).
+            cpu.state.x87.fcs = 0;
+            cpu.state.x87.fds = 0;
+            Ok(())
         }
     }
 }
@@ -1196,6 +1200,10 @@ fn x87(cpu: &mut X86Cpu, i: &Instruction) -> R<()> {
                 image::frstor(&mut cpu.state.x87, form, &b)
             };
             r.map_err(|_| Fault::gp(0))?;
+            // FCS and FDS are deprecated: the loaded selectors are not kept (the Intel host
+            // stores 0 after loading any).
+            cpu.state.x87.fcs = 0;
+            cpu.state.x87.fds = 0;
         }
         _ => return Err(Fault::ud()),
     }
