@@ -1336,6 +1336,10 @@ fn random_float_instruction(r: &mut Rng) -> Vec<u8> {
         c.push(0x40 | (r.below(16) as u8 & 0xd)); // REX without .X
     }
     if x87 {
+        if r.below(6) == 0 {
+            // FWAIT, or the waiting forms (FSTCW, FSTSW, FSTENV, FSAVE, FINIT, FCLEX).
+            c.push(0x9b);
+        }
         c.push(0xd8 + r.below(8) as u8);
     } else {
         c.push(0x0f);
