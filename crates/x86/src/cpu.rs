@@ -682,7 +682,9 @@ impl X86Cpu {
         let slot = &self.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS];
         if slot.linear == linear && slot.key == key {
             if let Some(block) = &slot.block {
-                if Rc::strong_count(block) > 1 {
+                // Still cached, and entered at the IP it was decoded for (the same linear
+                // address can be another IP under another CS base).
+                if Rc::strong_count(block) > 1 && block.ip(0) == self.state.rip {
                     return Ok(block.clone());
                 }
             }
