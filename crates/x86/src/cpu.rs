@@ -360,6 +360,19 @@ impl X86Cpu {
             Mode::Real => Ok((self.state.segments[segment].base + (offset & 0xffff)) & 0xf_ffff),
             _ => {
                 let s = &self.state.segments[segment];
+                // A flat writable data segment (base 0, 4 GiB, expand-up), as every 32-bit
+                // OS loads: only the 4 GiB end to check.
+                const FLAT_KIND: u16 = Segment::PRESENT | Segment::S | 0xe;
+                if s.base == 0
+                    && s.limit == 0xffff_ffff
+                    && s.attributes & FLAT_KIND == Segment::PRESENT | Segment::S | 0x2
+                {
+                    let end = offset.wrapping_add(u64::from(size) - 1);
+                    if end <= 0xffff_ffff && end >= offset {
+                        return Ok(offset);
+                    }
+                    return fail();
+                }
                 if !s.present() || s.attributes & Segment::S == 0 {
                     return fail();
                 }
