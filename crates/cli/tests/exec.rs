@@ -176,6 +176,26 @@ fn x86_programs_run_with_the_architecture_of_their_header() {
             assert_eq!(run.stdout, format!("hi {width}\n"), "{}", run.stderr);
             assert_eq!(run.status.code(), Some(7), "{}", run.stderr);
         }
+        // A plugin counts what the CPU retired, all of it in user mode.
+        let run = exec(
+            &["--count", "--panda", "asid_instr_count"],
+            &binary,
+            &["hi"],
+        );
+        assert_eq!(run.status.code(), Some(7), "{}", run.stderr);
+        let retired = run
+            .stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("panda exec: "))
+            .and_then(|rest| rest.strip_suffix(" instructions retired"))
+            .unwrap_or_else(|| panic!("no count in:\n{}", run.stderr));
+        assert!(
+            run.stderr.contains(&format!(
+                "asid_instr_count: {retired} instructions in 1 address spaces"
+            )),
+            "{}",
+            run.stderr
+        );
         // The other x86: refused by the header, with what to do.
         let run = exec(&["--arch", other], &binary, &[]);
         assert_eq!(run.status.code(), Some(1), "{}", run.stderr);

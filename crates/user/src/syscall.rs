@@ -110,6 +110,10 @@ pub enum Syscall {
     GetThreadArea,
     /// `sysinfo(struct sysinfo *)`: uptime from virtual time, guest memory, one process.
     Sysinfo,
+    /// `sched_getaffinity`: one CPU, CPU 0.
+    SchedGetaffinity,
+    /// `getrusage`: user time from virtual time, nothing else counted.
+    Getrusage,
 }
 
 /// The asm-generic system call table (riscv64, aarch64, loongarch64): `(number, name,
@@ -154,7 +158,7 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (113, "clock_gettime", Some(Syscall::ClockGettime)),
     (114, "clock_getres", Some(Syscall::ClockGetres)),
     (115, "clock_nanosleep", Some(Syscall::ClockNanosleep)),
-    (123, "sched_getaffinity", None),
+    (123, "sched_getaffinity", Some(Syscall::SchedGetaffinity)),
     (124, "sched_yield", Some(Syscall::SchedYield)),
     (129, "kill", Some(Syscall::Kill)),
     (130, "tkill", Some(Syscall::Tkill)),
@@ -180,7 +184,7 @@ pub const GENERIC_TABLE: &[(u64, &str, Option<Syscall>)] = &[
     (160, "uname", Some(Syscall::Uname)),
     (163, "getrlimit", Some(Syscall::Getrlimit)),
     (164, "setrlimit", None),
-    (165, "getrusage", None),
+    (165, "getrusage", Some(Syscall::Getrusage)),
     (166, "umask", Some(Syscall::Umask)),
     (167, "prctl", Some(Syscall::Prctl)),
     (169, "gettimeofday", Some(Syscall::Gettimeofday)),
@@ -719,6 +723,41 @@ fn dispatch<C: UserCpu>(cpu: &mut C, p: &mut Process, call: Syscall, a: [u64; 6]
             mmap(cpu, p, args)
         }
         Syscall::ArchPrctl => arch_prctl(cpu, p, a[0], a[1]),
+        Syscall::SchedGetaffinity => {
+            // The mask is a whole number of longs; CPU 0 is the only one.
+            let size = arch.pointer_bytes();
+            if a[1] < size || !a[1].is_multiple_of(size) {
+                return err(EINVAL);
+            }
+            let mut mask = vec![0u8; size as usize];
+            mask[0] = 1;
+            match p.write_guest(cpu, a[2], &mask) {
+                Ok(()) => Action::Return(size),
+                Err(_) => err(EFAULT),
+            }
+        }
+        Syscall::Getrusage => {
+            // RUSAGE_SELF (0), RUSAGE_CHILDREN (-1), RUSAGE_THREAD (1): the instructions
+            // retired are the process's user time (1 ns each; sleeping is not counted);
+            // there are no children.
+            let who = a[0] as u32 as i32;
+            if !(-1..=1).contains(&who) {
+                return err(EINVAL);
+            }
+            let w = arch.pointer_bytes() as usize;
+            let user = if who == -1 {
+                0
+            } else {
+                cpu.instruction_count() / 1000
+            };
+            let mut bytes = vec![0u8; 16 * w + 2 * w];
+            bytes[..w].copy_from_slice(&(user / 1_000_000).to_le_bytes()[..w]);
+            bytes[w..2 * w].copy_from_slice(&(user % 1_000_000).to_le_bytes()[..w]);
+            match p.write_guest(cpu, a[1], &bytes[..18 * w]) {
+                Ok(()) => Action::Return(0),
+                Err(_) => err(EFAULT),
+            }
+        }
         Syscall::Sysinfo => {
             // struct sysinfo: uptime, loads[3], totalram, freeram, sharedram, bufferram,
             // totalswap, freeswap (longs), procs (u16), totalhigh, freehigh (longs),

@@ -1,6 +1,6 @@
 //! `panda exec`'s process on the x86 CPU: static C programs with inline assembly
 //! (`tests/programs/x86`: flags, string instructions and atomics, misaligned and
-//! page-crossing memory, faults, SSE and x87 rounding, TLS) built at test time for x86_64
+//! page-crossing memory, faults, SSE and x87 rounding, TLS, generated code) built at test time for x86_64
 //! (glibc and musl) and i386 (glibc), run natively on the host — the reference for
 //! user-level semantics — and under `panda exec`; stdout and exit status must be
 //! identical. Also: two runs are identical, wrong programs are refused.
@@ -703,6 +703,7 @@ fn clocks_and_randomness_come_from_virtual_time_and_a_fixed_seed() {
         assert_eq!(lines[2], "slept at least 1.5 s: 1");
         assert_eq!(lines[3], "time and gettimeofday agree: 1");
         assert!(lines[4].starts_with("getrandom 8:"), "{}", lines[4]);
+        assert!(lines[6].starts_with("cpus 1, user time 0."), "{}", lines[6]);
         let (second, _, _, again) = run_ours(&binary, &[], variant.arch);
         assert_eq!(first, second, "{}", variant.name);
         assert_eq!(count, again);
@@ -713,4 +714,10 @@ fn clocks_and_randomness_come_from_virtual_time_and_a_fixed_seed() {
         assert_eq!(native_lines[1..4], lines[1..4], "{}", variant.name);
         let _ = std::fs::remove_file(&binary);
     }
+}
+
+#[test]
+fn generated_code_follows_its_stores_and_mappings() {
+    // With an argument: a store to the page after it was made read-only and executable.
+    matches_the_host("jit", &[&[], &["fault"]]);
 }

@@ -360,6 +360,19 @@ impl X86Cpu {
             Mode::Real => Ok((self.state.segments[segment].base + (offset & 0xffff)) & 0xf_ffff),
             _ => {
                 let s = &self.state.segments[segment];
+                // A flat writable data segment (base 0, 4 GiB, expand-up), as every 32-bit
+                // OS loads: only the 4 GiB end to check.
+                const FLAT_KIND: u16 = Segment::PRESENT | Segment::S | 0xe;
+                if s.base == 0
+                    && s.limit == 0xffff_ffff
+                    && s.attributes & FLAT_KIND == Segment::PRESENT | Segment::S | 0x2
+                {
+                    let end = offset.wrapping_add(u64::from(size) - 1);
+                    if end <= 0xffff_ffff && end >= offset {
+                        return Ok(offset);
+                    }
+                    return fail();
+                }
                 if !s.present() || s.attributes & Segment::S == 0 {
                     return fail();
                 }
@@ -451,6 +464,17 @@ impl X86Cpu {
         size: u32,
         supervisor: bool,
     ) -> Result<u64, Fault> {
+        self.read_linear_inline(linear, size, supervisor)
+    }
+
+    /// [`X86Cpu::read_linear`], always inlined (the pre-decoded ops' loads).
+    #[inline(always)]
+    pub(crate) fn read_linear_inline(
+        &mut self,
+        linear: u64,
+        size: u32,
+        supervisor: bool,
+    ) -> Result<u64, Fault> {
         let user = self.state.cpl == 3 && !supervisor;
         if let Some(paddr) = self.tlb.fast_read(linear, size, user) {
             // Memory callbacks divert every access (read_linear_bytes' cold branch).
@@ -507,6 +531,18 @@ impl X86Cpu {
     /// no decoded code.
     #[inline]
     pub(crate) fn write_linear(
+        &mut self,
+        linear: u64,
+        size: u32,
+        value: u64,
+        supervisor: bool,
+    ) -> Result<(), Fault> {
+        self.write_linear_inline(linear, size, value, supervisor)
+    }
+
+    /// [`X86Cpu::write_linear`], always inlined (the pre-decoded ops' stores).
+    #[inline(always)]
+    pub(crate) fn write_linear_inline(
         &mut self,
         linear: u64,
         size: u32,
@@ -659,7 +695,9 @@ impl X86Cpu {
         let slot = &self.jump[(linear ^ (linear >> 10)) as usize % JUMP_SLOTS];
         if slot.linear == linear && slot.key == key {
             if let Some(block) = &slot.block {
-                if Rc::strong_count(block) > 1 {
+                // Still cached, and entered at the IP it was decoded for (the same linear
+                // address can be another IP under another CS base).
+                if Rc::strong_count(block) > 1 && block.ip(0) == self.state.rip {
                     return Ok(block.clone());
                 }
             }

@@ -146,6 +146,12 @@ pub(crate) enum Kind {
     /// One-operand MUL (`sub` 0) and IMUL (`sub` 1) of 2, 4 or 8 bytes: rDX:rAX.
     MulR,
     MulM,
+    /// 32-bit code's 4-byte stack operations (through SS, its size from SS.B at run time).
+    Push32R,
+    Push32I,
+    Pop32R,
+    Call32,
+    Ret32,
     /// 64-bit mode stack operations.
     PushR,
     PushI,
@@ -569,6 +575,35 @@ fn translate_inner(cpu: &X86Cpu, i: &Instruction) -> Option<Op> {
                 return None;
             }
         }
+        Mnemonic::Push if !long && count == 1 && i.stack_pointer_increment() == -4 => {
+            if kind(0) == OpKind::Register {
+                let (a, size) = reg(0)?;
+                if size != 4 {
+                    return None;
+                }
+                (op.kind, op.r) = (Kind::Push32R, a);
+            } else if imm_size(0) {
+                (op.kind, op.imm) = (Kind::Push32I, i.immediate(0) & 0xffff_ffff);
+            } else {
+                return None;
+            }
+        }
+        Mnemonic::Pop
+            if !long
+                && count == 1
+                && kind(0) == OpKind::Register
+                && i.stack_pointer_increment() == 4 =>
+        {
+            let (a, size) = reg(0)?;
+            if size != 4 {
+                return None;
+            }
+            (op.kind, op.r) = (Kind::Pop32R, a);
+        }
+        Mnemonic::Call if !long && i.code() == Code::Call_rel32_32 => {
+            (op.kind, op.imm) = (Kind::Call32, i.near_branch_target() & 0xffff_ffff);
+        }
+        Mnemonic::Ret if !long && i.code() == Code::Retnd => op.kind = Kind::Ret32,
         Mnemonic::Pop if long && count == 1 && kind(0) == OpKind::Register => {
             let (a, size) = reg(0)?;
             if size != 8 {
@@ -847,14 +882,14 @@ impl X86Cpu {
     fn load_at(&mut self, m: &Mem, offset: u64, size: u8) -> Result<u64, Fault> {
         if m.flat {
             flat_check(offset, m.seg)?;
-            return self.read_linear(offset, size.into(), false);
+            return self.read_linear_inline(offset, size.into(), false);
         }
         if m.based {
             let linear = self.state.segments[usize::from(m.seg) % 6]
                 .base
                 .wrapping_add(offset);
             flat_check(linear, m.seg)?;
-            return self.read_linear(linear, size.into(), false);
+            return self.read_linear_inline(linear, size.into(), false);
         }
         self.read(m.seg as usize, offset, size.into())
     }
@@ -864,14 +899,14 @@ impl X86Cpu {
         let v = v & mask(size.into());
         if m.flat {
             flat_check(offset, m.seg)?;
-            return self.write_linear(offset, size.into(), v, false);
+            return self.write_linear_inline(offset, size.into(), v, false);
         }
         if m.based {
             let linear = self.state.segments[usize::from(m.seg) % 6]
                 .base
                 .wrapping_add(offset);
             flat_check(linear, m.seg)?;
-            return self.write_linear(linear, size.into(), v, false);
+            return self.write_linear_inline(linear, size.into(), v, false);
         }
         self.write(m.seg as usize, offset, size.into(), v)
     }
@@ -886,9 +921,39 @@ impl X86Cpu {
     fn push64(&mut self, v: u64) -> Result<(), Fault> {
         let sp = self.state.gpr[4].wrapping_sub(8);
         flat_check(sp, seg::SS as u8)?;
-        self.write_linear(sp, 8, v, false)?;
+        self.write_linear_inline(sp, 8, v, false)?;
         self.state.gpr[4] = sp;
         Ok(())
+    }
+
+    /// The stack pointer mask of 32-bit code: SS.B selects ESP or SP.
+    #[inline(always)]
+    fn stack_mask32(&self) -> u64 {
+        if self.state.segments[seg::SS].attributes & crate::state::Segment::DB != 0 {
+            0xffff_ffff
+        } else {
+            0xffff
+        }
+    }
+
+    /// A 4-byte push in 32-bit code (the stack pointer changes only on success).
+    #[inline(always)]
+    fn push32(&mut self, v: u64) -> Result<(), Fault> {
+        let m = self.stack_mask32();
+        let sp = self.state.gpr[4].wrapping_sub(4) & m;
+        self.write(seg::SS, sp, 4, v & 0xffff_ffff)?;
+        self.state.gpr[4] = (self.state.gpr[4] & !m) | sp;
+        Ok(())
+    }
+
+    /// A 4-byte pop in 32-bit code: the value, after moving the stack pointer.
+    #[inline(always)]
+    fn pop32(&mut self) -> Result<u64, Fault> {
+        let m = self.stack_mask32();
+        let sp = self.state.gpr[4] & m;
+        let v = self.read(seg::SS, sp, 4)?;
+        self.state.gpr[4] = (self.state.gpr[4] & !m) | (sp.wrapping_add(4) & m);
+        Ok(v)
     }
 
     /// ALU operation `k` on `a` and `b`: (result, flags, whether the result is written).
@@ -1247,6 +1312,22 @@ impl X86Cpu {
                 self.set(2, size, high);
                 self.set_arith(alu::with_cf_of(low, s, overflow), fl::ARITH);
             }
+            Kind::Push32R => {
+                let v = self.state.gpr[(op.r & 15) as usize];
+                self.push32(v)?;
+            }
+            Kind::Push32I => self.push32(op.imm)?,
+            Kind::Pop32R => {
+                let v = self.pop32()?;
+                self.state.gpr[(op.r & 15) as usize] = v;
+            }
+            Kind::Call32 => {
+                self.push32(next)?;
+                next = op.imm;
+            }
+            Kind::Ret32 => {
+                next = self.pop32()?;
+            }
             Kind::PushR => {
                 let v = self.state.gpr[(op.r & 15) as usize];
                 self.push64(v)?;
@@ -1255,7 +1336,7 @@ impl X86Cpu {
             Kind::PopR => {
                 let sp = self.state.gpr[4];
                 flat_check(sp, seg::SS as u8)?;
-                let v = self.read_linear(sp, 8, false)?;
+                let v = self.read_linear_inline(sp, 8, false)?;
                 self.state.gpr[4] = sp.wrapping_add(8);
                 self.state.gpr[(op.r & 15) as usize] = v;
             }
@@ -1278,7 +1359,7 @@ impl X86Cpu {
             Kind::Ret => {
                 let sp = self.state.gpr[4];
                 flat_check(sp, seg::SS as u8)?;
-                let target = self.read_linear(sp, 8, false)?;
+                let target = self.read_linear_inline(sp, 8, false)?;
                 if !crate::mmu::canonical(target) {
                     return Err(Fault::gp(0));
                 }

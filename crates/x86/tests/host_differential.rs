@@ -1354,6 +1354,18 @@ fn compatibility_mode() {
     add("pushad popad", vec![0x60, 0x31, 0xc0, 0x61], af);
     add("pusha popa 16", vec![0x66, 0x60, 0x66, 0x61], none32);
     add("call pop", vec![0xe8, 0, 0, 0, 0, 0x59], none32);
+    // call to a RET that returns over it: CALL rel32 and RET of 32-bit code.
+    add(
+        "call ret",
+        vec![0xe8, 0x02, 0, 0, 0, 0xeb, 0x01, 0xc3],
+        none32,
+    );
+    add(
+        "push imm8 imm32 pop pop",
+        vec![0x6a, 0x85, 0x68, 1, 2, 3, 0x84, 0x59, 0x5a],
+        none32,
+    );
+    add("push esp pop esp", vec![0x54, 0x5c], none32);
     add("pushfd pop", vec![0x9c, 0x59], none32);
     add("lahf sahf", vec![0x9f, 0x80, 0xf4, 0xc1, 0x9e], none32);
     add("daa", vec![0x27], daa_und);

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <sys/time.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sched.h>
 
 int main(void) {
     struct timespec now, before, after, res;
@@ -32,5 +34,11 @@ int main(void) {
     for (int i = 0; i < 8; i++)
         printf(" %02x", bytes[i]);
     printf("\nmonotonic %lld.%09ld\n", (long long)after.tv_sec, after.tv_nsec);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    printf("cpus %d, user time %lld.%06ld\n", CPU_COUNT(&set), (long long)usage.ru_utime.tv_sec, (long)usage.ru_utime.tv_usec);
     return 0;
 }
