@@ -970,13 +970,6 @@ fn execute_inner(cpu: &mut X86Cpu, i: &Instruction, next: u64) -> R<Event> {
         | M::Prefetcht1
         | M::Prefetcht2
         | M::Prefetchw => {}
-        M::Wait => {
-            // (F)WAIT: #NM when CR0.MP and CR0.TS are set; otherwise it checks for pending
-            // x87 exceptions, of which there are none until the x87 is wired in.
-            if cpu.state.cr0 & (cr::CR0_MP | cr::CR0_TS) == cr::CR0_MP | cr::CR0_TS {
-                return Err(Fault::nm());
-            }
-        }
         M::Clflush => {
             // Faults like a byte read of the line; otherwise nothing to do (no caches).
             let offset = ea(cpu, i);
