@@ -248,55 +248,11 @@ fn every_case_is_run_or_listed() {
     assert_eq!(listed, cases);
 }
 
-/// The bare-metal half of `the_block_start_loop_and_the_instrumented_loop_agree`: a
-/// `before_block_exec` callback that moves the pc gives the same run in the block-start loop
-/// (alone) and in the instrumented loop (with another kind enabled).
+/// The bare-metal half of `the_block_start_loop_and_the_instrumented_loop_agree` (its guest
+/// half waits for the PC machine).
 #[test]
 fn the_block_start_loop_and_the_instrumented_loop_agree_bare_metal() {
-    use pandare_core::instrument::Callback;
-    use pandare_core::{Exit, Machine, ShutdownKind};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-
-    let program = match X86_64.program(Program::Loop) {
-        Ok(program) => program,
-        Err(reason) => {
-            pandare_test_support::unavailable(&reason);
-            return;
-        }
-    };
-    let (loop_start, after_loop) = (program.symbol("loop"), program.symbol("after_loop"));
-    let mut reference = X86_64.bare_metal(&program);
-    assert_eq!(
-        reference.run(10_000),
-        Exit::Shutdown(ShutdownKind::PowerOff)
-    );
-    let redirect = |with_other_kind: bool| {
-        let mut machine = X86_64.bare_metal(&program);
-        let arrivals = Arc::new(AtomicU64::new(0));
-        let a = Arc::clone(&arrivals);
-        let instr = machine.instrumentation();
-        instr
-            .register(
-                "redirect",
-                Callback::BeforeBlockExec(Box::new(move |cpu, block| {
-                    if block.pc == loop_start && a.fetch_add(1, Ordering::Relaxed) == 2 {
-                        cpu.set_pc(after_loop);
-                    }
-                })),
-            )
-            .unwrap();
-        if with_other_kind {
-            instr
-                .register("other", Callback::AfterBlockExec(Box::new(|_, _, _| {})))
-                .unwrap();
-        }
-        assert_eq!(machine.run(10_000), Exit::Shutdown(ShutdownKind::PowerOff));
-        (machine.instruction_count(), machine.state_hash())
-    };
-    let fast = redirect(false);
-    assert_eq!(fast, redirect(true));
-    assert!(fast.0 < reference.instruction_count());
+    conformance::a_redirect_from_before_block_exec_acts_the_same_in_both_loops(&X86_64);
 }
 
 /// A timer armed from the middle of a block fires at the same instruction whether the block
