@@ -14,11 +14,8 @@ use pandare_core::memory::Ram;
 use pandare_x86::state::flags::{AF, ARITH, CF, DF, FIXED, OF, PF, SF, ZF};
 use pandare_x86::{State, X86Cpu};
 
-const CODE: u64 = 0x1000_0000;
-const DATA: u64 = 0x1001_0000;
-const DATA_LEN: usize = 0x2000;
-const STATE: u64 = 0x1002_0000;
-const SCRATCH_TOP: u64 = STATE + 0x1000;
+mod native;
+use native::{CODE, DATA, DATA_LEN, SCRATCH_TOP, STATE};
 
 // Physical layout of the emulated machine.
 const PML4: u64 = 0x1000;
@@ -163,72 +160,8 @@ fn program(code: &[u8], compat: bool) -> (Vec<u8>, u64) {
 
 fn native(code: &[u8], input: &Input, compat: bool) -> Outcome {
     let (program, _) = program(code, compat);
-    // SAFETY: anonymous shared mapping, checked for failure, unmapped below.
-    let shared = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            0x4000,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(shared, libc::MAP_FAILED);
-    // SAFETY: fork; the child only maps memory, copies bytes, calls the test code and exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: child process; fixed mappings at addresses checked free (NOREPLACE).
-        unsafe {
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-            let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
-            let rw = libc::PROT_READ | libc::PROT_WRITE;
-            if libc::mmap(CODE as *mut _, 0x1000, rwx, flags, -1, 0) as u64 != CODE
-                || libc::mmap(DATA as *mut _, DATA_LEN, rw, flags, -1, 0) as u64 != DATA
-                || libc::mmap(STATE as *mut _, 0x1000, rw, flags, -1, 0) as u64 != STATE
-            {
-                libc::_exit(99);
-            }
-            std::ptr::copy_nonoverlapping(program.as_ptr(), CODE as *mut u8, program.len());
-            std::ptr::copy_nonoverlapping(input.data.as_ptr(), DATA as *mut u8, DATA_LEN);
-            let state = STATE as *mut u64;
-            for (n, v) in input.gpr.iter().enumerate() {
-                *state.add(n) = *v;
-            }
-            *state.add(16) = input.flags;
-            let f: extern "C" fn() = std::mem::transmute(CODE as usize);
-            f();
-            std::ptr::copy_nonoverlapping(STATE as *const u8, shared as *mut u8, 0x1000);
-            std::ptr::copy_nonoverlapping(
-                DATA as *const u8,
-                (shared as *mut u8).add(0x1000),
-                DATA_LEN,
-            );
-            libc::_exit(0);
-        }
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    let result = if libc::WIFSIGNALED(status) {
-        Err(libc::WTERMSIG(status))
-    } else {
-        assert_eq!(
-            libc::WEXITSTATUS(status),
-            0,
-            "the child could not map its fixed addresses"
-        );
-        // SAFETY: the shared mapping is 0x4000 bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(shared as *const u8, 0x1000 + DATA_LEN) };
-        let word = |n: usize| u64::from_le_bytes(bytes[n * 8..n * 8 + 8].try_into().unwrap());
-        let mut gpr = [0u64; 16];
-        for (n, g) in gpr.iter_mut().enumerate() {
-            *g = word(n);
-        }
-        Ok((gpr, word(16), bytes[0x1000..].to_vec()))
-    };
-    // SAFETY: unmapping what we mapped.
-    unsafe { libc::munmap(shared, 0x4000) };
+    let result = native::run(&program, &input.data, &input.gpr, input.flags, &[])
+        .map(|run| (run.gpr(), run.word(16), run.data));
     Outcome {
         result,
         page_fault: None,
