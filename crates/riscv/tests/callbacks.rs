@@ -13,13 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use pandare_core::{Machine, Snapshot};
 use pandare_riscv::{Virt, VirtConfig, VirtMachine};
 use pandare_test_support::conformance::{self, ConformanceTarget, GuestProgram, Program};
+use pandare_test_support::{tool, tool_output};
 
 const RAM: u64 = 512 << 20;
 
@@ -33,44 +34,6 @@ fn config() -> VirtConfig {
 /// The riscv64 virt machine as a conformance target.
 struct Riscv64;
 
-fn source_name(program: Program) -> &'static str {
-    match program {
-        Program::PowerOff => "power_off",
-        Program::Breakpoint => "breakpoint",
-        Program::TrappedBreakpoint => "trapped_breakpoint",
-        Program::Hypercall => "hypercall",
-        Program::StoreLoad => "store_load",
-        Program::UnmappedLoad => "unmapped_load",
-        Program::Loop => "loop",
-        Program::UserMode => "user_mode",
-        Program::AliasedLoop => "aliased_loop",
-        Program::TimerInterrupt => "timer_interrupt",
-        Program::SelfModifying => "self_modifying",
-    }
-}
-
-fn tool(name: &str) -> Result<PathBuf, String> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| format!("{name} not found; run scripts/install-test-tools.sh"))
-}
-
-fn run_tool(command: &mut Command) -> Result<Vec<u8>, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(output.stdout)
-}
-
 /// Assembles, links and dumps `tests/conformance/<name>.S`: its raw image and symbols.
 fn build(name: &str) -> Result<GuestProgram, String> {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
@@ -82,7 +45,7 @@ fn build(name: &str) -> Result<GuestProgram, String> {
         dir.join(format!("{name}.elf")),
         dir.join(format!("{name}.bin")),
     );
-    run_tool(
+    tool_output(
         Command::new(tool("riscv64-linux-gnu-as")?)
             .args(["-march=rv64gc_zicsr_zifencei", "-mabi=lp64d", "-mno-relax"])
             .arg("-I")
@@ -91,7 +54,7 @@ fn build(name: &str) -> Result<GuestProgram, String> {
             .arg(&object)
             .arg(sources.join(format!("{name}.S"))),
     )?;
-    run_tool(
+    tool_output(
         Command::new(tool("riscv64-linux-gnu-ld")?)
             .args(["--no-warn-rwx-segments", "--no-relax", "-T"])
             .arg(tests.join("programs/link.ld"))
@@ -99,7 +62,7 @@ fn build(name: &str) -> Result<GuestProgram, String> {
             .arg(&elf)
             .arg(&object),
     )?;
-    run_tool(
+    tool_output(
         Command::new(tool("riscv64-linux-gnu-objcopy")?)
             .args(["-O", "binary"])
             .arg(&elf)
@@ -107,7 +70,7 @@ fn build(name: &str) -> Result<GuestProgram, String> {
     )?;
     let image =
         std::fs::read(&binary).map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
-    let listing = run_tool(Command::new(tool("riscv64-linux-gnu-nm")?).arg(&elf))?;
+    let listing = tool_output(Command::new(tool("riscv64-linux-gnu-nm")?).arg(&elf))?;
     let symbols = String::from_utf8_lossy(&listing)
         .lines()
         .filter_map(|line| {
@@ -149,7 +112,7 @@ impl ConformanceTarget for Riscv64 {
         let programs = PROGRAMS.get_or_init(|| {
             Program::ALL
                 .into_iter()
-                .map(|program| Ok((program, build(source_name(program))?)))
+                .map(|program| Ok((program, build(program.source_name())?)))
                 .collect()
         });
         match programs {

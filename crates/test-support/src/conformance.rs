@@ -89,6 +89,25 @@ pub enum Program {
 }
 
 impl Program {
+    /// The stem of the program's source file in an architecture's `tests/conformance/`.
+    pub fn source_name(self) -> &'static str {
+        match self {
+            Program::PowerOff => "power_off",
+            Program::Breakpoint => "breakpoint",
+            Program::TrappedBreakpoint => "trapped_breakpoint",
+            Program::Hypercall => "hypercall",
+            Program::StoreLoad => "store_load",
+            Program::UnmappedLoad => "unmapped_load",
+            Program::Loop => "loop",
+            Program::UserMode => "user_mode",
+            Program::AliasedLoop => "aliased_loop",
+            Program::TimerInterrupt => "timer_interrupt",
+            Program::SelfModifying => "self_modifying",
+        }
+    }
+}
+
+impl Program {
     /// Every program, for targets that build them all up front.
     pub const ALL: [Program; 11] = [
         Program::PowerOff,

@@ -37,11 +37,17 @@ pub fn tool(name: &str) -> Result<std::path::PathBuf, String> {
 
 /// Runs a host tool; a failure carries its exit status and output.
 pub fn run_tool(command: &mut std::process::Command) -> Result<(), String> {
+    tool_output(command).map(|_| ())
+}
+
+/// Runs a host tool and returns its standard output; a failure carries its exit status and
+/// output.
+pub fn tool_output(command: &mut std::process::Command) -> Result<Vec<u8>, String> {
     let output = command
         .output()
         .map_err(|error| format!("cannot run {command:?}: {error}"))?;
     if output.status.success() {
-        Ok(())
+        Ok(output.stdout)
     } else {
         Err(format!(
             "{command:?} failed ({}):\n{}{}",

@@ -12,11 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use pandare_core::Shell;
 use pandare_test_support::conformance::{self, ConformanceTarget, GuestProgram, Program};
+use pandare_test_support::{tool, tool_output};
 use pandare_x86::bare::{self, BareBoard, BareMachine};
 
 /// RAM of the bare-metal board.
@@ -24,44 +25,6 @@ const RAM: u64 = 16 << 20;
 
 /// The x86-64 bare-metal board as a conformance target.
 struct X86_64;
-
-fn source_name(program: Program) -> &'static str {
-    match program {
-        Program::PowerOff => "power_off",
-        Program::Breakpoint => "breakpoint",
-        Program::TrappedBreakpoint => "trapped_breakpoint",
-        Program::Hypercall => "hypercall",
-        Program::StoreLoad => "store_load",
-        Program::UnmappedLoad => "unmapped_load",
-        Program::Loop => "loop",
-        Program::UserMode => "user_mode",
-        Program::AliasedLoop => "aliased_loop",
-        Program::TimerInterrupt => "timer_interrupt",
-        Program::SelfModifying => "self_modifying",
-    }
-}
-
-fn tool(name: &str) -> Result<PathBuf, String> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| format!("{name} not found; install binutils (apt-get install binutils)"))
-}
-
-fn run_tool(command: &mut Command) -> Result<Vec<u8>, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(output.stdout)
-}
 
 /// Assembles, links and dumps `tests/conformance/<name>.S`: its raw image and symbols.
 fn build(name: &str) -> Result<GuestProgram, String> {
@@ -79,7 +42,7 @@ fn build(name: &str) -> Result<GuestProgram, String> {
         dir.join(format!("{name}.elf")),
         dir.join(format!("{name}.bin")),
     );
-    run_tool(
+    tool_output(
         Command::new(tool("as")?)
             .arg("--64")
             .arg("-I")
@@ -88,14 +51,14 @@ fn build(name: &str) -> Result<GuestProgram, String> {
             .arg(&object)
             .arg(sources.join(format!("{name}.S"))),
     )?;
-    run_tool(
+    tool_output(
         Command::new(tool("ld")?)
             .arg(format!("-Ttext={:#x}", bare::LOAD_ADDRESS))
             .args(["-e", "_start", "--no-warn-rwx-segments", "-o"])
             .arg(&elf)
             .arg(&object),
     )?;
-    run_tool(
+    tool_output(
         Command::new(tool("objcopy")?)
             .args(["-O", "binary"])
             .arg(&elf)
@@ -103,7 +66,7 @@ fn build(name: &str) -> Result<GuestProgram, String> {
     )?;
     let image =
         std::fs::read(&binary).map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
-    let listing = run_tool(Command::new(tool("nm")?).arg(&elf))?;
+    let listing = tool_output(Command::new(tool("nm")?).arg(&elf))?;
     let symbols: BTreeMap<String, u64> = String::from_utf8_lossy(&listing)
         .lines()
         .filter_map(|line| {
@@ -128,7 +91,7 @@ impl ConformanceTarget for X86_64 {
     const TIMER_INTERRUPT: i32 = bare::TIMER_VECTOR as i32;
 
     fn program(&self, which: Program) -> Result<GuestProgram, String> {
-        build(source_name(which))
+        build(which.source_name())
     }
 
     fn bare_metal(&self, program: &GuestProgram) -> BareMachine {
